@@ -1,0 +1,116 @@
+"""Routes as data: each endpoint states its method, path, roles and body/response types.
+
+The app registers routes from these, the auth middleware reads the roles from them and the
+OpenAPI document is generated from them, so the three cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import enum
+import typing
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import msgspec
+from aiohttp import web
+
+from incident.domain import Role
+from incident.errors import InvalidInput, PayloadTooLarge
+from incident.keys import SETTINGS
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+T = TypeVar("T")
+
+ALL_ROLES = frozenset(Role)
+
+
+@dataclass(frozen=True)
+class Query:
+    name: str
+    description: str
+    schema: dict[str, Any] = field(default_factory=lambda: {"type": "string"})
+    repeated: bool = False
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    method: str
+    path: str
+    handler: Handler
+    summary: str
+    #: Roles allowed; None means public (no token).
+    roles: frozenset[Role] | None
+    tag: str = "incidents"
+    body: type[Any] | None = None
+    response: type[Any] | None = None
+    status: int = 200
+    query: tuple[Query, ...] = ()
+    #: The handler authenticates itself (the WebSocket takes its token in the first message).
+    self_auth: bool = False
+    #: Content type of the success response, when not JSON.
+    content_type: str = "application/json"
+    errors: tuple[int, ...] = (400, 401, 403, 404, 409, 413, 422)
+
+
+_encoder = msgspec.json.Encoder()
+
+
+def json_response(obj: Any, status: int = 200) -> web.Response:
+    return web.Response(body=_encoder.encode(obj), status=status, content_type="application/json")
+
+
+def _friendly(err: msgspec.ValidationError, type_: type[Any]) -> str:
+    text = str(err)
+    msg, sep, where = text.rpartition(" - at `$")
+    if not sep:
+        return text
+    path = where.rstrip("`").lstrip(".")
+    if msg.startswith("Invalid enum value") and path and "." not in path and "[" not in path:
+        fields = {f.name: f.type for f in msgspec.structs.fields(type_)} if _is_struct(type_) else {}
+        choices = _enum_values(fields.get(path))
+        if choices:
+            msg += f" (one of: {', '.join(choices)})"
+    return f"{path}: {msg}" if path else msg
+
+
+def _is_struct(type_: type[Any]) -> bool:
+    return isinstance(type_, type) and issubclass(type_, msgspec.Struct)
+
+
+def _enum_values(tp: Any) -> list[str]:
+    candidates = typing.get_args(tp) or (tp,)
+    for c in candidates:
+        if isinstance(c, type) and issubclass(c, enum.Enum):
+            return [str(m.value) for m in c]
+    return []
+
+
+async def read_body(request: web.Request, type_: type[T]) -> T:
+    """Decode and validate a JSON body; every failure is a 4xx a person can act on."""
+    try:
+        raw = await request.read()
+    except web.HTTPRequestEntityTooLarge as err:
+        limit = request.app[SETTINGS].http.max_body_bytes
+        raise PayloadTooLarge(f"request body is larger than the limit of {limit} bytes") from err
+    if not raw.strip():
+        raise InvalidInput("request body is empty; send a JSON object", code="empty_body")
+    try:
+        return msgspec.json.decode(raw, type=type_)
+    except msgspec.ValidationError as err:
+        raise InvalidInput(_friendly(err, type_)) from err
+    except msgspec.DecodeError as err:
+        raise InvalidInput(f"request body is not valid JSON: {err}", code="malformed_json") from err
+
+
+def query_int(request: web.Request, name: str, default: int, *, lo: int, hi: int) -> int:
+    raw = request.query.get(name)
+    if raw is None:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise InvalidInput(f"query parameter {name!r} must be a whole number, got {raw!r}") from None
+    if not lo <= value <= hi:
+        raise InvalidInput(f"query parameter {name!r} must be between {lo} and {hi}, got {value}")
+    return value

@@ -1,0 +1,107 @@
+"""The app factory: one ``create_app(settings)`` wires every part under typed keys.
+
+Resources open and close in cleanup contexts, in dependency order (store before the
+services that use it); background tasks are owned by the app and cancelled at shutdown.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Iterable
+from pathlib import Path
+
+from aiohttp import WSCloseCode, web
+
+from incident.api import incidents as incident_views
+from incident.api import system as system_views
+from incident.api.endpoint import ALL_ROLES, Endpoint
+from incident.api.live import live
+from incident.api.middleware import authentication, errors_and_metrics
+from incident.auth import TokenRegistry, read_tokens
+from incident.clock import Clock, SystemClock
+from incident.incidents import IncidentService
+from incident.keys import (
+    CLOCK,
+    ENDPOINTS,
+    HUB,
+    INCIDENTS,
+    LIVE_SOCKETS,
+    METRICS,
+    SETTINGS,
+    STORE,
+    TOKENS,
+)
+from incident.live import LiveHub
+from incident.metrics import Metrics
+from incident.settings import Settings
+from incident.store import open_store
+
+log = logging.getLogger(__name__)
+
+LIVE_ENDPOINT = Endpoint(
+    "GET",
+    "/api/live",
+    live,
+    "WebSocket of new timeline events (?incident= to filter); token in the header or first message",
+    ALL_ROLES,
+    tag="live",
+    status=101,
+    self_auth=True,
+    errors=(401,),
+)
+
+
+def all_endpoints() -> tuple[Endpoint, ...]:
+    return (*system_views.ENDPOINTS_, *incident_views.ENDPOINTS, LIVE_ENDPOINT)
+
+
+async def _store_ctx(app: web.Application) -> AsyncIterator[None]:
+    store = open_store(app[SETTINGS].store, app[CLOCK])
+    await store.open()
+    app[STORE] = store
+    hub = LiveHub(app[METRICS], app[SETTINGS].live.client_queue)
+    app[HUB] = hub
+    app[INCIDENTS] = IncidentService(store, hub, app[METRICS])
+    log.info("store open (schema version %d)", await store.schema_version())
+    yield
+    await store.close()
+
+
+async def _tokens_ctx(app: web.Application) -> AsyncIterator[None]:
+    path = Path(app[SETTINGS].auth.tokens_file)
+    registry = TokenRegistry(await asyncio.to_thread(read_tokens, path))
+    if not registry:
+        log.warning("no API tokens in %s: create one with `incident tokens add NAME --role ROLE`", path)
+    app[TOKENS] = registry
+    yield
+
+
+async def _close_live_sockets(app: web.Application) -> None:
+    app[HUB].close_all()
+    sockets = app[LIVE_SOCKETS]
+    for ws in list(sockets):
+        await ws.close(code=WSCloseCode.GOING_AWAY, message=b"server shutting down")
+
+
+def _register(app: web.Application, endpoints: Iterable[Endpoint]) -> None:
+    table = app[ENDPOINTS]
+    for endpoint in endpoints:
+        route = app.router.add_route(endpoint.method, endpoint.path, endpoint.handler)
+        table[route] = endpoint
+
+
+def create_app(settings: Settings, *, clock: Clock | None = None) -> web.Application:
+    app = web.Application(
+        middlewares=[errors_and_metrics, authentication],
+        client_max_size=settings.http.max_body_bytes,
+    )
+    app[SETTINGS] = settings
+    app[CLOCK] = clock or SystemClock()
+    app[METRICS] = Metrics()
+    app[ENDPOINTS] = {}
+    app[LIVE_SOCKETS] = set()
+    _register(app, all_endpoints())
+    app.cleanup_ctx.extend([_tokens_ctx, _store_ctx])
+    app.on_shutdown.append(_close_live_sockets)
+    return app

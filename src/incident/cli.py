@@ -1,0 +1,181 @@
+"""The ``incident`` command line."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import sys
+from pathlib import Path
+
+import click
+from aiohttp import web
+
+from incident.auth import add_token
+from incident.clock import SystemClock
+from incident.domain import Role
+from incident.errors import IncidentError
+from incident.settings import Settings, load_settings
+
+log = logging.getLogger("incident")
+
+_config_option = click.option(
+    "--config",
+    "config_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="TOML settings file (default: built-in defaults, as documented in config/default.toml).",
+)
+
+
+def _settings(config_file: Path | None) -> Settings:
+    try:
+        return load_settings(config_file, os.environ)
+    except IncidentError as err:
+        raise click.ClickException(err.message) from err
+
+
+def _logging(settings: Settings) -> None:
+    logging.basicConfig(
+        level=settings.log.level,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="incident")
+def main() -> None:
+    """Incident command and mass notification for water, gas and district-heating utilities.
+
+    Settings come from a TOML file (--config) plus INCIDENT_<SECTION>__<KEY> environment
+    variables; see config/default.toml.
+    """
+
+
+# --- serve --------------------------------------------------------------------------------
+
+
+async def _serve(settings: Settings) -> None:
+    from incident.app import create_app
+
+    app = create_app(settings)
+    runner = web.AppRunner(
+        app, handle_signals=False, shutdown_timeout=settings.http.shutdown_timeout, access_log=None
+    )
+    await runner.setup()
+    try:
+        site = web.TCPSite(runner, settings.http.host, settings.http.port)
+        await site.start()
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        for host, port, *_ in runner.addresses:
+            click.echo(f"Incident service listening on http://{host}:{port}/", err=True)
+            click.echo(f"  API description: http://{host}:{port}/api/openapi.json", err=True)
+        log.info("ready; SIGTERM or Ctrl-C stops")
+        await stop.wait()
+        log.info("stopping: finishing requests in flight")
+    finally:
+        await runner.cleanup()
+    log.info("stopped")
+
+
+@main.command()
+@_config_option
+def serve(config_file: Path | None) -> None:
+    """Run the service until SIGTERM or SIGINT, then shut down cleanly."""
+    settings = _settings(config_file)
+    _logging(settings)
+    try:
+        asyncio.run(_serve(settings))
+    except IncidentError as err:
+        raise click.ClickException(err.message) from err
+    except OSError as err:
+        raise click.ClickException(
+            f"cannot listen on {settings.http.host}:{settings.http.port}: {err}"
+        ) from err
+
+
+# --- tokens -------------------------------------------------------------------------------
+
+
+@main.group()
+def tokens() -> None:
+    """Manage API bearer tokens ([auth] tokens_file)."""
+
+
+@tokens.command("add")
+@click.argument("name")
+@click.option("--role", type=click.Choice([r.value for r in Role]), required=True)
+@click.option("--replace", is_flag=True, help="Issue a new token for an existing name.")
+@_config_option
+def tokens_add(name: str, role: str, replace: bool, config_file: Path | None) -> None:
+    """Create a token NAME with ROLE; prints the token once (only its hash is kept)."""
+    settings = _settings(config_file)
+    try:
+        token = add_token(Path(settings.auth.tokens_file), name, Role(role), replace=replace)
+    except IncidentError as err:
+        raise click.ClickException(err.message) from err
+    click.echo(token)
+
+
+# --- timeline -----------------------------------------------------------------------------
+
+
+@main.group()
+def timeline() -> None:
+    """Inspect incident timelines."""
+
+
+async def _verify(settings: Settings, incident_id: str) -> bool:
+    from incident.incidents import verify_incident
+    from incident.store import open_store
+
+    store = open_store(settings.store, SystemClock())
+    await store.open()
+    try:
+        result = await verify_incident(store, incident_id)
+    finally:
+        await store.close()
+    if result.ok:
+        click.echo(f"{incident_id}: OK, {result.events} events, head {result.head_hash}")
+    else:
+        click.echo(f"{incident_id}: BROKEN ({result.events} events)")
+        for problem in result.problems:
+            click.echo(f"  - {problem}")
+    return result.ok
+
+
+@timeline.command("verify")
+@click.argument("incident_id")
+@_config_option
+def timeline_verify(incident_id: str, config_file: Path | None) -> None:
+    """Recompute INCIDENT_ID's hash chain; exit 1 if it was altered."""
+    settings = _settings(config_file)
+    try:
+        ok = asyncio.run(_verify(settings, incident_id))
+    except IncidentError as err:
+        raise click.ClickException(err.message) from err
+    sys.exit(0 if ok else 1)
+
+
+# --- config -------------------------------------------------------------------------------
+
+
+@main.command("config")
+@_config_option
+def show_config(config_file: Path | None) -> None:
+    """Check the settings and print them as the service would use them (secrets hidden)."""
+    import msgspec
+
+    settings = _settings(config_file)
+    data = msgspec.to_builtins(settings)
+    for section, values in data.items():
+        click.echo(f"[{section}]")
+        for key, value in values.items():
+            shown = "********" if key in ("auth_token",) and value else value
+            click.echo(f"{key} = {shown!r}")
+        click.echo()

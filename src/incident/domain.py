@@ -1,0 +1,265 @@
+"""Incidents, timeline events and the rules of the lifecycle.
+
+Pure: data in, data out. The current state of an incident is the fold of its timeline
+events with :func:`apply_event`; commands (:func:`declare`, :func:`change_status`, ...)
+look at the current state and return the events to append, or raise.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+from enum import StrEnum
+from typing import Annotated, Any
+
+import msgspec
+
+from incident.errors import IllegalTransition, InvalidInput, NotOwner
+
+
+class Kind(StrEnum):
+    main_break = "main_break"
+    unplanned_outage = "unplanned_outage"
+    planned_outage = "planned_outage"
+    low_pressure = "low_pressure"
+    contamination = "contamination"
+    gas_leak = "gas_leak"
+    heat_outage = "heat_outage"
+
+
+class Utility(StrEnum):
+    water = "water"
+    gas = "gas"
+    heat = "heat"
+
+
+class Severity(StrEnum):
+    low = "low"
+    medium = "medium"
+    high = "high"
+    critical = "critical"
+
+
+class Status(StrEnum):
+    declared = "declared"
+    active = "active"
+    restoring = "restoring"
+    monitoring = "monitoring"
+    closed = "closed"
+    cancelled = "cancelled"
+
+
+class Role(StrEnum):
+    dispatcher = "dispatcher"
+    command = "command"
+    reviewer = "reviewer"
+    admin = "admin"
+
+
+OPEN_STATUSES = frozenset({Status.declared, Status.active, Status.restoring, Status.monitoring})
+
+#: Allowed status changes. Closed and cancelled are final: the timeline of a finished
+#: incident must not grow new operational facts, so a relapse is a new incident.
+TRANSITIONS: Mapping[Status, frozenset[Status]] = {
+    Status.declared: frozenset({Status.active, Status.cancelled}),
+    Status.active: frozenset({Status.restoring, Status.monitoring, Status.closed, Status.cancelled}),
+    Status.restoring: frozenset({Status.active, Status.monitoring, Status.closed}),
+    Status.monitoring: frozenset({Status.active, Status.closed}),
+    Status.closed: frozenset(),
+    Status.cancelled: frozenset(),
+}
+
+
+class EventType(StrEnum):
+    declared = "declared"
+    status_changed = "status_changed"
+    note_added = "note_added"
+    handed_over = "handed_over"
+    severity_changed = "severity_changed"
+
+
+Title = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
+Text = Annotated[str, msgspec.Meta(min_length=1, max_length=4000)]
+Name = Annotated[str, msgspec.Meta(min_length=1, max_length=100)]
+IncidentId = Annotated[str, msgspec.Meta(pattern=r"^INC-\d{4}-\d{6,}$")]
+
+
+class Incident(msgspec.Struct, frozen=True, kw_only=True):
+    """The current state of an incident: a projection of its timeline."""
+
+    id: str
+    kind: Kind
+    utility: Utility
+    title: str
+    severity: Severity
+    status: Status
+    owner: str | None
+    drill: bool
+    playbook: str | None = None
+    #: The affected area as GeoJSON (lon/lat), once drawn or derived.
+    area: dict[str, Any] | None = None
+    declared_at: str
+    updated_at: str
+    closed_at: str | None = None
+    #: Sequence number of the newest timeline event.
+    last_seq: int = 0
+    #: Chain hash of the newest timeline event; a deleted tail event shows up against it.
+    head_hash: str = ""
+
+    @property
+    def is_open(self) -> bool:
+        return self.status in OPEN_STATUSES
+
+
+class EventDraft(msgspec.Struct, frozen=True, kw_only=True):
+    """An event a command wants appended; the store adds sequence, time and hashes."""
+
+    type: str
+    actor: str
+    data: dict[str, Any] = msgspec.field(default_factory=dict)
+
+
+class TimelineEvent(msgspec.Struct, frozen=True, kw_only=True):
+    incident_id: str
+    seq: int
+    type: str
+    actor: str
+    at: str
+    data: dict[str, Any]
+    prev_hash: str
+    hash: str
+
+
+# --- folding events into state ----------------------------------------------------------
+
+
+def apply_event(state: Incident | None, event: TimelineEvent) -> Incident:
+    """The state after ``event``. Unknown event types only move ``last_seq``/``updated_at``,
+    so later features can add events without touching this fold."""
+    if state is None:
+        if event.type != EventType.declared:
+            raise InvalidInput(f"the first event of {event.incident_id} must be 'declared'")
+        d = event.data
+        return Incident(
+            id=event.incident_id,
+            kind=Kind(d["kind"]),
+            utility=Utility(d["utility"]),
+            title=d["title"],
+            severity=Severity(d["severity"]),
+            status=Status.declared,
+            owner=d.get("owner"),
+            drill=bool(d.get("drill", False)),
+            playbook=d.get("playbook"),
+            area=d.get("area"),
+            declared_at=event.at,
+            updated_at=event.at,
+            last_seq=event.seq,
+            head_hash=event.hash,
+        )
+    changes: dict[str, Any] = {"updated_at": event.at, "last_seq": event.seq, "head_hash": event.hash}
+    match event.type:
+        case EventType.status_changed:
+            to = Status(event.data["to"])
+            changes["status"] = to
+            changes["closed_at"] = event.at if to not in OPEN_STATUSES else None
+        case EventType.handed_over:
+            changes["owner"] = event.data["to"]
+        case EventType.severity_changed:
+            changes["severity"] = Severity(event.data["to"])
+    return msgspec.structs.replace(state, **changes)
+
+
+def fold(events: list[TimelineEvent]) -> Incident | None:
+    state: Incident | None = None
+    for event in events:
+        state = apply_event(state, event)
+    return state
+
+
+# --- commands: current state in, events out ----------------------------------------------
+
+
+class Declaration(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    kind: Kind
+    utility: Utility
+    title: Title
+    severity: Severity
+    drill: bool = False
+    playbook: Name | None = None
+    #: A drawn area: GeoJSON Polygon or MultiPolygon in lon/lat.
+    area: dict[str, Any] | None = None
+
+
+def declare(declaration: Declaration, actor: str, *, owner: str | None) -> list[EventDraft]:
+    data = msgspec.to_builtins(declaration)
+    if data.get("area") is None:
+        data.pop("area", None)
+    data["owner"] = owner
+    return [EventDraft(type=EventType.declared, actor=actor, data=data)]
+
+
+def change_status(state: Incident, to: Status, actor: str, reason: str | None) -> list[EventDraft]:
+    if to == state.status:
+        raise IllegalTransition(f"{state.id} is already {to.value}")
+    allowed = TRANSITIONS[state.status]
+    if to not in allowed:
+        if not allowed:
+            hint = (
+                f"{state.id} is {state.status.value}; a finished incident cannot change (declare a new one)"
+            )
+        else:
+            options = ", ".join(sorted(s.value for s in allowed))
+            hint = f"{state.id} is {state.status.value}; it can move to: {options}"
+        raise IllegalTransition(f"cannot move from {state.status.value} to {to.value}: {hint}")
+    data: dict[str, Any] = {"from": state.status.value, "to": to.value}
+    if reason:
+        data["reason"] = reason
+    return [EventDraft(type=EventType.status_changed, actor=actor, data=data)]
+
+
+def add_note(state: Incident, text: str, actor: str) -> list[EventDraft]:
+    _require_open(state, "add a note to")
+    return [EventDraft(type=EventType.note_added, actor=actor, data={"text": text})]
+
+
+def change_severity(state: Incident, to: Severity, actor: str, reason: str | None) -> list[EventDraft]:
+    _require_open(state, "change the severity of")
+    if to == state.severity:
+        raise IllegalTransition(f"{state.id} is already of severity {to.value}")
+    data: dict[str, Any] = {"from": state.severity.value, "to": to.value}
+    if reason:
+        data["reason"] = reason
+    return [EventDraft(type=EventType.severity_changed, actor=actor, data=data)]
+
+
+def hand_over(state: Incident, to: str, actor: str, role: Role, reason: str | None) -> list[EventDraft]:
+    """First-responder ownership: the owner keeps an incident until it is handed over.
+
+    The owner, command staff or an admin may hand it over; a dispatcher may take an
+    incident that nobody owns (e.g. one declared by an automatic rule).
+    """
+    _require_open(state, "hand over")
+    if to == state.owner:
+        raise IllegalTransition(f"{state.id} is already owned by {to}")
+    may = actor == state.owner or role in (Role.command, Role.admin) or (state.owner is None and to == actor)
+    if not may:
+        raise NotOwner(
+            f"{state.id} is owned by {state.owner}; only they, command staff or an admin can hand it over"
+        )
+    data: dict[str, Any] = {"from": state.owner, "to": to}
+    if reason:
+        data["reason"] = reason
+    return [EventDraft(type=EventType.handed_over, actor=actor, data=data)]
+
+
+def _require_open(state: Incident, what: str) -> None:
+    if not state.is_open:
+        raise IllegalTransition(f"cannot {what} {state.id}: it is {state.status.value}")
+
+
+def incident_id(year: int, number: int) -> str:
+    return f"INC-{year:04d}-{number:06d}"
+
+
+def year_of(at: datetime) -> int:
+    return at.year

@@ -1,0 +1,95 @@
+"""The one error hierarchy of the service.
+
+    IncidentError                 base; ``code`` is stable and machine-readable
+    ├── ConfigError               settings or a config file are wrong; start-up stops
+    ├── InvalidInput              a request or file breaks a rule (HTTP 400/413/422)
+    │   └── PayloadTooLarge
+    ├── AuthError
+    │   ├── Unauthenticated       no or unknown token (401)
+    │   └── Forbidden             the token's role may not do this (403)
+    │       └── NotOwner          a dispatcher acting on someone else's incident
+    ├── NotFound                  no such incident, report, ... (404)
+    ├── Conflict                  the request fights the current state (409)
+    │   └── IllegalTransition
+    ├── IntegrityError            a timeline chain does not verify
+    └── StoreError                the database failed; ``retryable`` says whether to try again
+
+Vendor errors (sqlite3, asyncpg, aiokafka, twilio) are converted to these at the adapter
+boundary with ``raise ... from err``; nothing above the adapters catches a vendor type.
+"""
+
+from __future__ import annotations
+
+
+class IncidentError(Exception):
+    """Base of every error the service raises on purpose."""
+
+    code = "error"
+    status = 500
+
+    def __init__(self, message: str, *, code: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        if code is not None:
+            self.code = code
+
+
+class ConfigError(IncidentError):
+    code = "config_invalid"
+
+
+class InvalidInput(IncidentError):
+    code = "invalid_request"
+    status = 422
+
+
+class PayloadTooLarge(InvalidInput):
+    code = "payload_too_large"
+    status = 413
+
+
+class AuthError(IncidentError):
+    code = "auth"
+    status = 401
+
+
+class Unauthenticated(AuthError):
+    code = "unauthenticated"
+    status = 401
+
+
+class Forbidden(AuthError):
+    code = "forbidden"
+    status = 403
+
+
+class NotFound(IncidentError):
+    code = "not_found"
+    status = 404
+
+
+class Conflict(IncidentError):
+    code = "conflict"
+    status = 409
+
+
+class IllegalTransition(Conflict):
+    code = "illegal_transition"
+
+
+class NotOwner(Forbidden):
+    code = "not_owner"
+
+
+class IntegrityError(IncidentError):
+    code = "integrity"
+    status = 500
+
+
+class StoreError(IncidentError):
+    code = "store_unavailable"
+    status = 503
+
+    def __init__(self, message: str, *, retryable: bool = True, code: str | None = None) -> None:
+        super().__init__(message, code=code)
+        self.retryable = retryable

@@ -1,0 +1,33 @@
+"""Typed keys for everything the app shares; declared once, used by views and wiring."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from aiohttp import web
+
+from incident.auth import Principal, TokenRegistry
+from incident.clock import Clock
+from incident.incidents import IncidentService
+from incident.live import LiveHub
+from incident.metrics import Metrics
+from incident.settings import Settings
+from incident.store import Store
+
+if TYPE_CHECKING:
+    from incident.api.endpoint import Endpoint
+
+if TYPE_CHECKING:
+    pass
+
+SETTINGS = web.AppKey("settings", Settings)
+CLOCK = web.AppKey("clock", Clock)
+METRICS = web.AppKey("metrics", Metrics)
+STORE = web.AppKey("store", Store)
+HUB = web.AppKey("hub", LiveHub)
+TOKENS = web.AppKey("tokens", TokenRegistry)
+INCIDENTS = web.AppKey("incidents", IncidentService)
+ENDPOINTS: web.AppKey[dict[web.AbstractRoute, Endpoint]] = web.AppKey("endpoints")
+LIVE_SOCKETS: web.AppKey[set[web.WebSocketResponse]] = web.AppKey("live_sockets")
+
+PRINCIPAL = web.RequestKey("principal", Principal)

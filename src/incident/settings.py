@@ -1,0 +1,169 @@
+"""Typed, frozen settings built once from a TOML file plus ``INCIDENT_<SECTION>__<KEY>``.
+
+Only :func:`load_settings` looks at the environment, and only at the mapping it is given.
+``config/default.toml`` documents every key; a test keeps it equal to the defaults here.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import msgspec
+
+from incident.errors import ConfigError
+
+ENV_PREFIX = "INCIDENT_"
+
+Port = Annotated[int, msgspec.Meta(ge=0, le=65535)]
+Positive = Annotated[int, msgspec.Meta(ge=1)]
+PositiveFloat = Annotated[float, msgspec.Meta(gt=0)]
+
+
+class HttpSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    host: str = "127.0.0.1"
+    port: Port = 8080
+    #: Largest accepted request body; larger ones get 413.
+    max_body_bytes: Positive = 1_048_576
+    #: Seconds that in-flight requests get to finish at shutdown.
+    shutdown_timeout: PositiveFloat = 10.0
+
+
+class StoreSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    url: str = "sqlite:///var/incident.db"
+    #: Connections in the PostgreSQL pool.
+    pool_size: Positive = 10
+
+    def __post_init__(self) -> None:
+        if not (self.url.startswith("sqlite:///") or self.url.startswith(("postgresql://", "postgres://"))):
+            raise ValueError("url must start with sqlite:///PATH or postgresql://")
+
+
+class KafkaSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    #: Comma-separated host:port list; empty starts the embedded broker.
+    bootstrap_servers: str = ""
+    reports_topic: str = "utility.reports"
+    dead_letter_topic: str = "utility.reports.dlq"
+    partitions: Positive = 6
+
+
+class CarrierSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    mode: Literal["drill", "twilio"] = "drill"
+
+
+class TwilioSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    account_sid: str = ""
+    auth_token: str = ""
+    from_number: str = ""
+    api_base_url: str = "https://api.twilio.com"
+    public_base_url: str = ""
+    messages_per_second: PositiveFloat = 10.0
+    calls_per_second: PositiveFloat = 1.0
+
+
+class AuthSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    tokens_file: str = "var/tokens.toml"
+
+
+class AreaSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    households: str = "config/sample/households.csv"
+    layers: str = "config/sample/layers"
+    network: str = "config/sample/network.inp"
+    valves: str = "config/sample/valves.csv"
+    crs: str = ""
+
+
+class LiveSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    #: Events a live client may fall behind by before it is dropped.
+    client_queue: Positive = 1000
+
+
+class LogSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+
+class Settings(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    http: HttpSettings = msgspec.field(default_factory=HttpSettings)
+    store: StoreSettings = msgspec.field(default_factory=StoreSettings)
+    kafka: KafkaSettings = msgspec.field(default_factory=KafkaSettings)
+    carrier: CarrierSettings = msgspec.field(default_factory=CarrierSettings)
+    twilio: TwilioSettings = msgspec.field(default_factory=TwilioSettings)
+    auth: AuthSettings = msgspec.field(default_factory=AuthSettings)
+    area: AreaSettings = msgspec.field(default_factory=AreaSettings)
+    live: LiveSettings = msgspec.field(default_factory=LiveSettings)
+    log: LogSettings = msgspec.field(default_factory=LogSettings)
+
+
+def _section_types() -> dict[str, type[msgspec.Struct]]:
+    return {f.name: f.type for f in msgspec.structs.fields(Settings)}
+
+
+_PATH = re.compile(r"^(?P<msg>.*) - at `\$\.(?P<section>\w+)(?:\.(?P<key>\w+))?`$")
+
+
+def _explain(err: msgspec.ValidationError, sources: Mapping[tuple[str, str], str], file: str) -> str:
+    m = _PATH.match(str(err))
+    if not m:
+        return f"{file}: {err}"
+    section, key, msg = m["section"], m["key"], m["msg"]
+    unknown = re.match(r"Object contains unknown field `(\w+)`", msg)
+    if unknown and key is None:
+        return f"{file}: [{section}] unknown key '{unknown[1]}'"
+    if key is None:
+        # __post_init__ checks fail on the whole section: name every source that fed it.
+        where = sorted({src for (sec, _), src in sources.items() if sec == section}) or [file]
+        return f"{' / '.join(where)}: [{section}] {msg}"
+    return f"{sources.get((section, key), file)}: [{section}] {key}: {msg}"
+
+
+def _from_env(environ: Mapping[str, str]) -> tuple[dict[str, dict[str, Any]], dict[tuple[str, str], str]]:
+    sections = _section_types()
+    values: dict[str, dict[str, Any]] = {}
+    sources: dict[tuple[str, str], str] = {}
+    for name, raw in environ.items():
+        if not name.startswith(ENV_PREFIX) or "__" not in name:
+            continue
+        section, _, key = name[len(ENV_PREFIX) :].lower().partition("__")
+        if section not in sections:
+            raise ConfigError(f"environment {name}: unknown section [{section}]")
+        fields = {f.name: f.type for f in msgspec.structs.fields(sections[section])}
+        if key not in fields:
+            raise ConfigError(f"environment {name}: unknown key '{key}' in [{section}]")
+        try:
+            value = msgspec.convert(raw, fields[key], strict=False)
+        except msgspec.ValidationError as err:
+            raise ConfigError(f"environment {name}: {err}") from err
+        values.setdefault(section, {})[key] = value
+        sources[(section, key)] = f"environment {name}"
+    return values, sources
+
+
+def load_settings(path: Path | None = None, environ: Mapping[str, str] | None = None) -> Settings:
+    """Build the settings from ``path`` (built-in defaults when None) and ``environ``."""
+    file = str(path) if path is not None else "built-in defaults"
+    data: dict[str, Any] = {}
+    if path is not None:
+        try:
+            data = tomllib.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError as err:
+            raise ConfigError(f"{file}: no such config file") from err
+        except tomllib.TOMLDecodeError as err:
+            raise ConfigError(f"{file}: not valid TOML: {err}") from err
+    env_values, sources = _from_env(environ or {})
+    for section, items in env_values.items():
+        current = data.get(section)
+        if current is not None and not isinstance(current, dict):
+            raise ConfigError(f"{file}: [{section}] must be a table")
+        data[section] = {**(current or {}), **items}
+    try:
+        return msgspec.convert(data, Settings)
+    except msgspec.ValidationError as err:
+        raise ConfigError(_explain(err, sources, file)) from err
+
+
+def sqlite_path(url: str) -> Path:
+    """The file behind a ``sqlite:///PATH`` URL (relative paths are relative to the cwd)."""
+    return Path(url.removeprefix("sqlite:///"))

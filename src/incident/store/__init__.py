@@ -1,0 +1,21 @@
+"""Incident store: the truth of the service. See :mod:`incident.store.base`."""
+
+from __future__ import annotations
+
+from incident.clock import Clock
+from incident.settings import StoreSettings, sqlite_path
+from incident.store.base import Appended, Decider, Opener, Store
+
+
+def open_store(settings: StoreSettings, clock: Clock) -> Store:
+    """The store for ``settings.url`` (not yet opened: call ``await store.open()``)."""
+    if settings.url.startswith("sqlite:///"):
+        from incident.store.sqlite import SqliteStore
+
+        return SqliteStore(sqlite_path(settings.url), clock)
+    from incident.store.postgres import PostgresStore
+
+    return PostgresStore(settings.url, clock, settings.pool_size)
+
+
+__all__ = ["Appended", "Decider", "Opener", "Store", "open_store"]

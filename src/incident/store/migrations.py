@@ -1,0 +1,69 @@
+"""Versioned schema migrations, applied in order at start-up; one entry per version.
+
+Each migration has a SQLite and a PostgreSQL form. Never edit a released migration:
+add a new one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Migration:
+    version: int
+    name: str
+    sqlite: str
+    postgres: str
+
+
+_V1_COMMON = """
+CREATE TABLE counters (
+    name TEXT PRIMARY KEY,
+    value BIGINT NOT NULL
+);
+CREATE TABLE incidents (
+    id TEXT PRIMARY KEY,
+    status TEXT NOT NULL,
+    declared_at TEXT NOT NULL,
+    updated_at TEXT NOT NULL,
+    last_seq BIGINT NOT NULL,
+    head_hash TEXT NOT NULL,
+    state TEXT NOT NULL
+);
+CREATE INDEX incidents_by_status ON incidents (status, declared_at);
+CREATE TABLE timeline_events (
+    incident_id TEXT NOT NULL REFERENCES incidents (id),
+    seq BIGINT NOT NULL,
+    type TEXT NOT NULL,
+    actor TEXT NOT NULL,
+    at TEXT NOT NULL,
+    data TEXT NOT NULL,
+    prev_hash TEXT NOT NULL,
+    hash TEXT NOT NULL,
+    PRIMARY KEY (incident_id, seq)
+);
+"""
+
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(
+        version=1,
+        name="incidents and the append-only timeline",
+        sqlite=_V1_COMMON
+        + """
+CREATE TRIGGER timeline_events_no_update BEFORE UPDATE ON timeline_events
+BEGIN SELECT RAISE(ABORT, 'timeline events are append-only'); END;
+CREATE TRIGGER timeline_events_no_delete BEFORE DELETE ON timeline_events
+BEGIN SELECT RAISE(ABORT, 'timeline events are append-only'); END;
+""",
+        postgres=_V1_COMMON
+        + """
+CREATE FUNCTION timeline_events_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN RAISE EXCEPTION 'timeline events are append-only'; END $$;
+CREATE TRIGGER timeline_events_append_only BEFORE UPDATE OR DELETE ON timeline_events
+FOR EACH ROW EXECUTE FUNCTION timeline_events_append_only();
+""",
+    ),
+)
+
+LATEST = MIGRATIONS[-1].version

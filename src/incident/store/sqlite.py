@@ -1,0 +1,332 @@
+"""SQLite store: WAL, one writer thread with group commit, one reader thread.
+
+Blocking sqlite3 calls never run on the event loop. The writer takes every job queued
+while it was busy, runs each in its own savepoint (one failing job rolls back alone) and
+commits them together: under load many appends share one commit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import queue
+import sqlite3
+import threading
+from collections.abc import Callable, Collection
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, TypeVar
+
+import msgspec
+import orjson
+
+from incident.clock import Clock
+from incident.domain import Incident, Status, TimelineEvent, incident_id
+from incident.errors import NotFound, StoreError
+from incident.store.base import Appended, Decider, Opener, incident_counter
+from incident.store.migrations import MIGRATIONS
+from incident.timeline import seal
+
+T = TypeVar("T")
+_MAX_BATCH = 512
+_decode_incident = msgspec.json.Decoder(Incident).decode
+_encode = msgspec.json.Encoder().encode
+
+
+def _connect(path: Path, *, readonly: bool) -> sqlite3.Connection:
+    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=10.0)
+    conn.execute("PRAGMA journal_mode=WAL")
+    # NORMAL in WAL mode is durable against a process crash; an OS crash may lose the last
+    # transactions but never corrupts the file or the chain.
+    conn.execute("PRAGMA synchronous=NORMAL")
+    conn.execute("PRAGMA foreign_keys=ON")
+    if readonly:
+        conn.execute("PRAGMA query_only=ON")
+    return conn
+
+
+def _store_error(err: sqlite3.Error) -> StoreError:
+    retryable = isinstance(err, sqlite3.OperationalError)
+    return StoreError(f"SQLite: {err}", retryable=retryable)
+
+
+class _Job:
+    __slots__ = ("fn", "future", "loop")
+
+    def __init__(self, fn: Callable[[sqlite3.Connection], Any], future: asyncio.Future[Any]) -> None:
+        self.fn = fn
+        self.future = future
+        self.loop = future.get_loop()
+
+
+def _settle(future: asyncio.Future[Any], ok: bool, value: Any) -> None:
+    if future.cancelled():
+        return
+    if ok:
+        future.set_result(value)
+    else:
+        future.set_exception(value)
+
+
+class _Writer(threading.Thread):
+    def __init__(self, path: Path) -> None:
+        super().__init__(name="sqlite-writer", daemon=True)
+        self._path = path
+        self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
+
+    def submit(self, fn: Callable[[sqlite3.Connection], T]) -> asyncio.Future[T]:
+        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        self._jobs.put(_Job(fn, future))
+        return future
+
+    def stop(self) -> None:
+        self._jobs.put(None)
+
+    def run(self) -> None:
+        conn = _connect(self._path, readonly=False)
+        try:
+            while (first := self._jobs.get()) is not None:
+                batch = [first]
+                stopping = False
+                while len(batch) < _MAX_BATCH:
+                    try:
+                        job = self._jobs.get_nowait()
+                    except queue.Empty:
+                        break
+                    if job is None:
+                        stopping = True
+                        break
+                    batch.append(job)
+                self._run_batch(conn, batch)
+                if stopping:
+                    break
+        finally:
+            conn.close()
+
+    @staticmethod
+    def _run_batch(conn: sqlite3.Connection, batch: list[_Job]) -> None:
+        outcomes: list[tuple[bool, Any]] = []
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            for job in batch:
+                conn.execute("SAVEPOINT job")
+                try:
+                    outcomes.append((True, job.fn(conn)))
+                    conn.execute("RELEASE job")
+                except Exception as err:  # one job's failure must not sink the batch
+                    conn.execute("ROLLBACK TO job")
+                    conn.execute("RELEASE job")
+                    if isinstance(err, sqlite3.Error):
+                        err = _store_error(err)
+                    outcomes.append((False, err))
+            conn.execute("COMMIT")
+        except sqlite3.Error as err:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            failure = _store_error(err)
+            outcomes = [(False, failure)] * len(batch)
+        for job, (ok, value) in zip(batch, outcomes, strict=True):
+            job.loop.call_soon_threadsafe(_settle, job.future, ok, value)
+
+
+_EVENT_COLUMNS = "incident_id, seq, type, actor, at, data, prev_hash, hash"
+
+
+def _event(row: tuple[Any, ...]) -> TimelineEvent:
+    return TimelineEvent(
+        incident_id=row[0],
+        seq=row[1],
+        type=row[2],
+        actor=row[3],
+        at=row[4],
+        data=orjson.loads(row[5]),
+        prev_hash=row[6],
+        hash=row[7],
+    )
+
+
+def _write(conn: sqlite3.Connection, state: Incident, events: list[TimelineEvent], *, new: bool) -> None:
+    if new:
+        conn.execute(
+            "INSERT INTO incidents (id, status, declared_at, updated_at, last_seq, head_hash, state)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (
+                state.id,
+                state.status.value,
+                state.declared_at,
+                state.updated_at,
+                state.last_seq,
+                state.head_hash,
+                _encode(state),
+            ),
+        )
+    else:
+        conn.execute(
+            "UPDATE incidents SET status = ?, updated_at = ?, last_seq = ?, head_hash = ?, state = ?"
+            " WHERE id = ?",
+            (state.status.value, state.updated_at, state.last_seq, state.head_hash, _encode(state), state.id),
+        )
+    conn.executemany(
+        f"INSERT INTO timeline_events ({_EVENT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",  # noqa: S608
+        [
+            (e.incident_id, e.seq, e.type, e.actor, e.at, orjson.dumps(e.data).decode(), e.prev_hash, e.hash)
+            for e in events
+        ],
+    )
+
+
+class SqliteStore:
+    def __init__(self, path: Path, clock: Clock) -> None:
+        self.path = path
+        self._clock = clock
+        self._writer: _Writer | None = None
+        self._reader: sqlite3.Connection | None = None
+        self._read_pool: ThreadPoolExecutor | None = None
+
+    # --- lifecycle ---------------------------------------------------------------------
+
+    async def open(self) -> None:
+        await asyncio.to_thread(self.path.parent.mkdir, parents=True, exist_ok=True)
+        self._writer = _Writer(self.path)
+        self._writer.start()
+        await self._write(self._migrate)
+        self._read_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite-reader")
+        self._reader = await asyncio.get_running_loop().run_in_executor(
+            self._read_pool, lambda: _connect(self.path, readonly=True)
+        )
+
+    async def close(self) -> None:
+        if self._writer is not None:
+            self._writer.stop()
+            await asyncio.to_thread(self._writer.join)
+            self._writer = None
+        if self._read_pool is not None:
+            reader = self._reader
+            if reader is not None:
+                await asyncio.get_running_loop().run_in_executor(self._read_pool, reader.close)
+            self._read_pool.shutdown(wait=False)
+            self._read_pool = None
+            self._reader = None
+
+    @staticmethod
+    def _migrate(conn: sqlite3.Connection) -> None:
+        conn.execute(
+            "CREATE TABLE IF NOT EXISTS schema_migrations"
+            " (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL)"
+        )
+        done = {row[0] for row in conn.execute("SELECT version FROM schema_migrations")}
+        for migration in MIGRATIONS:
+            if migration.version in done:
+                continue
+            for statement in _split_sql(migration.sqlite):
+                conn.execute(statement)
+            conn.execute(
+                "INSERT INTO schema_migrations VALUES (?, ?, datetime('now'))",
+                (migration.version, migration.name),
+            )
+
+    # --- plumbing ----------------------------------------------------------------------
+
+    async def _write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        if self._writer is None:
+            raise StoreError("the store is not open", retryable=False)
+        return await self._writer.submit(fn)
+
+    async def _read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        if self._read_pool is None or self._reader is None:
+            raise StoreError("the store is not open", retryable=False)
+        reader = self._reader
+
+        def run() -> T:
+            try:
+                return fn(reader)
+            except sqlite3.Error as err:
+                raise _store_error(err) from err
+
+        return await asyncio.get_running_loop().run_in_executor(self._read_pool, run)
+
+    # --- the interface -------------------------------------------------------------------
+
+    async def ping(self) -> None:
+        await self._read(lambda c: c.execute("SELECT 1").fetchone())
+
+    async def schema_version(self) -> int:
+        row = await self._read(lambda c: c.execute("SELECT max(version) FROM schema_migrations").fetchone())
+        return int(row[0]) if row and row[0] is not None else 0
+
+    async def create_incident(self, opener: Opener) -> Appended:
+        def run(conn: sqlite3.Connection) -> Appended:
+            now = self._clock.now()
+            (number,) = conn.execute(
+                "INSERT INTO counters (name, value) VALUES (?, 1)"
+                " ON CONFLICT (name) DO UPDATE SET value = value + 1 RETURNING value",
+                (incident_counter(now.year),),
+            ).fetchone()
+            new_id = incident_id(now.year, number)
+            state, events = seal(new_id, None, opener(new_id), now)
+            _write(conn, state, events, new=True)
+            return Appended(state, events)
+
+        return await self._write(run)
+
+    async def append(self, incident_id: str, decide: Decider) -> Appended:
+        def run(conn: sqlite3.Connection) -> Appended:
+            row = conn.execute("SELECT state FROM incidents WHERE id = ?", (incident_id,)).fetchone()
+            if row is None:
+                raise NotFound(f"no incident {incident_id}")
+            state = _decode_incident(row[0])
+            drafts = decide(state)
+            if not drafts:
+                return Appended(state, [])
+            new_state, events = seal(incident_id, state, drafts, self._clock.now())
+            _write(conn, new_state, events, new=False)
+            return Appended(new_state, events)
+
+        return await self._write(run)
+
+    async def get_incident(self, incident_id: str) -> Incident | None:
+        row = await self._read(
+            lambda c: c.execute("SELECT state FROM incidents WHERE id = ?", (incident_id,)).fetchone()
+        )
+        return _decode_incident(row[0]) if row else None
+
+    async def list_incidents(
+        self, statuses: Collection[Status] | None = None, limit: int = 100
+    ) -> list[Incident]:
+        def run(conn: sqlite3.Connection) -> list[Any]:
+            if statuses is None:
+                sql, args = "SELECT state FROM incidents", []
+            else:
+                marks = ", ".join("?" for _ in statuses)
+                sql = f"SELECT state FROM incidents WHERE status IN ({marks})"  # noqa: S608
+                args = [s.value for s in statuses]
+            sql += " ORDER BY declared_at DESC, id DESC LIMIT ?"
+            return conn.execute(sql, [*args, limit]).fetchall()
+
+        return [_decode_incident(row[0]) for row in await self._read(run)]
+
+    async def timeline(
+        self, incident_id: str, after_seq: int = 0, limit: int | None = None
+    ) -> list[TimelineEvent]:
+        rows = await self._read(
+            lambda c: c.execute(
+                f"SELECT {_EVENT_COLUMNS} FROM timeline_events"  # noqa: S608
+                " WHERE incident_id = ? AND seq > ? ORDER BY seq LIMIT ?",
+                (incident_id, after_seq, -1 if limit is None else limit),
+            ).fetchall()
+        )
+        return [_event(row) for row in rows]
+
+
+def _split_sql(script: str) -> list[str]:
+    """Split a migration into statements; trigger bodies keep their inner semicolons."""
+    statements: list[str] = []
+    current: list[str] = []
+    for line in script.splitlines():
+        current.append(line)
+        joined = "\n".join(current).strip()
+        if joined.endswith(";") and sqlite3.complete_statement(joined):
+            statements.append(joined)
+            current = []
+    if "\n".join(current).strip():
+        statements.append("\n".join(current).strip())
+    return statements
