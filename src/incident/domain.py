@@ -176,6 +176,25 @@ def fold(events: list[TimelineEvent]) -> Incident | None:
     return state
 
 
+def describe(event: TimelineEvent) -> str:
+    """One line of plain language for reviewers (CSV exports, reports)."""
+    d = event.data
+    reason = f" ({d['reason']})" if d.get("reason") else ""
+    match event.type:
+        case EventType.declared:
+            drill = "DRILL: " if d.get("drill") else ""
+            return f"{drill}declared {d['kind']} ({d['utility']}), severity {d['severity']}: {d['title']}"
+        case EventType.status_changed:
+            return f"status {d['from']} -> {d['to']}{reason}"
+        case EventType.note_added:
+            return str(d["text"])
+        case EventType.handed_over:
+            return f"handed over from {d['from'] or 'nobody'} to {d['to']}{reason}"
+        case EventType.severity_changed:
+            return f"severity {d['from']} -> {d['to']}{reason}"
+    return event.type.replace("_", " ")
+
+
 # --- commands: current state in, events out ----------------------------------------------
 
 

@@ -3,6 +3,7 @@
     IncidentError                 base; ``code`` is stable and machine-readable
     ├── ConfigError               settings or a config file are wrong; start-up stops
     ├── InvalidInput              a request or file breaks a rule (HTTP 400/413/422)
+    │   ├── MalformedRequest      not JSON at all (400)
     │   └── PayloadTooLarge
     ├── AuthError
     │   ├── Unauthenticated       no or unknown token (401)
@@ -41,6 +42,13 @@ class ConfigError(IncidentError):
 class InvalidInput(IncidentError):
     code = "invalid_request"
     status = 422
+
+
+class MalformedRequest(InvalidInput):
+    """The body cannot even be parsed (not JSON, empty)."""
+
+    code = "malformed_json"
+    status = 400
 
 
 class PayloadTooLarge(InvalidInput):

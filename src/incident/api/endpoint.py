@@ -16,7 +16,7 @@ import msgspec
 from aiohttp import web
 
 from incident.domain import Role
-from incident.errors import InvalidInput, PayloadTooLarge
+from incident.errors import InvalidInput, MalformedRequest, PayloadTooLarge
 from incident.keys import SETTINGS
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -94,13 +94,13 @@ async def read_body(request: web.Request, type_: type[T]) -> T:
         limit = request.app[SETTINGS].http.max_body_bytes
         raise PayloadTooLarge(f"request body is larger than the limit of {limit} bytes") from err
     if not raw.strip():
-        raise InvalidInput("request body is empty; send a JSON object", code="empty_body")
+        raise MalformedRequest("request body is empty; send a JSON object", code="empty_body")
     try:
         return msgspec.json.decode(raw, type=type_)
     except msgspec.ValidationError as err:
         raise InvalidInput(_friendly(err, type_)) from err
     except msgspec.DecodeError as err:
-        raise InvalidInput(f"request body is not valid JSON: {err}", code="malformed_json") from err
+        raise MalformedRequest(f"request body is not valid JSON: {err}") from err
 
 
 def query_int(request: web.Request, name: str, default: int, *, lo: int, hi: int) -> int:

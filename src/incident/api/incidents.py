@@ -10,7 +10,7 @@ from aiohttp import web
 
 from incident.api.endpoint import ALL_ROLES, Endpoint, Query, json_response, query_int, read_body
 from incident.api.schemas import HandoverBody, IncidentList, NoteBody, SeverityBody, StatusBody, Timeline
-from incident.domain import OPEN_STATUSES, Declaration, Incident, Role, Status, TimelineEvent
+from incident.domain import OPEN_STATUSES, Declaration, Incident, Role, Status, TimelineEvent, describe
 from incident.errors import InvalidInput
 from incident.geojson import check_area_geometry
 from incident.keys import INCIDENTS, PRINCIPAL
@@ -82,7 +82,7 @@ async def hand_over(request: web.Request) -> web.Response:
     return json_response(appended.incident)
 
 
-_CSV_COLUMNS = ("incident_id", "seq", "at", "type", "actor", "data", "prev_hash", "hash")
+_CSV_COLUMNS = ("incident_id", "seq", "at", "type", "actor", "summary", "data", "prev_hash", "hash")
 
 
 def _cell(value: str) -> str:
@@ -97,7 +97,17 @@ def timeline_csv(events: list[TimelineEvent]) -> str:
     for e in events:
         data = orjson.dumps(e.data, option=orjson.OPT_SORT_KEYS).decode()
         writer.writerow(
-            [e.incident_id, e.seq, e.at, _cell(e.type), _cell(e.actor), _cell(data), e.prev_hash, e.hash]
+            [
+                e.incident_id,
+                e.seq,
+                e.at,
+                _cell(e.type),
+                _cell(e.actor),
+                _cell(describe(e)),
+                _cell(data),
+                e.prev_hash,
+                e.hash,
+            ]
         )
     return out.getvalue()
 

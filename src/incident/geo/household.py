@@ -1,0 +1,264 @@
+"""Households and the validation of one households-file row (pure).
+
+A row is a mapping of the contract's column names to raw values (CSV strings, or GeoJSON
+property values). :class:`RowValidator` turns each into a :class:`Household` or a
+:class:`RejectedRow`; it is stateful only to catch a repeated ``account_id``.
+
+Phone numbers are personal data: no message built here contains one.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import re
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Literal
+
+import langcodes
+
+from incident.geo.errors import FileFormatError
+from incident.geo.geojson import iter_features
+from incident.geo.rows import RejectedRow
+
+
+class Priority(StrEnum):
+    medical = "medical"
+    critical_facility = "critical_facility"
+    vulnerable = "vulnerable"
+
+
+class Channel(StrEnum):
+    sms = "sms"
+    voice = "voice"
+    push = "push"
+
+
+#: The contract's column order; CSV headers may order them freely.
+COLUMNS: tuple[str, ...] = (
+    "account_id",
+    "lon",
+    "lat",
+    "address",
+    "language",
+    "sms",
+    "voice",
+    "app_token",
+    "priority",
+    "opt_out",
+)
+
+# E.164: "+", a country code that does not start with 0, at most 15 digits in all.
+_E164 = re.compile(r"\+[1-9][0-9]{6,14}")
+
+
+@dataclass(frozen=True, slots=True)
+class Household:
+    account_id: str
+    lon: float
+    lat: float
+    address: str
+    language: str
+    sms: str
+    voice: str
+    app_token: str
+    priority: Priority | None
+    opt_out: frozenset[Channel]
+
+    def channels(self) -> tuple[Channel, ...]:
+        """Channels this household can be reached on, in the contract's order."""
+        have = {
+            Channel.sms: bool(self.sms),
+            Channel.voice: bool(self.voice),
+            Channel.push: bool(self.app_token),
+        }
+        return tuple(c for c in Channel if have[c] and c not in self.opt_out)
+
+    def __repr__(self) -> str:
+        # The default repr would print phone numbers into any log or traceback that shows it.
+        return (
+            f"Household(account_id={self.account_id!r}, priority={self.priority}, language={self.language!r})"
+        )
+
+
+class _Bad(Exception):
+    pass
+
+
+def _text(row: Mapping[str, object], key: str) -> str:
+    value = row.get(key)
+    if value is None:
+        return ""
+    if isinstance(value, bool) or not isinstance(value, str | int | float):
+        raise _Bad(f"{key} must be text")
+    return str(value).strip()
+
+
+def _coordinate(row: Mapping[str, object], key: str, limit: float) -> float:
+    value = row.get(key)
+    if isinstance(value, bool):
+        raise _Bad(f"{key} is not a number")
+    if isinstance(value, int | float):
+        number = float(value)
+    elif isinstance(value, str) and value.strip():
+        try:
+            number = float(value)
+        except ValueError:
+            raise _Bad(f"{key} is not a number") from None
+    else:
+        raise _Bad(f"{key} is missing")
+    if not math.isfinite(number) or not -limit <= number <= limit:
+        raise _Bad(f"{key} {number!r} is outside -{limit:g}..{limit:g}")
+    return number
+
+
+def _language(row: Mapping[str, object]) -> str:
+    tag = _text(row, "language")
+    if not tag:
+        raise _Bad("language is missing")
+    try:
+        valid = langcodes.tag_is_valid(tag)
+    except ValueError:
+        valid = False
+    if not valid:
+        raise _Bad(f"language {tag!r} is not a known BCP 47 tag")
+    # One spelling per language, so templates/notices/<language>/ is found for "zh-cn" too.
+    return str(langcodes.standardize_tag(tag))
+
+
+def _phone(row: Mapping[str, object], key: str) -> str:
+    number = _text(row, key)
+    if number and not _E164.fullmatch(number):
+        raise _Bad(f"{key} number is not E.164")
+    return number
+
+
+def _priority(row: Mapping[str, object]) -> Priority | None:
+    value = _text(row, "priority")
+    if not value:
+        return None
+    try:
+        return Priority(value)
+    except ValueError:
+        allowed = " | ".join(p.value for p in Priority)
+        raise _Bad(f"priority {value!r} is not one of {allowed}") from None
+
+
+def _opt_out(row: Mapping[str, object]) -> frozenset[Channel]:
+    value = row.get("opt_out")
+    if value is None:
+        return frozenset()
+    if isinstance(value, list):
+        parts = [str(v).strip() for v in value]
+    elif isinstance(value, str):
+        parts = [p.strip() for p in value.split("|")]
+    else:
+        raise _Bad("opt_out must be channels separated by |")
+    channels: set[Channel] = set()
+    for part in parts:
+        if not part:
+            continue
+        try:
+            channels.add(Channel(part))
+        except ValueError:
+            raise _Bad(f"opt_out channel {part!r} is not one of sms | voice | push") from None
+    return frozenset(channels)
+
+
+class RowValidator:
+    """Validates rows one by one; remembers account ids to reject a repeated one."""
+
+    def __init__(self) -> None:
+        self._seen: set[str] = set()
+
+    def validate(
+        self, row: Mapping[str, object], where: Literal["line", "feature"], number: int
+    ) -> Household | RejectedRow:
+        account_id: str | None = None
+        try:
+            account_id = _text(row, "account_id") or None
+            if account_id is None:
+                raise _Bad("account_id is missing")
+            if account_id in self._seen:
+                raise _Bad("account_id appears earlier in the file")
+            household = Household(
+                account_id=account_id,
+                lon=_coordinate(row, "lon", 180.0),
+                lat=_coordinate(row, "lat", 90.0),
+                address=_text(row, "address"),
+                language=_language(row),
+                sms=_phone(row, "sms"),
+                voice=_phone(row, "voice"),
+                app_token=_text(row, "app_token"),
+                priority=_priority(row),
+                opt_out=_opt_out(row),
+            )
+        except _Bad as bad:
+            return RejectedRow(where, number, account_id, str(bad))
+        self._seen.add(account_id)
+        return household
+
+
+def iter_households_csv(lines: Iterable[str]) -> Iterator[Household | RejectedRow]:
+    """Yield a household or a rejected row for each data row of a households CSV."""
+    reader = csv.reader(lines)
+    try:
+        header = next(reader)
+    except StopIteration:
+        raise FileFormatError("households CSV is empty: expected a header row") from None
+    except csv.Error as err:
+        raise FileFormatError(f"households CSV header cannot be read: {err}") from None
+    names = [h.strip().lower() for h in header]
+    missing = [c for c in COLUMNS if c not in names]
+    if missing:
+        raise FileFormatError(f"households CSV header lacks column(s): {', '.join(missing)}")
+    validator = RowValidator()
+    last_line = reader.line_num
+    while True:
+        try:
+            fields = next(reader)
+        except StopIteration:
+            return
+        except csv.Error:
+            # csv.Error texts may quote the offending data, which may hold a number: keep it out.
+            yield RejectedRow("line", last_line + 1, None, "row is not valid CSV")
+            last_line = reader.line_num
+            continue
+        line, last_line = last_line + 1, reader.line_num
+        if not fields or (len(fields) == 1 and not fields[0].strip()):
+            continue
+        if len(fields) != len(names):
+            yield RejectedRow(
+                "line", line, None, f"row has {len(fields)} fields, the header has {len(names)}"
+            )
+            continue
+        yield validator.validate(dict(zip(names, fields, strict=True)), "line", line)
+
+
+def iter_households_geojson(chunks: Iterable[str]) -> Iterator[Household | RejectedRow]:
+    """Yield a household or a rejected row for each feature of a households FeatureCollection.
+
+    The point geometry gives ``lon``/``lat``; the other columns are feature properties.
+    """
+    validator = RowValidator()
+    for index, feature in enumerate(iter_features(chunks)):
+        properties = feature.get("properties")
+        geometry = feature.get("geometry")
+        if not isinstance(properties, dict):
+            yield RejectedRow("feature", index, None, "feature has no properties object")
+            continue
+        row: dict[str, object] = dict(properties)
+        if "account_id" not in row and isinstance(feature.get("id"), str | int):
+            row["account_id"] = feature["id"]
+        coords = geometry.get("coordinates") if isinstance(geometry, dict) else None
+        if not isinstance(geometry, dict) or geometry.get("type") != "Point" or not isinstance(coords, list):
+            account = row.get("account_id")
+            yield RejectedRow(
+                "feature", index, account if isinstance(account, str) else None, "geometry is not a Point"
+            )
+            continue
+        row["lon"] = coords[0] if len(coords) > 0 else None
+        row["lat"] = coords[1] if len(coords) > 1 else None
+        yield validator.validate(row, "feature", index)

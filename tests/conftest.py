@@ -1,0 +1,139 @@
+"""Shared fixtures: real stores (SQLite file, PostgreSQL schema), the real app, tokens.
+
+Tests that need PostgreSQL use INCIDENT_TEST_POSTGRES_URL (default
+postgresql://postgres@127.0.0.1:5432/test) and are skipped, with the reason, when no server
+answers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import asyncpg
+import pytest
+from blockbuster import BlockBuster, blockbuster_ctx
+
+from incident.auth import add_token
+from incident.clock import ManualClock
+from incident.domain import Role
+from incident.settings import Settings, StoreSettings, load_settings
+from incident.store import Store, open_store
+
+POSTGRES_URL = os.environ.get("INCIDENT_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
+
+
+@pytest.fixture(autouse=True)
+def blockbuster() -> Iterator[BlockBuster]:
+    """Fail any blocking call made on the event loop (as aiohttp's own suite does)."""
+    with blockbuster_ctx() as bb:
+        # asyncpg looks for ~/.pgpass and client certificates on disk while it parses
+        # connection arguments: small one-off checks when a pool opens, not per query.
+        for function in bb.functions.values():
+            function.can_block_in("asyncpg/connect_utils.py", "_parse_connect_dsn_and_args")
+        yield bb
+
+
+def _postgres_answers() -> str | None:
+    async def probe() -> None:
+        conn = await asyncpg.connect(POSTGRES_URL, timeout=3)
+        await conn.close()
+
+    try:
+        asyncio.run(probe())
+    except (OSError, asyncpg.PostgresError, TimeoutError) as err:
+        return f"no PostgreSQL at {POSTGRES_URL}: {err}"
+    return None
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> str:
+    reason = _postgres_answers()
+    if reason:
+        pytest.skip(reason)
+    return POSTGRES_URL
+
+
+@pytest.fixture
+async def postgres_schema_url(postgres_url: str) -> AsyncIterator[str]:
+    """A URL whose connections use a fresh, empty schema; dropped afterwards."""
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    conn = await asyncpg.connect(postgres_url)
+    try:
+        await conn.execute(f"CREATE SCHEMA {schema}")
+        sep = "&" if "?" in postgres_url else "?"
+        yield f"{postgres_url}{sep}search_path={schema}"
+        await conn.execute(f"DROP SCHEMA {schema} CASCADE")
+    finally:
+        await conn.close()
+
+
+@pytest.fixture
+def clock() -> ManualClock:
+    return ManualClock(datetime(2026, 11, 22, 8, 15, tzinfo=UTC))
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'incident.db'}"
+    url: str = request.getfixturevalue("postgres_schema_url")
+    return url
+
+
+@pytest.fixture
+def make_store(store_url: str, clock: ManualClock) -> Callable[[], Store]:
+    """Makes a store on the same database each call (to test restarts)."""
+    return lambda: open_store(StoreSettings(url=store_url, pool_size=20), clock)
+
+
+@pytest.fixture
+async def store(make_store: Callable[[], Store]) -> AsyncIterator[Store]:
+    s = make_store()
+    await s.open()
+    yield s
+    await s.close()
+
+
+class Tokens:
+    """Plain tokens for one person per role, written hashed to a tokens file."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.by_name: dict[str, str] = {}
+
+    def add(self, name: str, role: Role) -> str:
+        token = add_token(self.path, name, role)
+        self.by_name[name] = token
+        return token
+
+    def header(self, name: str) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.by_name[name]}"}
+
+
+@pytest.fixture
+def tokens(tmp_path: Path) -> Tokens:
+    t = Tokens(tmp_path / "tokens.toml")
+    t.add("alice", Role.dispatcher)
+    t.add("bob", Role.dispatcher)
+    t.add("carol", Role.command)
+    t.add("rita", Role.reviewer)
+    t.add("root", Role.admin)
+    return t
+
+
+@pytest.fixture
+def settings(store_url: str, tokens: Tokens) -> Settings:
+    return load_settings(
+        None,
+        {
+            "INCIDENT_STORE__URL": store_url,
+            "INCIDENT_AUTH__TOKENS_FILE": str(tokens.path),
+            "INCIDENT_HTTP__MAX_BODY_BYTES": "4096",
+            "INCIDENT_LIVE__CLIENT_QUEUE": "50",
+        },
+    )
