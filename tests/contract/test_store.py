@@ -234,3 +234,36 @@ async def test_tampering_is_detected(store: Store, store_url: str, sql: str, pro
     result = await verify_incident(store, inc.id)
     assert not result.ok
     assert any(problem in p for p in result.problems), result.problems
+
+
+async def test_two_instances_on_one_database_keep_one_chain(
+    make_store: Callable[[], Store], store: Store
+) -> None:
+    """Two service instances append to the same incidents at once (scale-out)."""
+    other = make_store()
+    await other.open()
+    try:
+        a, b = await _declare(store), await _declare(other)
+        jobs = [
+            s.append(inc.id, lambda st, i=i: domain.add_note(st, f"n{i}", "alice"))
+            for i in range(60)
+            for s, inc in ((store, a), (other, a), (store, b), (other, b))
+        ]
+        await asyncio.gather(*jobs)
+        for inc in (a, b):
+            result = await verify_incident(store, inc.id)
+            assert result.ok, result.problems
+            assert result.events == 121
+    finally:
+        await other.close()
+
+
+async def test_a_closed_store_refuses_work(make_store: Callable[[], Store]) -> None:
+    s = make_store()
+    await s.open()
+    inc = await _declare(s)
+    await s.close()
+    from incident.errors import StoreError
+
+    with pytest.raises(StoreError, match="not open"):
+        await s.append(inc.id, lambda st: domain.add_note(st, "late", "alice"))

@@ -244,10 +244,10 @@ def network_from_features(features: Iterable[Mapping[str, Any]], crs: str | None
         properties = feature.get("properties") or {}
         gtype = geometry.get("type")
         coordinates = geometry.get("coordinates")
-        if gtype == "MultiLineString" and isinstance(coordinates, list) and len(coordinates) == 1:
+        if gtype == "MultiLineString" and isinstance(coordinates, list | tuple) and len(coordinates) == 1:
             gtype, coordinates = "LineString", coordinates[0]
         try:
-            if gtype == "Point":
+            if gtype == "Point" and isinstance(coordinates, list | tuple):
                 node_id = _prop(properties, "id", "name") or feature.get("id")
                 if node_id is None:
                     raise FileFormatError(f"network feature {index}: a node needs an id")
@@ -255,11 +255,11 @@ def network_from_features(features: Iterable[Mapping[str, Any]], crs: str | None
                 point_features.append(
                     (index, str(node_id), NodeKind(kind_text), (float(coordinates[0]), float(coordinates[1])))
                 )
-            elif gtype == "LineString":
-                path = [(float(p[0]), float(p[1])) for p in coordinates]
-                if len(path) < 2:
+            elif gtype == "LineString" and isinstance(coordinates, list | tuple):
+                drawn = [(float(p[0]), float(p[1])) for p in coordinates]
+                if len(drawn) < 2:
                     raise FileFormatError(f"network feature {index}: a link needs two positions")
-                line_features.append((index, {**properties, "_fid": feature.get("id")}, path))
+                line_features.append((index, {**properties, "_fid": feature.get("id")}, drawn))
             else:
                 raise FileFormatError(
                     f"network feature {index}: geometry {gtype!r} is not a Point or LineString"
@@ -294,13 +294,15 @@ def network_from_features(features: Iterable[Mapping[str, Any]], crs: str | None
     links: list[Link] = []
     cursor = len(point_features)
     for index, properties, raw_path in line_features:
-        path = tuple((p[0], p[1]) for p in lonlat[cursor : cursor + len(raw_path)])
+        path: tuple[tuple[float, float], ...] = tuple(
+            (p[0], p[1]) for p in lonlat[cursor : cursor + len(raw_path)]
+        )
         cursor += len(raw_path)
         link_id = _prop(properties, "id", "name") or properties.get("_fid")
         if link_id is None:
             raise FileFormatError(f"network feature {index}: a link needs an id")
         try:
-            kind = LinkKind(str(_prop(properties, "kind", "link_type") or "pipe").lower())
+            link_kind = LinkKind(str(_prop(properties, "kind", "link_type") or "pipe").lower())
         except ValueError:
             raise FileFormatError(f"network feature {index}: link kind must be pipe, pump or valve") from None
         start = _prop(properties, "start", "start_node", "start_node_name")
@@ -314,12 +316,12 @@ def network_from_features(features: Iterable[Mapping[str, Any]], crs: str | None
                 )
         state = str(_prop(properties, "status", "initial_status") or "open").upper()
         valve_type = str(_prop(properties, "valve_type") or "").upper()
-        one_way = kind is LinkKind.pump or state == "CV" or bool(properties.get("check_valve"))
-        one_way = one_way or (kind is LinkKind.valve and valve_type in _ONE_WAY_VALVES)
+        one_way = link_kind is LinkKind.pump or state == "CV" or bool(properties.get("check_valve"))
+        one_way = one_way or (link_kind is LinkKind.valve and valve_type in _ONE_WAY_VALVES)
         # Snap the drawn ends onto the nodes so a line drawn a little short still meets them.
         start_node, end_node = nodes[start], nodes[end]
         path = ((start_node.lon, start_node.lat), *path[1:-1], (end_node.lon, end_node.lat))
-        links.append(Link(str(link_id), kind, start, end, path, one_way, state == "CLOSED"))
+        links.append(Link(str(link_id), link_kind, start, end, path, one_way, state == "CLOSED"))
     return Network.build(list(nodes.values()), links)
 
 

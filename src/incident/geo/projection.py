@@ -16,10 +16,11 @@ import pyproj
 import shapely
 from numpy.typing import NDArray
 from pyproj.exceptions import CRSError
+from shapely.geometry.base import BaseGeometry
 
 from incident.geo.errors import ProjectionError
 
-G = TypeVar("G", bound=shapely.Geometry)
+G = TypeVar("G", bound=BaseGeometry)
 Coords = NDArray[np.float64]
 
 
@@ -60,7 +61,7 @@ class LocalMetric:
         self._back = pyproj.Transformer.from_crs(aeqd, "EPSG:4326", always_xy=True)
 
     @classmethod
-    def around(cls, geometry: shapely.Geometry) -> LocalMetric:
+    def around(cls, geometry: BaseGeometry) -> LocalMetric:
         xmin, ymin, xmax, ymax = shapely.bounds(geometry).tolist()
         return cls((xmin + xmax) / 2, (ymin + ymax) / 2)
 

@@ -1,11 +1,16 @@
 """PostgreSQL store (asyncpg): the production store, shared by several service instances.
 
-Appends to one incident are serialised by a row lock on the incident (SELECT ... FOR UPDATE),
-which keeps its sequence gapless and its chain linear whichever instance appends.
+Appends are group-committed: one task takes every append queued while the previous
+transaction ran, locks the incidents involved (SELECT ... FOR UPDATE, in id order so two
+instances never deadlock), runs each ``decide`` against the current state, and writes all
+events and projections in one transaction. The row locks keep each incident's sequence
+gapless and its chain linear whichever instance appends; a refused command is simply left
+out of the batch, so it writes nothing.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable, Collection
 from typing import Any, TypeVar
 
@@ -54,12 +59,28 @@ def _store_error(err: Exception) -> StoreError:
     return StoreError(f"PostgreSQL: {err}", retryable=retryable)
 
 
+_MAX_BATCH = 256
+
+
+class _Job:
+    __slots__ = ("decide", "future", "incident_id")
+
+    def __init__(self, incident_id: str, decide: Decider, future: asyncio.Future[Appended]) -> None:
+        self.incident_id = incident_id
+        self.decide = decide
+        self.future = future
+
+
 class PostgresStore:
     def __init__(self, url: str, clock: Clock, pool_size: int = 10) -> None:
         self._url = url
         self._clock = clock
         self._pool_size = pool_size
         self._pool: asyncpg.Pool | None = None
+        self._pending: list[_Job] = []
+        self._wakeup = asyncio.Event()
+        self._committer: asyncio.Task[None] | None = None
+        self._closing = False
 
     async def open(self) -> None:
         try:
@@ -69,8 +90,15 @@ class PostgresStore:
         except (OSError, asyncpg.PostgresError) as err:
             raise _store_error(err) from err
         await self._run(self._migrate)
+        self._committer = asyncio.create_task(self._commit_loop(), name="postgres-group-commit")
 
     async def close(self) -> None:
+        if self._committer is not None:
+            # Appends already queued are committed before the pool goes.
+            self._closing = True
+            self._wakeup.set()
+            await self._committer
+            self._committer = None
         if self._pool is not None:
             await self._pool.close()
             self._pool = None
@@ -115,30 +143,7 @@ class PostgresStore:
         return int(value or 0)
 
     @staticmethod
-    async def _write(conn: Any, state: Incident, events: list[TimelineEvent], *, new: bool) -> None:
-        if new:
-            await conn.execute(
-                "INSERT INTO incidents (id, status, declared_at, updated_at, last_seq, head_hash, state)"
-                " VALUES ($1, $2, $3, $4, $5, $6, $7)",
-                state.id,
-                state.status.value,
-                state.declared_at,
-                state.updated_at,
-                state.last_seq,
-                state.head_hash,
-                _encode(state).decode(),
-            )
-        else:
-            await conn.execute(
-                "UPDATE incidents SET status = $1, updated_at = $2, last_seq = $3, head_hash = $4,"
-                " state = $5 WHERE id = $6",
-                state.status.value,
-                state.updated_at,
-                state.last_seq,
-                state.head_hash,
-                _encode(state).decode(),
-                state.id,
-            )
+    async def _write_events(conn: Any, events: list[TimelineEvent]) -> None:
         await conn.executemany(
             f"INSERT INTO timeline_events ({_EVENT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",  # noqa: S608
             [
@@ -156,6 +161,17 @@ class PostgresStore:
             ],
         )
 
+    @staticmethod
+    async def _update_incidents(conn: Any, states: list[Incident]) -> None:
+        await conn.executemany(
+            "UPDATE incidents SET status = $1, updated_at = $2, last_seq = $3, head_hash = $4,"
+            " state = $5 WHERE id = $6",
+            [
+                (s.status.value, s.updated_at, s.last_seq, s.head_hash, _encode(s).decode(), s.id)
+                for s in states
+            ],
+        )
+
     async def create_incident(self, opener: Opener) -> Appended:
         async def run(conn: Any) -> Appended:
             now = self._clock.now()
@@ -166,25 +182,86 @@ class PostgresStore:
             )
             new_id = incident_id(now.year, number)
             state, events = seal(new_id, None, opener(new_id), now)
-            await self._write(conn, state, events, new=True)
+            await conn.execute(
+                "INSERT INTO incidents (id, status, declared_at, updated_at, last_seq, head_hash, state)"
+                " VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                state.id,
+                state.status.value,
+                state.declared_at,
+                state.updated_at,
+                state.last_seq,
+                state.head_hash,
+                _encode(state).decode(),
+            )
+            await self._write_events(conn, events)
             return Appended(state, events)
 
         return await self._run(run)
 
     async def append(self, incident_id: str, decide: Decider) -> Appended:
-        async def run(conn: Any) -> Appended:
-            raw = await conn.fetchval("SELECT state FROM incidents WHERE id = $1 FOR UPDATE", incident_id)
-            if raw is None:
-                raise NotFound(f"no incident {incident_id}")
-            state = _decode_incident(raw)
-            drafts = decide(state)
-            if not drafts:
-                return Appended(state, [])
-            new_state, events = seal(incident_id, state, drafts, self._clock.now())
-            await self._write(conn, new_state, events, new=False)
-            return Appended(new_state, events)
+        if self._committer is None or self._closing:
+            raise StoreError("the store is not open", retryable=False)
+        future: asyncio.Future[Appended] = asyncio.get_running_loop().create_future()
+        self._pending.append(_Job(incident_id, decide, future))
+        self._wakeup.set()
+        return await future
 
-        return await self._run(run)
+    async def _commit_loop(self) -> None:
+        while True:
+            await self._wakeup.wait()
+            self._wakeup.clear()
+            while self._pending:
+                batch = [job for job in self._pending[:_MAX_BATCH] if not job.future.cancelled()]
+                del self._pending[:_MAX_BATCH]
+                if batch:
+                    await self._commit_batch(batch)
+            if self._closing:
+                return
+
+    async def _commit_batch(self, batch: list[_Job]) -> None:
+        outcomes: list[Appended | BaseException] = []
+
+        async def run(conn: Any) -> None:
+            ids = sorted({job.incident_id for job in batch})
+            rows = await conn.fetch(
+                "SELECT id, state FROM incidents WHERE id = ANY($1::text[]) ORDER BY id FOR UPDATE", ids
+            )
+            states = {row[0]: _decode_incident(row[1]) for row in rows}
+            changed: dict[str, Incident] = {}
+            events: list[TimelineEvent] = []
+            now = self._clock.now()
+            for job in batch:
+                state = states.get(job.incident_id)
+                if state is None:
+                    outcomes.append(NotFound(f"no incident {job.incident_id}"))
+                    continue
+                try:
+                    drafts = job.decide(state)
+                    new_state, new_events = (
+                        seal(job.incident_id, state, drafts, now) if drafts else (state, [])
+                    )
+                except Exception as err:  # this command alone is refused
+                    outcomes.append(err)
+                    continue
+                states[job.incident_id] = changed[job.incident_id] = new_state
+                events += new_events
+                outcomes.append(Appended(new_state, new_events))
+            if events:
+                await self._write_events(conn, events)
+                await self._update_incidents(conn, list(changed.values()))
+
+        try:
+            await self._run(run)
+        except StoreError as err:
+            outcomes = [o if not isinstance(o, Appended) else err for o in outcomes]
+            outcomes += [err] * (len(batch) - len(outcomes))
+        for job, outcome in zip(batch, outcomes, strict=True):
+            if job.future.cancelled():
+                continue
+            if isinstance(outcome, BaseException):
+                job.future.set_exception(outcome)
+            else:
+                job.future.set_result(outcome)
 
     async def get_incident(self, incident_id: str) -> Incident | None:
         raw = await self._run(

@@ -1,0 +1,189 @@
+"""The `incident` command as a user runs it: real processes, real signals."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+INCIDENT = [sys.executable, "-m", "incident"]
+
+
+@pytest.fixture
+def env(tmp_path: Path) -> dict[str, str]:
+    return {
+        **{k: v for k, v in os.environ.items() if not k.startswith("INCIDENT_")},
+        "INCIDENT_STORE__URL": f"sqlite:///{tmp_path / 'db.sqlite'}",
+        "INCIDENT_AUTH__TOKENS_FILE": str(tmp_path / "tokens.toml"),
+        "INCIDENT_HTTP__PORT": "0",
+    }
+
+
+def run(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*INCIDENT, *args], env=env, capture_output=True, text=True, timeout=60, check=False
+    )
+
+
+class Server:
+    """``incident serve`` in a child process, its log in a file."""
+
+    def __init__(self, env: dict[str, str], log: Path) -> None:
+        self.log = log
+        with log.open("w") as out:
+            self.proc = subprocess.Popen([*INCIDENT, "serve"], env=env, stderr=out, stdout=subprocess.DEVNULL)
+        self.url = self._wait_for_url()
+
+    def _wait_for_url(self) -> str:
+        for _ in range(300):
+            if m := re.search(r"listening on (http://\S+)/", self.log.read_text()):
+                return m[1]
+            if self.proc.poll() is not None:
+                break
+            time.sleep(0.05)
+        self.proc.kill()
+        self.proc.wait()
+        raise AssertionError(f"the service did not start:\n{self.log.read_text()}")
+
+    def stop(self, sig: signal.Signals = signal.SIGTERM) -> tuple[int, str]:
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+        code = self.proc.wait(timeout=30)
+        return code, self.log.read_text()
+
+    def request(
+        self, method: str, path: str, token: str | None = None, body: object = None
+    ) -> tuple[int, Any]:
+        req = urllib.request.Request(self.url + path, method=method)
+        if token:
+            req.add_header("Authorization", f"Bearer {token}")
+        data = json.dumps(body).encode() if body is not None else None
+        try:
+            with urllib.request.urlopen(req, data=data, timeout=10) as resp:
+                return resp.status, json.loads(resp.read())
+        except urllib.error.HTTPError as err:
+            with err:
+                return err.code, json.loads(err.read())
+
+
+@pytest.fixture
+def start(env: dict[str, str], tmp_path: Path) -> Iterator[Callable[[], Server]]:
+    servers: list[Server] = []
+
+    def _start() -> Server:
+        server = Server(env, tmp_path / f"serve-{len(servers)}.log")
+        servers.append(server)
+        return server
+
+    yield _start
+    for server in servers:
+        if server.proc.poll() is None:
+            server.proc.kill()
+            server.proc.wait()
+
+
+DECLARE = {"kind": "gas_leak", "utility": "gas", "title": "Gas smell", "severity": "critical"}
+
+
+def test_help_describes_every_command(env: dict[str, str]) -> None:
+    top = run(["--help"], env)
+    assert top.returncode == 0
+    for command in ("serve", "tokens", "timeline", "config"):
+        assert command in top.stdout
+        assert run([command, "--help"], env).returncode == 0
+    assert "--role" in run(["tokens", "add", "--help"], env).stdout
+
+
+def test_serve_works_and_stops_cleanly_on_sigterm(start: Callable[[], Server]) -> None:
+    server = start()
+    assert server.request("GET", "/healthz") == (200, {"status": "ok", "checks": {"store": "ok"}})
+    code, log = server.stop(signal.SIGTERM)
+    assert code == 0
+    assert "Traceback" not in log and "stopped" in log
+
+
+def test_state_survives_a_restart_of_the_service(start: Callable[[], Server], env: dict[str, str]) -> None:
+    token = run(["tokens", "add", "alice", "--role", "dispatcher"], env).stdout.strip()
+    first = start()
+    status, inc = first.request("POST", "/api/incidents", token, DECLARE)
+    assert status == 201
+    assert first.stop(signal.SIGINT)[0] == 0
+    second = start()
+    assert second.request("GET", f"/api/incidents/{inc['id']}", token) == (200, inc)
+    assert second.stop()[0] == 0
+
+
+def test_live_clients_are_closed_at_shutdown(start: Callable[[], Server], env: dict[str, str]) -> None:
+    token = run(["tokens", "add", "carol", "--role", "command"], env).stdout.strip()
+    server = start()
+
+    async def watch() -> int | None:
+        async with (
+            aiohttp.ClientSession() as session,
+            session.ws_connect(server.url + "/api/live", headers={"Authorization": f"Bearer {token}"}) as ws,
+        ):
+            await ws.receive_json(timeout=5)
+            server.proc.send_signal(signal.SIGTERM)
+            msg = await ws.receive(timeout=10)
+            assert msg.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED, aiohttp.WSMsgType.CLOSING)
+            return ws.close_code
+
+    assert asyncio.run(watch()) == aiohttp.WSCloseCode.GOING_AWAY
+    code, log = server.stop()
+    assert code == 0 and "Traceback" not in log
+
+
+def test_timeline_verify_reports_ok_and_tampering(
+    start: Callable[[], Server], env: dict[str, str], tmp_path: Path
+) -> None:
+    token = run(["tokens", "add", "alice", "--role", "dispatcher"], env).stdout.strip()
+    server = start()
+    _, inc = server.request("POST", "/api/incidents", token, DECLARE)
+    server.request("POST", f"/api/incidents/{inc['id']}/notes", token, {"text": "crew on site"})
+    server.stop()
+    incident_id = inc["id"]
+    ok = run(["timeline", "verify", incident_id], env)
+    assert ok.returncode == 0 and f"{incident_id}: OK, 2 events" in ok.stdout
+
+    conn = sqlite3.connect(tmp_path / "db.sqlite")
+    conn.execute("DROP TRIGGER timeline_events_no_update")
+    conn.execute('UPDATE timeline_events SET data = \'{"text":"nobody came"}\' WHERE seq = 2')
+    conn.commit()
+    conn.close()
+    broken = run(["timeline", "verify", incident_id], env)
+    assert broken.returncode == 1
+    assert "BROKEN" in broken.stdout and "event 2: content does not match its hash" in broken.stdout
+
+    missing = run(["timeline", "verify", "INC-2026-999999"], env)
+    assert missing.returncode == 1 and "no incident INC-2026-999999" in missing.stderr
+
+
+def test_bad_configuration_stops_with_a_message_naming_the_key(env: dict[str, str], tmp_path: Path) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[http]\nmax_body_bytes = 0\n")
+    result = run(["serve", "--config", str(bad)], env)
+    assert result.returncode != 0
+    assert f"{bad}: [http] max_body_bytes: Expected `int` >= 1" in result.stderr
+    assert "Traceback" not in result.stderr
+    result = run(["serve"], {**env, "INCIDENT_STORE__URLL": "x"})
+    assert result.returncode != 0 and "INCIDENT_STORE__URLL: unknown key 'urll'" in result.stderr
+
+
+def test_config_command_prints_effective_settings_without_secrets(env: dict[str, str]) -> None:
+    result = run(["config"], {**env, "INCIDENT_TWILIO__AUTH_TOKEN": "s3cret", "INCIDENT_HTTP__PORT": "8099"})
+    assert result.returncode == 0
+    assert "port = 8099" in result.stdout and "s3cret" not in result.stdout

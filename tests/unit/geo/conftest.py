@@ -1,0 +1,15 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[3]
+SAMPLE = ROOT / "config" / "sample"
+
+
+@pytest.fixture(scope="session")
+def wntr_networks() -> Path:
+    """The folder of networks shipped inside wntr (a test-only dependency)."""
+    wntr = pytest.importorskip("wntr")
+    return Path(wntr.__path__[0]) / "library" / "networks"
