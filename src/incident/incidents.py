@@ -63,6 +63,9 @@ class IncidentService:
     async def add_note(self, incident_id: str, text: str, by: Principal) -> Appended:
         return await self._act(incident_id, lambda state: domain.add_note(state, text, by.name))
 
+    async def confirm(self, incident_id: str, by: Principal) -> Appended:
+        return await self._act(incident_id, lambda state: domain.confirm(state, by.name, by.role))
+
     async def hand_over(self, incident_id: str, to: str, by: Principal, reason: str | None) -> Appended:
         return await self._act(
             incident_id, lambda state: domain.hand_over(state, to, by.name, by.role, reason)

@@ -9,10 +9,12 @@ from aiohttp import web
 from incident.auth import Principal, TokenRegistry
 from incident.clock import Clock
 from incident.incidents import IncidentService
+from incident.kafka_runtime import KafkaRuntime
 from incident.live import LiveHub
 from incident.metrics import Metrics
 from incident.settings import Settings
 from incident.store import Store
+from incident.triage import TriageService
 
 if TYPE_CHECKING:
     from incident.api.endpoint import Endpoint
@@ -27,6 +29,8 @@ STORE = web.AppKey("store", Store)
 HUB = web.AppKey("hub", LiveHub)
 TOKENS = web.AppKey("tokens", TokenRegistry)
 INCIDENTS = web.AppKey("incidents", IncidentService)
+TRIAGE = web.AppKey("triage", TriageService)
+KAFKA = web.AppKey("kafka", KafkaRuntime)
 ENDPOINTS: web.AppKey[dict[web.AbstractRoute, Endpoint]] = web.AppKey("endpoints")
 LIVE_SOCKETS: web.AppKey[set[web.WebSocketResponse]] = web.AppKey("live_sockets")
 

@@ -14,11 +14,18 @@ import msgspec
 
 from incident.domain import Incident, TimelineEvent
 from incident.metrics import Metrics
+from incident.reports import StoredReport
 
 
 class LiveMessage(msgspec.Struct, frozen=True, tag_field="type", tag="event"):
     event: TimelineEvent
     incident: Incident
+
+
+class LiveReport(msgspec.Struct, frozen=True, tag_field="type", tag="report"):
+    """A report arrived or changed triage status (for the dispatchers' triage queue)."""
+
+    report: StoredReport
 
 
 _encode = msgspec.json.Encoder().encode
@@ -65,6 +72,19 @@ class LiveHub:
                     sub.queue.put_nowait(message)
                 except asyncio.QueueFull:
                     self._drop(sub)
+
+    def publish_report(self, report: StoredReport) -> None:
+        """Reports go to clients that watch everything, not to those filtered by incident."""
+        message: str | None = None
+        for sub in list(self._subscribers):
+            if sub.incidents is not None:
+                continue
+            if message is None:
+                message = _encode(LiveReport(report=report)).decode()
+            try:
+                sub.queue.put_nowait(message)
+            except asyncio.QueueFull:
+                self._drop(sub)
 
     def close_all(self) -> None:
         """At shutdown: let every client go."""

@@ -31,3 +31,31 @@ class Metrics:
         self.live_dropped = Counter(
             "incident_live_clients_dropped", "Live clients dropped for falling behind", registry=r
         )
+        # Ingest from Kafka
+        self.reports_consumed = Counter("incident_reports_consumed", "Report messages read", registry=r)
+        self.reports_stored = Counter("incident_reports_stored", "New reports stored", registry=r)
+        self.reports_duplicate = Counter(
+            "incident_reports_duplicate", "Reports already stored (replays, resends)", registry=r
+        )
+        self.reports_dead_lettered = Counter(
+            "incident_reports_dead_lettered", "Reports sent to the dead-letter topic", ["code"], registry=r
+        )
+        self.ingest_errors = Counter(
+            "incident_ingest_errors", "Ingest batches that failed and were retried", ["stage"], registry=r
+        )
+        self.consumer_lag = Gauge(
+            "incident_reports_consumer_lag", "Report messages behind the end of the topic", registry=r
+        )
+        self.report_observed_to_stored = Histogram(
+            "incident_report_observed_to_stored_seconds",
+            "From a report's observed_at to stored",
+            registry=r,
+            buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 3600),
+        )
+        self.report_kafka_to_stored = Histogram(
+            "incident_report_kafka_to_stored_seconds",
+            "From the Kafka message timestamp to stored",
+            registry=r,
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+        )
+        self.kafka_up = Gauge("incident_kafka_up", "1 when the Kafka broker answers", registry=r)

@@ -14,6 +14,7 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 
+from incident.domain import Kind, Severity
 from incident.errors import ConfigError
 
 ENV_PREFIX = "INCIDENT_"
@@ -45,9 +46,66 @@ class StoreSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_
 class KafkaSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
     #: Comma-separated host:port list; empty starts the embedded broker.
     bootstrap_servers: str = ""
+    #: Where the embedded broker listens (port 0: any free port; the CLI needs a fixed one).
+    embedded_listener: str = "127.0.0.1:19092"
     reports_topic: str = "utility.reports"
     dead_letter_topic: str = "utility.reports.dlq"
     partitions: Positive = 6
+    group_id: str = "incident-ingest"
+    #: Run the report consumer in this instance (false: an API-only instance).
+    consume_reports: bool = True
+    #: Consumer group session timeout and heartbeat against a cluster; the embedded broker
+    #: always uses 2000/300 ms (it holds each JoinGroup for half the session timeout).
+    session_timeout_ms: Positive = 10_000
+    heartbeat_interval_ms: Positive = 3_000
+    #: Reports taken from Kafka per store transaction.
+    batch_size: Positive = 500
+    #: Larger report messages go to the dead-letter topic.
+    max_report_bytes: Positive = 65_536
+
+    def __post_init__(self) -> None:
+        host, sep, port = self.embedded_listener.rpartition(":")
+        if not sep or not host or not port.isdigit():
+            raise ValueError("embedded_listener must be HOST:PORT")
+
+
+class AutoDeclareRule(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    """A report of ``kind`` at ``min_severity`` or above opens an incident by itself."""
+
+    kind: Kind
+    min_severity: Severity = Severity.low
+    #: True: the incident waits for a dispatcher to confirm it.
+    confirm: bool = False
+
+
+def _default_compatible() -> dict[Kind, list[Kind]]:
+    water_supply = [Kind.main_break, Kind.unplanned_outage, Kind.low_pressure]
+    return {
+        Kind.main_break: water_supply,
+        Kind.unplanned_outage: water_supply,
+        Kind.low_pressure: water_supply,
+        Kind.contamination: [Kind.contamination, Kind.main_break],
+        Kind.gas_leak: [Kind.gas_leak],
+        Kind.heat_outage: [Kind.heat_outage],
+        Kind.planned_outage: [Kind.planned_outage, Kind.low_pressure, Kind.unplanned_outage],
+    }
+
+
+def _default_rules() -> list[AutoDeclareRule]:
+    return [
+        AutoDeclareRule(kind=Kind.gas_leak, min_severity=Severity.low, confirm=False),
+        AutoDeclareRule(kind=Kind.contamination, min_severity=Severity.high, confirm=True),
+    ]
+
+
+class CorrelationSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    #: A report this close (metres) to an open incident's report or area may join it.
+    distance_m: Annotated[float, msgspec.Meta(ge=0)] = 500.0
+    #: ... if observed within this many minutes of that incident's reports.
+    window_minutes: Positive = 360
+    #: Report kind -> incident kinds it may join (same utility only).
+    compatible: dict[Kind, list[Kind]] = msgspec.field(default_factory=_default_compatible)
+    auto_declare: list[AutoDeclareRule] = msgspec.field(default_factory=_default_rules)
 
 
 class CarrierSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
@@ -89,6 +147,7 @@ class Settings(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=
     http: HttpSettings = msgspec.field(default_factory=HttpSettings)
     store: StoreSettings = msgspec.field(default_factory=StoreSettings)
     kafka: KafkaSettings = msgspec.field(default_factory=KafkaSettings)
+    correlation: CorrelationSettings = msgspec.field(default_factory=CorrelationSettings)
     carrier: CarrierSettings = msgspec.field(default_factory=CarrierSettings)
     twilio: TwilioSettings = msgspec.field(default_factory=TwilioSettings)
     auth: AuthSettings = msgspec.field(default_factory=AuthSettings)

@@ -30,6 +30,8 @@ def env(tmp_path: Path) -> dict[str, str]:
         "INCIDENT_STORE__URL": f"sqlite:///{tmp_path / 'db.sqlite'}",
         "INCIDENT_AUTH__TOKENS_FILE": str(tmp_path / "tokens.toml"),
         "INCIDENT_HTTP__PORT": "0",
+        # The embedded broker, on a free port so test runs never collide.
+        "INCIDENT_KAFKA__EMBEDDED_LISTENER": "127.0.0.1:0",
     }
 
 
@@ -110,7 +112,10 @@ def test_help_describes_every_command(env: dict[str, str]) -> None:
 
 def test_serve_works_and_stops_cleanly_on_sigterm(start: Callable[[], Server]) -> None:
     server = start()
-    assert server.request("GET", "/healthz") == (200, {"status": "ok", "checks": {"store": "ok"}})
+    assert server.request("GET", "/healthz") == (
+        200,
+        {"status": "ok", "checks": {"store": "ok", "broker": "ok"}},
+    )
     code, log = server.stop(signal.SIGTERM)
     assert code == 0
     assert "Traceback" not in log and "stopped" in log

@@ -74,6 +74,11 @@ async def add_note(request: web.Request) -> web.Response:
     return json_response(appended.events[-1], status=201)
 
 
+async def confirm(request: web.Request) -> web.Response:
+    appended = await request.app[INCIDENTS].confirm(_incident_id(request), request[PRINCIPAL])
+    return json_response(appended.incident)
+
+
 async def hand_over(request: web.Request) -> web.Response:
     body = await read_body(request, HandoverBody)
     appended = await request.app[INCIDENTS].hand_over(

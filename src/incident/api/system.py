@@ -9,7 +9,7 @@ from incident.api.endpoint import ALL_ROLES, Endpoint, json_response
 from incident.api.openapi import build_openapi
 from incident.api.schemas import Health, Me
 from incident.errors import StoreError
-from incident.keys import ENDPOINTS, METRICS, PRINCIPAL, STORE
+from incident.keys import ENDPOINTS, KAFKA, METRICS, PRINCIPAL, STORE
 
 
 async def healthz(request: web.Request) -> web.Response:
@@ -19,6 +19,8 @@ async def healthz(request: web.Request) -> web.Response:
         checks["store"] = "ok"
     except StoreError as err:
         checks["store"] = err.message
+    monitor = request.app[KAFKA].monitor
+    checks["broker"] = "ok" if await monitor.check() else monitor.last_error
     ok = all(v == "ok" for v in checks.values())
     return json_response(Health("ok" if ok else "unavailable", checks), status=200 if ok else 503)
 
@@ -42,7 +44,7 @@ ENDPOINTS_: tuple[Endpoint, ...] = (
         "GET",
         "/healthz",
         healthz,
-        "200 when the store answers",
+        "200 when the store and the Kafka broker answer, else 503 naming what does not",
         None,
         tag="system",
         response=Health,

@@ -102,6 +102,8 @@ class Selection:
 class HouseholdIndex:
     households: tuple[Household, ...]
     tree: shapely.STRtree = field(repr=False)
+    lon: NDArray[np.float64] = field(repr=False)
+    lat: NDArray[np.float64] = field(repr=False)
     by_account: Mapping[str, int] = field(repr=False)
     #: Rank in :data:`PRIORITY_ORDER` per household.
     priority_rank: NDArray[np.int8] = field(repr=False)
@@ -120,7 +122,8 @@ class HouseholdIndex:
     ) -> HouseholdIndex:
         items = tuple(households)
         n = len(items)
-        points = shapely.points(np.array([(h.lon, h.lat) for h in items], dtype=np.float64).reshape(n, 2))
+        lonlat = np.array([(h.lon, h.lat) for h in items], dtype=np.float64).reshape(n, 2)
+        points = shapely.points(lonlat)
         languages = tuple(sorted({h.language for h in items}))
         code = {lang: i for i, lang in enumerate(languages)}
         pipe_position = np.full(n, -1, np.int64)
@@ -135,6 +138,8 @@ class HouseholdIndex:
         return cls(
             households=items,
             tree=shapely.STRtree(np.asarray(points, dtype=object)),
+            lon=np.ascontiguousarray(lonlat[:, 0]),
+            lat=np.ascontiguousarray(lonlat[:, 1]),
             by_account={h.account_id: i for i, h in enumerate(items)},
             priority_rank=np.array([_PRIORITY_RANK[h.priority] for h in items], np.int8).reshape(n),
             languages=languages,
@@ -153,8 +158,12 @@ class HouseholdIndex:
 def households_in_area(index: HouseholdIndex, area: Area) -> Selection:
     """Households whose point lies in the area, its boundary included (never leave out a
     house drawn on the line)."""
-    found = index.tree.query(area.geometry, predicate="intersects")
-    return Selection(np.unique(found.astype(np.int64)))
+    # The tree narrows to the area's bounding box; one vectorised point-in-polygon test over
+    # those candidates is then several times faster than a per-candidate tree predicate.
+    candidates = np.sort(index.tree.query(area.geometry).astype(np.int64))
+    shapely.prepare(area.geometry)  # a cache on the geometry, invisible to its value
+    inside = shapely.intersects_xy(area.geometry, index.lon[candidates], index.lat[candidates])
+    return Selection(candidates[inside])
 
 
 def households_on_links(index: HouseholdIndex, links: Iterable[str]) -> Selection:

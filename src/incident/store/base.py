@@ -10,11 +10,14 @@ failed request leaves nothing half-written.
 from __future__ import annotations
 
 from collections.abc import Callable, Collection, Sequence
+from dataclasses import dataclass
 from typing import Protocol
 
 import msgspec
 
+from incident.correlate import Candidate
 from incident.domain import EventDraft, Incident, Status, TimelineEvent
+from incident.reports import Report, ReportStatus, StoredReport
 
 #: Given the new incident's id, the events that open it.
 Opener = Callable[[str], Sequence[EventDraft]]
@@ -23,6 +26,8 @@ Decider = Callable[[Incident], Sequence[EventDraft]]
 
 
 class Appended(msgspec.Struct, frozen=True):
+    """The state after an append, and the events it added."""
+
     incident: Incident
     events: list[TimelineEvent]
 
@@ -54,6 +59,77 @@ class Store(Protocol):
         self, incident_id: str, after_seq: int = 0, limit: int | None = None
     ) -> list[TimelineEvent]: ...
 
+    async def ingest_reports(self, reports: Sequence[IncomingReport], planner: Planner) -> IngestResult:
+        """Store new reports (a known ``report_id`` is a duplicate and changes nothing), and in
+        the same transaction carry out what ``planner`` decides for the new ones."""
+        ...
+
+    async def apply_plan(self, steps: Sequence[PlanStep]) -> PlanResult:
+        """Carry out ``steps`` in one transaction: all of them or none."""
+        ...
+
+    async def get_report(self, report_id: str) -> StoredReport | None: ...
+
+    async def list_reports(
+        self, statuses: Collection[ReportStatus] | None = None, limit: int = 100
+    ) -> list[StoredReport]: ...
+
 
 def incident_counter(year: int) -> str:
     return f"incident:{year}"
+
+
+# --- multi-step changes: reports, links, declarations -------------------------------------
+
+
+@dataclass(frozen=True)
+class NewIncident:
+    """Open an incident; later steps refer to it by ``ref`` (``new:N``)."""
+
+    ref: str
+    opener: Opener
+
+
+@dataclass(frozen=True)
+class AppendTo:
+    """Append to an incident by id, or by the ``ref`` of one opened earlier in the plan."""
+
+    ref: str
+    decide: Decider
+
+
+@dataclass(frozen=True)
+class SetReport:
+    """Change a report's triage status; ``expect`` guards against a concurrent change."""
+
+    report_id: str
+    status: ReportStatus
+    incident_ref: str | None = None
+    note: str | None = None
+    triaged_by: str | None = None
+    expect: frozenset[ReportStatus] | None = None
+
+
+PlanStep = NewIncident | AppendTo | SetReport
+
+
+class PlanResult(msgspec.Struct, frozen=True):
+    appended: list[Appended]
+    #: ``new:N`` refs to the ids the store gave the incidents.
+    ids: dict[str, str]
+
+
+class IncomingReport(msgspec.Struct, frozen=True):
+    report: Report
+    origin: str
+
+
+class IngestResult(msgspec.Struct, frozen=True):
+    #: Reports stored by this call, as they ended up (linked, or unassigned).
+    stored: list[StoredReport]
+    duplicates: list[str]
+    appended: list[Appended]
+
+
+#: Given the reports that are new and the open incidents, the steps to take.
+Planner = Callable[[list[Report], list[Candidate]], Sequence[PlanStep]]

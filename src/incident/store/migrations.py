@@ -66,4 +66,29 @@ FOR EACH ROW EXECUTE FUNCTION timeline_events_append_only();
     ),
 )
 
+_V2_REPORTS = """
+CREATE TABLE reports (
+    report_id TEXT PRIMARY KEY,
+    kind TEXT NOT NULL,
+    utility TEXT NOT NULL,
+    severity TEXT NOT NULL,
+    observed_at TEXT NOT NULL,
+    received_at TEXT NOT NULL,
+    lon DOUBLE PRECISION,
+    lat DOUBLE PRECISION,
+    asset_type TEXT,
+    asset_id TEXT,
+    body TEXT NOT NULL,
+    origin TEXT NOT NULL,
+    status TEXT NOT NULL,
+    incident_id TEXT REFERENCES incidents (id),
+    note TEXT,
+    triaged_by TEXT
+);
+CREATE INDEX reports_by_status ON reports (status, received_at);
+CREATE INDEX reports_by_incident ON reports (incident_id);
+"""
+
+MIGRATIONS += (Migration(version=2, name="reports and triage", sqlite=_V2_REPORTS, postgres=_V2_REPORTS),)
+
 LATEST = MIGRATIONS[-1].version

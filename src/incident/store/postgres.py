@@ -11,17 +11,32 @@ out of the batch, so it writes nothing.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Collection
+from collections.abc import Awaitable, Callable, Collection, Sequence
 from typing import Any, TypeVar
 
 import asyncpg
 import msgspec
 import orjson
 
-from incident.clock import Clock
+from incident.clock import Clock, isoformat
 from incident.domain import Incident, Status, TimelineEvent, incident_id
-from incident.errors import IncidentError, NotFound, StoreError
-from incident.store.base import Appended, Decider, Opener, incident_counter
+from incident.errors import Conflict, IncidentError, NotFound, StoreError
+from incident.reports import ReportStatus, StoredReport
+from incident.store.base import (
+    Appended,
+    AppendTo,
+    Decider,
+    IncomingReport,
+    IngestResult,
+    NewIncident,
+    Opener,
+    Planner,
+    PlanResult,
+    PlanStep,
+    SetReport,
+    incident_counter,
+)
+from incident.store.common import OPEN, REPORT_COLUMNS, SIGHTINGS_SQL, candidates, report_row, stored_report
 from incident.store.migrations import MIGRATIONS
 from incident.timeline import seal
 
@@ -29,8 +44,9 @@ T = TypeVar("T")
 _decode_incident = msgspec.json.Decoder(Incident).decode
 _encode = msgspec.json.Encoder().encode
 _EVENT_COLUMNS = "incident_id, seq, type, actor, at, data, prev_hash, hash"
-# Any constant works; it only keeps two instances from migrating at the same time.
+# Any constants work; they keep instances from migrating (or ingesting) at the same time.
 _MIGRATION_LOCK = 7_311_042_118
+_INGEST_LOCK = 7_311_042_119
 
 
 def _event(row: Any) -> TimelineEvent:
@@ -173,30 +189,145 @@ class PostgresStore:
         )
 
     async def create_incident(self, opener: Opener) -> Appended:
-        async def run(conn: Any) -> Appended:
-            now = self._clock.now()
-            number = await conn.fetchval(
-                "INSERT INTO counters (name, value) VALUES ($1, 1)"
-                " ON CONFLICT (name) DO UPDATE SET value = counters.value + 1 RETURNING value",
-                incident_counter(now.year),
+        return await self._run(lambda conn: self._create(conn, opener))
+
+    async def _create(self, conn: Any, opener: Opener) -> Appended:
+        now = self._clock.now()
+        number = await conn.fetchval(
+            "INSERT INTO counters (name, value) VALUES ($1, 1)"
+            " ON CONFLICT (name) DO UPDATE SET value = counters.value + 1 RETURNING value",
+            incident_counter(now.year),
+        )
+        new_id = incident_id(now.year, number)
+        state, events = seal(new_id, None, opener(new_id), now)
+        await conn.execute(
+            "INSERT INTO incidents (id, status, declared_at, updated_at, last_seq, head_hash, state)"
+            " VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            state.id,
+            state.status.value,
+            state.declared_at,
+            state.updated_at,
+            state.last_seq,
+            state.head_hash,
+            _encode(state).decode(),
+        )
+        await self._write_events(conn, events)
+        return Appended(state, events)
+
+    async def _apply(self, conn: Any, steps: Sequence[PlanStep]) -> PlanResult:
+        # Lock every existing incident the plan touches, in id order, before changing any.
+        existing = sorted({s.ref for s in steps if isinstance(s, AppendTo) and not s.ref.startswith("new:")})
+        rows = await conn.fetch(
+            "SELECT id, state FROM incidents WHERE id = ANY($1::text[]) ORDER BY id FOR UPDATE", existing
+        )
+        states = {r[0]: _decode_incident(r[1]) for r in rows}
+        ids: dict[str, str] = {}
+        appended: list[Appended] = []
+        for step in steps:
+            match step:
+                case NewIncident(ref=ref, opener=opener):
+                    created = await self._create(conn, opener)
+                    ids[ref] = created.incident.id
+                    states[created.incident.id] = created.incident
+                    appended.append(created)
+                case AppendTo(ref=ref, decide=decide):
+                    target = ids.get(ref, ref)
+                    state = states.get(target)
+                    if state is None:
+                        raise NotFound(f"no incident {target}")
+                    drafts = decide(state)
+                    if drafts:
+                        new_state, events = seal(target, state, drafts, self._clock.now())
+                        await self._write_events(conn, events)
+                        await self._update_incidents(conn, [new_state])
+                        states[target] = new_state
+                        appended.append(Appended(new_state, events))
+                case SetReport():
+                    status = await conn.fetchval(
+                        "SELECT status FROM reports WHERE report_id = $1 FOR UPDATE", step.report_id
+                    )
+                    if status is None:
+                        raise NotFound(f"no report {step.report_id}")
+                    if step.expect is not None and status not in step.expect:
+                        raise Conflict(f"report {step.report_id} is {status}")
+                    await conn.execute(
+                        "UPDATE reports SET status = $1, incident_id = $2, note = $3, triaged_by = $4"
+                        " WHERE report_id = $5",
+                        step.status.value, ids.get(step.incident_ref or "", step.incident_ref),
+                        step.note, step.triaged_by, step.report_id,
+                    )  # fmt: skip
+        return PlanResult(appended, ids)
+
+    async def apply_plan(self, steps: Sequence[PlanStep]) -> PlanResult:
+        return await self._run(lambda conn: self._apply(conn, steps))
+
+    async def ingest_reports(self, reports: Sequence[IncomingReport], planner: Planner) -> IngestResult:
+        async def run(conn: Any) -> IngestResult:
+            # One ingest transaction at a time across instances: correlation must see the
+            # incidents an earlier batch opened, or two nearby gas leaks open two incidents.
+            await conn.execute("SELECT pg_advisory_xact_lock($1)", _INGEST_LOCK)
+            received = isoformat(self._clock.now())
+            inserted = await conn.fetch(
+                f"INSERT INTO reports ({REPORT_COLUMNS})"  # noqa: S608
+                " SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[],"
+                " $6::text[], $7::float8[], $8::float8[], $9::text[], $10::text[], $11::text[], $12::text[],"
+                " $13::text[], $14::text[], $15::text[], $16::text[])"
+                " ON CONFLICT (report_id) DO NOTHING RETURNING report_id",
+                *zip(*(report_row(i.report, i.origin, received) for i in reports), strict=True),
             )
-            new_id = incident_id(now.year, number)
-            state, events = seal(new_id, None, opener(new_id), now)
-            await conn.execute(
-                "INSERT INTO incidents (id, status, declared_at, updated_at, last_seq, head_hash, state)"
-                " VALUES ($1, $2, $3, $4, $5, $6, $7)",
-                state.id,
-                state.status.value,
-                state.declared_at,
-                state.updated_at,
-                state.last_seq,
-                state.head_hash,
-                _encode(state).decode(),
+            fresh = {r[0] for r in inserted}
+            # The same report twice in one batch: the first counts, the second is a duplicate.
+            seen: set[str] = set()
+            unique_new: list[IncomingReport] = []
+            duplicates: list[str] = []
+            for item in reports:
+                rid = item.report.report_id
+                if rid in fresh and rid not in seen:
+                    unique_new.append(item)
+                else:
+                    duplicates.append(rid)
+                seen.add(rid)
+            new = unique_new
+            if not new:
+                return IngestResult([], duplicates, [])
+            incidents = [
+                _decode_incident(r[0])
+                for r in await conn.fetch("SELECT state FROM incidents WHERE status = ANY($1::text[])", OPEN)
+            ]
+            marks = ", ".join(f"${n}" for n in range(1, len(OPEN) + 1))
+            sightings = await conn.fetch(SIGHTINGS_SQL.format(open=marks), *OPEN)
+            steps = planner([i.report for i in new], candidates(incidents, sightings))
+            result = await self._apply(conn, steps)
+            rows = await conn.fetch(
+                f"SELECT {REPORT_COLUMNS} FROM reports WHERE report_id = ANY($1::text[])",  # noqa: S608
+                [i.report.report_id for i in new],
             )
-            await self._write_events(conn, events)
-            return Appended(state, events)
+            by_id = {r[0]: stored_report(r) for r in rows}
+            return IngestResult([by_id[i.report.report_id] for i in new], duplicates, result.appended)
 
         return await self._run(run)
+
+    async def get_report(self, report_id: str) -> StoredReport | None:
+        row = await self._run(
+            lambda c: c.fetchrow(f"SELECT {REPORT_COLUMNS} FROM reports WHERE report_id = $1", report_id),  # noqa: S608
+            transaction=False,
+        )
+        return stored_report(row) if row else None
+
+    async def list_reports(
+        self, statuses: Collection[ReportStatus] | None = None, limit: int = 100
+    ) -> list[StoredReport]:
+        values = None if statuses is None else [s.value for s in statuses]
+        rows = await self._run(
+            lambda c: c.fetch(
+                f"SELECT {REPORT_COLUMNS} FROM reports"  # noqa: S608
+                " WHERE ($1::text[] IS NULL OR status = ANY($1::text[]))"
+                " ORDER BY received_at DESC, report_id LIMIT $2",
+                values, limit,
+            ),
+            transaction=False,
+        )  # fmt: skip
+        return [stored_report(r) for r in rows]
 
     async def append(self, incident_id: str, decide: Decider) -> Appended:
         if self._committer is None or self._closing:

@@ -11,7 +11,7 @@ import asyncio
 import queue
 import sqlite3
 import threading
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
@@ -19,10 +19,25 @@ from typing import Any, TypeVar
 import msgspec
 import orjson
 
-from incident.clock import Clock
+from incident.clock import Clock, isoformat
 from incident.domain import Incident, Status, TimelineEvent, incident_id
-from incident.errors import NotFound, StoreError
-from incident.store.base import Appended, Decider, Opener, incident_counter
+from incident.errors import Conflict, NotFound, StoreError
+from incident.reports import ReportStatus, StoredReport
+from incident.store.base import (
+    Appended,
+    AppendTo,
+    Decider,
+    IncomingReport,
+    IngestResult,
+    NewIncident,
+    Opener,
+    Planner,
+    PlanResult,
+    PlanStep,
+    SetReport,
+    incident_counter,
+)
+from incident.store.common import OPEN, REPORT_COLUMNS, SIGHTINGS_SQL, candidates, report_row, stored_report
 from incident.store.migrations import MIGRATIONS
 from incident.timeline import seal
 
@@ -253,35 +268,124 @@ class SqliteStore:
         row = await self._read(lambda c: c.execute("SELECT max(version) FROM schema_migrations").fetchone())
         return int(row[0]) if row and row[0] is not None else 0
 
+    def _create(self, conn: sqlite3.Connection, opener: Opener) -> Appended:
+        now = self._clock.now()
+        (number,) = conn.execute(
+            "INSERT INTO counters (name, value) VALUES (?, 1)"
+            " ON CONFLICT (name) DO UPDATE SET value = value + 1 RETURNING value",
+            (incident_counter(now.year),),
+        ).fetchone()
+        new_id = incident_id(now.year, number)
+        state, events = seal(new_id, None, opener(new_id), now)
+        _write(conn, state, events, new=True)
+        return Appended(state, events)
+
     async def create_incident(self, opener: Opener) -> Appended:
-        def run(conn: sqlite3.Connection) -> Appended:
-            now = self._clock.now()
-            (number,) = conn.execute(
-                "INSERT INTO counters (name, value) VALUES (?, 1)"
-                " ON CONFLICT (name) DO UPDATE SET value = value + 1 RETURNING value",
-                (incident_counter(now.year),),
-            ).fetchone()
-            new_id = incident_id(now.year, number)
-            state, events = seal(new_id, None, opener(new_id), now)
-            _write(conn, state, events, new=True)
-            return Appended(state, events)
+        return await self._write(lambda conn: self._create(conn, opener))
+
+    def _apply(self, conn: sqlite3.Connection, steps: Sequence[PlanStep]) -> PlanResult:
+        ids: dict[str, str] = {}
+        appended: list[Appended] = []
+        for step in steps:
+            match step:
+                case NewIncident(ref=ref, opener=opener):
+                    created = self._create(conn, opener)
+                    ids[ref] = created.incident.id
+                    appended.append(created)
+                case AppendTo(ref=ref, decide=decide):
+                    more = self._append(conn, ids.get(ref, ref), decide)
+                    if more.events:
+                        appended.append(more)
+                case SetReport():
+                    row = conn.execute(
+                        "SELECT status FROM reports WHERE report_id = ?", (step.report_id,)
+                    ).fetchone()
+                    if row is None:
+                        raise NotFound(f"no report {step.report_id}")
+                    if step.expect is not None and row[0] not in step.expect:
+                        raise Conflict(f"report {step.report_id} is {row[0]}")
+                    conn.execute(
+                        "UPDATE reports SET status = ?, incident_id = ?, note = ?, triaged_by = ?"
+                        " WHERE report_id = ?",
+                        (step.status.value, ids.get(step.incident_ref or "", step.incident_ref),
+                         step.note, step.triaged_by, step.report_id),
+                    )  # fmt: skip
+        return PlanResult(appended, ids)
+
+    async def apply_plan(self, steps: Sequence[PlanStep]) -> PlanResult:
+        return await self._write(lambda conn: self._apply(conn, steps))
+
+    async def ingest_reports(self, reports: Sequence[IncomingReport], planner: Planner) -> IngestResult:
+        def run(conn: sqlite3.Connection) -> IngestResult:
+            received = isoformat(self._clock.now())
+            new: list[IncomingReport] = []
+            duplicates: list[str] = []
+            for item in reports:
+                cur = conn.execute(
+                    f"INSERT INTO reports ({REPORT_COLUMNS}) VALUES ({', '.join('?' * 16)})"  # noqa: S608
+                    " ON CONFLICT (report_id) DO NOTHING",
+                    report_row(item.report, item.origin, received),
+                )
+                if cur.rowcount == 1:
+                    new.append(item)
+                else:
+                    duplicates.append(item.report.report_id)
+            if not new:
+                return IngestResult([], duplicates, [])
+            open_marks = ", ".join("?" * len(OPEN))
+            incidents = [
+                _decode_incident(r[0])
+                for r in conn.execute(f"SELECT state FROM incidents WHERE status IN ({open_marks})", OPEN)  # noqa: S608
+            ]
+            sightings = conn.execute(SIGHTINGS_SQL.format(open=open_marks), OPEN).fetchall()
+            steps = planner([i.report for i in new], candidates(incidents, sightings))
+            result = self._apply(conn, steps)
+            marks = ", ".join("?" * len(new))
+            rows = conn.execute(
+                f"SELECT {REPORT_COLUMNS} FROM reports WHERE report_id IN ({marks})",  # noqa: S608
+                [i.report.report_id for i in new],
+            ).fetchall()
+            by_id = {r[0]: stored_report(r) for r in rows}
+            return IngestResult([by_id[i.report.report_id] for i in new], duplicates, result.appended)
 
         return await self._write(run)
+
+    async def get_report(self, report_id: str) -> StoredReport | None:
+        row = await self._read(
+            lambda c: c.execute(
+                f"SELECT {REPORT_COLUMNS} FROM reports WHERE report_id = ?",  # noqa: S608
+                (report_id,),
+            ).fetchone()
+        )
+        return stored_report(row) if row else None
+
+    async def list_reports(
+        self, statuses: Collection[ReportStatus] | None = None, limit: int = 100
+    ) -> list[StoredReport]:
+        def run(conn: sqlite3.Connection) -> list[Any]:
+            sql, args = f"SELECT {REPORT_COLUMNS} FROM reports", []  # noqa: S608
+            if statuses is not None:
+                sql += f" WHERE status IN ({', '.join('?' * len(statuses))})"
+                args = [s.value for s in statuses]
+            sql += " ORDER BY received_at DESC, report_id LIMIT ?"
+            return conn.execute(sql, [*args, limit]).fetchall()
+
+        return [stored_report(r) for r in await self._read(run)]
+
+    def _append(self, conn: sqlite3.Connection, incident_id: str, decide: Decider) -> Appended:
+        row = conn.execute("SELECT state FROM incidents WHERE id = ?", (incident_id,)).fetchone()
+        if row is None:
+            raise NotFound(f"no incident {incident_id}")
+        state = _decode_incident(row[0])
+        drafts = decide(state)
+        if not drafts:
+            return Appended(state, [])
+        new_state, events = seal(incident_id, state, drafts, self._clock.now())
+        _write(conn, new_state, events, new=False)
+        return Appended(new_state, events)
 
     async def append(self, incident_id: str, decide: Decider) -> Appended:
-        def run(conn: sqlite3.Connection) -> Appended:
-            row = conn.execute("SELECT state FROM incidents WHERE id = ?", (incident_id,)).fetchone()
-            if row is None:
-                raise NotFound(f"no incident {incident_id}")
-            state = _decode_incident(row[0])
-            drafts = decide(state)
-            if not drafts:
-                return Appended(state, [])
-            new_state, events = seal(incident_id, state, drafts, self._clock.now())
-            _write(conn, new_state, events, new=False)
-            return Appended(new_state, events)
-
-        return await self._write(run)
+        return await self._write(lambda conn: self._append(conn, incident_id, decide))
 
     async def get_incident(self, incident_id: str) -> Incident | None:
         row = await self._read(

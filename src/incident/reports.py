@@ -1,0 +1,137 @@
+"""Reports: what SCADA, the lab, field crews, the call centre and the app tell us (pure).
+
+:func:`parse_report` turns a Kafka message value into a :class:`Report` or raises
+:class:`ReportRejected` with a stable code for the dead-letter headers and metrics.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Annotated, Any
+
+import msgspec
+
+from incident.clock import isoformat
+from incident.domain import Kind, Severity, Utility
+
+ReportId = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
+Short = Annotated[str, msgspec.Meta(min_length=1, max_length=100)]
+
+
+class Location(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    lon: Annotated[float, msgspec.Meta(ge=-180, le=180)]
+    lat: Annotated[float, msgspec.Meta(ge=-90, le=90)]
+
+
+class Asset(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    type: Short
+    id: Short
+
+
+class Report(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    """A report as the contract defines it (topic ``utility.reports``)."""
+
+    report_id: ReportId
+    kind: Kind
+    utility: Utility
+    source: Short
+    observed_at: Annotated[datetime, msgspec.Meta(tz=True)]
+    location: Location | None = None
+    asset: Asset | None = None
+    severity: Severity
+    summary: Annotated[str, msgspec.Meta(max_length=2000)] = ""
+    details: dict[str, Any] = msgspec.field(default_factory=dict)
+
+    @property
+    def observed(self) -> str:
+        """``observed_at`` in the timeline's text form (UTC), which sorts as time does."""
+        return isoformat(self.observed_at)
+
+
+class ReportStatus(StrEnum):
+    unassigned = "unassigned"
+    linked = "linked"
+    dismissed = "dismissed"
+
+
+class StoredReport(msgspec.Struct, frozen=True, kw_only=True):
+    """A report as the store keeps it, with where it came from and where it went."""
+
+    report: Report
+    status: ReportStatus
+    incident_id: str | None = None
+    received_at: str
+    #: topic/partition/offset, or "api" for reports entered by hand.
+    origin: str
+    #: Why it was linked, declared or dismissed; and by whom.
+    note: str | None = None
+    triaged_by: str | None = None
+
+
+class RejectCode(StrEnum):
+    oversized = "oversized"
+    not_utf8 = "not_utf8"
+    not_json = "not_json"
+    not_an_object = "not_an_object"
+    missing_field = "missing_field"
+    unknown_field = "unknown_field"
+    wrong_type = "wrong_type"
+    bad_enum = "bad_enum"
+    bad_timestamp = "bad_timestamp"
+    out_of_range = "out_of_range"
+    coordinates_out_of_range = "coordinates_out_of_range"
+    no_location_or_asset = "no_location_or_asset"
+
+
+class ReportRejected(Exception):
+    def __init__(self, code: RejectCode, message: str) -> None:
+        super().__init__(f"{code.value}: {message}")
+        self.code = code
+        self.message = message
+
+
+_decoder = msgspec.json.Decoder(Report)
+
+
+def _classify(err: msgspec.ValidationError) -> RejectCode:
+    text = str(err)
+    msg, sep, where = text.rpartition(" - at `")
+    if not sep:
+        msg, where = text, ""
+    if where.startswith("$.observed_at"):
+        return RejectCode.bad_timestamp
+    if where.startswith("$.location") and ("<=" in msg or ">=" in msg):
+        return RejectCode.coordinates_out_of_range
+    if msg.startswith("Object missing required field"):
+        return RejectCode.missing_field
+    if msg.startswith("Object contains unknown field"):
+        return RejectCode.unknown_field
+    if msg.startswith("Invalid enum value"):
+        return RejectCode.bad_enum
+    if msg.startswith("Expected `object`") and not where:
+        return RejectCode.not_an_object
+    if msg.startswith("Expected `") and ", got `" in msg:
+        return RejectCode.wrong_type
+    return RejectCode.out_of_range
+
+
+def parse_report(value: bytes | None, max_bytes: int) -> Report:
+    """Decode and validate one message value."""
+    if value is None:
+        raise ReportRejected(RejectCode.not_json, "message has no value")
+    if len(value) > max_bytes:
+        raise ReportRejected(RejectCode.oversized, f"message is {len(value)} bytes; the limit is {max_bytes}")
+    try:
+        value.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise ReportRejected(RejectCode.not_utf8, f"not UTF-8 at byte {err.start}") from None
+    try:
+        report = _decoder.decode(value)
+    except msgspec.ValidationError as err:
+        raise ReportRejected(_classify(err), str(err)) from None
+    except msgspec.DecodeError as err:
+        raise ReportRejected(RejectCode.not_json, str(err)) from None
+    if report.location is None and report.asset is None:
+        raise ReportRejected(RejectCode.no_location_or_asset, "a report needs a location, an asset or both")
+    return report
