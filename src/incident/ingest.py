@@ -82,6 +82,12 @@ class Ingestor:
         await self._producer.start()
         self._consumer = make_consumer(self._bootstrap, self._kafka, embedded=self._embedded)
 
+    def assignment(self) -> set[TopicPartition]:
+        """The partitions this instance reads now (empty before it has joined the group)."""
+        if self._consumer is None or not self._consumer_started:
+            return set()
+        return set(self._consumer.assignment())
+
     @property
     def idle(self) -> bool:
         """Waiting for messages, with no batch in hand: safe to cancel."""

@@ -1,0 +1,297 @@
+"""Report ingestion against a real broker (Tansu) and a real store (both stores)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+
+from incident.clock import SystemClock
+from incident.ingest import Batch, Ingestor
+from incident.kafka import BrokerMonitor, EmbeddedBroker
+from incident.live import LiveHub
+from incident.metrics import Metrics
+from incident.reports import ReportStatus
+from incident.settings import Settings, load_settings
+from incident.store import Store, open_store
+from incident.triage import TriageService
+from tests.conftest import Broker, kafka_env
+from tests.unit.test_reports import MALFORMED
+
+
+def report(rid: str, **fields: Any) -> bytes:
+    body = {
+        "report_id": rid, "kind": "low_pressure", "utility": "water", "source": "scada",
+        "observed_at": "2026-11-22T08:15:00+00:00", "location": {"lon": -85.61, "lat": 38.04},
+        "severity": "medium", "summary": f"pressure low ({rid})", **fields,
+    }  # fmt: skip
+    return orjson.dumps(body)
+
+
+async def wait_until(check: Callable[[], Awaitable[bool]], what: str, limit: float = 20.0) -> None:
+    async with asyncio.timeout(limit):
+        while not await check():
+            await asyncio.sleep(0.05)
+    assert await check(), what
+
+
+class Harness:
+    """The real ingest loop (consumer group, producer, store, triage) outside the HTTP app."""
+
+    def __init__(self, settings: Settings, store: Store, bootstrap: str) -> None:
+        self.settings = settings
+        self.store = store
+        self.bootstrap = bootstrap
+        self.metrics = Metrics()
+        self.hub = LiveHub(self.metrics, 10_000)
+        self.triage = TriageService(store, self.hub, self.metrics)
+
+    @contextlib.asynccontextmanager
+    async def ingestor(
+        self, after_store: Callable[[Batch], Awaitable[None]] | None = None
+    ) -> AsyncIterator[tuple[Ingestor, asyncio.Task[None]]]:
+        ing = Ingestor(self.settings, self.bootstrap, self.store, self.triage, self.metrics, embedded=False,
+                       after_store=after_store)  # fmt: skip
+        await ing.start()
+        task = asyncio.create_task(ing.run())
+        try:
+            yield ing, task
+        finally:
+            ing.request_stop()
+            if not task.done():
+                task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, BaseException):
+                await task
+            await ing.stop()
+
+    async def stored(self) -> int:
+        return len(await self.store.list_reports(None, limit=100_000))
+
+
+@pytest.fixture
+async def harness(broker: Broker, store: Store, store_url: str) -> AsyncIterator[Harness]:
+    settings = load_settings(None, {"INCIDENT_STORE__URL": store_url, **kafka_env(broker, consume=True)})
+    monitor = BrokerMonitor(broker.bootstrap, settings.kafka)
+    await monitor.start()  # creates the topics, with the configured partition count
+    await monitor.close()
+    yield Harness(settings, store, broker.bootstrap)
+
+
+@pytest.fixture
+async def producer(broker: Broker) -> AsyncIterator[AIOKafkaProducer]:
+    p = AIOKafkaProducer(bootstrap_servers=broker.bootstrap, acks="all")
+    await p.start()
+    yield p
+    await p.stop()
+
+
+async def read_topic(bootstrap: str, topic: str, expected: int) -> list[Any]:
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap, enable_auto_commit=False, auto_offset_reset="earliest"
+    )
+    await consumer.start()
+    try:
+        partitions = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
+        consumer.assign(partitions)
+        await consumer.seek_to_beginning(*partitions)
+        messages: list[Any] = []
+        async with asyncio.timeout(15):
+            while len(messages) < expected:
+                for msgs in (await consumer.getmany(timeout_ms=200)).values():
+                    messages += msgs
+        return messages
+    finally:
+        await consumer.stop()
+
+
+async def test_valid_duplicate_and_malformed_reports_end_where_they_should(
+    harness: Harness, producer: AIOKafkaProducer
+) -> None:
+    topic = harness.settings.kafka.reports_topic
+    for i in range(30):
+        await producer.send(
+            topic, report(f"ok-{i}", location={"lon": -85.0 + i, "lat": 38.0}), key=b"k%d" % i
+        )
+    for i in range(10):  # resent by a flaky gateway
+        await producer.send(
+            topic, report(f"ok-{i}", location={"lon": -85.0 + i, "lat": 38.0}), key=b"k%d" % i
+        )
+    for name, value, _ in MALFORMED:
+        await producer.send(topic, value, key=name.encode(), headers=[("source", b"test")])
+    await producer.flush()
+
+    async with harness.ingestor():
+        await wait_until(lambda: _done(harness, 40 + len(MALFORMED)), "every message consumed and committed")
+    assert await harness.stored() == 30
+    assert harness.metrics.reports_duplicate._value.get() == 10
+    dead = await read_topic(harness.bootstrap, harness.settings.kafka.dead_letter_topic, len(MALFORMED))
+    assert len(dead) == len(MALFORMED)
+    by_key = {m.key.decode(): m for m in dead}
+    for name, value, code in MALFORMED:
+        msg = by_key[name]
+        headers = dict(msg.headers)
+        assert msg.value == value, f"{name}: the dead letter must be the message unchanged"
+        assert headers["error.code"].decode() == code.value, name
+        assert headers["error.message"]
+        assert headers["original.topic"].decode() == harness.settings.kafka.reports_topic
+        assert headers["source"] == b"test"  # original headers kept
+        assert int(headers["original.offset"]) >= 0
+
+
+async def _done(harness: Harness, consumed: int) -> bool:
+    return (
+        harness.metrics.reports_consumed._value.get() >= consumed
+        and harness.metrics.consumer_lag._value.get() == 0
+    )
+
+
+class Crash(BaseException):
+    """Stands in for the process dying (not an Exception: the loop must not catch it)."""
+
+
+async def test_a_crash_between_store_and_commit_loses_and_duplicates_nothing(
+    harness: Harness, producer: AIOKafkaProducer
+) -> None:
+    topic = harness.settings.kafka.reports_topic
+    sent = [f"gas-{i}" for i in range(20)]
+    for i, rid in enumerate(sent):
+        # Gas leaks declare incidents: a replay must not declare or link twice.
+        await producer.send(
+            topic, report(rid, kind="gas_leak", utility="gas", location={"lon": -80.0 - i, "lat": 35.0})
+        )
+    await producer.flush()
+
+    crashed = asyncio.Event()
+
+    async def crash(batch: Batch) -> None:
+        crashed.set()
+        raise Crash
+
+    async with harness.ingestor(after_store=crash) as (_, task):
+        await asyncio.wait_for(crashed.wait(), 20)
+        with contextlib.suppress(Crash):
+            await task
+    stored_before = await harness.stored()
+    assert stored_before > 0  # the store had the batch; the offsets were never committed
+
+    consumed_before = harness.metrics.reports_consumed._value.get()
+    assert consumed_before == stored_before
+    async with harness.ingestor():
+        # Everything not committed is read again: the stored batch and the rest.
+        await wait_until(lambda: _done(harness, consumed_before + 20), "all reports consumed after the restart")
+    assert harness.metrics.reports_duplicate._value.get() == stored_before  # the replay was recognised
+    reports = await harness.store.list_reports(None, limit=100)
+    assert sorted(r.report.report_id for r in reports) == sorted(sent)
+    incidents = await harness.store.list_incidents(None, limit=100)
+    assert len(incidents) == 20 and all(i.reports == 1 for i in incidents)
+
+
+async def _count(harness: Harness, n: int) -> bool:
+    return await harness.stored() >= n
+
+
+async def test_two_consumers_share_the_work_and_hand_over_on_stop(
+    harness: Harness, producer: AIOKafkaProducer
+) -> None:
+    topic = harness.settings.kafka.reports_topic
+    async with harness.ingestor() as (first, _), harness.ingestor() as (second, _):
+        await wait_until(lambda: _both_assigned(first, second), "the group split the partitions")
+        a, b = first.assignment(), second.assignment()
+        assert a and b and not (a & b) and len(a | b) == 3
+        for i in range(150):
+            await producer.send(
+                topic, report(f"r{i}", location={"lon": -85.0 + i / 100, "lat": 30.0}), key=b"%d" % i
+            )
+        await producer.flush()
+        await wait_until(lambda: _count(harness, 150), "first 150 stored")
+    # Leave `second` running alone: it must take over every partition.
+    async with harness.ingestor() as (survivor, _):
+        async with harness.ingestor() as (leaving, _):
+            await wait_until(lambda: _both_assigned(survivor, leaving), "shared again")
+        await wait_until(lambda: _all_partitions(survivor, 3), "the survivor took over")
+        for i in range(150, 300):
+            await producer.send(
+                topic, report(f"r{i}", location={"lon": -85.0 + i / 100, "lat": 30.0}), key=b"%d" % i
+            )
+        await producer.flush()
+        await wait_until(lambda: _count(harness, 300), "all 300 stored")
+    reports = await harness.store.list_reports(None, limit=1000)
+    assert len(reports) == 300 == len({r.report.report_id for r in reports})
+
+
+async def _both_assigned(a: Ingestor, b: Ingestor) -> bool:
+    return bool(a.assignment()) and bool(b.assignment())
+
+
+async def _all_partitions(ing: Ingestor, n: int) -> bool:
+    return len(ing.assignment()) == n
+
+
+async def test_a_broker_restart_mid_stream(store: Store, store_url: str, tmp_path: Path) -> None:
+    broker = EmbeddedBroker("127.0.0.1:0")
+    await broker.start()
+    try:
+        env = {"INCIDENT_STORE__URL": store_url, **kafka_env(_FakeBroker(broker.bootstrap), consume=True)}
+        settings = load_settings(None, env)
+        harness = Harness(settings, store, broker.bootstrap)
+        monitor = BrokerMonitor(
+            broker.bootstrap,
+            settings.kafka,
+            interval=0.2,
+            on_status=lambda up: harness.metrics.kafka_up.set(1 if up else 0),
+        )
+        await monitor.start()
+        producer = AIOKafkaProducer(bootstrap_servers=broker.bootstrap, acks="all")
+        await producer.start()
+        try:
+            async with harness.ingestor():
+                for i in range(20):
+                    await producer.send(settings.kafka.reports_topic, report(f"before-{i}"))
+                await producer.flush()
+                await wait_until(lambda: _count(harness, 20), "reports before the restart stored")
+
+                await broker.stop()
+                assert not await monitor.check(limit_s=1.0)
+                assert harness.metrics.kafka_up._value.get() == 0
+                assert "does not answer" in monitor.last_error
+
+                await broker.start()  # same port, empty (memory-only)
+                await wait_until(lambda: monitor.check(limit_s=1.0), "the monitor sees the broker again")
+                assert harness.metrics.kafka_up._value.get() == 1
+                async with asyncio.timeout(20):
+                    while True:  # the producer reconnects by itself
+                        try:
+                            for i in range(20):
+                                await producer.send_and_wait(
+                                    settings.kafka.reports_topic, report(f"after-{i}")
+                                )
+                            break
+                        except Exception:  # noqa: BLE001 - until the broker is back for it
+                            await asyncio.sleep(0.2)
+                await wait_until(lambda: _count(harness, 40), "reports after the restart stored", limit=30)
+        finally:
+            await producer.stop()
+            await monitor.close()
+    finally:
+        await broker.close()
+    assert await harness.stored() == 40
+
+
+class _FakeBroker(Broker):
+    """Only carries an address for kafka_env()."""
+
+    def __init__(self, bootstrap: str) -> None:
+        self._bootstrap = bootstrap
+
+    @property
+    def bootstrap(self) -> str:
+        return self._bootstrap
+
+
+_ = (SystemClock, open_store, ReportStatus)
