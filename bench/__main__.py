@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import asyncio
 
-from bench import timeline_append
+from bench import geo_households, ingest, timeline_append
 
 if __name__ == "__main__":
     asyncio.run(timeline_append.main([]))
+    print()
+    asyncio.run(ingest.main([]))
+    print()
+    geo_households.main([])

@@ -179,3 +179,84 @@ def show_config(config_file: Path | None) -> None:
             shown = "********" if key in ("auth_token",) and value else value
             click.echo(f"{key} = {shown!r}")
         click.echo()
+
+
+# --- reports ------------------------------------------------------------------------------
+
+
+@main.group()
+def reports() -> None:
+    """Work with the report stream."""
+
+
+@reports.group()
+def dlq() -> None:
+    """Dead letters: reports that could not be read, with the reason."""
+
+
+@dlq.command("list")
+@click.option("--limit", default=50, show_default=True, help="Show at most this many.")
+@_config_option
+def dlq_list(limit: int, config_file: Path | None) -> None:
+    """List dead letters: where each sits (PARTITION:OFFSET), when, why, and the start of it."""
+    from incident.kafka import cli_bootstrap, read_dead_letters
+
+    settings = _settings(config_file)
+    try:
+        letters = asyncio.run(
+            read_dead_letters(cli_bootstrap(settings.kafka), settings.kafka.dead_letter_topic, limit)
+        )
+    except IncidentError as err:
+        raise click.ClickException(err.message) from err
+    if not letters:
+        click.echo(f"no dead letters in {settings.kafka.dead_letter_topic}")
+        return
+    for d in letters:
+        preview = (d.value or b"").decode("utf-8", "replace").replace("\n", " ")[:80]
+        click.echo(
+            f"{d.partition}:{d.offset}\t{d.header('error.code')}\t{d.header('error.message')[:100]}\t{preview}"
+        )
+
+
+@dlq.command("replay")
+@click.argument("where", metavar="PARTITION:OFFSET")
+@click.option(
+    "--file",
+    "fixed",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Send this corrected JSON instead of the original message.",
+)
+@_config_option
+def dlq_replay(where: str, fixed: Path | None, config_file: Path | None) -> None:
+    """Re-submit a dead letter (fixed with --file) to the reports topic. It is checked first:
+    a report that would be dead-lettered again is not sent."""
+    from incident.kafka import cli_bootstrap, read_dead_letters, resubmit
+    from incident.reports import ReportRejected, parse_report
+
+    partition, sep, offset = where.partition(":")
+    if not sep or not partition.isdigit() or not offset.isdigit():
+        raise click.BadParameter(
+            "use PARTITION:OFFSET as `incident reports dlq list` shows", param_hint="WHERE"
+        )
+    settings = _settings(config_file)
+    k = settings.kafka
+    try:
+        bootstrap = cli_bootstrap(k)
+        found = asyncio.run(
+            read_dead_letters(bootstrap, k.dead_letter_topic, 1, (int(partition), int(offset)))
+        )
+        if not found or (found[0].partition, found[0].offset) != (int(partition), int(offset)):
+            raise click.ClickException(f"no dead letter at {where} in {k.dead_letter_topic}")
+        letter = found[0]
+        value = fixed.read_bytes() if fixed else (letter.value or b"")
+        try:
+            report = parse_report(value, k.max_report_bytes)
+        except ReportRejected as rejected:
+            problem = f"{rejected.code.value}: {rejected.message}"
+            raise click.ClickException(
+                f"still not a valid report ({problem}); fix it and pass --file"
+            ) from rejected
+        asyncio.run(resubmit(bootstrap, k.reports_topic, letter, value))
+    except IncidentError as err:
+        raise click.ClickException(err.message) from err
+    click.echo(f"re-submitted {report.report_id} from {where} to {k.reports_topic}")

@@ -78,9 +78,29 @@ class Ingestor:
         self._consumer_started = False
 
     async def start(self) -> None:
-        self._producer = make_producer(self._bootstrap)
-        await self._producer.start()
-        self._consumer = make_consumer(self._bootstrap, self._kafka, embedded=self._embedded)
+        """Nothing to wait for: :meth:`run` connects (and keeps trying while Kafka is down)."""
+
+    async def _connect(self) -> None:
+        backoff = 0.5
+        while not self._stopping.is_set():
+            try:
+                self._producer = make_producer(self._bootstrap)
+                await self._producer.start()
+                self._consumer = make_consumer(self._bootstrap, self._kafka, embedded=self._embedded)
+                self._consumer_started = True  # so stop() leaves the group even if start is cut short
+                await self._consumer.start()
+                return
+            except KafkaError as err:
+                self._metrics.ingest_errors.labels("kafka").inc()
+                log.error("cannot reach Kafka at %s (%s); retrying in %.1fs", self._bootstrap, err, backoff)
+                await self.stop()
+                await self._pause(backoff)
+                backoff = min(backoff * 2, 10.0)
+
+    async def _pause(self, seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(seconds):
+                await self._stopping.wait()
 
     def assignment(self) -> set[TopicPartition]:
         """The partitions this instance reads now (empty before it has joined the group)."""
@@ -102,18 +122,19 @@ class Ingestor:
         # by whoever takes them, and the replay changes nothing.
         if self._consumer is not None and self._consumer_started:
             await self._consumer.stop()
+        self._consumer = None
+        self._consumer_started = False
         if self._producer is not None:
             await self._producer.stop()
             self._producer = None
 
     async def run(self) -> None:
-        assert self._consumer is not None
         # Joining the group takes a while (the broker holds JoinGroup): do it here, in the
         # background, so the service answers HTTP meanwhile.
-        self._consumer_started = True  # so stop() leaves the group even if start is cut short
-        await self._consumer.start()
+        await self._connect()
         backoff = 0.2
         while not self._stopping.is_set():
+            assert self._consumer is not None
             try:
                 self._idle = True
                 batch: Batch = await self._consumer.getmany(
@@ -142,9 +163,7 @@ class Ingestor:
                     exc_info=stage == "other",
                 )
                 self._idle = True
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(backoff):
-                        await self._stopping.wait()
+                await self._pause(backoff)
                 backoff = min(backoff * 2, 10.0)
 
     async def handle(self, batch: Batch) -> None:

@@ -12,8 +12,9 @@ import logging
 import socket
 import subprocess
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 
@@ -155,6 +156,8 @@ def make_consumer(
         # Oversized reports must still arrive, to be dead-lettered rather than stall a partition.
         max_partition_fetch_bytes=max(1_048_576, settings.max_report_bytes * 4),
         retry_backoff_ms=200,
+        # Reports are urgent and sparse: ask the broker not to sit on a fetch waiting for more.
+        fetch_max_wait_ms=50,
     )
 
 
@@ -199,23 +202,29 @@ class BrokerMonitor:
         return [self._settings.reports_topic, self._settings.dead_letter_topic]
 
     async def start(self) -> None:
-        self._admin = AIOKafkaAdminClient(bootstrap_servers=self._bootstrap, request_timeout_ms=5000)
-        try:
-            await self._admin.start()
-            await ensure_topics(self._admin, self.topics, self._settings.partitions)
-        except KafkaError as err:
-            raise BrokerError(f"Kafka at {self._bootstrap} does not answer: {err}") from err
-        self.up = True
-        self.last_error = ""
-        self._on_status(True)
+        """Check once (creating the topics), then keep checking in the background. A broker
+        that is down at start is reported, not fatal: the service serves its API meanwhile."""
+        if not await self.check(limit_s=10.0):
+            log.error("%s; will keep trying", self.last_error)
         self._task = asyncio.create_task(self._loop(), name="broker-monitor")
 
-    async def check(self, limit_s: float = 2.0) -> bool:
+    async def _connected_admin(self) -> AIOKafkaAdminClient:
         if self._admin is None:
-            return False
+            admin = AIOKafkaAdminClient(bootstrap_servers=self._bootstrap, request_timeout_ms=5000)
+            try:
+                await admin.start()
+            except BaseException:
+                with contextlib.suppress(Exception):
+                    await admin.close()
+                raise
+            self._admin = admin
+        return self._admin
+
+    async def check(self, limit_s: float = 2.0) -> bool:
         try:
             async with asyncio.timeout(limit_s):
-                created = await ensure_topics(self._admin, self.topics, self._settings.partitions)
+                admin = await self._connected_admin()
+                created = await ensure_topics(admin, self.topics, self._settings.partitions)
         except (KafkaError, TimeoutError, OSError) as err:
             if self.up:
                 log.warning("Kafka at %s stopped answering: %s", self._bootstrap, err or type(err).__name__)
@@ -223,8 +232,10 @@ class BrokerMonitor:
             self.last_error = f"Kafka at {self._bootstrap} does not answer ({type(err).__name__})"
             self._on_status(False)
             return False
-        if created:
-            log.warning("created missing topics %s (broker restarted?)", ", ".join(created))
+        if created and self.last_error == "not checked yet":
+            log.info("created topics %s", ", ".join(created))
+        elif created:
+            log.warning("created missing topics %s (the broker lost them: restarted?)", ", ".join(created))
         if not self.up:
             log.info("Kafka at %s answers again", self._bootstrap)
         self.up = True
@@ -244,3 +255,94 @@ class BrokerMonitor:
                 await self._task
         if self._admin is not None:
             await self._admin.close()
+
+
+# --- dead letters: list and re-submit (for operators, through the CLI) ---------------------
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    partition: int
+    offset: int
+    timestamp_ms: int
+    key: bytes | None
+    value: bytes | None
+    headers: tuple[tuple[str, bytes], ...]
+
+    def header(self, name: str) -> str:
+        for k, v in self.headers:
+            if k == name:
+                return v.decode("utf-8", "replace")
+        return ""
+
+
+def cli_bootstrap(settings: KafkaSettings) -> str:
+    """Where the CLI finds Kafka: the cluster, or the running service's embedded broker."""
+    if settings.bootstrap_servers:
+        return settings.bootstrap_servers
+    if settings.embedded_listener.endswith(":0"):
+        raise BrokerError("the embedded broker has no fixed port: set [kafka] embedded_listener to HOST:PORT")
+    return settings.embedded_listener
+
+
+async def read_dead_letters(
+    bootstrap: str, topic: str, limit: int, start: tuple[int, int] | None = None
+) -> list[DeadLetter]:
+    """Dead letters from the start of ``topic`` (or the one message at ``start``)."""
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap, enable_auto_commit=False, request_timeout_ms=10_000
+    )
+    try:
+        await consumer.start()
+        partitions = sorted(consumer.partitions_for_topic(topic) or ())
+        if start is not None:
+            if start[0] not in partitions:
+                raise BrokerError(f"{topic} has no partition {start[0]}")
+            partitions = [start[0]]
+        tps = [TopicPartition(topic, p) for p in partitions]
+        if not tps:
+            return []
+        consumer.assign(tps)
+        ends = await consumer.end_offsets(tps)
+        if start is not None:
+            consumer.seek(tps[0], start[1])
+        else:
+            await consumer.seek_to_beginning(*tps)
+        found: list[DeadLetter] = []
+        async with asyncio.timeout(15):
+            while len(found) < limit and await _behind(consumer, tps, ends):
+                for msgs in (await consumer.getmany(timeout_ms=200)).values():
+                    found += [
+                        DeadLetter(m.partition, m.offset, m.timestamp, m.key, m.value, tuple(m.headers or ()))
+                        for m in msgs
+                    ]
+                if start is not None and found:
+                    break
+        return sorted(found, key=lambda d: (d.timestamp_ms, d.partition, d.offset))[:limit]
+    except KafkaError as err:
+        raise BrokerError(f"Kafka at {bootstrap}: {err}") from err
+    finally:
+        await consumer.stop()
+
+
+async def _behind(
+    consumer: AIOKafkaConsumer, tps: list[TopicPartition], ends: dict[TopicPartition, int]
+) -> bool:
+    for tp in tps:
+        if await consumer.position(tp) < ends[tp]:
+            return True
+    return False
+
+
+async def resubmit(bootstrap: str, topic: str, letter: DeadLetter, value: bytes) -> None:
+    """Send a (fixed) dead letter back to the reports topic, noting where it came from."""
+    headers = [(k, v) for k, v in letter.headers if not k.startswith(("error.", "original."))]
+    headers.append(("replayed-from", f"dlq/{letter.partition}/{letter.offset}".encode()))
+    producer = make_producer(bootstrap)
+    try:
+        await producer.start()
+        await producer.send_and_wait(topic, value=value, key=letter.key, headers=headers)
+    except KafkaError as err:
+        raise BrokerError(f"Kafka at {bootstrap}: {err}") from err
+    finally:
+        await producer.stop()

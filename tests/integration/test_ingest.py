@@ -184,7 +184,9 @@ async def test_a_crash_between_store_and_commit_loses_and_duplicates_nothing(
     assert consumed_before == stored_before
     async with harness.ingestor():
         # Everything not committed is read again: the stored batch and the rest.
-        await wait_until(lambda: _done(harness, consumed_before + 20), "all reports consumed after the restart")
+        await wait_until(
+            lambda: _done(harness, consumed_before + 20), "all reports consumed after the restart"
+        )
     assert harness.metrics.reports_duplicate._value.get() == stored_before  # the replay was recognised
     reports = await harness.store.list_reports(None, limit=100)
     assert sorted(r.report.report_id for r in reports) == sorted(sent)
@@ -295,3 +297,45 @@ class _FakeBroker(Broker):
 
 
 _ = (SystemClock, open_store, ReportStatus)
+
+
+async def test_operators_list_and_replay_dead_letters(
+    harness: Harness, producer: AIOKafkaProducer, tmp_path: Path
+) -> None:
+    from click.testing import CliRunner
+
+    from incident.cli import main
+
+    k = harness.settings.kafka
+    broken = report("scada-77").replace(b'"severity":"medium"', b'"severity":"urgent"')
+    await producer.send_and_wait(k.reports_topic, broken, key=b"scada-77")
+    async with harness.ingestor():
+        await wait_until(lambda: _done(harness, 1), "dead-lettered")
+    env = {
+        "INCIDENT_KAFKA__BOOTSTRAP_SERVERS": harness.bootstrap,
+        "INCIDENT_KAFKA__REPORTS_TOPIC": k.reports_topic,
+        "INCIDENT_KAFKA__DEAD_LETTER_TOPIC": k.dead_letter_topic,
+    }
+    runner = CliRunner()
+    listed = await asyncio.to_thread(runner.invoke, main, ["reports", "dlq", "list"], env=env)
+    assert listed.exit_code == 0, listed.output
+    [line] = listed.output.strip().splitlines()
+    where, code, message, preview = line.split("\t")
+    assert code == "bad_enum" and "urgent" in message and preview.startswith('{"report_id":"scada-77"')
+
+    unfixed = await asyncio.to_thread(runner.invoke, main, ["reports", "dlq", "replay", where], env=env)
+    assert unfixed.exit_code == 1 and "still not a valid report (bad_enum" in unfixed.output
+    fixed = tmp_path / "fixed.json"
+    await asyncio.to_thread(fixed.write_bytes, report("scada-77", severity="high"))
+    replayed = await asyncio.to_thread(
+        runner.invoke, main, ["reports", "dlq", "replay", where, "--file", str(fixed)], env=env
+    )
+    assert replayed.exit_code == 0, replayed.output
+    assert f"re-submitted scada-77 from {where}" in replayed.output
+    nowhere = await asyncio.to_thread(runner.invoke, main, ["reports", "dlq", "replay", "0:999"], env=env)
+    assert nowhere.exit_code == 1 and "no dead letter at 0:999" in nowhere.output
+
+    async with harness.ingestor():
+        await wait_until(lambda: _count(harness, 1), "the fixed report stored")
+    stored = await harness.store.get_report("scada-77")
+    assert stored is not None and stored.report.severity.value == "high"

@@ -210,6 +210,14 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         response=Incident,
     ),
     Endpoint(
+        "POST",
+        _ID + "/confirm",
+        confirm,
+        "Confirm an incident an automatic rule opened; an unowned one becomes the caller's",
+        DECLARE,
+        response=Incident,
+    ),
+    Endpoint(
         "GET",
         _ID + "/timeline",
         timeline,

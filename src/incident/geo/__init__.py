@@ -22,16 +22,20 @@ from incident.geo.errors import (
     ProjectionError,
     UnknownReference,
 )
+from incident.geo.extent import Extent, check_lonlat
 from incident.geo.files import (
     HouseholdLoad,
+    HouseholdTableLoad,
     Progress,
     iter_households_file,
+    load_household_table,
     load_households,
     load_service_area,
     read_layers,
     read_network,
     read_valves,
 )
+from incident.geo.grid import PointGrid
 from incident.geo.household import (
     Channel,
     Household,
@@ -48,10 +52,12 @@ from incident.geo.index import (
     count_by_priority,
     households_affected,
     households_in_area,
+    households_in_area_among,
     households_on_links,
     iter_households,
 )
 from incident.geo.layers import Zone, ZoneSet, zones_from_features
+from incident.geo.merge import HouseholdMerge, merge_households
 from incident.geo.network import (
     Link,
     LinkKind,
@@ -64,25 +70,31 @@ from incident.geo.network import (
     parse_valves_csv,
 )
 from incident.geo.rows import RejectedRow
-from incident.geo.segments import IsolationTrace, SegmentMap, build_segments, isolate
+from incident.geo.segments import IsolationTrace, SegmentMap, build_segments, isolate, unsourced_parts
 from incident.geo.service_area import (
     Isolation,
     LoadReport,
     ServiceArea,
     build_service_area,
     isolate_pipe,
+    service_extent,
 )
+from incident.geo.table import HouseholdTable
 
 __all__ = [
     "Area",
     "Attachment",
     "Channel",
     "Derivation",
+    "Extent",
     "FileFormatError",
     "GeoError",
     "Household",
     "HouseholdIndex",
     "HouseholdLoad",
+    "HouseholdMerge",
+    "HouseholdTable",
+    "HouseholdTableLoad",
     "InvalidGeometry",
     "Isolation",
     "IsolationTrace",
@@ -92,6 +104,7 @@ __all__ = [
     "Network",
     "Node",
     "NodeKind",
+    "PointGrid",
     "Priority",
     "Progress",
     "ProjectionError",
@@ -110,11 +123,13 @@ __all__ = [
     "attach_households",
     "build_segments",
     "build_service_area",
+    "check_lonlat",
     "count_by_language",
     "count_by_priority",
     "difference",
     "households_affected",
     "households_in_area",
+    "households_in_area_among",
     "households_on_links",
     "isolate",
     "isolate_pipe",
@@ -122,14 +137,18 @@ __all__ = [
     "iter_households_csv",
     "iter_households_file",
     "iter_households_geojson",
+    "load_household_table",
     "load_households",
     "load_service_area",
+    "merge_households",
     "network_from_features",
     "parse_inp",
     "parse_valves_csv",
     "read_layers",
     "read_network",
     "read_valves",
+    "service_extent",
     "union",
+    "unsourced_parts",
     "zones_from_features",
 ]

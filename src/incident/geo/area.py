@@ -17,6 +17,7 @@ from shapely.geometry import LineString, Point, mapping
 from shapely.geometry.base import BaseGeometry
 
 from incident.geo.errors import InvalidGeometry
+from incident.geo.extent import Extent, check_lonlat
 from incident.geo.layers import Polygonal, ZoneSet, geometry_from_geojson, polygonal
 from incident.geo.network import Network
 from incident.geo.projection import LocalMetric
@@ -62,27 +63,51 @@ def _area(geometry: BaseGeometry, derivation: Derivation, what: str) -> Area:
     return Area(result, derivation)
 
 
-def area_from_geojson(geometry: Mapping[str, Any]) -> Area:
-    """A drawn Polygon or MultiPolygon (lon/lat); an invalid one is repaired."""
+def area_from_geojson(
+    geometry: Mapping[str, Any], *, extent: Extent | None = None, repair: bool = False
+) -> Area:
+    """A drawn Polygon or MultiPolygon (lon/lat).
+
+    A self-intersecting polygon is refused (code ``self_intersecting``, with where it
+    crosses) unless ``repair`` is set: how a bow-tie or a loop drawn twice was meant is a
+    guess, and the dispatcher should see the repaired shape before households are counted.
+    With the service area's ``extent``, an area that lies wholly outside it is refused, and
+    one whose lon/lat are swapped is named as such (code ``coordinates_swapped``).
+    """
+    if isinstance(geometry, Mapping) and geometry.get("type") in ("Polygon", "MultiPolygon"):
+        raw = geometry.get("coordinates")
+        if not raw or (isinstance(raw, list) and not any(raw)):
+            raise InvalidGeometry("the drawn area is empty: it has no coordinates", code="geometry_empty")
     geom = geometry_from_geojson(geometry)
     if geom.geom_type not in ("Polygon", "MultiPolygon"):
-        raise InvalidGeometry(f"a drawn area must be a Polygon or MultiPolygon, not a {geom.geom_type}")
-    return _area(geom, Derivation("drawn", (("repaired", not geom.is_valid),)), "drawn area")
+        raise InvalidGeometry(
+            f"a drawn area must be a Polygon or MultiPolygon, not a {geom.geom_type}", code="not_a_polygon"
+        )
+    check_lonlat(shapely.get_coordinates(geom), "the drawn area", extent)
+    valid = geom.is_valid
+    if not valid and not repair:
+        reason = shapely.is_valid_reason(geom)
+        raise InvalidGeometry(
+            f"the drawn area is not a simple polygon ({reason}): redraw it without crossing "
+            "its own outline, or ask for it to be repaired",
+            code="self_intersecting",
+        )
+    return _area(geom, Derivation("drawn", (("repaired", not valid),)), "drawn area")
 
 
 def area_from_zones(zones: ZoneSet, zone_ids: Sequence[str]) -> Area:
     """The union of the named zones."""
     if not zone_ids:
         raise InvalidGeometry("name at least one zone", code="area_empty")
-    picked = [zones.get(z) for z in zone_ids]
+    picked = zones.get_all(zone_ids)
     merged = shapely.union_all([z.geometry for z in picked])
     return _area(merged, Derivation("zones", (("zones", tuple(zone_ids)),)), "zones")
 
 
 def area_around_trace(network: Network, trace: IsolationTrace, buffer_m: float = 30.0) -> Area:
     """A band of ``buffer_m`` metres around every link and node the isolation leaves dry."""
-    if buffer_m <= 0:
-        raise InvalidGeometry("the buffer around an isolation trace must be more than 0 m")
+    if not buffer_m > 0:
+        raise InvalidGeometry("the buffer around an isolation trace must be more than 0 m", code="bad_buffer")
     lines = [LineString(network.link(k).path) for k in trace.affected_links]
     points = [Point(network.node(n).lon, network.node(n).lat) for n in trace.affected_nodes]
     shapes = shapely.GeometryCollection([*lines, *points])
@@ -100,12 +125,14 @@ def area_around_trace(network: Network, trace: IsolationTrace, buffer_m: float =
     return _area(band, derivation, f"isolation of pipe {trace.pipe}")
 
 
-def area_around_point(lon: float, lat: float, radius_m: float) -> Area:
-    """A disc of ``radius_m`` metres around a point (e.g. a gas-leak evacuation radius)."""
-    if not (-180 <= lon <= 180 and -90 <= lat <= 90) or not np.isfinite([lon, lat]).all():
-        raise InvalidGeometry(f"point ({lon}, {lat}) is not a lon/lat position")
+def area_around_point(lon: float, lat: float, radius_m: float, *, extent: Extent | None = None) -> Area:
+    """A disc of ``radius_m`` metres around a point (e.g. a gas-leak evacuation radius).
+
+    With the service area's ``extent``, a point far outside it is refused, and a point whose
+    lon and lat are swapped is named as such (code ``coordinates_swapped``)."""
+    check_lonlat(np.array([[lon, lat]], np.float64), f"point ({lon}, {lat})", extent)
     if not radius_m > 0:
-        raise InvalidGeometry("the radius must be more than 0 m")
+        raise InvalidGeometry("the radius must be more than 0 m", code="bad_radius")
     local = LocalMetric(lon, lat)
     disc = local.unproject(Point(0.0, 0.0).buffer(radius_m, quad_segs=16))
     derivation = Derivation("radius", (("lon", lon), ("lat", lat), ("radius_m", float(radius_m))))

@@ -10,6 +10,7 @@ Phone numbers are personal data: no message built here contains one.
 from __future__ import annotations
 
 import csv
+import functools
 import math
 import re
 from collections.abc import Iterable, Iterator, Mapping
@@ -20,6 +21,7 @@ from typing import Literal
 import langcodes
 
 from incident.geo.errors import FileFormatError
+from incident.geo.extent import Extent, swapped_into
 from incident.geo.geojson import iter_features
 from incident.geo.rows import RejectedRow
 
@@ -114,18 +116,47 @@ def _coordinate(row: Mapping[str, object], key: str, limit: float) -> float:
     return number
 
 
-def _language(row: Mapping[str, object]) -> str:
-    tag = _text(row, "language")
-    if not tag:
-        raise _Bad("language is missing")
+@functools.lru_cache(maxsize=4096)
+def _standard_tag(tag: str) -> str | None:
+    """The one spelling of a BCP 47 tag, None when it is not one (few tags: cached)."""
     try:
         valid = langcodes.tag_is_valid(tag)
     except ValueError:
         valid = False
-    if not valid:
-        raise _Bad(f"language {tag!r} is not a known BCP 47 tag")
     # One spelling per language, so templates/notices/<language>/ is found for "zh-cn" too.
-    return str(langcodes.standardize_tag(tag))
+    return str(langcodes.standardize_tag(tag)) if valid else None
+
+
+def _language(row: Mapping[str, object]) -> str:
+    tag = _text(row, "language")
+    if not tag:
+        raise _Bad("language is missing")
+    standard = _standard_tag(tag)
+    if standard is None:
+        raise _Bad(f"language {tag!r} is not a known BCP 47 tag")
+    return standard
+
+
+def _position(row: Mapping[str, object], extent: Extent | None) -> tuple[float, float]:
+    lon = _coordinate(row, "lon", 180.0)
+    try:
+        lat = _coordinate(row, "lat", 90.0)
+    except _Bad as bad:
+        value = row.get("lat")
+        if abs(lon) <= 90 and isinstance(value, str | int | float) and not isinstance(value, bool):
+            try:
+                swapped = abs(float(value)) <= 180
+            except ValueError:
+                swapped = False
+            if swapped:
+                raise _Bad(f"{bad}; lon and lat look swapped (the file gives lat, lon?)") from None
+        raise
+    if extent is not None and swapped_into(lon, lat, extent):
+        raise _Bad(
+            f"position ({lon:g}, {lat:g}) is outside the service area and inside it with lon and lat "
+            "exchanged: lon and lat look swapped"
+        )
+    return lon, lat
 
 
 def _phone(row: Mapping[str, object], key: str) -> str:
@@ -168,10 +199,16 @@ def _opt_out(row: Mapping[str, object]) -> frozenset[Channel]:
 
 
 class RowValidator:
-    """Validates rows one by one; remembers account ids to reject a repeated one."""
+    """Validates rows one by one; remembers account ids to reject a repeated one.
 
-    def __init__(self) -> None:
+    ``check_repeats=False`` leaves repeats to the caller (a columnar loader finds them in
+    one pass at the end instead of holding a set of every id). With the service area's
+    ``extent``, a row whose lon and lat are swapped is rejected as such."""
+
+    def __init__(self, *, check_repeats: bool = True, extent: Extent | None = None) -> None:
         self._seen: set[str] = set()
+        self._check_repeats = check_repeats
+        self._extent = extent
 
     def validate(
         self, row: Mapping[str, object], where: Literal["line", "feature"], number: int
@@ -181,12 +218,13 @@ class RowValidator:
             account_id = _text(row, "account_id") or None
             if account_id is None:
                 raise _Bad("account_id is missing")
-            if account_id in self._seen:
+            if self._check_repeats and account_id in self._seen:
                 raise _Bad("account_id appears earlier in the file")
+            lon, lat = _position(row, self._extent)
             household = Household(
                 account_id=account_id,
-                lon=_coordinate(row, "lon", 180.0),
-                lat=_coordinate(row, "lat", 90.0),
+                lon=lon,
+                lat=lat,
                 address=_text(row, "address"),
                 language=_language(row),
                 sms=_phone(row, "sms"),
@@ -197,12 +235,24 @@ class RowValidator:
             )
         except _Bad as bad:
             return RejectedRow(where, number, account_id, str(bad))
-        self._seen.add(account_id)
+        if self._check_repeats:
+            self._seen.add(account_id)
         return household
 
 
-def iter_households_csv(lines: Iterable[str]) -> Iterator[Household | RejectedRow]:
+Numbered = tuple[int, "Household | RejectedRow"]
+
+
+def iter_households_csv(
+    lines: Iterable[str], *, extent: Extent | None = None
+) -> Iterator[Household | RejectedRow]:
     """Yield a household or a rejected row for each data row of a households CSV."""
+    for _, item in numbered_households_csv(lines, RowValidator(extent=extent)):
+        yield item
+
+
+def numbered_households_csv(lines: Iterable[str], validator: RowValidator) -> Iterator[Numbered]:
+    """As :func:`iter_households_csv`, each item with its line number."""
     reader = csv.reader(lines)
     try:
         header = next(reader)
@@ -214,7 +264,6 @@ def iter_households_csv(lines: Iterable[str]) -> Iterator[Household | RejectedRo
     missing = [c for c in COLUMNS if c not in names]
     if missing:
         raise FileFormatError(f"households CSV header lacks column(s): {', '.join(missing)}")
-    validator = RowValidator()
     last_line = reader.line_num
     while True:
         try:
@@ -223,31 +272,39 @@ def iter_households_csv(lines: Iterable[str]) -> Iterator[Household | RejectedRo
             return
         except csv.Error:
             # csv.Error texts may quote the offending data, which may hold a number: keep it out.
-            yield RejectedRow("line", last_line + 1, None, "row is not valid CSV")
+            yield last_line + 1, RejectedRow("line", last_line + 1, None, "row is not valid CSV")
             last_line = reader.line_num
             continue
         line, last_line = last_line + 1, reader.line_num
         if not fields or (len(fields) == 1 and not fields[0].strip()):
             continue
         if len(fields) != len(names):
-            yield RejectedRow(
-                "line", line, None, f"row has {len(fields)} fields, the header has {len(names)}"
+            yield (
+                line,
+                RejectedRow("line", line, None, f"row has {len(fields)} fields, the header has {len(names)}"),
             )
             continue
-        yield validator.validate(dict(zip(names, fields, strict=True)), "line", line)
+        yield line, validator.validate(dict(zip(names, fields, strict=True)), "line", line)
 
 
-def iter_households_geojson(chunks: Iterable[str]) -> Iterator[Household | RejectedRow]:
+def iter_households_geojson(
+    chunks: Iterable[str], *, extent: Extent | None = None
+) -> Iterator[Household | RejectedRow]:
     """Yield a household or a rejected row for each feature of a households FeatureCollection.
 
     The point geometry gives ``lon``/``lat``; the other columns are feature properties.
     """
-    validator = RowValidator()
+    for _, item in numbered_households_geojson(chunks, RowValidator(extent=extent)):
+        yield item
+
+
+def numbered_households_geojson(chunks: Iterable[str], validator: RowValidator) -> Iterator[Numbered]:
+    """As :func:`iter_households_geojson`, each item with its feature index."""
     for index, feature in enumerate(iter_features(chunks)):
         properties = feature.get("properties")
         geometry = feature.get("geometry")
         if not isinstance(properties, dict):
-            yield RejectedRow("feature", index, None, "feature has no properties object")
+            yield index, RejectedRow("feature", index, None, "feature has no properties object")
             continue
         row: dict[str, object] = dict(properties)
         if "account_id" not in row and isinstance(feature.get("id"), str | int):
@@ -255,10 +312,13 @@ def iter_households_geojson(chunks: Iterable[str]) -> Iterator[Household | Rejec
         coords = geometry.get("coordinates") if isinstance(geometry, dict) else None
         if not isinstance(geometry, dict) or geometry.get("type") != "Point" or not isinstance(coords, list):
             account = row.get("account_id")
-            yield RejectedRow(
-                "feature", index, account if isinstance(account, str) else None, "geometry is not a Point"
+            yield (
+                index,
+                RejectedRow(
+                    "feature", index, account if isinstance(account, str) else None, "geometry is not a Point"
+                ),
             )
             continue
         row["lon"] = coords[0] if len(coords) > 0 else None
         row["lat"] = coords[1] if len(coords) > 1 else None
-        yield validator.validate(row, "feature", index)
+        yield index, validator.validate(row, "feature", index)

@@ -1,13 +1,14 @@
 """The household index: built once at load, queried per incident (pure, vectorised).
 
 :func:`attach_households` gives every household its service connection: the nearest pipe
-within a distance in metres. :class:`HouseholdIndex` holds the households with an STRtree
-over their points, so "who is inside this area" is one tree query with a Shapely 2
-predicate rather than a Python loop per household, and "who is out of water after this
-isolation" is one ``numpy.isin`` over the attached pipes.
+within a distance in metres. :class:`HouseholdIndex` holds the households as columns
+(:class:`~incident.geo.table.HouseholdTable`) with a packed grid over their points
+(:class:`~incident.geo.grid.PointGrid`), so "who is inside this area" touches only the
+points near the area's outline, and "who is out of water after this isolation" is one
+``numpy.isin`` over the attached pipes.
 
-A query returns a :class:`Selection` (positions into the index); counts and the iterator
-for the notifier take a selection.
+A query returns a :class:`Selection` (positions into the index, which keeps the order the
+households were given in); counts and the iterator for the notifier take a selection.
 """
 
 from __future__ import annotations
@@ -22,64 +23,81 @@ from numpy.typing import NDArray
 
 from incident.geo.area import Area
 from incident.geo.errors import InvalidGeometry, UnknownReference
-from incident.geo.household import Household, Priority
+from incident.geo.grid import PointGrid
+from incident.geo.household import Household
 from incident.geo.network import LinkKind, Network
 from incident.geo.projection import LocalMetric
 from incident.geo.segments import IsolationTrace
+from incident.geo.table import PRIORITY_ORDER, HouseholdTable, StrArray
 
 IntArray = NDArray[np.int64]
-
-#: Notify order: the most at risk first, then everyone else.
-PRIORITY_ORDER: tuple[Priority | None, ...] = (
-    Priority.medical,
-    Priority.critical_facility,
-    Priority.vulnerable,
-    None,
-)
-_PRIORITY_RANK = {p: i for i, p in enumerate(PRIORITY_ORDER)}
+_CHUNK = 100_000  # points per nearest-pipe query: bounds the temporary geometries
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, eq=False)
 class Attachment:
-    """Service connections: ``pipe[i]`` is the pipe of household ``i`` (None beyond reach)."""
+    """Service connections: household ``i`` hangs on ``network.links[link_position[i]]``
+    (-1: no pipe within reach), ``distance[i]`` metres away (NaN when none)."""
 
     max_distance_m: float
-    pipe: tuple[str | None, ...]
-    distance_m: tuple[float | None, ...]
+    link_ids: tuple[str, ...] = field(repr=False)
+    link_position: NDArray[np.int32] = field(repr=False)
+    distance: NDArray[np.float64] = field(repr=False)
+
+    @property
+    def pipe(self) -> tuple[str | None, ...]:
+        """The pipe id of each household, None beyond reach."""
+        return tuple(None if j < 0 else self.link_ids[j] for j in self.link_position.tolist())
+
+    @property
+    def distance_m(self) -> tuple[float | None, ...]:
+        return tuple(None if d != d else d for d in self.distance.tolist())
 
     @property
     def unattached(self) -> tuple[int, ...]:
         """Positions of households with no pipe within reach (to report, never to drop)."""
-        return tuple(i for i, p in enumerate(self.pipe) if p is None)
+        return tuple(np.flatnonzero(self.link_position < 0).tolist())
+
+
+def _lonlat(households: Sequence[Household]) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    if isinstance(households, HouseholdTable):
+        return households.lon, households.lat
+    lon = np.fromiter((h.lon for h in households), np.float64, len(households))
+    lat = np.fromiter((h.lat for h in households), np.float64, len(households))
+    return lon, lat
 
 
 def attach_households(
     network: Network, households: Sequence[Household], max_distance_m: float = 100.0
 ) -> Attachment:
     """Attach each household to its nearest pipe (not pump or valve) within ``max_distance_m``."""
-    if max_distance_m <= 0:
-        raise InvalidGeometry("the service connection distance must be more than 0 m")
-    pipes = [k for k in network.links if k.kind is LinkKind.pipe]
+    if not max_distance_m > 0:
+        raise InvalidGeometry("the service connection distance must be more than 0 m", code="bad_distance")
+    link_ids = tuple(k.id for k in network.links)
+    pipes = [i for i, k in enumerate(network.links) if k.kind is LinkKind.pipe]
     n = len(households)
+    position = np.full(n, -1, np.int32)
+    distance = np.full(n, np.nan, np.float64)
     if not pipes or not n:
-        return Attachment(max_distance_m, (None,) * n, (None,) * n)
-    lonlat = np.array([(h.lon, h.lat) for h in households], dtype=np.float64)
-    path_lonlat = np.array([p for k in pipes for p in k.path], dtype=np.float64)
-    which_pipe = np.repeat(np.arange(len(pipes)), [len(k.path) for k in pipes])
+        return Attachment(max_distance_m, link_ids, position, distance)
+    lon, lat = _lonlat(households)
+    paths = [network.links[i].path for i in pipes]
+    path_lonlat = np.array([p for path in paths for p in path], dtype=np.float64)
+    which_pipe = np.repeat(np.arange(len(pipes)), [len(path) for path in paths])
     (lon0, lat0), (lon1, lat1) = path_lonlat.min(axis=0), path_lonlat.max(axis=0)
     local = LocalMetric((lon0 + lon1) / 2, (lat0 + lat1) / 2)
     lines = np.asarray(shapely.linestrings(local.xy(path_lonlat), indices=which_pipe), dtype=object)
     tree = shapely.STRtree(lines)
-    points = shapely.points(local.xy(lonlat))
-    (where, which), dist = tree.query_nearest(
-        points, max_distance=max_distance_m, return_distance=True, all_matches=False
-    )
-    pipe: list[str | None] = [None] * n
-    distance: list[float | None] = [None] * n
-    for i, j, d in zip(where.tolist(), which.tolist(), dist.tolist(), strict=True):
-        pipe[i] = pipes[j].id
-        distance[i] = d
-    return Attachment(max_distance_m, tuple(pipe), tuple(distance))
+    pipe_link = np.array(pipes, np.int32)
+    for begin in range(0, n, _CHUNK):
+        chunk = np.column_stack([lon[begin : begin + _CHUNK], lat[begin : begin + _CHUNK]])
+        points = shapely.points(local.xy(chunk))
+        (where, which), dist = tree.query_nearest(
+            points, max_distance=max_distance_m, return_distance=True, all_matches=False
+        )
+        position[begin + where] = pipe_link[which]
+        distance[begin + where] = dist
+    return Attachment(max_distance_m, link_ids, position, distance)
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,20 +116,64 @@ class Selection:
         return Selection(np.setdiff1d(self.positions, other.positions, assume_unique=True))
 
 
-@dataclass(frozen=True)
+class AccountIndex(Mapping[str, int]):
+    """Position by account id, by binary search over the ids sorted once (no dict of a
+    million strings)."""
+
+    def __init__(self, account_id: StrArray) -> None:
+        self._ids = account_id
+        self._order: IntArray | None = None
+        self._sorted: StrArray | None = None
+
+    def _ready(self) -> tuple[IntArray, StrArray]:
+        if self._order is None or self._sorted is None:
+            self._order = np.argsort(self._ids, kind="stable").astype(np.int64)
+            self._sorted = self._ids[self._order]
+        return self._order, self._sorted
+
+    def __getitem__(self, account_id: str) -> int:
+        order, ids = self._ready()
+        at = int(np.searchsorted(ids, np.array([account_id], dtype=ids.dtype))[0])
+        if at < len(ids) and ids[at] == account_id:
+            return int(order[at])
+        raise KeyError(account_id)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._ids.tolist())
+
+    def __len__(self) -> int:
+        return len(self._ids)
+
+
+@dataclass(frozen=True, eq=False)
 class HouseholdIndex:
-    households: tuple[Household, ...]
-    tree: shapely.STRtree = field(repr=False)
-    lon: NDArray[np.float64] = field(repr=False)
-    lat: NDArray[np.float64] = field(repr=False)
+    households: HouseholdTable
+    grid: PointGrid = field(repr=False)
     by_account: Mapping[str, int] = field(repr=False)
-    #: Rank in :data:`PRIORITY_ORDER` per household.
-    priority_rank: NDArray[np.int8] = field(repr=False)
-    languages: tuple[str, ...] = field(repr=False)
-    language_code: NDArray[np.int32] = field(repr=False)
     #: Position in ``network.links`` of each household's pipe, -1 when unattached.
-    pipe_position: IntArray = field(repr=False)
+    pipe_position: NDArray[np.int32] = field(repr=False)
     network: Network | None = field(repr=False)
+
+    @property
+    def lon(self) -> NDArray[np.float64]:
+        return self.households.lon
+
+    @property
+    def lat(self) -> NDArray[np.float64]:
+        return self.households.lat
+
+    @property
+    def priority_rank(self) -> NDArray[np.int8]:
+        """Rank in :data:`PRIORITY_ORDER` per household."""
+        return self.households.priority_rank
+
+    @property
+    def languages(self) -> tuple[str, ...]:
+        return self.households.languages
+
+    @property
+    def language_code(self) -> NDArray[np.int16]:
+        return self.households.language_code
 
     @classmethod
     def build(
@@ -120,30 +182,21 @@ class HouseholdIndex:
         network: Network | None = None,
         attachment: Attachment | None = None,
     ) -> HouseholdIndex:
-        items = tuple(households)
-        n = len(items)
-        lonlat = np.array([(h.lon, h.lat) for h in items], dtype=np.float64).reshape(n, 2)
-        points = shapely.points(lonlat)
-        languages = tuple(sorted({h.language for h in items}))
-        code = {lang: i for i, lang in enumerate(languages)}
-        pipe_position = np.full(n, -1, np.int64)
+        table = HouseholdTable.from_households(households)
+        n = len(table)
+        pipe_position = np.full(n, -1, np.int32)
         if attachment is not None:
             if network is None:
                 raise ValueError("an attachment needs the network it was made for")
-            if len(attachment.pipe) != n:
+            if len(attachment.link_position) != n:
                 raise ValueError("the attachment is for another list of households")
-            pipe_position = np.array(
-                [-1 if p is None else network.link_index[p] for p in attachment.pipe], np.int64
-            ).reshape(n)
+            if attachment.link_ids != tuple(k.id for k in network.links):
+                raise ValueError("the attachment is for another network")
+            pipe_position = attachment.link_position
         return cls(
-            households=items,
-            tree=shapely.STRtree(np.asarray(points, dtype=object)),
-            lon=np.ascontiguousarray(lonlat[:, 0]),
-            lat=np.ascontiguousarray(lonlat[:, 1]),
-            by_account={h.account_id: i for i, h in enumerate(items)},
-            priority_rank=np.array([_PRIORITY_RANK[h.priority] for h in items], np.int8).reshape(n),
-            languages=languages,
-            language_code=np.array([code[h.language] for h in items], np.int32).reshape(n),
+            households=table,
+            grid=PointGrid.build(table.lon, table.lat),
+            by_account=AccountIndex(table.account_id),
             pipe_position=pipe_position,
             network=network,
         )
@@ -158,12 +211,14 @@ class HouseholdIndex:
 def households_in_area(index: HouseholdIndex, area: Area) -> Selection:
     """Households whose point lies in the area, its boundary included (never leave out a
     house drawn on the line)."""
-    # The tree narrows to the area's bounding box; one vectorised point-in-polygon test over
-    # those candidates is then several times faster than a per-candidate tree predicate.
-    candidates = np.sort(index.tree.query(area.geometry).astype(np.int64))
-    shapely.prepare(area.geometry)  # a cache on the geometry, invisible to its value
-    inside = shapely.intersects_xy(area.geometry, index.lon[candidates], index.lat[candidates])
-    return Selection(candidates[inside])
+    return Selection(index.grid.query(area.geometry))
+
+
+def households_in_area_among(index: HouseholdIndex, area: Area, among: Selection) -> Selection:
+    """The households of ``among`` inside the area: a direct test, for small selections."""
+    at = among.positions
+    shapely.prepare(area.geometry)
+    return Selection(at[shapely.intersects_xy(area.geometry, index.lon[at], index.lat[at])])
 
 
 def households_on_links(index: HouseholdIndex, links: Iterable[str]) -> Selection:
@@ -203,5 +258,4 @@ def iter_households(index: HouseholdIndex, selection: Selection) -> Iterator[Hou
     """The selected households, highest priority first, file order within a priority."""
     positions = selection.positions
     order = np.argsort(index.priority_rank[positions], kind="stable")
-    for i in positions[order].tolist():
-        yield index.households[i]
+    yield from index.households.iter_rows(positions[order])

@@ -18,6 +18,7 @@ from shapely.geometry import MultiPolygon, Polygon, shape
 from shapely.geometry.base import BaseGeometry
 
 from incident.geo.errors import FileFormatError, InvalidGeometry, UnknownReference
+from incident.geo.extent import Extent, check_lonlat
 from incident.geo.projection import to_lonlat
 from incident.geo.rows import RejectedRow
 
@@ -58,24 +59,26 @@ def geometry_from_geojson(geometry: Mapping[str, Any], crs: str | None = None) -
     try:
         geom = shape(dict(geometry))
     except (AttributeError, KeyError, TypeError, ValueError, IndexError, shapely.errors.ShapelyError) as err:
-        raise InvalidGeometry(f"not a GeoJSON geometry: {err}") from None
+        raise InvalidGeometry(f"not a GeoJSON geometry: {err}", code="geometry_invalid") from None
     coords = shapely.get_coordinates(geom)
     if len(coords) == 0:
-        raise InvalidGeometry("the geometry is empty")
+        raise InvalidGeometry("the geometry is empty", code="geometry_empty")
     if not np.isfinite(coords).all():
-        raise InvalidGeometry("the geometry has a coordinate that is not a number")
+        raise InvalidGeometry("the geometry has a coordinate that is not a number", code="not_lonlat")
     if not crs:
-        if not (np.abs(coords[:, 0]).max() <= 180 and np.abs(coords[:, 1]).max() <= 90):
-            raise InvalidGeometry("coordinates are not lon/lat (beyond ±180/±90)")
+        check_lonlat(coords, "the geometry")
         return geom
     out: BaseGeometry = shapely.transform(geom, lambda xy: to_lonlat(xy, crs))
     return out
 
 
 def zones_from_features(
-    features: Iterable[Mapping[str, Any]], layer: str, crs: str | None = None
+    features: Iterable[Mapping[str, Any]], layer: str, crs: str | None = None, *, extent: Extent | None = None
 ) -> tuple[list[Zone], list[RejectedRow]]:
-    """Read the zones of one layer; bad features come back as rejected rows."""
+    """Read the zones of one layer; bad features come back as rejected rows.
+
+    With the service area's ``extent``, a zone wholly outside it is rejected, and named as
+    swapped when it would lie inside with lon and lat exchanged."""
     zones: list[Zone] = []
     rejected: list[RejectedRow] = []
     seen: set[str] = set()
@@ -97,6 +100,7 @@ def zones_from_features(
             continue
         try:
             geom = geometry_from_geojson(feature.get("geometry") or {}, crs)
+            check_lonlat(shapely.get_coordinates(geom), "the zone", extent)
         except InvalidGeometry as err:
             rejected.append(RejectedRow("feature", index, zone_id, f"{label}: {err.message}"))
             continue
@@ -141,6 +145,14 @@ class ZoneSet:
             return self.by_id[zone_id]
         except KeyError:
             raise UnknownReference(f"zone {zone_id!r} is in no layer", code="unknown_zone") from None
+
+    def get_all(self, zone_ids: Sequence[str]) -> list[Zone]:
+        """The named zones; every unknown id is named in one error (code ``unknown_zone``)."""
+        unknown = sorted({z for z in zone_ids if z not in self.by_id})
+        if unknown:
+            shown = ", ".join(repr(z) for z in unknown[:10]) + (" and more" if len(unknown) > 10 else "")
+            raise UnknownReference(f"zone(s) in no layer: {shown}", code="unknown_zone")
+        return [self.by_id[z] for z in zone_ids]
 
     def layers(self) -> dict[str, list[str]]:
         """Zone ids per layer name."""

@@ -364,8 +364,12 @@ def parse_valves_csv(lines: Iterable[str], network: Network) -> tuple[list[Valve
             reason = "valve_id is missing"
         elif valve_id in ids:
             reason = "valve_id appears earlier in the file"
+        elif not pipe:
+            reason = f"valve {valve_id!r} names no pipe"
         elif pipe not in network.link_index:
-            reason = f"pipe {pipe!r} is not in the network"
+            reason = f"valve {valve_id!r} is on pipe {pipe!r}, which is not in the network"
+        elif not node:
+            reason = f"valve {valve_id!r} names no node"
         elif node not in (network.link(pipe).start, network.link(pipe).end):
             reason = f"node {node!r} is not an end of pipe {pipe!r}"
         elif (pipe, node) in places:

@@ -16,6 +16,16 @@ that lose every path from a source (reservoir or tank) once those valves are clo
 
 Removing a valve from the layer merges exactly the two segments it separates, so an
 inoperable valve is handled by merging segments, without recomputing the partition.
+
+Supply is judged against the network as it is before the break: only nodes that a source
+reaches now and would not reach with the valves closed count as unsupplied. A part of the
+network that no source feeds at all (a model without its reservoir, or a cut-off
+district) is reported by :func:`unsourced_parts` at load; a break there cannot be traced
+beyond its segment, so the whole part is returned as *undetermined* and counted as
+affected (told rather than left out), never silently as dry or as fine.
+
+The search from the sources runs in SciPy's compiled breadth-first search when SciPy is
+installed (about 1 ms on a 12,500-node network) and in a plain Python search otherwise.
 """
 
 from __future__ import annotations
@@ -30,8 +40,20 @@ from numpy.typing import NDArray
 from incident.geo.errors import UnknownReference
 from incident.geo.network import SOURCE_KINDS, Network, Valve
 
+try:  # compiled graph search; optional, the Python search below gives the same answers
+    from scipy.sparse import csr_matrix  # type: ignore[import-untyped,unused-ignore]
+    from scipy.sparse.csgraph import (  # type: ignore[import-untyped,unused-ignore]
+        breadth_first_order,
+        connected_components,
+    )
+
+    HAVE_SCIPY = True
+except ImportError:  # pragma: no cover - scipy comes with the test extras
+    HAVE_SCIPY = False
+
 IntArray = NDArray[np.int64]
 BoolArray = NDArray[np.bool_]
+ObjArray = NDArray[np.object_]
 
 
 @dataclass(frozen=True)
@@ -57,6 +79,17 @@ class SegmentMap:
     link_end: IntArray = field(repr=False)
     link_one_way: BoolArray = field(repr=False)
     link_closed: BoolArray = field(repr=False)
+    #: The source side of each directed edge (``flow_to`` is the other side).
+    flow_from: IntArray = field(repr=False)
+    #: Nodes and links that have water before anything is closed.
+    node_supplied: BoolArray = field(repr=False)
+    link_supplied: BoolArray = field(repr=False)
+    #: Connected part of each node over the links that are not closed, and whether the part
+    #: holds a source.
+    node_part: IntArray = field(repr=False)
+    part_has_source: BoolArray = field(repr=False)
+    node_ids: ObjArray = field(repr=False)
+    link_ids: ObjArray = field(repr=False)
 
     def segments(self) -> list[tuple[frozenset[str], frozenset[str]]]:
         """Every segment as (node ids, link ids), in segment number order."""
@@ -80,18 +113,28 @@ class IsolationTrace:
     inoperable_passed: tuple[str, ...]
     segment_nodes: tuple[str, ...]
     segment_links: tuple[str, ...]
-    #: Outside the segment, without any path from a source once the valves are closed.
+    #: Outside the segment, supplied before and without any path from a source once the
+    #: valves are closed.
     unsupplied_nodes: tuple[str, ...]
     unsupplied_links: tuple[str, ...]
+    #: Outside the segment, in a part of the network that no source feeds: whether they keep
+    #: water cannot be told from the model, so they count as affected.
+    undetermined_nodes: tuple[str, ...] = ()
+    undetermined_links: tuple[str, ...] = ()
+
+    @property
+    def source_unknown(self) -> bool:
+        """The broken pipe lies in a part of the network without a source."""
+        return bool(self.undetermined_nodes or self.undetermined_links)
 
     @property
     def affected_links(self) -> tuple[str, ...]:
-        """Links out of water: the segment's and the unsupplied ones (households on these)."""
-        return tuple(sorted((*self.segment_links, *self.unsupplied_links)))
+        """Links out of water, or possibly so: segment, unsupplied and undetermined ones."""
+        return tuple(sorted((*self.segment_links, *self.unsupplied_links, *self.undetermined_links)))
 
     @property
     def affected_nodes(self) -> tuple[str, ...]:
-        return tuple(sorted((*self.segment_nodes, *self.unsupplied_nodes)))
+        return tuple(sorted((*self.segment_nodes, *self.unsupplied_nodes, *self.undetermined_nodes)))
 
 
 def _find(parent: list[int], a: int) -> int:
@@ -99,6 +142,22 @@ def _find(parent: list[int], a: int) -> int:
         parent[a] = parent[parent[a]]
         a = parent[a]
     return a
+
+
+def _components(n: int, a: IntArray, b: IntArray) -> IntArray:
+    """Connected-component label of each of ``n`` nodes over the undirected edges ``a``-``b``."""
+    if HAVE_SCIPY:
+        graph = csr_matrix((np.ones(len(a), np.int8), (a, b)), shape=(n, n))
+        _, labels = connected_components(graph, directed=False)
+        return np.asarray(labels, np.int64)
+    parent = list(range(n))
+    for x, y in zip(a.tolist(), b.tolist(), strict=True):
+        rx, ry = _find(parent, x), _find(parent, y)
+        if rx != ry:
+            parent[rx] = ry
+    roots = np.fromiter((_find(parent, i) for i in range(n)), np.int64, n)
+    _, labels = np.unique(roots, return_inverse=True)
+    return labels.astype(np.int64)
 
 
 def build_segments(network: Network, valves: Iterable[Valve]) -> SegmentMap:
@@ -114,12 +173,16 @@ def build_segments(network: Network, valves: Iterable[Valve]) -> SegmentMap:
     for i, valve in enumerate(valve_list):
         if valve.pipe not in network.link_index:
             raise UnknownReference(
-                f"valve {valve.id!r} is on pipe {valve.pipe!r}, which is not in the network"
+                f"valve {valve.id!r} is on pipe {valve.pipe!r}, which is not in the network",
+                code="unknown_pipe",
             )
         if valve.node not in network.node_index:
             raise UnknownReference(
-                f"valve {valve.id!r} is next to node {valve.node!r}, which is not in the network"
+                f"valve {valve.id!r} is next to node {valve.node!r}, which is not in the network",
+                code="unknown_node",
             )
+        if valve.id in valve_index:
+            raise UnknownReference(f"valve id {valve.id!r} appears twice", code="duplicate_valve")
         valve_index[valve.id] = i
         v_link[i] = network.link_index[valve.pipe]
         v_node[i] = network.node_index[valve.node]
@@ -129,14 +192,7 @@ def build_segments(network: Network, valves: Iterable[Valve]) -> SegmentMap:
     valved_end[v_link[v_node == ends[v_link]]] = True
     unvalved = ~(valved_start | valved_end)
 
-    parent = list(range(n_nodes))
-    for a, b in zip(starts[unvalved].tolist(), ends[unvalved].tolist(), strict=True):
-        ra, rb = _find(parent, a), _find(parent, b)
-        if ra != rb:
-            parent[ra] = rb
-    roots = np.fromiter((_find(parent, i) for i in range(n_nodes)), np.int64, n_nodes)
-    _, node_segment = np.unique(roots, return_inverse=True)
-    node_segment = node_segment.astype(np.int64)
+    node_segment = _components(n_nodes, starts[unvalved], ends[unvalved])
     count = int(node_segment.max()) + 1 if n_nodes else 0
 
     link_segment = np.where(valved_start, node_segment[ends], node_segment[starts])
@@ -146,9 +202,12 @@ def build_segments(network: Network, valves: Iterable[Valve]) -> SegmentMap:
 
     one_way = np.fromiter((k.one_way for k in network.links), np.bool_, n_links)
     closed = np.fromiter((k.closed for k in network.links), np.bool_, n_links)
-    flow_ptr, flow_to, flow_link = _flow_graph(n_nodes, starts, ends, one_way, closed)
+    flow_ptr, flow_from, flow_to, flow_link = _flow_graph(n_nodes, starts, ends, one_way, closed)
     sources = np.array([i for i, n in enumerate(network.nodes) if n.kind in SOURCE_KINDS], np.int64)
-    return SegmentMap(
+    node_part = _components(n_nodes, starts[~closed], ends[~closed])
+    part_has_source = np.zeros(int(node_part.max()) + 1 if n_nodes else 0, np.bool_)
+    part_has_source[node_part[sources]] = True
+    segments = SegmentMap(
         network=network,
         valves=valve_list,
         count=count,
@@ -165,12 +224,26 @@ def build_segments(network: Network, valves: Iterable[Valve]) -> SegmentMap:
         link_end=ends,
         link_one_way=one_way,
         link_closed=closed,
+        flow_from=flow_from,
+        node_supplied=np.zeros(n_nodes, np.bool_),
+        link_supplied=np.zeros(n_links, np.bool_),
+        node_part=node_part,
+        part_has_source=part_has_source,
+        node_ids=np.array([n.id for n in network.nodes] or [""], dtype=object)[:n_nodes],
+        link_ids=np.array([k.id for k in network.links] or [""], dtype=object)[:n_links],
     )
+    # Supply before anything is closed: the reference a break is judged against.
+    nothing_n, nothing_k = np.zeros(n_nodes, np.bool_), np.zeros(n_links, np.bool_)
+    supplied = _supplied(segments, nothing_n, nothing_k)
+    segments.node_supplied[:] = supplied
+    segments.link_supplied[:] = ~_links_without_supply(segments, supplied)
+    return segments
 
 
 def _flow_graph(
     n_nodes: int, starts: IntArray, ends: IntArray, one_way: BoolArray, closed: BoolArray
-) -> tuple[IntArray, IntArray, IntArray]:
+) -> tuple[IntArray, IntArray, IntArray, IntArray]:
+    """Directed "water can go from a to b" edges sorted by ``a``: (ptr, from, to, link)."""
     links = np.arange(len(starts), dtype=np.int64)
     forward = ~closed
     backward = ~closed & ~one_way
@@ -180,7 +253,24 @@ def _flow_graph(
     order = np.argsort(src, kind="stable")
     ptr = np.zeros(n_nodes + 1, np.int64)
     np.cumsum(np.bincount(src, minlength=n_nodes), out=ptr[1:])
-    return ptr, dst[order], via[order]
+    return ptr, src[order], dst[order], via[order]
+
+
+def unsourced_parts(segments: SegmentMap) -> tuple[tuple[str, ...], ...]:
+    """Parts of the network (connected over links that are not closed) without a reservoir or
+    tank: node ids of each, sorted, largest part first. A load warning: no source feeds them,
+    so an isolation there can name the valves but not who keeps water."""
+    lonely = np.flatnonzero(~segments.part_has_source[segments.node_part])
+    parts: dict[int, list[str]] = {}
+    for part, node in zip(
+        segments.node_part[lonely].tolist(), segments.node_ids[lonely].tolist(), strict=True
+    ):
+        parts.setdefault(part, []).append(str(node))
+    return tuple(sorted((tuple(sorted(p)) for p in parts.values()), key=lambda p: (-len(p), p)))
+
+
+def _ids(names: ObjArray, mask: BoolArray) -> tuple[str, ...]:
+    return tuple(sorted(names[np.flatnonzero(mask)].tolist()))
 
 
 def isolate(segments: SegmentMap, pipe: str, inoperable: Collection[str] = ()) -> IsolationTrace:
@@ -190,9 +280,10 @@ def isolate(segments: SegmentMap, pipe: str, inoperable: Collection[str] = ()) -
         raise UnknownReference(f"pipe {pipe!r} is not in the network", code="unknown_pipe")
     unknown = sorted(v for v in inoperable if v not in segments.valve_index)
     if unknown:
-        raise UnknownReference(
-            f"inoperable valve(s) not in the valve layer: {', '.join(unknown)}", code="unknown_valve"
+        shown = ", ".join(repr(v) for v in unknown[:5]) + (
+            f" and {len(unknown) - 5} more" if len(unknown) > 5 else ""
         )
+        raise UnknownReference(f"inoperable valve(s) not in the valve layer: {shown}", code="unknown_valve")
     stuck = np.zeros(len(segments.valves), np.bool_)
     stuck[[segments.valve_index[v] for v in inoperable]] = True
 
@@ -215,27 +306,59 @@ def isolate(segments: SegmentMap, pipe: str, inoperable: Collection[str] = ()) -
     passed = np.flatnonzero(stuck & touches)
 
     supplied = _supplied(segments, node_cut, link_cut)
-    node_lost = ~supplied & ~node_cut
-    link_lost = _links_without_supply(segments, supplied) & ~link_cut
+    node_lost = segments.node_supplied & ~supplied & ~node_cut
+    link_lost = segments.link_supplied & _links_without_supply(segments, supplied) & ~link_cut
 
-    def ids(mask: BoolArray, items: Iterable[str]) -> tuple[str, ...]:
-        return tuple(sorted(i for i, m in zip(items, mask.tolist(), strict=True) if m))
+    # The parts the cut touches that no source feeds: undetermined beyond the segment.
+    touched = np.concatenate(
+        [
+            segments.node_part[node_cut],
+            segments.node_part[segments.link_start[link_cut]],
+            segments.node_part[segments.link_end[link_cut]],
+        ]
+    )
+    lonely_parts = np.unique(touched[~segments.part_has_source[touched]])
+    node_unknown = np.isin(segments.node_part, lonely_parts) & ~node_cut
+    link_unknown = (node_unknown[segments.link_start] | node_unknown[segments.link_end]) & ~link_cut
 
-    node_ids = [n.id for n in network.nodes]
-    link_ids = [k.id for k in network.links]
+    valve_ids = [v.id for v in segments.valves]
     return IsolationTrace(
         pipe=pipe,
-        valves_to_close=tuple(sorted(segments.valves[i].id for i in close.tolist())),
-        inoperable_passed=tuple(sorted(segments.valves[i].id for i in passed.tolist())),
-        segment_nodes=ids(node_cut, node_ids),
-        segment_links=ids(link_cut, link_ids),
-        unsupplied_nodes=ids(node_lost, node_ids),
-        unsupplied_links=ids(link_lost, link_ids),
+        valves_to_close=tuple(sorted(valve_ids[i] for i in close.tolist())),
+        inoperable_passed=tuple(sorted(valve_ids[i] for i in passed.tolist())),
+        segment_nodes=_ids(segments.node_ids, node_cut),
+        segment_links=_ids(segments.link_ids, link_cut),
+        unsupplied_nodes=_ids(segments.node_ids, node_lost),
+        unsupplied_links=_ids(segments.link_ids, link_lost),
+        undetermined_nodes=_ids(segments.node_ids, node_unknown),
+        undetermined_links=_ids(segments.link_ids, link_unknown),
     )
 
 
 def _supplied(segments: SegmentMap, node_cut: BoolArray, link_cut: BoolArray) -> BoolArray:
     """Nodes that water reaches from a source without entering the cut-out part."""
+    if HAVE_SCIPY:
+        return _supplied_scipy(segments, node_cut, link_cut)
+    return _supplied_python(segments, node_cut, link_cut)
+
+
+def _supplied_scipy(segments: SegmentMap, node_cut: BoolArray, link_cut: BoolArray) -> BoolArray:
+    n = len(node_cut)
+    keep = ~link_cut[segments.flow_link] & ~node_cut[segments.flow_from] & ~node_cut[segments.flow_to]
+    # Node n is a super-source with an edge to every source outside the cut.
+    roots = segments.sources[~node_cut[segments.sources]]
+    src = np.concatenate([segments.flow_from[keep], np.full(len(roots), n, np.int64)])
+    dst = np.concatenate([segments.flow_to[keep], roots])
+    ptr = np.zeros(n + 2, np.int64)
+    np.cumsum(np.bincount(src, minlength=n + 1), out=ptr[1:])
+    graph = csr_matrix((np.ones(len(dst), np.int8), dst, ptr), shape=(n + 1, n + 1))
+    reached = breadth_first_order(graph, n, directed=True, return_predecessors=False)
+    out = np.zeros(n + 1, np.bool_)
+    out[reached] = True
+    return out[:n]
+
+
+def _supplied_python(segments: SegmentMap, node_cut: BoolArray, link_cut: BoolArray) -> BoolArray:
     reached = node_cut.copy()  # seeded as "visited" so the search never enters the cut
     ptr, to, via = segments.flow_ptr.tolist(), segments.flow_to.tolist(), segments.flow_link.tolist()
     cut_links = link_cut.tolist()
