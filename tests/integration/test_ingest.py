@@ -12,14 +12,12 @@ import orjson
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-from incident.clock import SystemClock
 from incident.ingest import Batch, Ingestor
 from incident.kafka import BrokerMonitor, EmbeddedBroker
 from incident.live import LiveHub
 from incident.metrics import Metrics
-from incident.reports import ReportStatus
 from incident.settings import Settings, load_settings
-from incident.store import Store, open_store
+from incident.store import Store
 from incident.triage import TriageService
 from tests.conftest import Broker, kafka_env
 from tests.unit.test_reports import MALFORMED
@@ -75,12 +73,12 @@ class Harness:
 
 
 @pytest.fixture
-async def harness(broker: Broker, store: Store, store_url: str) -> AsyncIterator[Harness]:
+async def harness(broker: Broker, store: Store, store_url: str) -> Harness:
     settings = load_settings(None, {"INCIDENT_STORE__URL": store_url, **kafka_env(broker, consume=True)})
     monitor = BrokerMonitor(broker.bootstrap, settings.kafka)
     await monitor.start()  # creates the topics, with the configured partition count
     await monitor.close()
-    yield Harness(settings, store, broker.bootstrap)
+    return Harness(settings, store, broker.bootstrap)
 
 
 @pytest.fixture
@@ -274,7 +272,7 @@ async def test_a_broker_restart_mid_stream(store: Store, store_url: str, tmp_pat
                                     settings.kafka.reports_topic, report(f"after-{i}")
                                 )
                             break
-                        except Exception:  # noqa: BLE001 - until the broker is back for it
+                        except Exception:
                             await asyncio.sleep(0.2)
                 await wait_until(lambda: _count(harness, 40), "reports after the restart stored", limit=30)
         finally:
@@ -294,9 +292,6 @@ class _FakeBroker(Broker):
     @property
     def bootstrap(self) -> str:
         return self._bootstrap
-
-
-_ = (SystemClock, open_store, ReportStatus)
 
 
 async def test_operators_list_and_replay_dead_letters(
