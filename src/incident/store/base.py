@@ -17,6 +17,7 @@ import msgspec
 
 from incident.correlate import Candidate
 from incident.domain import EventDraft, Incident, Status, TimelineEvent
+from incident.geo.household import Household
 from incident.reports import Report, ReportStatus, StoredReport
 
 #: Given the new incident's id, the events that open it.
@@ -69,6 +70,20 @@ class Store(Protocol):
         ...
 
     async def get_report(self, report_id: str) -> StoredReport | None: ...
+
+    async def upsert_households(self, households: Sequence[Household]) -> HouseholdUpsert:
+        """Add new households and update changed ones, by ``account_id``."""
+        ...
+
+    async def households_page(self, after: str, limit: int) -> list[Household]:
+        """Households ordered by ``account_id``, after ``after`` (keyset paging)."""
+        ...
+
+    async def count_households(self) -> int: ...
+
+    async def get_meta(self, key: str) -> str | None: ...
+
+    async def set_meta(self, key: str, value: str) -> None: ...
 
     async def list_reports(
         self, statuses: Collection[ReportStatus] | None = None, limit: int = 100
@@ -129,6 +144,12 @@ class IngestResult(msgspec.Struct, frozen=True):
     stored: list[StoredReport]
     duplicates: list[str]
     appended: list[Appended]
+
+
+class HouseholdUpsert(msgspec.Struct, frozen=True):
+    added: int
+    updated: int
+    unchanged: int
 
 
 #: Given the reports that are new and the open incidents, the steps to take.

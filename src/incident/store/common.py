@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections import defaultdict
 from collections.abc import Iterable
 from datetime import datetime
@@ -11,6 +12,7 @@ import msgspec
 
 from incident.correlate import Candidate, Sighting
 from incident.domain import OPEN_STATUSES, Incident
+from incident.geo.household import Channel, Household, Priority
 from incident.reports import Report, ReportStatus, StoredReport
 
 REPORT_COLUMNS = (
@@ -67,3 +69,34 @@ def candidates(incidents: Iterable[Incident], sighting_rows: Iterable[Any]) -> l
             )
         )
     return [Candidate.of(i, by_incident.get(i.id, [])) for i in incidents]
+
+
+# --- households -----------------------------------------------------------------------------
+
+HOUSEHOLD_COLUMNS = (
+    "account_id, lon, lat, address, language, sms, voice, app_token, priority, opt_out, digest, updated_at"
+)
+
+
+def household_digest(h: Household) -> str:
+    """Changes when anything about the household changes; re-imports skip equal rows."""
+    priority = h.priority.value if h.priority else ""
+    opt_out = "|".join(sorted(c.value for c in h.opt_out))
+    parts = (h.account_id, repr(h.lon), repr(h.lat), h.address, h.language, h.sms, h.voice, h.app_token,
+             priority, opt_out)  # fmt: skip
+    return hashlib.sha1("\x1f".join(parts).encode(), usedforsecurity=False).hexdigest()
+
+
+def household_row(h: Household, digest: str, updated_at: str) -> tuple[Any, ...]:
+    opt_out = "|".join(sorted(c.value for c in h.opt_out))
+    priority = h.priority.value if h.priority else None
+    return (h.account_id, h.lon, h.lat, h.address, h.language, h.sms, h.voice, h.app_token, priority,
+            opt_out, digest, updated_at)  # fmt: skip
+
+
+def household_of(row: Any) -> Household:
+    return Household(
+        account_id=row[0], lon=row[1], lat=row[2], address=row[3], language=row[4], sms=row[5], voice=row[6],
+        app_token=row[7], priority=Priority(row[8]) if row[8] else None,
+        opt_out=frozenset(Channel(c) for c in row[9].split("|") if c),
+    )  # fmt: skip

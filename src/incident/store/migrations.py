@@ -91,4 +91,29 @@ CREATE INDEX reports_by_incident ON reports (incident_id);
 
 MIGRATIONS += (Migration(version=2, name="reports and triage", sqlite=_V2_REPORTS, postgres=_V2_REPORTS),)
 
+_V3_HOUSEHOLDS = """
+CREATE TABLE households (
+    account_id TEXT PRIMARY KEY,
+    lon DOUBLE PRECISION NOT NULL,
+    lat DOUBLE PRECISION NOT NULL,
+    address TEXT NOT NULL,
+    language TEXT NOT NULL,
+    sms TEXT NOT NULL,
+    voice TEXT NOT NULL,
+    app_token TEXT NOT NULL,
+    priority TEXT,
+    opt_out TEXT NOT NULL,
+    digest TEXT NOT NULL,
+    updated_at TEXT NOT NULL
+);
+CREATE TABLE meta (
+    key TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+"""
+
+MIGRATIONS += (
+    Migration(version=3, name="household registry", sqlite=_V3_HOUSEHOLDS, postgres=_V3_HOUSEHOLDS),
+)
+
 LATEST = MIGRATIONS[-1].version

@@ -21,11 +21,13 @@ import orjson
 from incident.clock import Clock, isoformat
 from incident.domain import Incident, Status, TimelineEvent, incident_id
 from incident.errors import Conflict, IncidentError, NotFound, StoreError
+from incident.geo.household import Household
 from incident.reports import ReportStatus, StoredReport
 from incident.store.base import (
     Appended,
     AppendTo,
     Decider,
+    HouseholdUpsert,
     IncomingReport,
     IngestResult,
     NewIncident,
@@ -36,7 +38,18 @@ from incident.store.base import (
     SetReport,
     incident_counter,
 )
-from incident.store.common import OPEN, REPORT_COLUMNS, SIGHTINGS_SQL, candidates, report_row, stored_report
+from incident.store.common import (
+    HOUSEHOLD_COLUMNS,
+    OPEN,
+    REPORT_COLUMNS,
+    SIGHTINGS_SQL,
+    candidates,
+    household_digest,
+    household_of,
+    household_row,
+    report_row,
+    stored_report,
+)
 from incident.store.migrations import MIGRATIONS
 from incident.timeline import seal
 
@@ -306,6 +319,69 @@ class PostgresStore:
             return IngestResult([by_id[i.report.report_id] for i in new], duplicates, result.appended)
 
         return await self._run(run)
+
+    async def upsert_households(self, households: Sequence[Household]) -> HouseholdUpsert:
+        async def run(conn: Any) -> HouseholdUpsert:
+            now = isoformat(self._clock.now())
+            known = dict(
+                await conn.fetch(
+                    "SELECT account_id, digest FROM households WHERE account_id = ANY($1::text[])",
+                    [h.account_id for h in households],
+                )
+            )
+            rows, added, updated = [], 0, 0
+            for h in households:
+                digest = household_digest(h)
+                if known.get(h.account_id) == digest:
+                    continue
+                added += h.account_id not in known
+                updated += h.account_id in known
+                rows.append(household_row(h, digest, now))
+            await conn.executemany(
+                f"INSERT INTO households ({HOUSEHOLD_COLUMNS}) VALUES"  # noqa: S608
+                " ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
+                " ON CONFLICT (account_id) DO UPDATE SET lon = excluded.lon, lat = excluded.lat,"
+                " address = excluded.address, language = excluded.language, sms = excluded.sms,"
+                " voice = excluded.voice, app_token = excluded.app_token, priority = excluded.priority,"
+                " opt_out = excluded.opt_out, digest = excluded.digest, updated_at = excluded.updated_at",
+                rows,
+            )
+            return HouseholdUpsert(added, updated, len(households) - added - updated)
+
+        return await self._run(run)
+
+    async def households_page(self, after: str, limit: int) -> list[Household]:
+        rows = await self._run(
+            lambda c: c.fetch(
+                f"SELECT {HOUSEHOLD_COLUMNS} FROM households WHERE account_id > $1"  # noqa: S608
+                " ORDER BY account_id LIMIT $2",
+                after,
+                limit,
+            ),
+            transaction=False,
+        )
+        return [household_of(r) for r in rows]
+
+    async def count_households(self) -> int:
+        return int(
+            await self._run(lambda c: c.fetchval("SELECT count(*) FROM households"), transaction=False)
+        )
+
+    async def get_meta(self, key: str) -> str | None:
+        value = await self._run(
+            lambda c: c.fetchval("SELECT value FROM meta WHERE key = $1", key), transaction=False
+        )
+        return None if value is None else str(value)
+
+    async def set_meta(self, key: str, value: str) -> None:
+        await self._run(
+            lambda c: c.execute(
+                "INSERT INTO meta (key, value) VALUES ($1, $2)"
+                " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                key,
+                value,
+            )
+        )
 
     async def get_report(self, report_id: str) -> StoredReport | None:
         row = await self._run(

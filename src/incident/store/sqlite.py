@@ -22,11 +22,13 @@ import orjson
 from incident.clock import Clock, isoformat
 from incident.domain import Incident, Status, TimelineEvent, incident_id
 from incident.errors import Conflict, NotFound, StoreError
+from incident.geo.household import Household
 from incident.reports import ReportStatus, StoredReport
 from incident.store.base import (
     Appended,
     AppendTo,
     Decider,
+    HouseholdUpsert,
     IncomingReport,
     IngestResult,
     NewIncident,
@@ -37,7 +39,18 @@ from incident.store.base import (
     SetReport,
     incident_counter,
 )
-from incident.store.common import OPEN, REPORT_COLUMNS, SIGHTINGS_SQL, candidates, report_row, stored_report
+from incident.store.common import (
+    HOUSEHOLD_COLUMNS,
+    OPEN,
+    REPORT_COLUMNS,
+    SIGHTINGS_SQL,
+    candidates,
+    household_digest,
+    household_of,
+    household_row,
+    report_row,
+    stored_report,
+)
 from incident.store.migrations import MIGRATIONS
 from incident.timeline import seal
 
@@ -349,6 +362,63 @@ class SqliteStore:
             return IngestResult([by_id[i.report.report_id] for i in new], duplicates, result.appended)
 
         return await self._write(run)
+
+    async def upsert_households(self, households: Sequence[Household]) -> HouseholdUpsert:
+        def run(conn: sqlite3.Connection) -> HouseholdUpsert:
+            now = isoformat(self._clock.now())
+            known: dict[str, str] = {}
+            ids = [h.account_id for h in households]
+            for start in range(0, len(ids), 500):
+                chunk = ids[start : start + 500]
+                marks = ", ".join("?" * len(chunk))
+                sql = f"SELECT account_id, digest FROM households WHERE account_id IN ({marks})"  # noqa: S608
+                known.update(conn.execute(sql, chunk).fetchall())
+            rows, added, updated = [], 0, 0
+            for h in households:
+                digest = household_digest(h)
+                if known.get(h.account_id) == digest:
+                    continue
+                added += h.account_id not in known
+                updated += h.account_id in known
+                rows.append(household_row(h, digest, now))
+            conn.executemany(
+                f"INSERT INTO households ({HOUSEHOLD_COLUMNS}) VALUES ({', '.join('?' * 12)})"  # noqa: S608
+                " ON CONFLICT (account_id) DO UPDATE SET lon = excluded.lon, lat = excluded.lat,"
+                " address = excluded.address, language = excluded.language, sms = excluded.sms,"
+                " voice = excluded.voice, app_token = excluded.app_token, priority = excluded.priority,"
+                " opt_out = excluded.opt_out, digest = excluded.digest, updated_at = excluded.updated_at",
+                rows,
+            )
+            return HouseholdUpsert(added, updated, len(households) - added - updated)
+
+        return await self._write(run)
+
+    async def households_page(self, after: str, limit: int) -> list[Household]:
+        rows = await self._read(
+            lambda c: c.execute(
+                f"SELECT {HOUSEHOLD_COLUMNS} FROM households WHERE account_id > ?"  # noqa: S608
+                " ORDER BY account_id LIMIT ?",
+                (after, limit),
+            ).fetchall()
+        )
+        return [household_of(r) for r in rows]
+
+    async def count_households(self) -> int:
+        row = await self._read(lambda c: c.execute("SELECT count(*) FROM households").fetchone())
+        return int(row[0])
+
+    async def get_meta(self, key: str) -> str | None:
+        row = await self._read(lambda c: c.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone())
+        return str(row[0]) if row else None
+
+    async def set_meta(self, key: str, value: str) -> None:
+        await self._write(
+            lambda c: c.execute(
+                "INSERT INTO meta (key, value) VALUES (?, ?)"
+                " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                (key, value),
+            )
+        )
 
     async def get_report(self, report_id: str) -> StoredReport | None:
         row = await self._read(
