@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import asyncio
 
-from bench import geo_households, ingest, timeline_append
+from bench import geo_area, geo_isolation, geo_memory, ingest, timeline_append
 
 if __name__ == "__main__":
     asyncio.run(timeline_append.main([]))
     print()
     asyncio.run(ingest.main([]))
-    print()
-    geo_households.main([])
+    for geo in (geo_area, geo_isolation, geo_memory):
+        print()
+        geo.main([])

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from aiohttp import WSCloseCode, web
 
+from incident.api import areas as area_views
 from incident.api import incidents as incident_views
 from incident.api import reports as report_views
 from incident.api import system as system_views
@@ -21,6 +22,7 @@ from incident.api.live import live
 from incident.api.middleware import authentication, errors_and_metrics
 from incident.auth import TokenRegistry, read_tokens
 from incident.clock import Clock, SystemClock
+from incident.households import load_service_area
 from incident.incidents import IncidentService
 from incident.kafka_runtime import kafka_runtime
 from incident.keys import (
@@ -31,6 +33,7 @@ from incident.keys import (
     KAFKA,
     LIVE_SOCKETS,
     METRICS,
+    SERVICE_AREA,
     SETTINGS,
     STORE,
     TOKENS,
@@ -58,7 +61,13 @@ LIVE_ENDPOINT = Endpoint(
 
 
 def all_endpoints() -> tuple[Endpoint, ...]:
-    return (*system_views.ENDPOINTS_, *incident_views.ENDPOINTS, *report_views.ENDPOINTS, LIVE_ENDPOINT)
+    return (
+        *system_views.ENDPOINTS_,
+        *incident_views.ENDPOINTS,
+        *area_views.ENDPOINTS,
+        *report_views.ENDPOINTS,
+        LIVE_ENDPOINT,
+    )
 
 
 async def _store_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -78,6 +87,11 @@ async def _kafka_ctx(app: web.Application) -> AsyncIterator[None]:
     async with kafka_runtime(app[SETTINGS], app[STORE], app[TRIAGE], app[METRICS]) as runtime:
         app[KAFKA] = runtime
         yield
+
+
+async def _area_ctx(app: web.Application) -> AsyncIterator[None]:
+    app[SERVICE_AREA] = await load_service_area(app[SETTINGS].area, app[STORE])
+    yield
 
 
 async def _tokens_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -114,6 +128,6 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> web.Applica
     app[ENDPOINTS] = {}
     app[LIVE_SOCKETS] = set()
     _register(app, all_endpoints())
-    app.cleanup_ctx.extend([_tokens_ctx, _store_ctx, _kafka_ctx])
+    app.cleanup_ctx.extend([_tokens_ctx, _store_ctx, _area_ctx, _kafka_ctx])
     app.on_shutdown.append(_close_live_sockets)
     return app

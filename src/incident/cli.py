@@ -16,6 +16,8 @@ from incident.auth import add_token
 from incident.clock import SystemClock
 from incident.domain import Role
 from incident.errors import IncidentError
+from incident.geo.files import Progress
+from incident.households import ImportResult as ImportResultT
 from incident.settings import Settings, load_settings
 
 log = logging.getLogger("incident")
@@ -260,3 +262,52 @@ def dlq_replay(where: str, fixed: Path | None, config_file: Path | None) -> None
     except IncidentError as err:
         raise click.ClickException(err.message) from err
     click.echo(f"re-submitted {report.report_id} from {where} to {k.reports_topic}")
+
+
+# --- households ---------------------------------------------------------------------------
+
+
+@main.group()
+def households() -> None:
+    """The household registry (who lives where, how to reach them, in which language)."""
+
+
+async def _import(settings: Settings, path: Path, total: int, quiet: bool) -> ImportResultT:
+    from incident.households import import_households
+    from incident.store import open_store
+
+    store = open_store(settings.store, SystemClock())
+    await store.open()
+    try:
+        with click.progressbar(length=total, label=f"Importing {path.name}", file=sys.stderr,
+                               show_pos=False, width=40) as bar:  # fmt: skip
+            done = 0
+
+            def progress(p: Progress) -> None:
+                nonlocal done
+                if not quiet:
+                    bar.update(p.bytes_read - done)
+                done = p.bytes_read
+
+            return await import_households(store, path, progress=progress)
+    finally:
+        await store.close()
+
+
+@households.command("import")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+@_config_option
+def households_import(file: Path, quiet: bool, config_file: Path | None) -> None:
+    """Import a households FILE (CSV or GeoJSON points): good rows are added or updated by
+    account_id; bad rows are listed with their line and reason. Exit 1 if any was rejected."""
+    settings = _settings(config_file)
+    try:
+        result = asyncio.run(_import(settings, file, file.stat().st_size, quiet))
+    except IncidentError as err:
+        raise click.ClickException(err.message) from err
+    for row in result.rejected:
+        click.echo(f"{file}: {row}", err=True)
+    click.echo(result.summary())
+    if result.rejected:
+        sys.exit(1)

@@ -86,6 +86,7 @@ class EventType(StrEnum):
     severity_changed = "severity_changed"
     report_linked = "report_linked"
     confirmed = "confirmed"
+    area_changed = "area_changed"
 
 
 Title = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
@@ -108,6 +109,10 @@ class Incident(msgspec.Struct, frozen=True, kw_only=True):
     playbook: str | None = None
     #: The affected area as GeoJSON (lon/lat), once drawn or derived.
     area: dict[str, Any] | None = None
+    #: How the area was made: parts added or removed (drawn, zones, around, isolation).
+    area_parts: list[dict[str, Any]] = msgspec.field(default_factory=list)
+    #: Households in the area, when it was last set.
+    households: int | None = None
     declared_at: str
     updated_at: str
     closed_at: str | None = None
@@ -185,6 +190,10 @@ def apply_event(state: Incident | None, event: TimelineEvent) -> Incident:
             changes["reports"] = state.reports + 1
         case EventType.confirmed:
             changes["awaiting_confirmation"] = False
+        case EventType.area_changed:
+            changes["area"] = event.data["geometry"]
+            changes["area_parts"] = event.data["parts"]
+            changes["households"] = event.data["households_after"]
     return msgspec.structs.replace(state, **changes)
 
 
@@ -215,6 +224,15 @@ def describe(event: TimelineEvent) -> str:
             return f"report {d['report_id']} ({d['kind']}, {d['source']}) linked: {d['reason']}"
         case EventType.confirmed:
             return "confirmed by a dispatcher"
+        case EventType.area_changed:
+            part = d.get("part") or {}
+            how = part.get("method", "area")
+            if how == "isolation":
+                how = f"isolation of pipe {part.get('pipe')}"
+            elif how == "zones":
+                how = f"zones {', '.join(part.get('zones', []))}"
+            before, after = d.get("households_before"), d.get("households_after")
+            return f"area {d.get('op', 'replace')}: {how}; households {before} -> {after}"
     return event.type.replace("_", " ")
 
 
@@ -249,6 +267,12 @@ def declare(
         data["auto_declared"] = auto
         data["awaiting_confirmation"] = bool(auto.get("confirm", False))
     return [EventDraft(type=EventType.declared, actor=actor, data=data)]
+
+
+def change_area(state: Incident, data: dict[str, Any], actor: str) -> list[EventDraft]:
+    """``data`` is what the area computation found (parts, geometry, household counts)."""
+    _require_open(state, "change the area of")
+    return [EventDraft(type=EventType.area_changed, actor=actor, data=data)]
 
 
 def link_report(state: Incident, report: dict[str, Any], actor: str, reason: str) -> list[EventDraft]:

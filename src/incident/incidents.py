@@ -5,12 +5,16 @@ Takes ids and plain values; views parse requests and call these.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Collection
+from typing import Any
 
 from incident import domain
+from incident.areas import AreaRequest, Resolved, counts, new_parts, resolve
 from incident.auth import Principal
 from incident.domain import Declaration, Incident, Role, Severity, Status, TimelineEvent
-from incident.errors import NotFound, NotOwner
+from incident.errors import Conflict, NotFound, NotOwner
+from incident.geo import ServiceArea
 from incident.live import LiveHub
 from incident.metrics import Metrics
 from incident.store import Appended, Decider, Store
@@ -70,6 +74,43 @@ class IncidentService:
         return await self._act(
             incident_id, lambda state: domain.hand_over(state, to, by.name, by.role, reason)
         )
+
+    async def set_area(
+        self, incident_id: str, request: AreaRequest, by: Principal, service: ServiceArea, buffer_m: float
+    ) -> tuple[Appended, Resolved]:
+        """Replace the area or add/remove a part; the event records households before and after."""
+        current = await self.get(incident_id)
+        _require_owner_or_command(current, by)
+
+        def compute() -> tuple[dict[str, Any], Resolved]:
+            before = resolve(service, current.area_parts, buffer_m) if current.area_parts else None
+            parts = new_parts(current.area_parts, request, service, buffer_m)
+            after = resolve(service, parts, buffer_m)
+            found = counts(service, after.selection)
+            data = {
+                "op": request.op,
+                "part": parts[-1],
+                "parts": parts,
+                "geometry": after.geometry,
+                "households_before": len(before.selection) if before else 0,
+                "households_after": found["households"],
+                "by_priority": found["by_priority"],
+                "by_language": found["by_language"],
+                "valves_to_close": list(after.valves_to_close),
+                "affected_pipes": list(after.affected_pipes),
+            }
+            return data, after
+
+        # Geometry and household queries are CPU work: keep the event loop free meanwhile.
+        data, resolved = await asyncio.to_thread(compute)
+
+        def decide(state: Incident) -> list[domain.EventDraft]:
+            if state.area_parts != current.area_parts:
+                raise Conflict(f"the area of {incident_id} changed meanwhile; look at it again and retry")
+            _require_owner_or_command(state, by)
+            return domain.change_area(state, data, by.name)
+
+        return await self._act(incident_id, decide), resolved
 
     async def get(self, incident_id: str) -> Incident:
         incident = await self.store.get_incident(incident_id)

@@ -8,6 +8,7 @@ from aiohttp import web
 
 from incident.auth import Principal, TokenRegistry
 from incident.clock import Clock
+from incident.geo import ServiceArea
 from incident.incidents import IncidentService
 from incident.kafka_runtime import KafkaRuntime
 from incident.live import LiveHub
@@ -30,6 +31,7 @@ HUB = web.AppKey("hub", LiveHub)
 TOKENS = web.AppKey("tokens", TokenRegistry)
 INCIDENTS = web.AppKey("incidents", IncidentService)
 TRIAGE = web.AppKey("triage", TriageService)
+SERVICE_AREA = web.AppKey("service_area", ServiceArea)
 KAFKA = web.AppKey("kafka", KafkaRuntime)
 ENDPOINTS: web.AppKey[dict[web.AbstractRoute, Endpoint]] = web.AppKey("endpoints")
 LIVE_SOCKETS: web.AppKey[set[web.WebSocketResponse]] = web.AppKey("live_sockets")

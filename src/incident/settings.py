@@ -132,6 +132,10 @@ class AreaSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_o
     network: str = "config/sample/network.inp"
     valves: str = "config/sample/valves.csv"
     crs: str = ""
+    #: How far (metres) a household may be from its pipe to be attached to it.
+    service_distance_m: Annotated[float, msgspec.Meta(gt=0)] = 100.0
+    #: Width (metres) of the band drawn around the pipes an isolation leaves dry.
+    isolation_buffer_m: Annotated[float, msgspec.Meta(gt=0)] = 30.0
 
 
 class LiveSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):

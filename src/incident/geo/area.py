@@ -84,6 +84,8 @@ def area_from_geojson(
             f"a drawn area must be a Polygon or MultiPolygon, not a {geom.geom_type}", code="not_a_polygon"
         )
     check_lonlat(shapely.get_coordinates(geom), "the drawn area", extent)
+    if polygonal(geom) is None:
+        raise InvalidGeometry("the drawn area has no area (its points lie on a line)", code="area_empty")
     valid = geom.is_valid
     if not valid and not repair:
         reason = shapely.is_valid_reason(geom)

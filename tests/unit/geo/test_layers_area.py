@@ -105,7 +105,7 @@ def test_radius_matches_geodesic_distance(lon: float, lat: float) -> None:
 
 
 def test_drawn_area_union_and_difference() -> None:
-    drawn = area_from_geojson(BOWTIE)
+    drawn = area_from_geojson(BOWTIE, repair=True)
     assert drawn.geometry.is_valid and drawn.derivation.to_dict() == {"op": "drawn", "repaired": True}
     square = area_from_geojson(SQUARE)
     both = union(drawn, square)

@@ -1,0 +1,164 @@
+"""Views of areas: set an incident's area, read it as GeoJSON, the zone layers, a pipe."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import msgspec
+from aiohttp import web
+from shapely.geometry import mapping
+
+from incident.api.endpoint import ALL_ROLES, Endpoint, json_response, read_body
+from incident.api.incidents import STEER
+from incident.areas import AreaRequest, counts
+from incident.errors import NotFound
+from incident.geo import GeoError, ServiceArea, households_on_links, isolate
+from incident.keys import INCIDENTS, PRINCIPAL, SERVICE_AREA, SETTINGS
+
+
+class AreaResult(msgspec.Struct, frozen=True):
+    incident_id: str
+    area: dict[str, Any] | None
+    parts: list[dict[str, Any]]
+    households: int
+    by_priority: dict[str, int]
+    by_language: dict[str, int]
+    valves_to_close: list[str]
+    affected_pipes: list[str]
+
+
+def _incident_id(request: web.Request) -> str:
+    return request.match_info["incident_id"]
+
+
+async def put_area(request: web.Request) -> web.Response:
+    body = await read_body(request, AreaRequest)
+    body.method()  # exactly one way to give the area, checked before any work
+    settings = request.app[SETTINGS].area
+    appended, resolved = await request.app[INCIDENTS].set_area(
+        _incident_id(request),
+        body,
+        request[PRINCIPAL],
+        request.app[SERVICE_AREA],
+        settings.isolation_buffer_m,
+    )
+    data = appended.events[-1].data
+    return json_response(
+        AreaResult(
+            incident_id=appended.incident.id,
+            area=resolved.geometry,
+            parts=data["parts"],
+            households=data["households_after"],
+            by_priority=data["by_priority"],
+            by_language=data["by_language"],
+            valves_to_close=list(resolved.valves_to_close),
+            affected_pipes=list(resolved.affected_pipes),
+        )
+    )
+
+
+def _point(lon: float, lat: float, **props: Any) -> dict[str, Any]:
+    return {"type": "Feature", "geometry": {"type": "Point", "coordinates": [lon, lat]}, "properties": props}
+
+
+def _pipe_feature(service: ServiceArea, pipe_id: str, **props: Any) -> dict[str, Any]:
+    assert service.network is not None
+    link = service.network.link(pipe_id)
+    return {
+        "type": "Feature",
+        "geometry": {"type": "LineString", "coordinates": [list(p) for p in link.path]},
+        "properties": {"id": link.id, "kind": link.kind.value, "start": link.start, "end": link.end, **props},
+    }
+
+
+def area_features(service: ServiceArea, incident: Any) -> dict[str, Any]:
+    """The area polygon, the valves to close and the dry pipes, as one FeatureCollection."""
+    features: list[dict[str, Any]] = []
+    if incident.area is not None:
+        features.append({
+            "type": "Feature", "geometry": incident.area,
+            "properties": {"role": "area", "households": incident.households, "parts": [
+                {k: v for k, v in p.items() if k != "geometry"} for p in incident.area_parts
+            ]},
+        })  # fmt: skip
+    network = service.network
+    if network is not None and service.segments is not None:
+        valves = {v.id: v for v in service.segments.valves}
+        for part in incident.area_parts:
+            if part.get("method") != "isolation" or part.get("op") != "add":
+                continue
+            for valve_id in part.get("valves_to_close", []):
+                if valve_id in valves:
+                    node = network.node(valves[valve_id].node)
+                    features.append(_point(node.lon, node.lat, role="valve_to_close", id=valve_id,
+                                           pipe=valves[valve_id].pipe))  # fmt: skip
+            for pipe_id in part.get("affected_pipes", []):
+                if pipe_id in network.link_index:
+                    features.append(_pipe_feature(service, pipe_id, role="affected_pipe"))
+    return {"type": "FeatureCollection", "features": features}
+
+
+async def get_area(request: web.Request) -> web.Response:
+    incident = await request.app[INCIDENTS].get(_incident_id(request))
+    return json_response(area_features(request.app[SERVICE_AREA], incident))
+
+
+async def layers(request: web.Request) -> web.Response:
+    service = request.app[SERVICE_AREA]
+
+    def build() -> dict[str, Any]:
+        return {
+            "type": "FeatureCollection",
+            "features": [
+                {
+                    "type": "Feature",
+                    "geometry": mapping(z.geometry),
+                    "properties": {"id": z.id, "layer": z.layer, "name": z.name, "repaired": z.repaired},
+                }
+                for z in service.zones.zones
+            ],
+        }
+
+    return json_response(await asyncio.to_thread(build))
+
+
+async def pipe(request: web.Request) -> web.Response:
+    service = request.app[SERVICE_AREA]
+    pipe_id = request.match_info["pipe_id"]
+    if service.network is None or service.segments is None:
+        raise NotFound("no pipe network is loaded ([area] network)")
+    if pipe_id not in service.network.link_index:
+        raise NotFound(f"no pipe {pipe_id} in the network")
+    try:
+        trace = isolate(service.segments, pipe_id, ())
+        on_pipe = households_on_links(service.households, [pipe_id])
+    except GeoError as err:
+        raise NotFound(err.message) from err
+    dry = counts(service, households_on_links(service.households, trace.affected_links))
+    if_broken = {
+        "valves_to_close": list(trace.valves_to_close),
+        "affected_pipes": len(trace.affected_links),
+        **dry,
+    }
+    feature = _pipe_feature(service, pipe_id, households=len(on_pipe), if_broken=if_broken)
+    return json_response(feature)
+
+
+_AREA = "/api/incidents/{incident_id}/area"
+
+ENDPOINTS: tuple[Endpoint, ...] = (
+    Endpoint(
+        "PUT", _AREA, put_area,
+        "Set the area (geometry | zone(s) | around a point | isolate a pipe), or add/remove a part;"
+        " answers with the households affected",
+        STEER, tag="areas", body=AreaRequest, response=AreaResult,
+    ),
+    Endpoint("GET", _AREA, get_area, "The area, valves to close and dry pipes as GeoJSON", ALL_ROLES,
+             tag="areas"),
+    Endpoint("GET", "/api/layers", layers, "Zone layers (pressure zones, DMAs) as GeoJSON", ALL_ROLES,
+             tag="areas"),
+    Endpoint("GET", "/api/network/pipes/{pipe_id}", pipe,
+             "A pipe as GeoJSON, with its households and what a break there would isolate", ALL_ROLES,
+             tag="areas"),
+)  # fmt: skip
