@@ -34,12 +34,23 @@ class IncidentService:
             self._hub.publish(appended.incident, appended.events)
         return appended
 
-    async def declare(self, declaration: Declaration, by: Principal) -> Appended:
+    async def declare(
+        self,
+        declaration: Declaration,
+        by: Principal,
+        service: ServiceArea | None = None,
+        buffer_m: float = 30.0,
+    ) -> Appended:
         # The dispatcher who declares owns the incident (first-responder ownership).
         owner = by.name if by.role in (Role.dispatcher, Role.admin) else None
-        appended = await self.store.create_incident(
-            lambda _id: domain.declare(declaration, by.name, owner=owner)
-        )
+        drafts = domain.declare(declaration, by.name, owner=owner)
+        if declaration.area is not None and service is not None:
+            # A drawn area comes with the declaration: check it and count its households
+            # first, so a bad area refuses the whole declaration and nothing is stored.
+            request = AreaRequest(geometry=declaration.area)
+            data, _ = await asyncio.to_thread(_area_change, service, [], request, buffer_m)
+            drafts.append(domain.EventDraft(type=domain.EventType.area_changed, actor=by.name, data=data))
+        appended = await self.store.create_incident(lambda _id: drafts)
         self._metrics.incidents_declared.labels(declaration.kind.value, declaration.utility.value).inc()
         return self._published(appended)
 
@@ -82,27 +93,8 @@ class IncidentService:
         current = await self.get(incident_id)
         _require_owner_or_command(current, by)
 
-        def compute() -> tuple[dict[str, Any], Resolved]:
-            before = resolve(service, current.area_parts, buffer_m) if current.area_parts else None
-            parts = new_parts(current.area_parts, request, service, buffer_m)
-            after = resolve(service, parts, buffer_m)
-            found = counts(service, after.selection)
-            data = {
-                "op": request.op,
-                "part": parts[-1],
-                "parts": parts,
-                "geometry": after.geometry,
-                "households_before": len(before.selection) if before else 0,
-                "households_after": found["households"],
-                "by_priority": found["by_priority"],
-                "by_language": found["by_language"],
-                "valves_to_close": list(after.valves_to_close),
-                "affected_pipes": list(after.affected_pipes),
-            }
-            return data, after
-
         # Geometry and household queries are CPU work: keep the event loop free meanwhile.
-        data, resolved = await asyncio.to_thread(compute)
+        data, resolved = await asyncio.to_thread(_area_change, service, current.area_parts, request, buffer_m)
 
         def decide(state: Incident) -> list[domain.EventDraft]:
             if state.area_parts != current.area_parts:
@@ -141,6 +133,29 @@ async def verify_incident(store: Store, incident_id: str) -> Integrity:
         if stored.last_seq <= len(events):
             break
     return verify(incident_id, events, stored)
+
+
+def _area_change(
+    service: ServiceArea, current: list[dict[str, Any]], request: AreaRequest, buffer_m: float
+) -> tuple[dict[str, Any], Resolved]:
+    """What an ``area_changed`` event records: the parts, the polygon, households before and after."""
+    before = resolve(service, current, buffer_m) if current else None
+    parts = new_parts(current, request, service, buffer_m)
+    after = resolve(service, parts, buffer_m)
+    found = counts(service, after.selection)
+    data = {
+        "op": request.op,
+        "part": parts[-1],
+        "parts": parts,
+        "geometry": after.geometry,
+        "households_before": len(before.selection) if before else 0,
+        "households_after": found["households"],
+        "by_priority": found["by_priority"],
+        "by_language": found["by_language"],
+        "valves_to_close": list(after.valves_to_close),
+        "affected_pipes": list(after.affected_pipes),
+    }
+    return data, after
 
 
 def _require_owner_or_command(state: Incident, by: Principal) -> None:

@@ -192,3 +192,24 @@ def test_config_command_prints_effective_settings_without_secrets(env: dict[str,
     result = run(["config"], {**env, "INCIDENT_TWILIO__AUTH_TOKEN": "s3cret", "INCIDENT_HTTP__PORT": "8099"})
     assert result.returncode == 0
     assert "port = 8099" in result.stdout and "s3cret" not in result.stdout
+
+
+def test_households_import_reports_bad_rows_and_updates_by_account(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    good = "A-1,-85.55,38.03,1 Elm St,en,+15025550101,,,,\nA-2,-85.54,38.04,2 Elm St,zh-CN,,+15025550102,,medical,\n"
+    bad = "A-3,-85.54,98.04,3 Elm St,en,,,,,\nA-4,-85.54,38.04,4 Elm St,en,5550104,,,,\nA-5,-85.54,38.04,5 Elm St,en,,,,royal,\n"
+    header = "account_id,lon,lat,address,language,sms,voice,app_token,priority,opt_out\n"
+    path = tmp_path / "households.csv"
+    path.write_text(header + good + bad)
+    first = run(["households", "import", str(path)], env)
+    assert first.returncode == 1  # some rows were rejected; the good ones are in
+    assert "5 rows: 2 added, 0 updated, 0 unchanged; 3 rejected" in first.stdout
+    assert (
+        "line 4 (A-3)" in first.stderr and "line 5 (A-4)" in first.stderr and "line 6 (A-5)" in first.stderr
+    )
+    assert "5550104" not in first.stderr + first.stdout  # a phone number is personal data
+    path.write_text(header + good.replace("1 Elm St", "1 Elm Street") + "A-6,-85.53,38.03,6 Elm St,en,,,,,\n")
+    second = run(["households", "import", str(path)], env)
+    assert second.returncode == 0
+    assert "3 rows: 1 added, 1 updated, 1 unchanged" in second.stdout

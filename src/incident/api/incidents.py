@@ -13,7 +13,7 @@ from incident.api.schemas import HandoverBody, IncidentList, NoteBody, SeverityB
 from incident.domain import OPEN_STATUSES, Declaration, Incident, Role, Status, TimelineEvent, describe
 from incident.errors import InvalidInput
 from incident.geojson import check_area_geometry
-from incident.keys import INCIDENTS, PRINCIPAL
+from incident.keys import INCIDENTS, PRINCIPAL, SERVICE_AREA, SETTINGS
 from incident.timeline import Integrity
 
 STEER = frozenset({Role.dispatcher, Role.command, Role.admin})
@@ -35,7 +35,10 @@ async def declare(request: web.Request) -> web.Response:
     body = await read_body(request, Declaration)
     if body.area is not None:
         check_area_geometry(body.area)
-    appended = await request.app[INCIDENTS].declare(body, request[PRINCIPAL])
+    buffer_m = request.app[SETTINGS].area.isolation_buffer_m
+    appended = await request.app[INCIDENTS].declare(
+        body, request[PRINCIPAL], request.app[SERVICE_AREA], buffer_m
+    )
     return json_response(appended.incident, status=201)
 
 
