@@ -13,7 +13,7 @@ from incident import domain
 from incident.areas import AreaRequest, Resolved, counts, new_parts, resolve
 from incident.auth import Principal
 from incident.domain import Declaration, Incident, Role, Severity, Status, TimelineEvent
-from incident.errors import Conflict, NotFound, NotOwner
+from incident.errors import Conflict, InvalidInput, NotFound, NotOwner
 from incident.geo import ServiceArea
 from incident.live import LiveHub
 from incident.metrics import Metrics
@@ -44,7 +44,9 @@ class IncidentService:
         # The dispatcher who declares owns the incident (first-responder ownership).
         owner = by.name if by.role in (Role.dispatcher, Role.admin) else None
         drafts = domain.declare(declaration, by.name, owner=owner)
-        if declaration.area is not None and service is not None:
+        if declaration.area is not None:
+            if service is None:
+                raise InvalidInput("an area needs the service area, which is not loaded")
             # A drawn area comes with the declaration: check it and count its households
             # first, so a bad area refuses the whole declaration and nothing is stored.
             request = AreaRequest(geometry=declaration.area)

@@ -53,7 +53,8 @@ async def test_declare_with_a_drawn_area(api: Api) -> None:
             },
         },
     )
-    assert status == 422 and "not a lon/lat pair" in err["error"]["message"]
+    assert status == 422 and err["error"]["code"] == "not_lonlat"
+    assert "coordinates are not lon/lat" in err["error"]["message"]
 
 
 async def test_tokens_and_roles(api: Api) -> None:

@@ -12,7 +12,6 @@ from incident.api.endpoint import ALL_ROLES, Endpoint, Query, json_response, que
 from incident.api.schemas import HandoverBody, IncidentList, NoteBody, SeverityBody, StatusBody, Timeline
 from incident.domain import OPEN_STATUSES, Declaration, Incident, Role, Status, TimelineEvent, describe
 from incident.errors import InvalidInput
-from incident.geojson import check_area_geometry
 from incident.keys import INCIDENTS, PRINCIPAL, SERVICE_AREA, SETTINGS
 from incident.timeline import Integrity
 
@@ -33,8 +32,6 @@ def _incident_id(request: web.Request) -> str:
 
 async def declare(request: web.Request) -> web.Response:
     body = await read_body(request, Declaration)
-    if body.area is not None:
-        check_area_geometry(body.area)
     buffer_m = request.app[SETTINGS].area.isolation_buffer_m
     appended = await request.app[INCIDENTS].declare(
         body, request[PRINCIPAL], request.app[SERVICE_AREA], buffer_m

@@ -1,0 +1,14 @@
+from __future__ import annotations
+
+import types
+
+import incident.notify
+
+
+def test_public_surface_is_exactly_all() -> None:
+    public = {
+        name
+        for name, value in vars(incident.notify).items()
+        if not name.startswith("_") and not isinstance(value, types.ModuleType)
+    }
+    assert public == set(incident.notify.__all__)
