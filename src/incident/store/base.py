@@ -18,6 +18,8 @@ import msgspec
 from incident.correlate import Candidate
 from incident.domain import EventDraft, Incident, Status, TimelineEvent
 from incident.geo.household import Household
+from incident.notify.records import Delivery, DeliveryChange, Notice
+from incident.notify.states import DeliveryState
 from incident.reports import Report, ReportStatus, StoredReport
 
 #: Given the new incident's id, the events that open it.
@@ -83,6 +85,38 @@ class Store(Protocol):
 
     async def get_meta(self, key: str) -> str | None: ...
 
+    async def get_notice(self, notice_id: str) -> Notice | None: ...
+
+    async def list_notices(self, incident_id: str) -> list[Notice]: ...
+
+    async def add_deliveries(self, deliveries: Sequence[Delivery]) -> int:
+        """Insert deliveries; one already planned for the same (notice, channel, address) is
+        left as it is. Returns how many were new."""
+        ...
+
+    async def change_delivery(self, change: DeliveryChange, at: str) -> Delivery | None:
+        """Apply ``change`` if the delivery's state is still one it expects (None if not),
+        and log it in the delivery's events."""
+        ...
+
+    async def get_delivery(self, delivery_id: str) -> Delivery | None: ...
+
+    async def delivery_by_sid(self, carrier_sid: str) -> Delivery | None: ...
+
+    async def due_deliveries(self, now: str, limit: int, notice_id: str | None = None) -> list[Delivery]:
+        """Deliveries to send now: planned or due for retry, in priority order."""
+        ...
+
+    async def deliveries_in(self, states: Collection[DeliveryState], limit: int) -> list[Delivery]: ...
+
+    async def delivery_counts(self, incident_id: str) -> dict[str, dict[str, int]]:
+        """Per channel, per state."""
+        ...
+
+    async def list_deliveries(self, incident_id: str, after: str, limit: int) -> list[Delivery]: ...
+
+    async def delivery_events(self, delivery_id: str) -> list[tuple[str, str, str]]: ...
+
     async def set_meta(self, key: str, value: str) -> None: ...
 
     async def list_reports(
@@ -125,7 +159,14 @@ class SetReport:
     expect: frozenset[ReportStatus] | None = None
 
 
-PlanStep = NewIncident | AppendTo | SetReport
+@dataclass(frozen=True)
+class PutNotice:
+    """Insert or replace a notice record (its timeline event is a separate ``AppendTo``)."""
+
+    notice: Notice
+
+
+PlanStep = NewIncident | AppendTo | SetReport | PutNotice
 
 
 class PlanResult(msgspec.Struct, frozen=True):

@@ -13,6 +13,8 @@ import msgspec
 from incident.correlate import Candidate, Sighting
 from incident.domain import OPEN_STATUSES, Incident
 from incident.geo.household import Channel, Household, Priority
+from incident.notify.records import Delivery, DeliveryChange, Notice
+from incident.notify.states import DeliveryState
 from incident.reports import Report, ReportStatus, StoredReport
 
 REPORT_COLUMNS = (
@@ -100,3 +102,56 @@ def household_of(row: Any) -> Household:
         app_token=row[7], priority=Priority(row[8]) if row[8] else None,
         opt_out=frozenset(Channel(c) for c in row[9].split("|") if c),
     )  # fmt: skip
+
+
+# --- notices and deliveries -------------------------------------------------------------------
+
+DELIVERY_COLUMNS = (
+    "delivery_id, notice_id, incident_id, seq, channel, address, account_id, language, priority_rank,"
+    " state, attempts, carrier_sid, error_code, not_before, next_attempt_at, fallback_of, updated_at"
+)
+_decode_notice = msgspec.json.Decoder(Notice).decode
+
+
+def delivery_row(d: Delivery) -> tuple[Any, ...]:
+    return (d.delivery_id, d.notice_id, d.incident_id, d.seq, d.channel, d.address, d.account_id, d.language,
+            d.priority_rank, d.state.value, d.attempts, d.carrier_sid, d.error_code, d.not_before,
+            d.next_attempt_at, d.fallback_of, d.updated_at)  # fmt: skip
+
+
+def delivery_of(row: Any) -> Delivery:
+    return Delivery(
+        delivery_id=row[0], notice_id=row[1], incident_id=row[2], seq=row[3], channel=row[4],
+        address=row[5], account_id=row[6], language=row[7], priority_rank=row[8],
+        state=DeliveryState(row[9]), attempts=row[10], carrier_sid=row[11], error_code=row[12],
+        not_before=row[13], next_attempt_at=row[14], fallback_of=row[15], updated_at=row[16],
+    )  # fmt: skip
+
+
+def notice_row(n: Notice, now: str) -> tuple[Any, ...]:
+    return (n.notice_id, n.incident_id, n.template, ",".join(n.channels), n.status,
+            _encode(n).decode(), n.created_at, now)  # fmt: skip
+
+
+def notice_of(body: str) -> Notice:
+    return _decode_notice(body)
+
+
+def change_fields(change: DeliveryChange, at: str) -> dict[str, Any]:
+    """The columns a delivery change sets (only those it names)."""
+    fields: dict[str, Any] = {"state": change.to.value, "updated_at": at}
+    if change.carrier_sid is not None:
+        fields["carrier_sid"] = change.carrier_sid
+    if change.error_code is not None:
+        fields["error_code"] = change.error_code
+    if change.next_attempt_at is not None or change.to.value == "retry":
+        fields["next_attempt_at"] = change.next_attempt_at
+    return fields
+
+
+NOTICE_UPSERT = (
+    "INSERT INTO notices (notice_id, incident_id, template, channels, status, body, created_at, updated_at)"
+    " VALUES ({}) ON CONFLICT (notice_id) DO UPDATE SET"
+    " status = excluded.status, body = excluded.body, updated_at = excluded.updated_at"
+)
+COUNTS_SQL = "SELECT channel, state, count(*) FROM deliveries WHERE incident_id = {} GROUP BY channel, state"

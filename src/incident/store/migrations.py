@@ -116,4 +116,50 @@ MIGRATIONS += (
     Migration(version=3, name="household registry", sqlite=_V3_HOUSEHOLDS, postgres=_V3_HOUSEHOLDS),
 )
 
+_V4_NOTICES = """
+CREATE TABLE notices (
+    notice_id TEXT PRIMARY KEY,
+    incident_id TEXT NOT NULL REFERENCES incidents (id),
+    template TEXT NOT NULL,
+    channels TEXT NOT NULL,
+    status TEXT NOT NULL,
+    body TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    updated_at TEXT NOT NULL
+);
+CREATE INDEX notices_by_incident ON notices (incident_id, created_at);
+CREATE TABLE deliveries (
+    delivery_id TEXT PRIMARY KEY,
+    notice_id TEXT NOT NULL REFERENCES notices (notice_id),
+    incident_id TEXT NOT NULL,
+    seq BIGINT NOT NULL,
+    channel TEXT NOT NULL,
+    address TEXT NOT NULL,
+    account_id TEXT NOT NULL,
+    language TEXT NOT NULL,
+    priority_rank INTEGER NOT NULL,
+    state TEXT NOT NULL,
+    attempts INTEGER NOT NULL,
+    carrier_sid TEXT,
+    error_code TEXT,
+    not_before TEXT,
+    next_attempt_at TEXT,
+    fallback_of TEXT,
+    updated_at TEXT NOT NULL
+);
+CREATE UNIQUE INDEX deliveries_once ON deliveries (notice_id, channel, address);
+CREATE INDEX deliveries_by_sid ON deliveries (carrier_sid);
+CREATE INDEX deliveries_due ON deliveries (state, next_attempt_at);
+CREATE INDEX deliveries_by_incident ON deliveries (incident_id, channel, state);
+CREATE TABLE delivery_events (
+    delivery_id TEXT NOT NULL,
+    at TEXT NOT NULL,
+    state TEXT NOT NULL,
+    detail TEXT NOT NULL
+);
+CREATE INDEX delivery_events_by_delivery ON delivery_events (delivery_id, at);
+"""
+
+MIGRATIONS += (Migration(version=4, name="notices and deliveries", sqlite=_V4_NOTICES, postgres=_V4_NOTICES),)
+
 LATEST = MIGRATIONS[-1].version

@@ -22,6 +22,8 @@ from incident.clock import Clock, isoformat
 from incident.domain import Incident, Status, TimelineEvent, incident_id
 from incident.errors import Conflict, IncidentError, NotFound, StoreError
 from incident.geo.household import Household
+from incident.notify.records import Delivery, DeliveryChange, Notice
+from incident.notify.states import DeliveryState
 from incident.reports import ReportStatus, StoredReport
 from incident.store.base import (
     Appended,
@@ -35,18 +37,27 @@ from incident.store.base import (
     Planner,
     PlanResult,
     PlanStep,
+    PutNotice,
     SetReport,
     incident_counter,
 )
 from incident.store.common import (
+    COUNTS_SQL,
+    DELIVERY_COLUMNS,
     HOUSEHOLD_COLUMNS,
+    NOTICE_UPSERT,
     OPEN,
     REPORT_COLUMNS,
     SIGHTINGS_SQL,
     candidates,
+    change_fields,
+    delivery_of,
+    delivery_row,
     household_digest,
     household_of,
     household_row,
+    notice_of,
+    notice_row,
     report_row,
     stored_report,
 )
@@ -255,6 +266,11 @@ class PostgresStore:
                         await self._update_incidents(conn, [new_state])
                         states[target] = new_state
                         appended.append(Appended(new_state, events))
+                case PutNotice(notice=notice):
+                    marks = ", ".join(f"${n}" for n in range(1, 9))
+                    await conn.execute(
+                        NOTICE_UPSERT.format(marks), *notice_row(notice, isoformat(self._clock.now()))
+                    )
                 case SetReport():
                     status = await conn.fetchval(
                         "SELECT status FROM reports WHERE report_id = $1 FOR UPDATE", step.report_id
@@ -382,6 +398,112 @@ class PostgresStore:
                 value,
             )
         )
+
+    async def get_notice(self, notice_id: str) -> Notice | None:
+        body = await self._run(
+            lambda c: c.fetchval("SELECT body FROM notices WHERE notice_id = $1", notice_id),
+            transaction=False,
+        )
+        return notice_of(body) if body is not None else None
+
+    async def list_notices(self, incident_id: str) -> list[Notice]:
+        rows = await self._run(
+            lambda c: c.fetch(
+                "SELECT body FROM notices WHERE incident_id = $1 ORDER BY created_at, notice_id", incident_id
+            ),
+            transaction=False,
+        )
+        return [notice_of(r[0]) for r in rows]
+
+    async def add_deliveries(self, deliveries: Sequence[Delivery]) -> int:
+        columns = list(zip(*(delivery_row(d) for d in deliveries), strict=True)) if deliveries else []
+        if not columns:
+            return 0
+        types = ["text"] * 17
+        types[3], types[8], types[10] = "int8", "int4", "int4"  # seq, priority_rank, attempts
+        unnest = ", ".join(f"${i}::{t}[]" for i, t in enumerate(types, 1))
+        inserted = await self._run(
+            lambda c: c.fetch(
+                f"INSERT INTO deliveries ({DELIVERY_COLUMNS}) SELECT * FROM unnest({unnest})"  # noqa: S608
+                " ON CONFLICT DO NOTHING RETURNING 1",
+                *[list(col) for col in columns],
+            )
+        )
+        return len(inserted)
+
+    async def change_delivery(self, change: DeliveryChange, at: str) -> Delivery | None:
+        fields = change_fields(change, at)
+        names = list(fields)
+        sets = ", ".join(f"{k} = ${i}" for i, k in enumerate(names, 1))
+        if change.count_attempt:
+            sets += ", attempts = attempts + 1"
+        n = len(names)
+        sql = (
+            f"UPDATE deliveries SET {sets} WHERE delivery_id = ${n + 1} AND state = ANY(${n + 2}::text[])"  # noqa: S608
+            f" RETURNING {DELIVERY_COLUMNS}"
+        )
+
+        async def run(conn: Any) -> Delivery | None:
+            row = await conn.fetchrow(
+                sql, *fields.values(), change.delivery_id, [s.value for s in change.expect]
+            )
+            if row is None:
+                return None
+            await conn.execute(
+                "INSERT INTO delivery_events (delivery_id, at, state, detail) VALUES ($1, $2, $3, $4)",
+                change.delivery_id, at, change.to.value, change.detail,
+            )  # fmt: skip
+            return delivery_of(row)
+
+        return await self._run(run)
+
+    async def _deliveries(self, where: str, *args: Any) -> list[Delivery]:
+        sql = f"SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE {where}"  # noqa: S608
+        rows = await self._run(lambda c: c.fetch(sql, *args), transaction=False)
+        return [delivery_of(r) for r in rows]
+
+    async def get_delivery(self, delivery_id: str) -> Delivery | None:
+        found = await self._deliveries("delivery_id = $1", delivery_id)
+        return found[0] if found else None
+
+    async def delivery_by_sid(self, carrier_sid: str) -> Delivery | None:
+        found = await self._deliveries("carrier_sid = $1 LIMIT 1", carrier_sid)
+        return found[0] if found else None
+
+    async def due_deliveries(self, now: str, limit: int, notice_id: str | None = None) -> list[Delivery]:
+        return await self._deliveries(
+            "state IN ('planned', 'retry') AND (not_before IS NULL OR not_before <= $1)"
+            " AND (next_attempt_at IS NULL OR next_attempt_at <= $1) AND ($3::text IS NULL OR notice_id = $3)"
+            " ORDER BY priority_rank, seq LIMIT $2",
+            now, limit, notice_id,
+        )  # fmt: skip
+
+    async def deliveries_in(self, states: Collection[DeliveryState], limit: int) -> list[Delivery]:
+        return await self._deliveries(
+            "state = ANY($1::text[]) ORDER BY updated_at LIMIT $2", [s.value for s in states], limit
+        )
+
+    async def delivery_counts(self, incident_id: str) -> dict[str, dict[str, int]]:
+        rows = await self._run(lambda c: c.fetch(COUNTS_SQL.format("$1"), incident_id), transaction=False)
+        counts: dict[str, dict[str, int]] = {}
+        for channel, state, n in rows:
+            counts.setdefault(channel, {})[state] = n
+        return counts
+
+    async def list_deliveries(self, incident_id: str, after: str, limit: int) -> list[Delivery]:
+        return await self._deliveries(
+            "incident_id = $1 AND delivery_id > $2 ORDER BY delivery_id LIMIT $3", incident_id, after, limit
+        )
+
+    async def delivery_events(self, delivery_id: str) -> list[tuple[str, str, str]]:
+        rows = await self._run(
+            lambda c: c.fetch(
+                "SELECT at, state, detail FROM delivery_events WHERE delivery_id = $1 ORDER BY at, ctid",
+                delivery_id,
+            ),
+            transaction=False,
+        )
+        return [(r[0], r[1], r[2]) for r in rows]
 
     async def get_report(self, report_id: str) -> StoredReport | None:
         row = await self._run(

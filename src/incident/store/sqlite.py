@@ -23,6 +23,8 @@ from incident.clock import Clock, isoformat
 from incident.domain import Incident, Status, TimelineEvent, incident_id
 from incident.errors import Conflict, NotFound, StoreError
 from incident.geo.household import Household
+from incident.notify.records import Delivery, DeliveryChange, Notice
+from incident.notify.states import DeliveryState
 from incident.reports import ReportStatus, StoredReport
 from incident.store.base import (
     Appended,
@@ -36,18 +38,27 @@ from incident.store.base import (
     Planner,
     PlanResult,
     PlanStep,
+    PutNotice,
     SetReport,
     incident_counter,
 )
 from incident.store.common import (
+    COUNTS_SQL,
+    DELIVERY_COLUMNS,
     HOUSEHOLD_COLUMNS,
+    NOTICE_UPSERT,
     OPEN,
     REPORT_COLUMNS,
     SIGHTINGS_SQL,
     candidates,
+    change_fields,
+    delivery_of,
+    delivery_row,
     household_digest,
     household_of,
     household_row,
+    notice_of,
+    notice_row,
     report_row,
     stored_report,
 )
@@ -309,6 +320,11 @@ class SqliteStore:
                     more = self._append(conn, ids.get(ref, ref), decide)
                     if more.events:
                         appended.append(more)
+                case PutNotice(notice=notice):
+                    conn.execute(
+                        NOTICE_UPSERT.format(", ".join("?" * 8)),
+                        notice_row(notice, isoformat(self._clock.now())),
+                    )
                 case SetReport():
                     row = conn.execute(
                         "SELECT status FROM reports WHERE report_id = ?", (step.report_id,)
@@ -419,6 +435,106 @@ class SqliteStore:
                 (key, value),
             )
         )
+
+    async def get_notice(self, notice_id: str) -> Notice | None:
+        row = await self._read(
+            lambda c: c.execute("SELECT body FROM notices WHERE notice_id = ?", (notice_id,)).fetchone()
+        )
+        return notice_of(row[0]) if row else None
+
+    async def list_notices(self, incident_id: str) -> list[Notice]:
+        rows = await self._read(
+            lambda c: c.execute(
+                "SELECT body FROM notices WHERE incident_id = ? ORDER BY created_at, notice_id",
+                (incident_id,),
+            ).fetchall()
+        )
+        return [notice_of(r[0]) for r in rows]
+
+    async def add_deliveries(self, deliveries: Sequence[Delivery]) -> int:
+        def run(conn: sqlite3.Connection) -> int:
+            before = conn.total_changes
+            conn.executemany(
+                f"INSERT INTO deliveries ({DELIVERY_COLUMNS}) VALUES ({', '.join('?' * 17)})"  # noqa: S608
+                " ON CONFLICT DO NOTHING",
+                [delivery_row(d) for d in deliveries],
+            )
+            return conn.total_changes - before
+
+        return await self._write(run)
+
+    async def change_delivery(self, change: DeliveryChange, at: str) -> Delivery | None:
+        def run(conn: sqlite3.Connection) -> Delivery | None:
+            fields = change_fields(change, at)
+            sets = ", ".join(f"{k} = ?" for k in fields)
+            if change.count_attempt:
+                sets += ", attempts = attempts + 1"
+            marks = ", ".join("?" * len(change.expect))
+            row = conn.execute(
+                f"UPDATE deliveries SET {sets} WHERE delivery_id = ? AND state IN ({marks})"  # noqa: S608
+                f" RETURNING {DELIVERY_COLUMNS}",
+                [*fields.values(), change.delivery_id, *(s.value for s in change.expect)],
+            ).fetchone()
+            if row is None:
+                return None
+            conn.execute(
+                "INSERT INTO delivery_events (delivery_id, at, state, detail) VALUES (?, ?, ?, ?)",
+                (change.delivery_id, at, change.to.value, change.detail),
+            )
+            return delivery_of(row)
+
+        return await self._write(run)
+
+    async def _deliveries(self, where: str, args: Sequence[Any], tail: str = "") -> list[Delivery]:
+        sql = f"SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE {where} {tail}"  # noqa: S608
+        rows = await self._read(lambda c: c.execute(sql, list(args)).fetchall())
+        return [delivery_of(r) for r in rows]
+
+    async def get_delivery(self, delivery_id: str) -> Delivery | None:
+        found = await self._deliveries("delivery_id = ?", [delivery_id])
+        return found[0] if found else None
+
+    async def delivery_by_sid(self, carrier_sid: str) -> Delivery | None:
+        found = await self._deliveries("carrier_sid = ?", [carrier_sid], "LIMIT 1")
+        return found[0] if found else None
+
+    async def due_deliveries(self, now: str, limit: int, notice_id: str | None = None) -> list[Delivery]:
+        where = (
+            "state IN ('planned', 'retry') AND (not_before IS NULL OR not_before <= ?)"
+            " AND (next_attempt_at IS NULL OR next_attempt_at <= ?)"
+        )
+        args: list[Any] = [now, now]
+        if notice_id is not None:
+            where += " AND notice_id = ?"
+            args.append(notice_id)
+        return await self._deliveries(where, [*args, limit], "ORDER BY priority_rank, seq LIMIT ?")
+
+    async def deliveries_in(self, states: Collection[DeliveryState], limit: int) -> list[Delivery]:
+        marks = ", ".join("?" * len(states))
+        return await self._deliveries(
+            f"state IN ({marks})", [*(s.value for s in states), limit], "ORDER BY updated_at LIMIT ?"
+        )
+
+    async def delivery_counts(self, incident_id: str) -> dict[str, dict[str, int]]:
+        rows = await self._read(lambda c: c.execute(COUNTS_SQL.format("?"), (incident_id,)).fetchall())
+        counts: dict[str, dict[str, int]] = {}
+        for channel, state, n in rows:
+            counts.setdefault(channel, {})[state] = n
+        return counts
+
+    async def list_deliveries(self, incident_id: str, after: str, limit: int) -> list[Delivery]:
+        return await self._deliveries(
+            "incident_id = ? AND delivery_id > ?", [incident_id, after, limit], "ORDER BY delivery_id LIMIT ?"
+        )
+
+    async def delivery_events(self, delivery_id: str) -> list[tuple[str, str, str]]:
+        rows = await self._read(
+            lambda c: c.execute(
+                "SELECT at, state, detail FROM delivery_events WHERE delivery_id = ? ORDER BY at, rowid",
+                (delivery_id,),
+            ).fetchall()
+        )
+        return [(r[0], r[1], r[2]) for r in rows]
 
     async def get_report(self, report_id: str) -> StoredReport | None:
         row = await self._read(

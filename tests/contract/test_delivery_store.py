@@ -1,0 +1,121 @@
+"""Notices and deliveries in both stores: once per address, compare-and-set, never backwards."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from incident import domain
+from incident.domain import Declaration, Kind, Severity, Utility
+from incident.notify.records import Delivery, DeliveryChange, Notice
+from incident.notify.states import SENDABLE, DeliveryState
+from incident.store import Store
+from incident.store.base import AppendTo, PutNotice
+
+S = DeliveryState
+AT = "2026-11-22T08:00:00.000000+00:00"
+
+
+async def _incident(store: Store) -> str:
+    appended = await store.create_incident(lambda _id: domain.declare(
+        Declaration(kind=Kind.main_break, utility=Utility.water, title="t", severity=Severity.high), "alice",
+        owner="alice"))  # fmt: skip
+    return appended.incident.id
+
+
+def notice(incident_id: str, status: str = "planned") -> Notice:
+    return Notice(notice_id=f"{incident_id}-N1", incident_id=incident_id, template="boil_water",
+                  channels=["sms", "voice"], status=status, created_by="alice", created_at=AT,
+                  counts={"households": 3}, context={"drill": False})  # fmt: skip
+
+
+def delivery(incident_id: str, seq: int, channel: str = "sms", address: str | None = None) -> Delivery:
+    return Delivery(delivery_id=f"{incident_id}-N1:{seq}", notice_id=f"{incident_id}-N1", incident_id=incident_id,
+                    seq=seq, channel=channel, address=address or f"+1502555{seq:04d}", account_id=f"A{seq}",
+                    language="en", priority_rank=seq % 4, state=S.planned, updated_at=AT)  # fmt: skip
+
+
+async def test_a_notice_and_its_timeline_event_are_written_together(store: Store) -> None:
+    iid = await _incident(store)
+    n = notice(iid)
+    await store.apply_plan([
+        PutNotice(n),
+        AppendTo(iid, lambda s: [domain.EventDraft(type="notice_planned", actor="alice", data={"notice_id": n.notice_id})]),
+    ])  # fmt: skip
+    assert await store.get_notice(n.notice_id) == n
+    approved = Notice(
+        **{**{f: getattr(n, f) for f in n.__struct_fields__}, "status": "approved", "approved_by": "bob"}
+    )
+    await store.apply_plan([PutNotice(approved)])
+    assert (await store.get_notice(n.notice_id)) == approved
+    assert await store.list_notices(iid) == [approved]
+    assert await store.get_notice("nope") is None
+
+
+async def test_deliveries_are_planned_once_per_notice_channel_and_address(store: Store) -> None:
+    iid = await _incident(store)
+    await store.apply_plan([PutNotice(notice(iid))])
+    first = [delivery(iid, i) for i in range(1, 51)]
+    assert await store.add_deliveries(first) == 50
+    again = [
+        *first[:10],
+        delivery(iid, 99, address=first[0].address),
+        delivery(iid, 51),
+        delivery(iid, 52, "voice", first[0].address),
+    ]
+    assert await store.add_deliveries(again) == 2  # only seq 51 (sms) and 52 (voice) are new
+    counts = await store.delivery_counts(iid)
+    assert counts == {"sms": {"planned": 51}, "voice": {"planned": 1}}
+    due = await store.due_deliveries(AT, 1000)
+    assert [d.priority_rank for d in due] == sorted(d.priority_rank for d in due)
+    page = await store.list_deliveries(iid, "", 10)
+    assert len(page) == 10 and await store.get_delivery(page[0].delivery_id) == page[0]
+
+
+async def test_only_one_sender_can_take_a_delivery(store: Store) -> None:
+    iid = await _incident(store)
+    await store.apply_plan([PutNotice(notice(iid))])
+    d = delivery(iid, 1)
+    await store.add_deliveries([d])
+    take = DeliveryChange(
+        delivery_id=d.delivery_id, expect=SENDABLE, to=S.sending, count_attempt=True, detail="sender 1"
+    )
+    results = await asyncio.gather(*(store.change_delivery(take, AT) for _ in range(10)))
+    winners = [r for r in results if r is not None]
+    assert len(winners) == 1 and winners[0].state == S.sending and winners[0].attempts == 1
+    accepted = await store.change_delivery(
+        DeliveryChange(
+            delivery_id=d.delivery_id,
+            expect=frozenset({S.sending}),
+            to=S.accepted,
+            carrier_sid="SM" + "a" * 32,
+        ),
+        AT,
+    )
+    assert accepted is not None and accepted.carrier_sid == "SM" + "a" * 32
+    assert await store.delivery_by_sid("SM" + "a" * 32) == accepted
+    assert [e[1] for e in await store.delivery_events(d.delivery_id)] == ["sending", "accepted"]
+    assert await store.deliveries_in([S.accepted], 10) == [accepted]
+
+
+@pytest.mark.parametrize("backwards", [S.planned, S.sending])
+async def test_a_change_whose_precondition_fails_changes_nothing(
+    store: Store, backwards: DeliveryState
+) -> None:
+    iid = await _incident(store)
+    await store.apply_plan([PutNotice(notice(iid))])
+    d = delivery(iid, 1)
+    await store.add_deliveries([d])
+    done = await store.change_delivery(
+        DeliveryChange(delivery_id=d.delivery_id, expect=SENDABLE, to=S.delivered), AT
+    )
+    assert done is not None
+    assert (
+        await store.change_delivery(
+            DeliveryChange(delivery_id=d.delivery_id, expect=SENDABLE, to=backwards), AT
+        )
+        is None
+    )
+    got = await store.get_delivery(d.delivery_id)
+    assert got is not None and got.state == S.delivered
