@@ -15,6 +15,7 @@ from aiohttp import WSCloseCode, web
 
 from incident.api import areas as area_views
 from incident.api import incidents as incident_views
+from incident.api import notices as notice_views
 from incident.api import reports as report_views
 from incident.api import system as system_views
 from incident.api.endpoint import ALL_ROLES, Endpoint
@@ -33,14 +34,17 @@ from incident.keys import (
     KAFKA,
     LIVE_SOCKETS,
     METRICS,
+    NOTICES,
     SERVICE_AREA,
     SETTINGS,
     STORE,
+    TEMPLATES,
     TOKENS,
     TRIAGE,
 )
 from incident.live import LiveHub
 from incident.metrics import Metrics
+from incident.notices import NoticeService, load_notice_templates
 from incident.settings import Settings
 from incident.store import open_store
 from incident.triage import TriageService
@@ -65,6 +69,7 @@ def all_endpoints() -> tuple[Endpoint, ...]:
         *system_views.ENDPOINTS_,
         *incident_views.ENDPOINTS,
         *area_views.ENDPOINTS,
+        *notice_views.ENDPOINTS,
         *report_views.ENDPOINTS,
         LIVE_ENDPOINT,
     )
@@ -91,6 +96,14 @@ async def _kafka_ctx(app: web.Application) -> AsyncIterator[None]:
 
 async def _area_ctx(app: web.Application) -> AsyncIterator[None]:
     app[SERVICE_AREA] = await load_service_area(app[SETTINGS].area, app[STORE])
+    yield
+
+
+async def _notify_ctx(app: web.Application) -> AsyncIterator[None]:
+    settings = app[SETTINGS].notify
+    templates = await asyncio.to_thread(load_notice_templates, settings)
+    app[TEMPLATES] = templates
+    app[NOTICES] = NoticeService(app[STORE], app[INCIDENTS], templates, settings, app[CLOCK])
     yield
 
 
@@ -128,6 +141,6 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> web.Applica
     app[ENDPOINTS] = {}
     app[LIVE_SOCKETS] = set()
     _register(app, all_endpoints())
-    app.cleanup_ctx.extend([_tokens_ctx, _store_ctx, _area_ctx, _kafka_ctx])
+    app.cleanup_ctx.extend([_tokens_ctx, _store_ctx, _area_ctx, _notify_ctx, _kafka_ctx])
     app.on_shutdown.append(_close_live_sockets)
     return app

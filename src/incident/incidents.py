@@ -27,6 +27,10 @@ class IncidentService:
         self._hub = hub
         self._metrics = metrics
 
+    def publish(self, appended: list[Appended]) -> None:
+        for a in appended:
+            self._published(a)
+
     def _published(self, appended: Appended) -> Appended:
         for event in appended.events:
             self._metrics.timeline_events.labels(event.type).inc()

@@ -13,6 +13,8 @@ from incident.incidents import IncidentService
 from incident.kafka_runtime import KafkaRuntime
 from incident.live import LiveHub
 from incident.metrics import Metrics
+from incident.notices import NoticeService
+from incident.notify.templates import NoticeTemplates
 from incident.settings import Settings
 from incident.store import Store
 from incident.triage import TriageService
@@ -32,6 +34,8 @@ TOKENS = web.AppKey("tokens", TokenRegistry)
 INCIDENTS = web.AppKey("incidents", IncidentService)
 TRIAGE = web.AppKey("triage", TriageService)
 SERVICE_AREA = web.AppKey("service_area", ServiceArea)
+TEMPLATES = web.AppKey("templates", NoticeTemplates)
+NOTICES = web.AppKey("notices", NoticeService)
 KAFKA = web.AppKey("kafka", KafkaRuntime)
 ENDPOINTS: web.AppKey[dict[web.AbstractRoute, Endpoint]] = web.AppKey("endpoints")
 LIVE_SOCKETS: web.AppKey[set[web.WebSocketResponse]] = web.AppKey("live_sockets")

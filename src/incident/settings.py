@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 import tomllib
 from collections.abc import Mapping
+from datetime import time
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -138,6 +139,42 @@ class AreaSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_o
     isolation_buffer_m: Annotated[float, msgspec.Meta(gt=0)] = 30.0
 
 
+class NotifySettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    #: Folder of templates/notices/<language>/<key>.<channel>.j2
+    templates: str = "templates/notices"
+    #: Language used when a household's language has no template.
+    default_language: str = "en"
+    #: Time zone in which households read times (ETR, planned start/end) and quiet hours run.
+    timezone: str = "UTC"
+    #: Local times during which non-urgent notices wait (e.g. "21:00-07:00"); empty: none.
+    quiet_hours: str = "21:00-07:00"
+    #: An SMS longer than this many segments gets a warning in the preview.
+    max_segments: Positive = 3
+    #: Largest rendered notice, in bytes.
+    max_chars: Positive = 4096
+    #: Who the notices come from.
+    utility_name: str = "Sampletown Water"
+    utility_phone: str = "+1 555 0100"
+    utility_url: str = "https://sampletown.example/outages"
+
+    def __post_init__(self) -> None:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(self.timezone)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"timezone {self.timezone!r} is not an IANA time zone") from None
+        if self.quiet_hours.strip():
+            first, sep, second = self.quiet_hours.partition("-")
+            try:
+                time.fromisoformat(first.strip())
+                time.fromisoformat(second.strip())
+            except ValueError:
+                sep = ""
+            if not sep:
+                raise ValueError(f"quiet_hours must look like 21:00-07:00, not {self.quiet_hours!r}")
+
+
 class LiveSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
     #: Events a live client may fall behind by before it is dropped.
     client_queue: Positive = 1000
@@ -156,6 +193,7 @@ class Settings(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=
     twilio: TwilioSettings = msgspec.field(default_factory=TwilioSettings)
     auth: AuthSettings = msgspec.field(default_factory=AuthSettings)
     area: AreaSettings = msgspec.field(default_factory=AreaSettings)
+    notify: NotifySettings = msgspec.field(default_factory=NotifySettings)
     live: LiveSettings = msgspec.field(default_factory=LiveSettings)
     log: LogSettings = msgspec.field(default_factory=LogSettings)
 

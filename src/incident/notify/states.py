@@ -11,7 +11,8 @@ from enum import StrEnum
 
 
 class DeliveryState(StrEnum):
-    planned = "planned"  # in the plan, not yet handed to a sender
+    draft = "draft"  # in a notice that is not approved yet
+    planned = "planned"  # approved, not yet handed to a sender
     sending = "sending"  # a sender took it; the carrier's answer is not recorded yet
     retry = "retry"  # to be tried again at next_attempt_at
     unknown = "unknown"  # a send was interrupted: look it up at the carrier before retrying
@@ -32,6 +33,7 @@ class DeliveryState(StrEnum):
 
 S = DeliveryState
 _RANK: dict[DeliveryState, int] = {
+    S.draft: 0,
     S.planned: 0,
     S.retry: 1,
     S.unknown: 1,

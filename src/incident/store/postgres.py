@@ -399,6 +399,27 @@ class PostgresStore:
             )
         )
 
+    async def next_value(self, name: str) -> int:
+        value = await self._run(
+            lambda c: c.fetchval(
+                "INSERT INTO counters (name, value) VALUES ($1, 1)"
+                " ON CONFLICT (name) DO UPDATE SET value = counters.value + 1 RETURNING value",
+                name,
+            )
+        )
+        return int(value)
+
+    async def release_deliveries(self, notice_id: str, not_before: str | None) -> int:
+        status = await self._run(
+            lambda c: c.execute(
+                "UPDATE deliveries SET state = 'planned', not_before = $1"
+                " WHERE notice_id = $2 AND state = 'draft'",
+                not_before,
+                notice_id,
+            )
+        )
+        return int(str(status).rsplit(" ", 1)[-1])
+
     async def get_notice(self, notice_id: str) -> Notice | None:
         body = await self._run(
             lambda c: c.fetchval("SELECT body FROM notices WHERE notice_id = $1", notice_id),

@@ -436,6 +436,27 @@ class SqliteStore:
             )
         )
 
+    async def next_value(self, name: str) -> int:
+        row = await self._write(
+            lambda c: c.execute(
+                "INSERT INTO counters (name, value) VALUES (?, 1)"
+                " ON CONFLICT (name) DO UPDATE SET value = value + 1 RETURNING value",
+                (name,),
+            ).fetchone()
+        )
+        return int(row[0])
+
+    async def release_deliveries(self, notice_id: str, not_before: str | None) -> int:
+        def run(conn: sqlite3.Connection) -> int:
+            cur = conn.execute(
+                "UPDATE deliveries SET state = 'planned', not_before = ?"
+                " WHERE notice_id = ? AND state = 'draft'",
+                (not_before, notice_id),
+            )
+            return cur.rowcount
+
+        return await self._write(run)
+
     async def get_notice(self, notice_id: str) -> Notice | None:
         row = await self._read(
             lambda c: c.execute("SELECT body FROM notices WHERE notice_id = ?", (notice_id,)).fetchone()
