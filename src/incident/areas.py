@@ -123,11 +123,11 @@ def resolve(service: ServiceArea, parts: Sequence[dict[str, Any]], buffer_m: flo
     """The geometry and households of all ``parts`` together."""
     index = service.households
     chosen = Selection(np.empty(0, dtype=np.int64))
-    added: list[Any] = []
-    removed: list[Any] = []
+    merged: Any = None
     valves: set[str] = set()
     pipes: set[str] = set()
     try:
+        # Parts apply in order, to the households and to the polygon alike, so the two agree.
         for part in parts:
             if part["method"] == "isolation":
                 iso = isolate_pipe(service, part["pipe"], part.get("inoperable", []), buffer_m)
@@ -139,18 +139,13 @@ def resolve(service: ServiceArea, parts: Sequence[dict[str, Any]], buffer_m: flo
                 selection, geometry = households_in_area(index, area), area.geometry
             if part["op"] == "add":
                 chosen = chosen | selection
-                added.append(geometry)
+                merged = geometry if merged is None else shapely.union(merged, geometry)
             else:
                 chosen = chosen - selection
-                removed.append(geometry)
+                merged = None if merged is None else shapely.difference(merged, geometry)
     except GeoError as err:
         raise _geo(err) from err
-    shape = None
-    if added:
-        merged = shapely.union_all(added)
-        if removed:
-            merged = shapely.difference(merged, shapely.union_all(removed))
-        shape = None if merged.is_empty else mapping(merged)
+    shape = None if merged is None or merged.is_empty else mapping(merged)
     return Resolved(shape, chosen, tuple(sorted(valves)), tuple(sorted(pipes)))
 
 

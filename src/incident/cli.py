@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import re
 import signal
 import sys
 from pathlib import Path
@@ -178,9 +179,17 @@ def show_config(config_file: Path | None) -> None:
     for section, values in data.items():
         click.echo(f"[{section}]")
         for key, value in values.items():
-            shown = "********" if key in ("auth_token",) and value else value
-            click.echo(f"{key} = {shown!r}")
+            click.echo(f"{key} = {_shown(key, value)!r}")
         click.echo()
+
+
+def _shown(key: str, value: object) -> object:
+    """Secrets hidden: token/password/secret keys, and passwords inside URLs."""
+    if not isinstance(value, str) or not value:
+        return value
+    if any(word in key for word in ("token", "password", "secret")):
+        return "********"
+    return re.sub(r"(://[^:/@]*:)[^@/]*@", r"\1********@", value)
 
 
 # --- reports ------------------------------------------------------------------------------

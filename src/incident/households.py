@@ -38,7 +38,13 @@ from incident.store import Store
 
 log = logging.getLogger(__name__)
 
-SOURCE_KEY = "households.source_sha256"
+
+def _source_key(path: Path) -> str:
+    """The digest of the last import, kept per file: importing another file by hand must
+    not make the next start re-import (and revert to) the configured one."""
+    return f"households.sha256:{path.resolve()}"
+
+
 BATCH = 5000
 
 
@@ -109,7 +115,8 @@ async def import_households(
             result.updated += counts.updated
             result.unchanged += counts.unchanged
     digest = await asyncio.to_thread(file_digest, path)
-    await store.set_meta(SOURCE_KEY, digest)
+    key = await asyncio.to_thread(_source_key, path)
+    await store.set_meta(key, digest)
     return result
 
 
@@ -118,7 +125,7 @@ async def import_if_changed(store: Store, path: Path, extent: Extent | None = No
     if not await asyncio.to_thread(path.is_file):
         return None
     digest = await asyncio.to_thread(file_digest, path)
-    if await store.get_meta(SOURCE_KEY) == digest:
+    if await store.get_meta(await asyncio.to_thread(_source_key, path)) == digest:
         return None
     result = await import_households(store, path, extent=extent)
     log.info("imported households from %s: %s", path, result.summary())

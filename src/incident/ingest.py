@@ -23,10 +23,10 @@ from aiokafka.errors import KafkaError
 from incident.errors import StoreError
 from incident.kafka import make_consumer, make_producer
 from incident.metrics import Metrics
-from incident.reports import ReportRejected, ReportStatus, parse_report
+from incident.reports import RejectCode, ReportRejected, ReportStatus, StoredReport, parse_report
 from incident.settings import Settings
 from incident.store import Store
-from incident.store.base import IncomingReport
+from incident.store.base import Appended, IncomingReport, IngestResult
 from incident.triage import TriageService, ingest_planner
 
 log = logging.getLogger(__name__)
@@ -41,7 +41,7 @@ def dead_letter_headers(
 ) -> list[tuple[str, bytes]]:
     own = [
         ("error.code", rejected.code.value.encode()),
-        ("error.message", rejected.message.encode()[:1000]),
+        ("error.message", rejected.message[:500].encode()),
         ("original.topic", msg.topic.encode()),
         ("original.partition", str(msg.partition).encode()),
         ("original.offset", str(msg.offset).encode()),
@@ -177,11 +177,61 @@ class Ingestor:
                     self._consumer.seek(tp, msgs[0].offset)
             raise
 
+    async def _dead_letter(
+        self, msg: ConsumerRecord[bytes, bytes], rejected: ReportRejected
+    ) -> Awaitable[Any]:
+        assert self._producer is not None
+        sent: Awaitable[Any] = await self._producer.send(
+            self._kafka.dead_letter_topic,
+            value=msg.value,
+            key=msg.key,
+            headers=dead_letter_headers(msg, rejected),
+        )
+        return sent
+
+    async def _store_reports(
+        self, good: list[IncomingReport], sources: list[ConsumerRecord[bytes, bytes]]
+    ) -> IngestResult:
+        """Store the batch; if the store refuses it for good (not a passing fault), store the
+        reports one by one and dead-letter the ones it refuses, so one report that the schema
+        let through but the database will not take never stops the flow."""
+        try:
+            return await self._store.ingest_reports(good, self._planner)
+        except StoreError as err:
+            if err.retryable:
+                raise
+            log.warning("the store refused a batch (%s); storing its reports one by one", err.message)
+        except Exception as err:  # refused in a way we did not foresee: same treatment
+            log.warning("the store refused a batch (%s); storing its reports one by one", type(err).__name__)
+        stored: list[StoredReport] = []
+        duplicates: list[str] = []
+        appended: list[Appended] = []
+        for item, msg in zip(good, sources, strict=True):
+            try:
+                one = await self._store.ingest_reports([item], self._planner)
+            except StoreError as err:
+                if err.retryable:
+                    raise
+                problem = err.message
+            except Exception as err:
+                problem = f"{type(err).__name__}: {err}"
+            else:
+                stored += one.stored
+                duplicates += one.duplicates
+                appended += one.appended
+                continue
+            rejected = ReportRejected(RejectCode.store_rejected, problem[:500])
+            self._metrics.reports_dead_lettered.labels(rejected.code.value).inc()
+            log.warning("dead-lettered %s/%d/%d: store_rejected", msg.topic, msg.partition, msg.offset)
+            await (await self._dead_letter(msg, rejected))
+        return IngestResult(stored, duplicates, appended)
+
     async def _handle(self, batch: Batch) -> None:
         assert self._consumer is not None
         assert self._producer is not None
         metrics = self._metrics
         good: list[IncomingReport] = []
+        sources: list[ConsumerRecord[bytes, bytes]] = []
         dead: list[Awaitable[Any]] = []
         kafka_times: dict[str, float] = {}
         for msgs in batch.values():
@@ -198,21 +248,15 @@ class Ingestor:
                         msg.offset,
                         rejected.code.value,
                     )
-                    dead.append(
-                        await self._producer.send(
-                            self._kafka.dead_letter_topic,
-                            value=msg.value,
-                            key=msg.key,
-                            headers=dead_letter_headers(msg, rejected),
-                        )
-                    )
+                    dead.append(await self._dead_letter(msg, rejected))
                     continue
                 good.append(IncomingReport(report, f"{msg.topic}/{msg.partition}/{msg.offset}"))
+                sources.append(msg)
                 kafka_times[report.report_id] = msg.timestamp / 1000
         if dead:
             await asyncio.gather(*dead)  # dead letters are safe before the offsets move
         if good:
-            result = await self._store.ingest_reports(good, self._planner)
+            result = await self._store_reports(good, sources)
             now = time.time()
             metrics.reports_stored.inc(len(result.stored))
             metrics.reports_duplicate.inc(len(result.duplicates))

@@ -9,8 +9,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import signal
 import socket
 import subprocess
+import sys
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
@@ -47,6 +49,16 @@ def tansu_command(binary: str, host: str, port: int) -> list[str]:
             "--storage-engine", "memory://tansu/"]  # fmt: skip
 
 
+def _die_with_parent() -> None:
+    """Runs in the broker's process before exec: the kernel ends it when the service dies,
+    so a crash never leaves a broker squatting on the port."""
+    if sys.platform == "linux":
+        import ctypes
+
+        pr_set_pdeathsig = 1
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
+
+
 def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket() as s:
         s.bind((host, 0))
@@ -80,36 +92,53 @@ class EmbeddedBroker:
     async def start(self) -> None:
         binary = await asyncio.to_thread(broker_binary)
         self._stopping = False
+        if await self._answers():
+            # Never mistake someone else's listener (a broker left over from a crash) for ours.
+            raise BrokerError(
+                f"{self.bootstrap} is already taken: stop what listens there, or set"
+                " [kafka] embedded_listener to another HOST:PORT"
+            )
         self._proc = await asyncio.create_subprocess_exec(
             *tansu_command(binary, self.host, self.port),
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            preexec_fn=_die_with_parent,
         )  # fmt: skip
         await self._wait_until_listening()
         if self._watchdog is None:
             self._watchdog = asyncio.create_task(self._watch(), name="embedded-broker-watchdog")
         log.info("embedded Kafka broker (Tansu) on %s", self.bootstrap)
 
+    async def _answers(self) -> bool:
+        try:
+            _, writer = await asyncio.open_connection(self.host, self.port)
+        except OSError:
+            return False
+        writer.close()
+        await writer.wait_closed()
+        return True
+
     async def _wait_until_listening(self, limit_s: float = 10.0) -> None:
         async with asyncio.timeout(limit_s):
             while True:
                 if self._proc is not None and self._proc.returncode is not None:
                     raise BrokerError(f"the embedded broker exited at start (code {self._proc.returncode})")
-                try:
-                    _, writer = await asyncio.open_connection(self.host, self.port)
-                except OSError:
-                    await asyncio.sleep(0.02)
-                    continue
-                writer.close()
-                await writer.wait_closed()
-                return
+                if await self._answers():
+                    return
+                await asyncio.sleep(0.02)
 
     async def _watch(self) -> None:
+        pause = 0.5
         while True:
-            await asyncio.sleep(0.5)
-            if not self._stopping and self._proc is not None and self._proc.returncode is not None:
-                log.error("embedded Kafka broker exited (code %s); restarting it", self._proc.returncode)
-                with contextlib.suppress(BrokerError, OSError, TimeoutError):
-                    await self.start()
+            await asyncio.sleep(pause)
+            if self._stopping or self._proc is None or self._proc.returncode is None:
+                pause = 0.5
+                continue
+            log.error("embedded Kafka broker exited (code %s); restarting it", self._proc.returncode)
+            try:
+                await self.start()
+            except (BrokerError, OSError, TimeoutError) as err:
+                pause = min(pause * 2, 30.0)  # do not spin on a broker that cannot start
+                log.error("embedded Kafka broker did not restart (%s); next try in %.0fs", err, pause)
 
     async def stop(self) -> None:
         """Stop the broker; the watchdog leaves a broker stopped on purpose alone."""

@@ -36,7 +36,11 @@ async def kafka_runtime(
     broker: EmbeddedBroker | None = None
     if not k.bootstrap_servers:
         broker = EmbeddedBroker(k.embedded_listener)
-        await broker.start()
+        try:
+            await broker.start()
+        except BaseException:
+            await broker.close()
+            raise
     bootstrap = broker.bootstrap if broker else k.bootstrap_servers
     monitor = BrokerMonitor(bootstrap, k, on_status=lambda up: metrics.kafka_up.set(1 if up else 0))
     ingestor = Ingestor(settings, bootstrap, store, triage, metrics, embedded=broker is not None)

@@ -22,8 +22,6 @@ from incident.triage import TriageService
 if TYPE_CHECKING:
     from incident.api.endpoint import Endpoint
 
-if TYPE_CHECKING:
-    pass
 
 SETTINGS = web.AppKey("settings", Settings)
 CLOCK = web.AppKey("clock", Clock)

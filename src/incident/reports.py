@@ -82,6 +82,9 @@ class RejectCode(StrEnum):
     out_of_range = "out_of_range"
     coordinates_out_of_range = "coordinates_out_of_range"
     no_location_or_asset = "no_location_or_asset"
+    control_character = "control_character"
+    #: Valid as a report, yet the store refused it (found when a batch fails and is split).
+    store_rejected = "store_rejected"
 
 
 class ReportRejected(Exception):
@@ -134,4 +137,13 @@ def parse_report(value: bytes | None, max_bytes: int) -> Report:
         raise ReportRejected(RejectCode.not_json, str(err)) from None
     if report.location is None and report.asset is None:
         raise ReportRejected(RejectCode.no_location_or_asset, "a report needs a location, an asset or both")
+    try:
+        report.observed  # noqa: B018 - a year-1 time may not convert to UTC: find out here
+    except (OverflowError, ValueError) as err:
+        raise ReportRejected(RejectCode.bad_timestamp, f"observed_at cannot be read as UTC: {err}") from None
+    texts = [report.report_id, report.source, report.summary]
+    if report.asset is not None:
+        texts += [report.asset.type, report.asset.id]
+    if any("\x00" in t for t in texts):
+        raise ReportRejected(RejectCode.control_character, "a text field contains a NUL character")
     return report

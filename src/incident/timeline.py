@@ -96,10 +96,13 @@ def verify(incident_id: str, events: Iterable[TimelineEvent], stored: Incident |
         )
         if digest != event.hash:
             problems.append(f"event {event.seq}: content does not match its hash (altered)")
-        try:
-            state = apply_event(state, event)
-        except (KeyError, ValueError) as err:
-            problems.append(f"event {event.seq}: cannot be applied ({err})")
+        if not isinstance(event.data, dict):
+            problems.append(f"event {event.seq}: its data is not an object")
+        else:
+            try:
+                state = apply_event(state, event)
+            except Exception as err:  # a tampered event may break the fold in any way: report it
+                problems.append(f"event {event.seq}: cannot be applied ({type(err).__name__}: {err})")
         prev = event.hash
         expected_seq += 1
     if stored is None:

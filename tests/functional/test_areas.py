@@ -192,3 +192,27 @@ async def test_layers_and_pipes(api: Api, zones: dict[str, Any]) -> None:
     assert status == 200 and {f["properties"]["id"] for f in fc["features"]} == set(zones)
     status, err = await api.call("GET", "/api/network/pipes/P-NOPE")
     assert status == 404 and "no pipe P-NOPE" in err["error"]["message"]
+
+
+async def test_add_remove_add_keeps_polygon_and_households_in_step(
+    api: Api, sample_points: list[tuple[str, Point]], zones: dict[str, Any]
+) -> None:
+    inc = await api.declare()
+    path = f"/api/incidents/{inc['id']}/area"
+    zone_id = next(z for z in zones if z.startswith("PZ"))
+    small = {
+        "type": "Polygon",
+        "coordinates": [
+            [[-85.55, 38.03], [-85.54, 38.03], [-85.54, 38.04], [-85.55, 38.04], [-85.55, 38.03]]
+        ],
+    }
+    await api.call("PUT", path, json={"zone": zone_id})
+    await api.call("PUT", path, json={"geometry": BOX, "op": "remove"})
+    status, result = await api.call("PUT", path, json={"geometry": small, "op": "add"})
+    assert status == 200, result
+    expected = (inside(sample_points, zones[zone_id]) - inside(sample_points, shape(BOX))) | inside(
+        sample_points, shape(small)
+    )
+    assert result["households"] == len(expected)
+    # The stored polygon holds exactly those households (boundary included).
+    assert inside(sample_points, shape(result["area"])) == expected

@@ -189,9 +189,19 @@ def test_bad_configuration_stops_with_a_message_naming_the_key(env: dict[str, st
 
 
 def test_config_command_prints_effective_settings_without_secrets(env: dict[str, str]) -> None:
-    result = run(["config"], {**env, "INCIDENT_TWILIO__AUTH_TOKEN": "s3cret", "INCIDENT_HTTP__PORT": "8099"})
+    result = run(
+        ["config"],
+        {
+            **env,
+            "INCIDENT_TWILIO__AUTH_TOKEN": "s3cret",
+            "INCIDENT_HTTP__PORT": "8099",
+            "INCIDENT_STORE__URL": "postgresql://incident:pa55word@db:5432/incident",
+        },
+    )
     assert result.returncode == 0
-    assert "port = 8099" in result.stdout and "s3cret" not in result.stdout
+    assert "port = 8099" in result.stdout
+    assert "s3cret" not in result.stdout and "pa55word" not in result.stdout
+    assert "postgresql://incident:********@db:5432/incident" in result.stdout
 
 
 def test_households_import_reports_bad_rows_and_updates_by_account(

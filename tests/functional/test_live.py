@@ -55,6 +55,22 @@ async def test_browser_style_auth_in_the_first_message(api: Api) -> None:
         assert (await _next_event(ws))["event"]["type"] == "declared"
 
 
+async def test_a_bad_header_token_is_refused_before_the_upgrade(api: Api) -> None:
+    async with api.client.get(
+        "/api/live",
+        headers={
+            "Authorization": "Bearer wrong",
+            "Upgrade": "websocket",
+            "Connection": "Upgrade",
+            "Sec-WebSocket-Version": "13",
+            "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==",
+        },
+    ) as resp:
+        assert resp.status == 401
+        assert (await resp.json())["error"]["code"] == "unauthenticated"
+    assert len(api.client.app[HUB]) == 0
+
+
 async def test_live_feed_refuses_a_bad_token(api: Api) -> None:
     async with api.client.ws_connect("/api/live") as ws:
         await ws.send_json({"type": "auth", "token": "wrong"})

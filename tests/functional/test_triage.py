@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime
 from typing import Any
 
@@ -118,7 +119,7 @@ async def test_a_rule_declared_incident_awaits_confirmation(api: Api) -> None:
 async def test_the_service_runs_and_says_so_when_kafka_is_down(
     aiohttp_client: Any, settings: Settings, tokens: Tokens
 ) -> None:
-    dead = load_settings(None, {
+    dead = await asyncio.to_thread(load_settings, None, {
         "INCIDENT_STORE__URL": settings.store.url, "INCIDENT_AUTH__TOKENS_FILE": str(tokens.path),
         "INCIDENT_KAFKA__BOOTSTRAP_SERVERS": f"127.0.0.1:{free_port()}",
     })  # fmt: skip

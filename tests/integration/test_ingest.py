@@ -74,7 +74,8 @@ class Harness:
 
 @pytest.fixture
 async def harness(broker: Broker, store: Store, store_url: str) -> Harness:
-    settings = load_settings(None, {"INCIDENT_STORE__URL": store_url, **kafka_env(broker, consume=True)})
+    env = {"INCIDENT_STORE__URL": store_url, **kafka_env(broker, consume=True)}
+    settings = await asyncio.to_thread(load_settings, None, env)  # reads time-zone files
     monitor = BrokerMonitor(broker.bootstrap, settings.kafka)
     await monitor.start()  # creates the topics, with the configured partition count
     await monitor.close()
@@ -142,11 +143,15 @@ async def test_valid_duplicate_and_malformed_reports_end_where_they_should(
         assert int(headers["original.offset"]) >= 0
 
 
+def _total(counter: Any) -> float:
+    return sum(s.value for m in counter.collect() for s in m.samples if s.name.endswith("_total"))
+
+
 async def _done(harness: Harness, consumed: int) -> bool:
-    return (
-        harness.metrics.reports_consumed._value.get() >= consumed
-        and harness.metrics.consumer_lag._value.get() == 0
-    )
+    """``consumed`` messages read and each one's fate settled (stored, duplicate or dead letter)."""
+    m = harness.metrics
+    settled = _total(m.reports_stored) + _total(m.reports_duplicate) + _total(m.reports_dead_lettered)
+    return _total(m.reports_consumed) >= consumed and settled >= consumed
 
 
 class Crash(BaseException):
@@ -200,29 +205,35 @@ async def test_two_consumers_share_the_work_and_hand_over_on_stop(
     harness: Harness, producer: AIOKafkaProducer
 ) -> None:
     topic = harness.settings.kafka.reports_topic
-    async with harness.ingestor() as (first, _), harness.ingestor() as (second, _):
-        await wait_until(lambda: _both_assigned(first, second), "the group split the partitions")
-        a, b = first.assignment(), second.assignment()
-        assert a and b and not (a & b) and len(a | b) == 3
-        for i in range(150):
-            await producer.send(
-                topic, report(f"r{i}", location={"lon": -85.0 + i / 100, "lat": 30.0}), key=b"%d" % i
-            )
-        await producer.flush()
-        await wait_until(lambda: _count(harness, 150), "first 150 stored")
-    # Leave `second` running alone: it must take over every partition.
+
+    def leak(i: int) -> bytes:
+        # Gas leaks far apart: each opens its own incident, so a report handled twice would
+        # show as a second incident or a second link, not only as a duplicate row.
+        return report(
+            f"leak-{i}", kind="gas_leak", utility="gas", location={"lon": -85.0 + i / 50, "lat": 30.0}
+        )
+
     async with harness.ingestor() as (survivor, _):
         async with harness.ingestor() as (leaving, _):
-            await wait_until(lambda: _both_assigned(survivor, leaving), "shared again")
-        await wait_until(lambda: _all_partitions(survivor, 3), "the survivor took over")
-        for i in range(150, 300):
-            await producer.send(
-                topic, report(f"r{i}", location={"lon": -85.0 + i / 100, "lat": 30.0}), key=b"%d" % i
-            )
-        await producer.flush()
+            await wait_until(lambda: _both_assigned(survivor, leaving), "the group split the partitions")
+            a, b = survivor.assignment(), leaving.assignment()
+            assert a and b and not (a & b) and len(a | b) == 3
+            for i in range(150):
+                await producer.send(topic, leak(i), key=b"%d" % i)
+            await producer.flush()
+            await wait_until(lambda: _count(harness, 150), "first 150 stored")
+            # More work arrives, and one instance stops while it is being handled.
+            for i in range(150, 300):
+                await producer.send(topic, leak(i), key=b"%d" % i)
+            await producer.flush()
+        await wait_until(lambda: _all_partitions(survivor, 3), "the survivor took over every partition")
         await wait_until(lambda: _count(harness, 300), "all 300 stored")
-    reports = await harness.store.list_reports(None, limit=1000)
-    assert len(reports) == 300 == len({r.report.report_id for r in reports})
+        await wait_until(lambda: _done(harness, 300), "every message settled")
+    incidents = await harness.store.list_incidents(None, limit=1000)
+    assert len(incidents) == 300 and all(i.reports == 1 for i in incidents)
+    # Work handed over uncommitted was read again and recognised, not applied twice.
+    consumed = _total(harness.metrics.reports_consumed)
+    assert _total(harness.metrics.reports_duplicate) == consumed - 300
 
 
 async def _both_assigned(a: Ingestor, b: Ingestor) -> bool:
@@ -238,7 +249,7 @@ async def test_a_broker_restart_mid_stream(store: Store, store_url: str, tmp_pat
     await broker.start()
     try:
         env = {"INCIDENT_STORE__URL": store_url, **kafka_env(_FakeBroker(broker.bootstrap), consume=True)}
-        settings = load_settings(None, env)
+        settings = await asyncio.to_thread(load_settings, None, env)
         harness = Harness(settings, store, broker.bootstrap)
         monitor = BrokerMonitor(
             broker.bootstrap,
@@ -334,3 +345,52 @@ async def test_operators_list_and_replay_dead_letters(
         await wait_until(lambda: _count(harness, 1), "the fixed report stored")
     stored = await harness.store.get_report("scada-77")
     assert stored is not None and stored.report.severity.value == "high"
+
+
+async def test_a_report_the_database_refuses_is_dead_lettered_and_the_rest_go_on(
+    harness: Harness, producer: AIOKafkaProducer, store_url: str
+) -> None:
+    """The schema cannot foresee every rule of the database: a report that passes validation
+    but that the store refuses for good must not stall the partition behind it."""
+    if not store_url.startswith("sqlite"):
+        pytest.skip(
+            "the refusing rule is a SQLite trigger here; the code path is the store's, not the engine's"
+        )
+    import sqlite3
+
+    from incident.settings import sqlite_path
+
+    def add_rule() -> None:
+        conn = sqlite3.connect(sqlite_path(store_url))
+        conn.execute(
+            "CREATE TRIGGER refuse_poison BEFORE INSERT ON reports WHEN NEW.report_id = 'poison'"
+            " BEGIN SELECT RAISE(ABORT, 'refused by a database rule'); END"
+        )
+        conn.commit()
+        conn.close()
+
+    await asyncio.to_thread(add_rule)
+    topic = harness.settings.kafka.reports_topic
+    for rid in ("before", "poison", "after"):
+        await producer.send(topic, report(rid), key=b"same-partition")
+    await producer.flush()
+    async with harness.ingestor():
+        await wait_until(lambda: _done(harness, 3), "all three settled")
+    stored = {r.report.report_id for r in await harness.store.list_reports(None, limit=10)}
+    assert stored == {"before", "after"}
+    dead = await read_topic(harness.bootstrap, harness.settings.kafka.dead_letter_topic, 1)
+    assert [dict(m.headers)["error.code"] for m in dead] == [b"store_rejected"]
+    assert b"refused by a database rule" in dict(dead[0].headers)["error.message"]
+
+
+async def test_the_embedded_broker_never_takes_someone_elses_port() -> None:
+    server = await asyncio.start_server(lambda r, w: w.close(), "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        broker = EmbeddedBroker(f"127.0.0.1:{port}")
+        with pytest.raises(Exception, match=f"127.0.0.1:{port} is already taken"):
+            await broker.start()
+        await broker.close()
+    finally:
+        server.close()
+        await server.wait_closed()

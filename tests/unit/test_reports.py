@@ -58,6 +58,9 @@ MALFORMED: list[tuple[str, bytes, RejectCode]] = [
     ("wrong-type", _with(source=7), RejectCode.wrong_type),
     ("empty-id", _with(report_id=""), RejectCode.out_of_range),
     ("oversized", _with(summary="x" * 1999, details={"blob": "y" * 70_000}), RejectCode.oversized),
+    ("year-one", _with(observed_at="0001-01-01T00:00:00+08:00"), RejectCode.bad_timestamp),
+    ("nul-in-id", _with(report_id="lims\u0000-1"), RejectCode.control_character),
+    ("nul-in-asset", _with(asset={"type": "pipe", "id": "P\u00005"}), RejectCode.control_character),
 ]
 
 

@@ -94,3 +94,13 @@ def test_a_record_that_disagrees_with_its_events_is_detected() -> None:
     forged_record = msgspec.structs.replace(state, owner="mallory")
     result = verify(state.id, events, forged_record)
     assert result.problems == ["incident record differs from the state its events give"]
+
+
+def test_events_that_cannot_even_be_folded_are_reported_not_raised() -> None:
+    state, events = _chain()
+    broken_data = msgspec.structs.replace(events[1], data=[])  # type: ignore[arg-type]
+    result = verify(state.id, [events[0], broken_data, *events[2:]], state)
+    assert not result.ok and any("event 2: its data is not an object" in p for p in result.problems)
+    renamed_first = msgspec.structs.replace(events[0], type="note_added")
+    result = verify(state.id, [renamed_first, *events[1:]], state)
+    assert not result.ok and any("event 1: cannot be applied" in p for p in result.problems)

@@ -22,7 +22,7 @@ from incident.live import Subscriber
 
 log = logging.getLogger(__name__)
 
-AUTH_TIMEOUT = 10.0
+AUTH_TIMEOUT = 5.0
 #: Close code for "you fell behind": the client should reconnect and catch up.
 CLOSE_TOO_SLOW = WSCloseCode.TRY_AGAIN_LATER
 
@@ -68,11 +68,15 @@ async def _watch_drop(
 
 async def live(request: web.Request) -> web.WebSocketResponse:
     endpoint: Endpoint = request.app[ENDPOINTS][request.match_info.route]
+    header_token = bearer_token(request)
+    if header_token is not None or "Authorization" in request.headers:
+        # A client that can send headers is checked before the upgrade: a plain 401/403.
+        principal = authorize(request.app[TOKENS], header_token, endpoint)
     ws = web.WebSocketResponse(heartbeat=30.0)
     await ws.prepare(request)
-    token = bearer_token(request) or await _first_message_token(ws)
     try:
-        principal = authorize(request.app[TOKENS], token, endpoint)
+        if header_token is None:
+            principal = authorize(request.app[TOKENS], await _first_message_token(ws), endpoint)
     except AuthError as err:
         await ws.send_json({"type": "error", "error": {"code": err.code, "message": err.message}})
         await ws.close(code=WSCloseCode.POLICY_VIOLATION, message=err.code.encode())

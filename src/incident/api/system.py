@@ -19,8 +19,10 @@ async def healthz(request: web.Request) -> web.Response:
         checks["store"] = "ok"
     except StoreError as err:
         checks["store"] = err.message
+    # The monitor checks the broker every second in the background: answering from its last
+    # look keeps this unauthenticated endpoint from turning into load on Kafka.
     monitor = request.app[KAFKA].monitor
-    checks["broker"] = "ok" if await monitor.check() else monitor.last_error
+    checks["broker"] = "ok" if monitor.up else monitor.last_error
     ok = all(v == "ok" for v in checks.values())
     return json_response(Health("ok" if ok else "unavailable", checks), status=200 if ok else 503)
 

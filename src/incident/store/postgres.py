@@ -602,9 +602,12 @@ class PostgresStore:
 
         try:
             await self._run(run)
-        except StoreError as err:
-            outcomes = [o if not isinstance(o, Appended) else err for o in outcomes]
-            outcomes += [err] * (len(batch) - len(outcomes))
+        except Exception as err:  # the committer must outlive any failure: fail this batch only
+            failure = (
+                err if isinstance(err, StoreError) else StoreError(f"PostgreSQL: {err}", retryable=False)
+            )
+            outcomes = [o if not isinstance(o, Appended) else failure for o in outcomes]
+            outcomes += [failure] * (len(batch) - len(outcomes))
         for job, outcome in zip(batch, outcomes, strict=True):
             if job.future.cancelled():
                 continue

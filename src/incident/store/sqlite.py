@@ -140,6 +140,15 @@ class _Writer(threading.Thread):
                     break
         finally:
             conn.close()
+            # Anything queued after the stop is answered, never left waiting forever.
+            while True:
+                try:
+                    job = self._jobs.get_nowait()
+                except queue.Empty:
+                    break
+                if job is not None:
+                    closed = StoreError("the store is closing", retryable=True)
+                    job.loop.call_soon_threadsafe(_settle, job.future, False, closed)
 
     @staticmethod
     def _run_batch(conn: sqlite3.Connection, batch: list[_Job]) -> None:
