@@ -164,12 +164,17 @@ def broker() -> Iterator[Broker]:
     b.stop()
 
 
-def kafka_env(broker: Broker, suffix: str | None = None, *, consume: bool = False) -> dict[str, str]:
+def kafka_env(
+    broker: Broker, suffix: str | None = None, *, consume: bool = False, send: bool = False
+) -> dict[str, str]:
     """Settings for a test of its own topics and group on the session broker. Only tests of
     ingestion run the report consumer (joining a consumer group takes about a second)."""
     suffix = suffix or uuid.uuid4().hex[:10]
     return {
         "INCIDENT_KAFKA__CONSUME_REPORTS": "true" if consume else "false",
+        "INCIDENT_NOTIFY__SEND": "true" if send else "false",
+        "INCIDENT_NOTIFY__JOBS_TOPIC": f"jobs-{suffix}",
+        "INCIDENT_NOTIFY__GROUP_ID": f"notify-{suffix}",
         "INCIDENT_KAFKA__BOOTSTRAP_SERVERS": broker.bootstrap,
         "INCIDENT_KAFKA__REPORTS_TOPIC": f"reports-{suffix}",
         "INCIDENT_KAFKA__DEAD_LETTER_TOPIC": f"reports-{suffix}.dlq",

@@ -7,6 +7,7 @@ services that use it); background tasks are owned by the app and cancelled at sh
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator, Iterable
 from pathlib import Path
@@ -35,6 +36,8 @@ from incident.keys import (
     LIVE_SOCKETS,
     METRICS,
     NOTICES,
+    NOTIFY,
+    PUBLIC_URL,
     SERVICE_AREA,
     SETTINGS,
     STORE,
@@ -45,6 +48,8 @@ from incident.keys import (
 from incident.live import LiveHub
 from incident.metrics import Metrics
 from incident.notices import NoticeService, load_notice_templates
+from incident.notify.records import Delivery
+from incident.notify.runtime import PublicUrl, notify_runtime
 from incident.settings import Settings
 from incident.store import open_store
 from incident.triage import TriageService
@@ -107,6 +112,39 @@ async def _notify_ctx(app: web.Application) -> AsyncIterator[None]:
     yield
 
 
+async def _fanout_ctx(app: web.Application) -> AsyncIterator[None]:
+    kafka = app[KAFKA]
+    hub, metrics, store = app[HUB], app[METRICS], app[STORE]
+    dirty: set[str] = set()
+
+    def changed(delivery: Delivery) -> None:
+        metrics.deliveries.labels(delivery.channel, delivery.state.value).inc()
+        dirty.add(delivery.incident_id)
+
+    async def feed() -> None:
+        # Progress goes to the live feed at most once a second per incident: a fan-out to
+        # 100,000 households must not become 100,000 messages to every wall display.
+        while True:
+            await asyncio.sleep(1.0)
+            for incident_id in list(dirty):
+                dirty.discard(incident_id)
+                hub.publish_deliveries(incident_id, await store.delivery_counts(incident_id))
+
+    async with notify_runtime(
+        app[SETTINGS], store, app[TEMPLATES], app[CLOCK], kafka.bootstrap,
+        embedded=kafka.broker is not None, public_url=app[PUBLIC_URL], on_change=changed,
+    ) as runtime:  # fmt: skip
+        app[NOTIFY] = runtime
+        app[NOTICES].on_approved = runtime.engine.wake
+        task = asyncio.create_task(feed(), name="delivery-feed")
+        try:
+            yield
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+
 async def _tokens_ctx(app: web.Application) -> AsyncIterator[None]:
     path = Path(app[SETTINGS].auth.tokens_file)
     registry = TokenRegistry(await asyncio.to_thread(read_tokens, path))
@@ -139,8 +177,9 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> web.Applica
     app[CLOCK] = clock or SystemClock()
     app[METRICS] = Metrics()
     app[ENDPOINTS] = {}
+    app[PUBLIC_URL] = PublicUrl(settings.twilio.public_base_url)
     app[LIVE_SOCKETS] = set()
     _register(app, all_endpoints())
-    app.cleanup_ctx.extend([_tokens_ctx, _store_ctx, _area_ctx, _notify_ctx, _kafka_ctx])
+    app.cleanup_ctx.extend([_tokens_ctx, _store_ctx, _area_ctx, _notify_ctx, _kafka_ctx, _fanout_ctx])
     app.on_shutdown.append(_close_live_sockets)
     return app

@@ -75,7 +75,11 @@ async def _serve(settings: Settings) -> None:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
+        from incident.keys import PUBLIC_URL
+
         for host, port, *_ in runner.addresses:
+            if not app[PUBLIC_URL].value:  # the carrier calls us back here
+                app[PUBLIC_URL].value = f"http://{host}:{port}"
             click.echo(f"Incident service listening on http://{host}:{port}/", err=True)
             click.echo(f"  API description: http://{host}:{port}/api/openapi.json", err=True)
         log.info("ready; SIGTERM or Ctrl-C stops")

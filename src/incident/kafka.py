@@ -216,8 +216,10 @@ class BrokerMonitor:
         settings: KafkaSettings,
         interval: float = 1.0,
         on_status: Callable[[bool], None] | None = None,
+        extra_topics: Iterable[str] = (),
     ) -> None:
         self._on_status = on_status or (lambda up: None)
+        self._extra_topics = list(extra_topics)
         self._bootstrap = bootstrap
         self._settings = settings
         self._interval = interval
@@ -228,7 +230,7 @@ class BrokerMonitor:
 
     @property
     def topics(self) -> list[str]:
-        return [self._settings.reports_topic, self._settings.dead_letter_topic]
+        return [self._settings.reports_topic, self._settings.dead_letter_topic, *self._extra_topics]
 
     async def start(self) -> None:
         """Check once (creating the topics), then keep checking in the background. A broker

@@ -42,7 +42,10 @@ async def kafka_runtime(
             await broker.close()
             raise
     bootstrap = broker.bootstrap if broker else k.bootstrap_servers
-    monitor = BrokerMonitor(bootstrap, k, on_status=lambda up: metrics.kafka_up.set(1 if up else 0))
+    monitor = BrokerMonitor(
+        bootstrap, k, on_status=lambda up: metrics.kafka_up.set(1 if up else 0),
+        extra_topics=[settings.notify.jobs_topic],
+    )  # fmt: skip
     ingestor = Ingestor(settings, bootstrap, store, triage, metrics, embedded=broker is not None)
     try:
         await monitor.start()

@@ -14,6 +14,7 @@ from incident.kafka_runtime import KafkaRuntime
 from incident.live import LiveHub
 from incident.metrics import Metrics
 from incident.notices import NoticeService
+from incident.notify.runtime import NotifyRuntime, PublicUrl
 from incident.notify.templates import NoticeTemplates
 from incident.settings import Settings
 from incident.store import Store
@@ -34,6 +35,8 @@ TRIAGE = web.AppKey("triage", TriageService)
 SERVICE_AREA = web.AppKey("service_area", ServiceArea)
 TEMPLATES = web.AppKey("templates", NoticeTemplates)
 NOTICES = web.AppKey("notices", NoticeService)
+NOTIFY = web.AppKey("notify", NotifyRuntime)
+PUBLIC_URL = web.AppKey("public_url", PublicUrl)
 KAFKA = web.AppKey("kafka", KafkaRuntime)
 ENDPOINTS: web.AppKey[dict[web.AbstractRoute, Endpoint]] = web.AppKey("endpoints")
 LIVE_SOCKETS: web.AppKey[set[web.WebSocketResponse]] = web.AppKey("live_sockets")

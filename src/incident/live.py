@@ -22,6 +22,11 @@ class LiveMessage(msgspec.Struct, frozen=True, tag_field="type", tag="event"):
     incident: Incident
 
 
+class LiveDeliveries(msgspec.Struct, frozen=True, tag_field="type", tag="deliveries"):
+    incident_id: str
+    counts: dict[str, dict[str, int]]
+
+
 class LiveReport(msgspec.Struct, frozen=True, tag_field="type", tag="report"):
     """A report arrived or changed triage status (for the dispatchers' triage queue)."""
 
@@ -81,6 +86,19 @@ class LiveHub:
                 continue
             if message is None:
                 message = _encode(LiveReport(report=report)).decode()
+            try:
+                sub.queue.put_nowait(message)
+            except asyncio.QueueFull:
+                self._drop(sub)
+
+    def publish_deliveries(self, incident_id: str, counts: dict[str, dict[str, int]]) -> None:
+        """Delivery progress of an incident: per channel, per state."""
+        message: str | None = None
+        for sub in list(self._subscribers):
+            if not sub.wants(incident_id):
+                continue
+            if message is None:
+                message = _encode(LiveDeliveries(incident_id=incident_id, counts=counts)).decode()
             try:
                 sub.queue.put_nowait(message)
             except asyncio.QueueFull:

@@ -58,4 +58,7 @@ class Metrics:
             registry=r,
             buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
         )
+        self.deliveries = Counter(
+            "incident_deliveries", "Delivery state changes", ["channel", "state"], registry=r
+        )
         self.kafka_up = Gauge("incident_kafka_up", "1 when the Kafka broker answers", registry=r)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import datetime
 from typing import Annotated
 
@@ -96,6 +96,8 @@ class NoticeService:
         self._settings = settings
         self._clock = clock
         self._quiet = QuietHours.parse(settings.quiet_hours, settings.timezone)
+        #: Called after an approval (the fan-out wakes up instead of waiting for its tick).
+        self.on_approved: Callable[[], None] = lambda: None
 
     async def plan(
         self, incident_id: str, request: NoticeRequest, by: Principal, service: ServiceArea, buffer_m: float
@@ -188,6 +190,7 @@ class NoticeService:
         )
         await self._store.release_deliveries(notice_id, approved.send_after)
         self._incidents.publish(result.appended)
+        self.on_approved()
         return approved
 
 

@@ -156,6 +156,25 @@ class NotifySettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw
     utility_name: str = "Sampletown Water"
     utility_phone: str = "+1 555 0100"
     utility_url: str = "https://sampletown.example/outages"
+    #: Run the fan-out (outbox, senders, reconciler) in this instance.
+    send: bool = True
+    #: Kafka topic of notify jobs (partitioned by household) and its consumer group.
+    jobs_topic: str = "utility.notify.jobs"
+    group_id: str = "incident-notify"
+    #: Tries per delivery for passing failures (429, 5xx, timeouts), with jittered backoff.
+    max_attempts: Positive = 5
+    retry_base_s: PositiveFloat = 2.0
+    #: Voice calls at once (carriers cap concurrent calls).
+    max_concurrent_calls: Positive = 10
+    #: A job not taken after this long is published again (the broker may have lost it).
+    requeue_s: PositiveFloat = 30.0
+    #: A send with no recorded answer after this long is looked up at the carrier.
+    sending_timeout_s: PositiveFloat = 120.0
+    #: Voice no-answer/busy: try again this many times, this many minutes apart.
+    voice_retries: Annotated[int, msgspec.Meta(ge=0)] = 2
+    voice_retry_minutes: PositiveFloat = 10.0
+    #: An SMS to a landline or an undelivered SMS becomes a voice call.
+    sms_fallback_to_voice: bool = True
 
     def __post_init__(self) -> None:
         from zoneinfo import ZoneInfo, ZoneInfoNotFoundError

@@ -13,6 +13,7 @@ from enum import StrEnum
 class DeliveryState(StrEnum):
     draft = "draft"  # in a notice that is not approved yet
     planned = "planned"  # approved, not yet handed to a sender
+    queued = "queued"  # a job for it is on the notify-jobs topic
     sending = "sending"  # a sender took it; the carrier's answer is not recorded yet
     retry = "retry"  # to be tried again at next_attempt_at
     unknown = "unknown"  # a send was interrupted: look it up at the carrier before retrying
@@ -37,6 +38,7 @@ _RANK: dict[DeliveryState, int] = {
     S.planned: 0,
     S.retry: 1,
     S.unknown: 1,
+    S.queued: 1,
     S.sending: 2,
     S.accepted: 3,
     S.sent: 4,

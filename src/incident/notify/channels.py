@@ -1,0 +1,127 @@
+"""Carrier adapter: SMS and voice through the official ``twilio`` library (async client).
+
+The only module that imports the Twilio REST client. Its errors become :class:`CarrierError`
+here, marked retryable (HTTP 429, 5xx, timeouts, connection errors) or permanent (an invalid,
+unsubscribed or landline number): senders never look at a vendor type.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+from xml.sax.saxutils import escape, quoteattr
+
+from twilio.base.exceptions import TwilioRestException
+from twilio.http.async_http_client import AsyncTwilioHttpClient
+from twilio.rest import Client
+
+from incident.errors import IncidentError
+
+#: Twilio error codes that are the number's fault: retrying cannot help.
+PERMANENT_CODES = frozenset({21211, 21408, 21610, 21612, 21614, 30003, 30005, 30006, 30007, 30008, 21217})
+#: Of those, the ones where a voice call may still reach the household.
+VOICE_MAY_HELP = frozenset({21614, 30003, 30005, 30006})
+
+#: Text-to-speech voice and language per template language (Chinese needs Polly.Zhiyu).
+VOICES: dict[str, tuple[str, str]] = {
+    "zh-CN": ("Polly.Zhiyu", "cmn-CN"),
+    "en": ("Polly.Joanna", "en-US"),
+}
+_CONFIRMED_PROMPT = {"zh-CN": "收到本通知请按1确认。", "en": "Press 1 to confirm you received this message."}
+
+
+class CarrierError(IncidentError):
+    code = "carrier_error"
+    status = 502
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        retryable: bool,
+        carrier_code: int | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.retryable = retryable
+        self.carrier_code = carrier_code
+        self.retry_after = retry_after
+
+
+@dataclass(frozen=True)
+class Accepted:
+    sid: str
+    status: str
+
+
+def twiml_for(text: str, language: str, gather_action: str) -> str:
+    """Speak the notice in the household's language, then gather one digit (press 1)."""
+    voice, lang = VOICES.get(language, VOICES["en"])
+    say = f"<Say voice={quoteattr(voice)} language={quoteattr(lang)}>{escape(text)}</Say>"
+    prompt = _CONFIRMED_PROMPT.get(language, _CONFIRMED_PROMPT["en"])
+    gather = (
+        f'<Gather numDigits="1" timeout="8" action={quoteattr(gather_action)} method="POST">'
+        f"{say}<Say voice={quoteattr(voice)} language={quoteattr(lang)}>{escape(prompt)}</Say></Gather>"
+    )
+    return f'<?xml version="1.0" encoding="UTF-8"?><Response>{gather}{say}</Response>'
+
+
+def _carrier_error(err: TwilioRestException) -> CarrierError:
+    code = int(err.code) if err.code is not None else None
+    status = int(err.status or 0)
+    retryable = status == 429 or status >= 500 or (code is not None and code in (20429, 20500, 20503))
+    if code in PERMANENT_CODES:
+        retryable = False
+    return CarrierError(
+        f"carrier refused the message: HTTP {status}, code {code}", retryable=retryable, carrier_code=code
+    )
+
+
+class TwilioCarrier:
+    """One async Twilio client for the whole service (create inside the running loop)."""
+
+    def __init__(
+        self, account_sid: str, auth_token: str, api_base_url: str, *, timeout_s: float = 15.0
+    ) -> None:
+        self._http = AsyncTwilioHttpClient()
+        self._client = Client(account_sid, auth_token, http_client=self._http)
+        # Messages and Calls live in the api domain: pointing it elsewhere reaches any
+        # Twilio-compatible server (the drill carrier, a test server).
+        self._client.api.base_url = api_base_url.rstrip("/")
+        self._timeout = timeout_s
+
+    async def close(self) -> None:
+        await self._http.close()
+
+    async def _call(self, coro: Any) -> Any:
+        try:
+            async with asyncio.timeout(self._timeout):  # the client's own timeout is ignored
+                return await coro
+        except TwilioRestException as err:
+            raise _carrier_error(err) from err
+        except (TimeoutError, OSError) as err:
+            raise CarrierError(f"carrier did not answer ({type(err).__name__})", retryable=True) from err
+
+    async def send_sms(self, to: str, from_: str, body: str, status_callback: str) -> Accepted:
+        message = await self._call(
+            self._client.messages.create_async(to=to, from_=from_, body=body, status_callback=status_callback)
+        )
+        return Accepted(message.sid, message.status)
+
+    async def call(self, to: str, from_: str, twiml: str, status_callback: str) -> Accepted:
+        call = await self._call(
+            self._client.calls.create_async(
+                to=to, from_=from_, twiml=twiml, status_callback=status_callback,
+                status_callback_event=["initiated", "ringing", "answered", "completed"],
+                machine_detection="DetectMessageEnd",
+            )
+        )  # fmt: skip
+        return Accepted(call.sid, call.status)
+
+    async def find_sms(self, to: str, since: datetime) -> list[tuple[str, str, str]]:
+        """Messages to ``to`` sent since ``since``: (sid, status, body), to learn the fate of a
+        send interrupted before its answer was recorded."""
+        found = await self._call(self._client.messages.list_async(to=to, date_sent_after=since, limit=20))
+        return [(m.sid, m.status, m.body or "") for m in found]

@@ -1,0 +1,103 @@
+"""What the app holds of the fan-out while it runs: the carrier (Twilio, or the drill
+carrier started here), the engine and its tasks."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+
+from incident.clock import Clock
+from incident.notify.channels import TwilioCarrier
+from incident.notify.drill import DrillServer, serve_drill
+from incident.notify.drill_config import DEFAULT_ACCOUNT_SID, DEFAULT_AUTH_TOKEN, DrillConfig
+from incident.notify.records import Delivery
+from incident.notify.sender import NotifyEngine
+from incident.notify.templates import NoticeTemplates
+from incident.settings import Settings
+from incident.store import Store
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Credentials:
+    account_sid: str
+    auth_token: str
+
+
+def credentials(settings: Settings) -> Credentials:
+    """The Twilio account in use; the drill carrier has its own defaults."""
+    t = settings.twilio
+    if settings.carrier.mode == "drill":
+        return Credentials(t.account_sid or DEFAULT_ACCOUNT_SID, t.auth_token or DEFAULT_AUTH_TOKEN)
+    return Credentials(t.account_sid, t.auth_token)
+
+
+@dataclass
+class PublicUrl:
+    """Where the carrier reaches our webhooks: ``[twilio] public_base_url``, or our own
+    address once the server listens (set by whoever starts it)."""
+
+    value: str = ""
+
+
+@dataclass
+class NotifyRuntime:
+    engine: NotifyEngine
+    carrier: TwilioCarrier
+    drill: DrillServer | None
+    tasks: list[asyncio.Task[None]] = field(default_factory=list)
+
+
+@contextlib.asynccontextmanager
+async def notify_runtime(
+    settings: Settings,
+    store: Store,
+    templates: NoticeTemplates,
+    clock: Clock,
+    bootstrap: str,
+    *,
+    embedded: bool,
+    public_url: PublicUrl,
+    on_change: Callable[[Delivery], None] | None = None,
+) -> AsyncIterator[NotifyRuntime]:
+    creds = credentials(settings)
+    async with contextlib.AsyncExitStack() as stack:
+        drill: DrillServer | None = None
+        base_url = settings.twilio.api_base_url
+        if settings.carrier.mode == "drill":
+            drill = await stack.enter_async_context(
+                serve_drill(DrillConfig(account_sid=creds.account_sid, auth_token=creds.auth_token))
+            )
+            base_url = drill.url
+            log.info(
+                "drill carrier (Twilio-compatible simulator) on %s: nothing leaves this machine", drill.url
+            )
+        carrier = TwilioCarrier(creds.account_sid, creds.auth_token, base_url)
+        stack.push_async_callback(carrier.close)
+        engine = NotifyEngine(
+            settings, store, templates, carrier, clock, bootstrap, embedded=embedded,
+            public_url=lambda: public_url.value or settings.twilio.public_base_url
+            or f"http://{settings.http.host}:{settings.http.port}",
+            on_change=on_change,
+        )  # fmt: skip
+        runtime = NotifyRuntime(engine, carrier, drill)
+        if settings.notify.send:
+            await engine.start()
+            stack.push_async_callback(engine.stop)
+            runtime.tasks = [
+                asyncio.create_task(engine.run_dispatcher(), name="notify-dispatcher"),
+                asyncio.create_task(engine.run_worker(), name="notify-worker"),
+                asyncio.create_task(engine.run_reconciler(), name="notify-reconciler"),
+            ]
+        try:
+            yield runtime
+        finally:
+            for task in runtime.tasks:
+                task.cancel()
+            for task in runtime.tasks:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task

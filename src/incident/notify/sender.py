@@ -1,0 +1,301 @@
+"""The fan-out: approved deliveries -> Kafka notify jobs (keyed by household) -> senders ->
+the carrier, exactly once per delivery.
+
+- The dispatcher takes due deliveries from the store (the outbox), marks each ``queued``
+  and publishes a job. Jobs lost with a broker restart are found again: a delivery still
+  ``queued`` after ``requeue_s`` goes back to ``planned`` and is published again.
+- A sender (any instance in the consumer group) takes a job only by moving its delivery
+  ``queued`` -> ``sending`` in the store (compare-and-set): a replayed or duplicated job
+  finds it taken and does nothing. Only then does it call the carrier.
+- A send whose outcome is unknown (the process died between the carrier call and recording
+  the answer) stays ``sending``: the reconciler asks the carrier for messages to that number
+  since the attempt began before anything is sent again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from typing import Any
+
+import msgspec
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.errors import KafkaError
+
+from incident.clock import Clock, isoformat
+from incident.errors import StoreError
+from incident.geo.household import Channel
+from incident.kafka import group_timeouts, make_producer
+from incident.notify.channels import CarrierError, TwilioCarrier, twiml_for
+from incident.notify.context import NoticeContext
+from incident.notify.ratelimit import TokenBucket
+from incident.notify.records import Delivery, DeliveryChange, Notice
+from incident.notify.states import SENDABLE, DeliveryState
+from incident.notify.templates import NoticeCache, NoticeTemplates
+from incident.settings import Settings
+from incident.store import Store
+
+log = logging.getLogger(__name__)
+S = DeliveryState
+_job = msgspec.json.Encoder()
+_read_job = msgspec.json.Decoder(dict[str, str])
+
+
+def backoff_s(attempt: int, base: float, cap: float = 300.0) -> float:
+    """Exponential backoff with full jitter (spreads a 429 storm out instead of echoing it)."""
+    return random.uniform(0, min(cap, base * 2 ** max(0, attempt - 1)))  # noqa: S311 - jitter, not secrets
+
+
+class NotifyEngine:
+    def __init__(
+        self,
+        settings: Settings,
+        store: Store,
+        templates: NoticeTemplates,
+        carrier: TwilioCarrier,
+        clock: Clock,
+        bootstrap: str,
+        *,
+        embedded: bool,
+        public_url: Callable[[], str],
+        on_change: Callable[[Delivery], None] | None = None,
+    ) -> None:
+        self._settings = settings
+        self._n = settings.notify
+        self._store = store
+        self._templates = templates
+        self._carrier = carrier
+        self._clock = clock
+        self._bootstrap = bootstrap
+        self._embedded = embedded
+        self._public_url = public_url
+        self._on_change = on_change or (lambda d: None)
+        self._wake = asyncio.Event()
+        self._producer: AIOKafkaProducer | None = None
+        self._consumer: AIOKafkaConsumer | None = None
+        self._caches: dict[str, NoticeCache] = {}
+        self._limits = {
+            Channel.sms: TokenBucket(settings.twilio.messages_per_second),
+            Channel.voice: TokenBucket(settings.twilio.calls_per_second),
+        }
+        self._calls = asyncio.Semaphore(self._n.max_concurrent_calls)
+        self._work = asyncio.Semaphore(64)
+
+    def wake(self) -> None:
+        """Something became due (a notice was approved): look now, not at the next tick."""
+        self._wake.set()
+
+    async def start(self) -> None:
+        self._producer = make_producer(self._bootstrap)
+        await self._producer.start()
+        session, heartbeat = group_timeouts(self._settings.kafka, self._embedded)
+        self._consumer = AIOKafkaConsumer(
+            self._n.jobs_topic, bootstrap_servers=self._bootstrap, group_id=self._n.group_id,
+            enable_auto_commit=False, auto_offset_reset="earliest", session_timeout_ms=session,
+            heartbeat_interval_ms=heartbeat, fetch_max_wait_ms=50, max_poll_records=500,
+        )  # fmt: skip
+
+    async def stop(self) -> None:
+        if self._consumer is not None:
+            await self._consumer.stop()
+        if self._producer is not None:
+            await self._producer.stop()
+
+    # --- the outbox -------------------------------------------------------------------------
+
+    async def dispatch_once(self) -> int:
+        """Publish the deliveries that are due; returns how many."""
+        assert self._producer is not None
+        now = isoformat(self._clock.now())
+        published = 0
+        due = await self._store.due_deliveries(now, 1000)
+        futures = []
+        for d in due:
+            queued = await self._store.change_delivery(
+                DeliveryChange(
+                    delivery_id=d.delivery_id, expect=SENDABLE, to=S.queued, detail="job published"
+                ),
+                now,
+            )
+            if queued is None:
+                continue
+            futures.append(
+                await self._producer.send(
+                    self._n.jobs_topic, _job.encode({"delivery_id": d.delivery_id}), key=d.account_id.encode()
+                )
+            )
+            published += 1
+        if futures:
+            await asyncio.gather(*futures)
+        return published
+
+    async def requeue_lost(self) -> int:
+        """Jobs the broker lost (it restarted): their deliveries go back to planned."""
+        cutoff = isoformat(self._clock.now() - timedelta(seconds=self._n.requeue_s))
+        moved = 0
+        for d in await self._store.deliveries_in([S.queued], 1000):
+            if d.updated_at < cutoff:
+                back = DeliveryChange(delivery_id=d.delivery_id, expect=frozenset({S.queued}), to=S.planned,
+                                      detail="job not taken in time: publish again")  # fmt: skip
+                if await self._store.change_delivery(back, isoformat(self._clock.now())) is not None:
+                    moved += 1
+        return moved
+
+    async def run_dispatcher(self) -> None:
+        while True:
+            try:
+                published = await self.dispatch_once()
+                if published == 0:
+                    await self.requeue_lost()
+                    with contextlib.suppress(TimeoutError):
+                        async with asyncio.timeout(0.5):
+                            await self._wake.wait()
+                    self._wake.clear()
+            except asyncio.CancelledError:
+                raise
+            except (StoreError, KafkaError) as err:
+                log.error("notify dispatcher: %s; retrying", err)
+                await asyncio.sleep(1.0)
+            except Exception:
+                log.exception("notify dispatcher failed; retrying")
+                await asyncio.sleep(1.0)
+
+    # --- the senders ----------------------------------------------------------------------------
+
+    async def run_worker(self) -> None:
+        assert self._consumer is not None
+        await self._consumer.start()
+        while True:
+            try:
+                batch = await self._consumer.getmany(timeout_ms=500, max_records=500)
+                jobs = [
+                    _read_job.decode(m.value or b"{}").get("delivery_id", "")
+                    for ms in batch.values()
+                    for m in ms
+                ]
+                await asyncio.gather(*(self._guarded(j) for j in jobs if j))
+                if batch:
+                    await self._consumer.commit({tp: ms[-1].offset + 1 for tp, ms in batch.items()})
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # the loop outlives any one failure; uncommitted jobs come back
+                log.exception("notify worker batch failed; retrying")
+                await asyncio.sleep(1.0)
+
+    async def _guarded(self, delivery_id: str) -> None:
+        async with self._work:
+            try:
+                await self.send(delivery_id)
+            except StoreError as err:
+                log.error("delivery %s: store failed (%s); the reconciler will pick it up", delivery_id, err)
+
+    def _cache(self, notice: Notice) -> NoticeCache:
+        cache = self._caches.get(notice.notice_id)
+        if cache is None:
+            context = msgspec.convert(notice.context, NoticeContext)
+            cache = self._caches[notice.notice_id] = self._templates.cache(context)
+        return cache
+
+    async def send(self, delivery_id: str) -> Delivery | None:
+        """Send one delivery if nobody else has: the heart of exactly-once."""
+        now = isoformat(self._clock.now())
+        taken = await self._store.change_delivery(
+            DeliveryChange(delivery_id=delivery_id, expect=frozenset({S.queued}), to=S.sending,
+                           count_attempt=True, detail="sending"),
+            now,
+        )  # fmt: skip
+        if taken is None:
+            return None  # a replayed or duplicated job: someone already has it
+        notice = await self._store.get_notice(taken.notice_id)
+        assert notice is not None
+        channel = Channel(taken.channel)
+        rendered = self._cache(notice).render(notice.template, channel, taken.language)
+        base = self._public_url().rstrip("/")
+        try:
+            if channel is Channel.sms:
+                await self._limits[channel].take()
+                accepted = await self._carrier.send_sms(
+                    taken.address,
+                    self._settings.twilio.from_number,
+                    rendered.text,
+                    f"{base}/hooks/twilio/status",
+                )
+            elif channel is Channel.voice:
+                await self._limits[channel].take()
+                twiml = twiml_for(rendered.text, rendered.language_used, f"{base}/hooks/twilio/gather")
+                async with self._calls:
+                    accepted = await self._carrier.call(
+                        taken.address, self._settings.twilio.from_number, twiml, f"{base}/hooks/twilio/status"
+                    )
+            else:
+                return await self._finish(taken, S.failed, error_code="push_not_configured")
+        except CarrierError as err:
+            code = str(err.carrier_code) if err.carrier_code is not None else None
+            if err.retryable and taken.attempts < self._n.max_attempts:
+                delay = err.retry_after or backoff_s(taken.attempts, self._n.retry_base_s)
+                when = isoformat(self._clock.now() + timedelta(seconds=delay))
+                return await self._finish(taken, S.retry, error_code=code, next_attempt_at=when)
+            return await self._finish(taken, S.failed, error_code=code or "carrier_error")
+        return await self._finish(taken, S.accepted, carrier_sid=accepted.sid)
+
+    async def _finish(self, taken: Delivery, to: DeliveryState, **fields: Any) -> Delivery | None:
+        change = DeliveryChange(
+            delivery_id=taken.delivery_id, expect=frozenset({S.sending}), to=to,
+            detail=f"carrier: {to.value}" + (f" {fields['error_code']}" if fields.get("error_code") else ""),
+            **fields,
+        )  # fmt: skip
+        done = await self._store.change_delivery(change, isoformat(self._clock.now()))
+        if done is not None:
+            self._on_change(done)
+            if to is S.retry:
+                self.wake()
+        return done
+
+    # --- after a crash ----------------------------------------------------------------------------
+
+    async def reconcile(self) -> int:
+        """Deliveries left ``sending`` (a sender died mid-call): ask the carrier what happened
+        before anything is sent again."""
+        cutoff = self._clock.now() - timedelta(seconds=self._n.sending_timeout_s)
+        fixed = 0
+        for d in await self._store.deliveries_in([S.sending], 500):
+            if d.updated_at >= isoformat(cutoff) or d.channel != Channel.sms.value:
+                continue
+            since = datetime.fromisoformat(d.updated_at) - timedelta(minutes=1)
+            try:
+                found = await self._carrier.find_sms(d.address, since)
+            except CarrierError as err:
+                log.warning("reconcile %s: carrier lookup failed (%s)", d.delivery_id, err)
+                continue
+            now = isoformat(self._clock.now())
+            sending = frozenset({S.sending})
+            if found:
+                sid = found[0][0]
+                change = DeliveryChange(
+                    delivery_id=d.delivery_id, expect=sending, to=S.accepted, carrier_sid=sid,
+                    detail="reconciled: the carrier has it",
+                )  # fmt: skip
+            else:
+                change = DeliveryChange(
+                    delivery_id=d.delivery_id, expect=sending, to=S.retry, next_attempt_at=now,
+                    detail="reconciled: the carrier never got it",
+                )  # fmt: skip
+            if await self._store.change_delivery(change, now) is not None:
+                fixed += 1
+        if fixed:
+            self.wake()
+        return fixed
+
+    async def run_reconciler(self) -> None:
+        while True:
+            await asyncio.sleep(max(1.0, self._n.sending_timeout_s / 4))
+            try:
+                await self.reconcile()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("reconciler failed; retrying")

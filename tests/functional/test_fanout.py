@@ -1,0 +1,104 @@
+"""The fan-out end to end: approve -> Kafka notify jobs -> senders -> the drill carrier."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import pytest
+from aiohttp.web import Application
+
+from incident.app import create_app
+from incident.clock import ManualClock
+from incident.keys import NOTIFY, PUBLIC_URL, STORE
+from incident.settings import Settings, load_settings
+from tests.conftest import Broker, Tokens, kafka_env
+from tests.functional.conftest import Api, Client
+from tests.functional.test_areas import BOX
+from tests.functional.test_notices import expected_sms
+
+pytestmark = pytest.mark.filterwarnings(
+    "ignore:BasicAuth is deprecated:DeprecationWarning",
+    "ignore:The 'auth' parameter is deprecated:DeprecationWarning",
+)
+
+
+@pytest.fixture
+async def sending_api(
+    aiohttp_client: Callable[[Application], Awaitable[Client]], settings: Settings, tokens: Tokens,
+    broker: Broker, clock: ManualClock,
+) -> Api:  # fmt: skip
+    env = {
+        "INCIDENT_STORE__URL": settings.store.url, "INCIDENT_AUTH__TOKENS_FILE": str(tokens.path),
+        **kafka_env(broker, send=True), "INCIDENT_NOTIFY__QUIET_HOURS": "",
+        "INCIDENT_TWILIO__MESSAGES_PER_SECOND": "500", "INCIDENT_TWILIO__FROM_NUMBER": "+15025550000",
+    }  # fmt: skip
+    sending = await asyncio.to_thread(load_settings, None, env)
+    client = await aiohttp_client(create_app(sending))
+    client.app[PUBLIC_URL].value = str(client.make_url("")).rstrip("/")
+    return Api(client, tokens)
+
+
+async def wait_for(check: Callable[[], Awaitable[bool]], limit: float = 30.0) -> None:
+    async with asyncio.timeout(limit):
+        while not await check():
+            await asyncio.sleep(0.1)
+
+
+async def test_an_approved_notice_reaches_every_number_exactly_once(sending_api: Api) -> None:
+    api = sending_api
+    inc = await api.declare(area=BOX)
+    status, planned = await api.call(
+        "POST", f"/api/incidents/{inc['id']}/notices", json={"template": "boil_water", "channels": ["sms"]}
+    )
+    assert status == 201
+    _, numbers, _ = expected_sms(BOX)
+    notice_id = planned["notice"]["notice_id"]
+    status, _ = await api.call("POST", f"/api/incidents/{inc['id']}/notices/{notice_id}/approve")
+    assert status == 200
+
+    async def all_handed_over() -> bool:
+        _, d = await api.call("GET", f"/api/incidents/{inc['id']}/deliveries")
+        sms = d["counts"].get("sms", {})
+        return (
+            sum(n for state, n in sms.items() if state not in ("draft", "planned", "queued", "sending"))
+            == numbers
+        )
+
+    await wait_for(all_handed_over)
+    drill = api.client.app[NOTIFY].drill
+    assert drill is not None
+    sent = Counter(m.to for m in drill.carrier.messages)
+    assert len(sent) == numbers and set(sent.values()) == {1}  # every number once, none twice
+    store = api.client.app[STORE]
+    rows = await store.list_deliveries(inc["id"], "", 10_000)
+    assert {r.carrier_sid for r in rows if r.carrier_sid} == {m.sid for m in drill.carrier.messages}
+    body = next(iter(drill.carrier.messages)).body
+    assert "Sampletown Water" in body
+
+
+async def test_a_replayed_job_sends_nothing(sending_api: Api) -> None:
+    api = sending_api
+    inc = await api.declare(area=BOX)
+    _, planned = await api.call(
+        "POST", f"/api/incidents/{inc['id']}/notices", json={"template": "boil_water", "channels": ["sms"]}
+    )
+    notice_id = planned["notice"]["notice_id"]
+    await api.call("POST", f"/api/incidents/{inc['id']}/notices/{notice_id}/approve")
+    store = api.client.app[STORE]
+
+    async def done() -> bool:
+        rows = await store.list_deliveries(inc["id"], "", 10_000)
+        return bool(rows) and all(r.carrier_sid for r in rows)
+
+    await wait_for(done)
+    drill = api.client.app[NOTIFY].drill
+    assert drill is not None
+    before = len(list(drill.carrier.messages))
+    engine = api.client.app[NOTIFY].engine
+    rows = await store.list_deliveries(inc["id"], "", 10_000)
+    results: list[Any] = await asyncio.gather(*(engine.send(r.delivery_id) for r in rows))
+    assert results == [None] * len(rows)  # each job found its delivery already taken
+    assert len(list(drill.carrier.messages)) == before
