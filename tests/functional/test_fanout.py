@@ -102,3 +102,100 @@ async def test_a_replayed_job_sends_nothing(sending_api: Api) -> None:
     results: list[Any] = await asyncio.gather(*(engine.send(r.delivery_id) for r in rows))
     assert results == [None] * len(rows)  # each job found its delivery already taken
     assert len(list(drill.carrier.messages)) == before
+
+
+async def _external_api(
+    aiohttp_client: Callable[[Application], Awaitable[Client]], settings: Settings, tokens: Tokens,
+    broker_env: dict[str, str], carrier_url: str, **extra: str,
+) -> Api:  # fmt: skip
+    """An instance talking to a Twilio-compatible server it did not start (shared by instances)."""
+    from incident.notify.drill_config import DEFAULT_ACCOUNT_SID, DEFAULT_AUTH_TOKEN
+
+    env = {
+        "INCIDENT_STORE__URL": settings.store.url, "INCIDENT_AUTH__TOKENS_FILE": str(tokens.path), **broker_env,
+        "INCIDENT_NOTIFY__QUIET_HOURS": "", "INCIDENT_TWILIO__FROM_NUMBER": "+15025550000",
+        "INCIDENT_CARRIER__MODE": "twilio", "INCIDENT_TWILIO__API_BASE_URL": carrier_url,
+        "INCIDENT_TWILIO__ACCOUNT_SID": DEFAULT_ACCOUNT_SID, "INCIDENT_TWILIO__AUTH_TOKEN": DEFAULT_AUTH_TOKEN,
+        **extra,
+    }  # fmt: skip
+    sending = await asyncio.to_thread(load_settings, None, env)
+    client = await aiohttp_client(create_app(sending))
+    client.app[PUBLIC_URL].value = str(client.make_url("")).rstrip("/")
+    return Api(client, tokens)
+
+
+async def _plan_and_approve(api: Api) -> tuple[str, int]:
+    inc = await api.declare(area=BOX)
+    _, planned = await api.call(
+        "POST", f"/api/incidents/{inc['id']}/notices", json={"template": "boil_water", "channels": ["sms"]}
+    )
+    notice_id = planned["notice"]["notice_id"]
+    await api.call("POST", f"/api/incidents/{inc['id']}/notices/{notice_id}/approve")
+    return inc["id"], planned["notice"]["counts"]["by_channel"]["sms"]
+
+
+async def test_a_fan_out_cut_short_completes_after_a_restart_without_duplicates_or_gaps(
+    aiohttp_client: Callable[[Application], Awaitable[Client]],
+    settings: Settings,
+    tokens: Tokens,
+    broker: Broker,
+) -> None:
+    from incident.notify.drill import serve_drill
+    from incident.notify.drill_config import DrillConfig
+
+    broker_env = kafka_env(broker, send=True)
+    async with serve_drill(DrillConfig(callbacks=False, latency_ms=(5, 20))) as carrier:
+        first = await _external_api(aiohttp_client, settings, tokens, broker_env, carrier.url,
+                                    INCIDENT_TWILIO__MESSAGES_PER_SECOND="40")  # fmt: skip
+        incident_id, numbers = await _plan_and_approve(first)
+        async with asyncio.timeout(30):
+            while len(list(carrier.carrier.messages)) < numbers // 4:
+                await asyncio.sleep(0.05)
+        await first.client.close()  # the instance goes away mid-fan-out, sends in flight cut short
+        cut_at = len(list(carrier.carrier.messages))
+        assert 0 < cut_at < numbers
+
+        second = await _external_api(
+            aiohttp_client, settings, tokens, broker_env, carrier.url,
+            INCIDENT_TWILIO__MESSAGES_PER_SECOND="500", INCIDENT_NOTIFY__SENDING_TIMEOUT_S="1",
+            INCIDENT_NOTIFY__REQUEUE_S="1",
+        )  # fmt: skip
+        store = second.client.app[STORE]
+
+        async def finished() -> bool:
+            rows = await store.list_deliveries(incident_id, "", 10_000)
+            return len(rows) == numbers and all(r.carrier_sid for r in rows)
+
+        await wait_for(finished, limit=60)
+        sent = Counter(m.to for m in carrier.carrier.messages)
+        assert len(sent) == numbers, "a gap: some number was never sent to"
+        assert set(sent.values()) == {1}, "a duplicate: some number got the notice twice"
+
+
+async def test_429_storms_are_retried_and_still_send_once(
+    aiohttp_client: Callable[[Application], Awaitable[Client]],
+    settings: Settings,
+    tokens: Tokens,
+    broker: Broker,
+) -> None:
+    from incident.notify.drill import serve_drill
+    from incident.notify.drill_config import DrillConfig
+
+    async with serve_drill(DrillConfig(callbacks=False)) as carrier:
+        api = await _external_api(aiohttp_client, settings, tokens, kafka_env(broker, send=True), carrier.url,
+                                  INCIDENT_NOTIFY__RETRY_BASE_S="0.05",
+                                  INCIDENT_TWILIO__MESSAGES_PER_SECOND="500")  # fmt: skip
+        carrier.carrier.fail_next(429, count=25)
+        carrier.carrier.fail_next(503, count=5)
+        incident_id, numbers = await _plan_and_approve(api)
+        store = api.client.app[STORE]
+
+        async def finished() -> bool:
+            rows = await store.list_deliveries(incident_id, "", 10_000)
+            return len(rows) == numbers and all(r.carrier_sid for r in rows)
+
+        await wait_for(finished, limit=60)
+        rows = await store.list_deliveries(incident_id, "", 10_000)
+        assert sum(r.attempts for r in rows) >= numbers + 30 - 5  # the refusals were retried
+        sent = Counter(m.to for m in carrier.carrier.messages)
+        assert len(sent) == numbers and set(sent.values()) == {1}
