@@ -45,6 +45,8 @@ def _logging(settings: Settings) -> None:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    # aiokafka narrates every group join at INFO; its warnings and errors are what matter.
+    logging.getLogger("aiokafka").setLevel(max(logging.WARNING, logging.getLevelName(settings.log.level)))
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})

@@ -267,7 +267,7 @@ class BrokerMonitor:
             log.info("created topics %s", ", ".join(created))
         elif created:
             log.warning("created missing topics %s (the broker lost them: restarted?)", ", ".join(created))
-        if not self.up:
+        if not self.up and self.last_error != "not checked yet":
             log.info("Kafka at %s answers again", self._bootstrap)
         self.up = True
         self.last_error = ""

@@ -48,7 +48,8 @@ class Audience(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 class NoticeFacts(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
     """What the dispatcher adds to the notice (times with a time zone)."""
 
-    area: Annotated[str, msgspec.Meta(max_length=300)] = ""
+    #: How households know the place: "Maple St between 1st and 5th Ave" (required).
+    area: Annotated[str, msgspec.Meta(min_length=1, max_length=300)]
     note: Annotated[str, msgspec.Meta(max_length=500)] = ""
     advisory: Advisory | None = None
     etr: datetime | None = None
@@ -60,7 +61,7 @@ class NoticeRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_
     template: TemplateKey
     channels: Annotated[list[Channel], msgspec.Meta(min_length=1)]
     audience: Audience | None = None
-    facts: NoticeFacts = msgspec.field(default_factory=NoticeFacts)
+    facts: NoticeFacts
 
 
 class PlannedNotice(msgspec.Struct, frozen=True):
@@ -73,7 +74,7 @@ def context_for(incident: Incident, facts: NoticeFacts, settings: NotifySettings
         return NoticeContext(
             utility_name=settings.utility_name, utility_phone=settings.utility_phone,
             utility_url=settings.utility_url, incident_id=incident.id, kind=incident.kind,
-            utility=incident.utility, area=facts.area or incident.title, note=facts.note,
+            utility=incident.utility, area=facts.area, note=facts.note,
             advisory=facts.advisory, etr=facts.etr, start=facts.start, end=facts.end, drill=incident.drill,
             timezone=settings.timezone,
         )  # fmt: skip

@@ -51,7 +51,9 @@ async def test_an_approved_notice_reaches_every_number_exactly_once(sending_api:
     api = sending_api
     inc = await api.declare(area=BOX)
     status, planned = await api.call(
-        "POST", f"/api/incidents/{inc['id']}/notices", json={"template": "boil_water", "channels": ["sms"]}
+        "POST",
+        f"/api/incidents/{inc['id']}/notices",
+        json={"template": "boil_water", "channels": ["sms"], "facts": {"area": "Maple St"}},
     )
     assert status == 201
     _, numbers, _ = expected_sms(BOX)
@@ -83,7 +85,9 @@ async def test_a_replayed_job_sends_nothing(sending_api: Api) -> None:
     api = sending_api
     inc = await api.declare(area=BOX)
     _, planned = await api.call(
-        "POST", f"/api/incidents/{inc['id']}/notices", json={"template": "boil_water", "channels": ["sms"]}
+        "POST",
+        f"/api/incidents/{inc['id']}/notices",
+        json={"template": "boil_water", "channels": ["sms"], "facts": {"area": "Maple St"}},
     )
     notice_id = planned["notice"]["notice_id"]
     await api.call("POST", f"/api/incidents/{inc['id']}/notices/{notice_id}/approve")
@@ -127,7 +131,9 @@ async def _external_api(
 async def _plan_and_approve(api: Api) -> tuple[str, int]:
     inc = await api.declare(area=BOX)
     _, planned = await api.call(
-        "POST", f"/api/incidents/{inc['id']}/notices", json={"template": "boil_water", "channels": ["sms"]}
+        "POST",
+        f"/api/incidents/{inc['id']}/notices",
+        json={"template": "boil_water", "channels": ["sms"], "facts": {"area": "Maple St"}},
     )
     notice_id = planned["notice"]["notice_id"]
     await api.call("POST", f"/api/incidents/{inc['id']}/notices/{notice_id}/approve")

@@ -80,19 +80,27 @@ async def test_plan_preview_and_approve_a_notice(api: Api) -> None:
 async def test_notice_errors(api: Api) -> None:
     inc = await api.declare()
     path = f"/api/incidents/{inc['id']}/notices"
-    status, err = await api.call("POST", path, json={"template": "boil_water", "channels": ["sms"]})
+    status, err = await api.call("POST", path, json={"template": "boil_water", "channels": ["sms"],
+                                                     "facts": {"area": "Maple St"}})  # fmt: skip
     assert status == 409 and "has no area yet" in err["error"]["message"]
+    status, err = await api.call("POST", path, json={"template": "boil_water", "channels": ["sms"]})
+    assert status == 422 and "facts" in err["error"]["message"]
     await api.call("PUT", f"/api/incidents/{inc['id']}/area", json={"geometry": BOX})
     status, err = await api.call("POST", path, json={"template": "tsunami", "channels": ["sms"]})
     assert status == 422 and "template" in err["error"]["message"]
     status, err = await api.call("POST", path, json={"template": "boil_water", "channels": []})
     assert status == 422
     status, err = await api.call("POST", path, json={"template": "boil_water", "channels": ["sms"],
-                                                     "facts": {"etr": "2026-11-22T18:00:00"}})  # fmt: skip
+                                                     "facts": {"area": "Maple St", "etr": "2026-11-22T18:00:00"}})  # fmt: skip
     assert status == 422 and "time zone" in err["error"]["message"]
-    assert (await api.call("POST", path, who="rita", json={"template": "boil_water", "channels": ["sms"]}))[
-        0
-    ] == 403
+    assert (
+        await api.call(
+            "POST",
+            path,
+            who="rita",
+            json={"template": "boil_water", "channels": ["sms"], "facts": {"area": "x"}},
+        )
+    )[0] == 403
     status, _ = await api.call("GET", f"/api/incidents/{inc['id']}/notices/{inc['id']}-N9")
     assert status == 404
 
@@ -101,7 +109,8 @@ async def test_priority_audience_first(api: Api) -> None:
     inc = await api.declare(area=BOX)
     status, planned = await api.call(
         "POST", f"/api/incidents/{inc['id']}/notices",
-        json={"template": "main_break", "channels": ["sms", "voice"], "audience": {"priority": ["medical"]}},
+        json={"template": "main_break", "channels": ["sms", "voice"], "audience": {"priority": ["medical"]},
+              "facts": {"area": "Maple St"}},
     )  # fmt: skip
     assert status == 201
     counts = planned["notice"]["counts"]

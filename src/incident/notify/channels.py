@@ -21,6 +21,9 @@ from incident.errors import IncidentError
 
 #: Twilio error codes that are the number's fault: retrying cannot help.
 PERMANENT_CODES = frozenset({21211, 21408, 21610, 21612, 21614, 30003, 30005, 30006, 30007, 30008, 21217})
+#: Our side is wrong (credentials, sender number): no delivery's fault, so never burn the
+#: deliveries on it; they wait and are retried once the configuration is fixed.
+OUR_SIDE_CODES = frozenset({20003, 20005, 21603, 21606, 21659, 21212})
 #: Of those, the ones where a voice call may still reach the household.
 VOICE_MAY_HELP = frozenset({21614, 30003, 30005, 30006})
 
@@ -74,6 +77,8 @@ def _carrier_error(err: TwilioRestException) -> CarrierError:
     retryable = status == 429 or status >= 500 or (code is not None and code in (20429, 20500, 20503))
     if code in PERMANENT_CODES:
         retryable = False
+    if code in OUR_SIDE_CODES:
+        retryable = True
     return CarrierError(
         f"carrier refused the message: HTTP {status}, code {code}", retryable=retryable, carrier_code=code
     )

@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 
 from incident.clock import Clock
+from incident.errors import ConfigError
 from incident.notify.channels import TwilioCarrier
 from incident.notify.drill import DrillServer, serve_drill
 from incident.notify.drill_config import DEFAULT_ACCOUNT_SID, DEFAULT_AUTH_TOKEN, DrillConfig
@@ -22,18 +23,31 @@ from incident.store import Store
 log = logging.getLogger(__name__)
 
 
+#: The sender number of drills when none is configured (a number of the fiction range).
+DRILL_FROM = "+15005550006"
+
+
 @dataclass(frozen=True)
 class Credentials:
     account_sid: str
     auth_token: str
+    from_number: str
 
 
 def credentials(settings: Settings) -> Credentials:
-    """The Twilio account in use; the drill carrier has its own defaults."""
+    """The Twilio account in use; the drill carrier has its own defaults. Real Twilio needs
+    all three: a missing one stops start-up rather than failing every delivery later."""
     t = settings.twilio
     if settings.carrier.mode == "drill":
-        return Credentials(t.account_sid or DEFAULT_ACCOUNT_SID, t.auth_token or DEFAULT_AUTH_TOKEN)
-    return Credentials(t.account_sid, t.auth_token)
+        return Credentials(
+            t.account_sid or DEFAULT_ACCOUNT_SID,
+            t.auth_token or DEFAULT_AUTH_TOKEN,
+            t.from_number or DRILL_FROM,
+        )
+    missing = [k for k in ("account_sid", "auth_token", "from_number") if not getattr(t, k)]
+    if missing:
+        raise ConfigError(f"[carrier] mode = twilio needs [twilio] {', '.join(missing)}")
+    return Credentials(t.account_sid, t.auth_token, t.from_number)
 
 
 @dataclass
@@ -79,7 +93,8 @@ async def notify_runtime(
         carrier = TwilioCarrier(creds.account_sid, creds.auth_token, base_url)
         stack.push_async_callback(carrier.close)
         engine = NotifyEngine(
-            settings, store, templates, carrier, clock, bootstrap, embedded=embedded,
+            settings, store, templates, carrier, clock, bootstrap,
+            embedded=embedded, from_number=creds.from_number,
             public_url=lambda: public_url.value or settings.twilio.public_base_url
             or f"http://{settings.http.host}:{settings.http.port}",
             on_change=on_change,

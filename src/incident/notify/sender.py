@@ -61,6 +61,7 @@ class NotifyEngine:
         bootstrap: str,
         *,
         embedded: bool,
+        from_number: str,
         public_url: Callable[[], str],
         on_change: Callable[[Delivery], None] | None = None,
     ) -> None:
@@ -73,6 +74,7 @@ class NotifyEngine:
         self._bootstrap = bootstrap
         self._embedded = embedded
         self._public_url = public_url
+        self._from = from_number
         self._on_change = on_change or (lambda d: None)
         self._wake = asyncio.Event()
         self._producer: AIOKafkaProducer | None = None
@@ -220,7 +222,7 @@ class NotifyEngine:
                 await self._limits[channel].take()
                 accepted = await self._carrier.send_sms(
                     taken.address,
-                    self._settings.twilio.from_number,
+                    self._from,
                     rendered.text,
                     f"{base}/hooks/twilio/status",
                 )
@@ -229,7 +231,7 @@ class NotifyEngine:
                 twiml = twiml_for(rendered.text, rendered.language_used, f"{base}/hooks/twilio/gather")
                 async with self._calls:
                     accepted = await self._carrier.call(
-                        taken.address, self._settings.twilio.from_number, twiml, f"{base}/hooks/twilio/status"
+                        taken.address, self._from, twiml, f"{base}/hooks/twilio/status"
                     )
             else:
                 return await self._finish(taken, S.failed, error_code="push_not_configured")
