@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import asyncio
 
-from bench import geo_area, geo_isolation, geo_memory, ingest, notify_render, timeline_append
+from bench import fanout, geo_area, geo_isolation, geo_memory, ingest, notify_render, timeline_append
 
 if __name__ == "__main__":
     asyncio.run(timeline_append.main([]))
     print()
     asyncio.run(ingest.main([]))
+    print()
+    asyncio.run(fanout.main([]))
     for sync_bench in (geo_area, geo_isolation, geo_memory, notify_render):
         print()
         sync_bench.main([])

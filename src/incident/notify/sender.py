@@ -80,12 +80,13 @@ class NotifyEngine:
         self._producer: AIOKafkaProducer | None = None
         self._consumer: AIOKafkaConsumer | None = None
         self._caches: dict[str, NoticeCache] = {}
+        self._notices: dict[str, Notice] = {}
         self._limits = {
             Channel.sms: TokenBucket(settings.twilio.messages_per_second),
             Channel.voice: TokenBucket(settings.twilio.calls_per_second),
         }
         self._calls = asyncio.Semaphore(self._n.max_concurrent_calls)
-        self._work = asyncio.Semaphore(64)
+        self._work = asyncio.Semaphore(128)
 
     def wake(self) -> None:
         """Something became due (a notice was approved): look now, not at the next tick."""
@@ -212,8 +213,11 @@ class NotifyEngine:
         )  # fmt: skip
         if taken is None:
             return None  # a replayed or duplicated job: someone already has it
-        notice = await self._store.get_notice(taken.notice_id)
-        assert notice is not None
+        notice = self._notices.get(taken.notice_id)
+        if notice is None:  # a notice's template and context never change once planned
+            notice = await self._store.get_notice(taken.notice_id)
+            assert notice is not None
+            self._notices[taken.notice_id] = notice
         channel = Channel(taken.channel)
         rendered = self._cache(notice).render(notice.template, channel, taken.language)
         base = self._public_url().rstrip("/")

@@ -1,0 +1,237 @@
+"""Notification fan-out against a local zero-latency Twilio-compatible server (the drill
+carrier with callbacks off), against a plain aiohttp loop posting the same requests.
+
+    python -m bench.fanout [--deliveries N] [--households M]
+
+1. Hand-over: N approved SMS deliveries in SQLite; ours = the real engine (outbox ->
+   Kafka notify jobs on the embedded broker -> senders that take each delivery by
+   compare-and-set -> the twilio library -> the carrier -> the answer recorded); baseline =
+   a plain aiohttp loop posting the same Messages.json requests, same concurrency.
+2. Planning and rendering for M households (default 1,000,000): households in priority
+   order -> deliveries (one per channel and address) -> rendered text for each, with the
+   peak resident memory of the process.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import resource
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import aiohttp
+
+from incident.clock import SystemClock, isoformat
+from incident.domain import Kind, Utility
+from incident.geo.household import Channel
+from incident.kafka import BrokerMonitor, EmbeddedBroker
+from incident.notices import load_notice_templates
+from incident.notify.channels import TwilioCarrier
+from incident.notify.context import NoticeContext, TemplateKey
+from incident.notify.drill import serve_drill
+from incident.notify.drill_config import DEFAULT_ACCOUNT_SID, DEFAULT_AUTH_TOKEN, DrillConfig
+from incident.notify.planner import AudienceCounts, plan_deliveries
+from incident.notify.records import Delivery, Notice
+from incident.notify.sender import NotifyEngine
+from incident.notify.states import DeliveryState
+from incident.settings import load_settings
+from incident.store import open_store
+from incident.store.base import PutNotice
+
+CONCURRENCY = 64
+
+
+async def plain_loop(url: str, n: int) -> float:
+    headers = {"Authorization": aiohttp.encode_basic_auth(DEFAULT_ACCOUNT_SID, DEFAULT_AUTH_TOKEN)}
+    endpoint = f"{url}/2010-04-01/Accounts/{DEFAULT_ACCOUNT_SID}/Messages.json"
+    counter = iter(range(n))
+    async with aiohttp.ClientSession(headers=headers) as session:
+
+        async def worker() -> None:
+            for i in counter:
+                form = {
+                    "To": f"+1502{i:07d}",
+                    "From": "+15005550006",
+                    "Body": "Boil water before use.",
+                    "StatusCallback": "http://127.0.0.1:9/hooks/twilio/status",
+                }
+                async with session.post(endpoint, data=form) as resp:
+                    assert resp.status == 201, await resp.text()
+                    await resp.read()
+
+        started = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(CONCURRENCY)))
+        return n / (time.perf_counter() - started)
+
+
+async def ours(url: str, n: int, tmp: Path) -> float:
+    broker = EmbeddedBroker("127.0.0.1:0")
+    await broker.start()
+    suffix = uuid.uuid4().hex[:6]
+    settings = await asyncio.to_thread(
+        load_settings,
+        None,
+        {
+            "INCIDENT_STORE__URL": f"sqlite:///{tmp / 'fanout.db'}",
+            "INCIDENT_KAFKA__BOOTSTRAP_SERVERS": broker.bootstrap,
+            "INCIDENT_NOTIFY__JOBS_TOPIC": f"jobs-{suffix}",
+            "INCIDENT_NOTIFY__QUIET_HOURS": "",
+            "INCIDENT_TWILIO__MESSAGES_PER_SECOND": "1000000",
+            "INCIDENT_KAFKA__SESSION_TIMEOUT_MS": "2000",
+            "INCIDENT_KAFKA__HEARTBEAT_INTERVAL_MS": "300",
+        },
+    )
+    store = open_store(settings.store, SystemClock())
+    await store.open()
+    monitor = BrokerMonitor(broker.bootstrap, settings.kafka, extra_topics=[settings.notify.jobs_topic])
+    await monitor.start()
+    await monitor.close()
+    templates = await asyncio.to_thread(load_notice_templates, settings.notify)
+
+    # A notice needs an incident: make one the usual way.
+    from incident import domain
+
+    appended = await store.create_incident(
+        lambda _id: domain.declare(
+            domain.Declaration(
+                kind=Kind.main_break, utility=Utility.water, title="bench", severity=domain.Severity.high
+            ),
+            "bench",
+            owner="bench",
+        )
+    )
+    iid = appended.incident.id
+    context = NoticeContext(
+        utility_name="Sampletown Water",
+        utility_phone="+1 555 0100",
+        utility_url="https://sampletown.example",
+        incident_id=iid,
+        kind=Kind.main_break,
+        utility=Utility.water,
+        area="Maple St",
+    )
+    import msgspec
+
+    now = isoformat(SystemClock().now())
+    await store.apply_plan(
+        [
+            PutNotice(
+                Notice(
+                    notice_id=f"{iid}-N1",
+                    incident_id=iid,
+                    template="boil_water",
+                    channels=["sms"],
+                    status="approved",
+                    created_by="bench",
+                    created_at=now,
+                    context=msgspec.to_builtins(context),
+                )
+            )
+        ]
+    )
+    for start in range(0, n, 10_000):
+        await store.add_deliveries(
+            [
+                Delivery(
+                    delivery_id=f"{iid}-N1:{i}",
+                    notice_id=f"{iid}-N1",
+                    incident_id=iid,
+                    seq=i,
+                    channel="sms",
+                    address=f"+1502{i:07d}",
+                    account_id=f"A{i}",
+                    language="en" if i % 5 else "zh-CN",
+                    priority_rank=3,
+                    state=DeliveryState.planned,
+                    updated_at=now,
+                )
+                for i in range(start, min(n, start + 10_000))
+            ]
+        )
+    carrier = TwilioCarrier(DEFAULT_ACCOUNT_SID, DEFAULT_AUTH_TOKEN, url)
+    engine = NotifyEngine(
+        settings,
+        store,
+        templates,
+        carrier,
+        SystemClock(),
+        broker.bootstrap,
+        embedded=True,
+        from_number="+15005550006",
+        public_url=lambda: "http://127.0.0.1:9",
+    )
+    await engine.start()
+    tasks = [asyncio.create_task(engine.run_worker()), asyncio.create_task(engine.run_dispatcher())]
+    try:
+        await asyncio.sleep(1.5)  # the worker joins its group before the clock starts
+        started = time.perf_counter()
+        while True:
+            counts = await store.delivery_counts(iid)
+            if counts.get("sms", {}).get("accepted", 0) >= n:
+                break
+            await asyncio.sleep(0.2)
+        return n / (time.perf_counter() - started)
+    finally:
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await engine.stop()
+        await carrier.close()
+        await store.close()
+        await broker.close()
+
+
+def plan_and_render(m: int) -> tuple[float, float, int]:
+    from bench.geo_synth import households
+    from incident.geo.files import read_network
+
+    network = read_network(Path("config/sample/network.inp"))
+    table = households(network, m)
+    settings = load_settings(None, {})
+    templates = load_notice_templates(settings.notify)
+    context = NoticeContext(
+        utility_name="Sampletown Water",
+        utility_phone="+1 555 0100",
+        utility_url="https://sampletown.example",
+        incident_id="INC-2026-000001",
+        kind=Kind.main_break,
+        utility=Utility.water,
+        area="Maple St",
+    )
+    started = time.perf_counter()
+    cache = templates.cache(context)
+    counts = AudienceCounts()
+    chars = 0
+    planned = 0
+    for d in plan_deliveries(iter(table), [Channel.sms, Channel.voice], counts):
+        chars += len(cache.render(TemplateKey.boil_water.value, d.channel, d.language).text)
+        planned += 1
+    seconds = time.perf_counter() - started
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return seconds, peak_mb, planned
+
+
+async def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--deliveries", type=int, default=20_000)
+    parser.add_argument("--households", type=int, default=1_000_000)
+    args = parser.parse_args(argv)
+    with tempfile.TemporaryDirectory() as tmp:
+        async with serve_drill(DrillConfig(callbacks=False)) as drill:
+            base = await plain_loop(drill.url, args.deliveries)
+            rate = await ours(drill.url, args.deliveries, Path(tmp))
+    print(f"Fan-out of {args.deliveries:,} SMS to a local Twilio-compatible server (drill, no callbacks)")
+    print(f"  baseline: plain aiohttp loop, {CONCURRENCY} at once    {base:>8,.0f} requests/s")
+    print(f"  ours: outbox -> Kafka -> sender -> twilio     {rate:>8,.0f} notices/s  ratio {rate / base:.2f}")
+    seconds, peak, planned = await asyncio.to_thread(plan_and_render, args.households)
+    print(f"Planning and rendering for {args.households:,} households (sms + voice): {planned:,} deliveries")
+    print(f"  {seconds:.1f} s, peak resident memory {peak:,.0f} MB")
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
