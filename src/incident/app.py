@@ -15,6 +15,7 @@ from pathlib import Path
 from aiohttp import WSCloseCode, web
 
 from incident.api import areas as area_views
+from incident.api import hooks as hook_views
 from incident.api import incidents as incident_views
 from incident.api import notices as notice_views
 from incident.api import reports as report_views
@@ -50,6 +51,13 @@ from incident.metrics import Metrics
 from incident.notices import NoticeService, load_notice_templates
 from incident.notify.records import Delivery
 from incident.notify.runtime import PublicUrl, notify_runtime
+from incident.notify.webhooks import (
+    HOOK_OPTIONS,
+    HookOptions,
+    add_voice_fallback,
+    install_hooks,
+    wants_voice_fallback,
+)
 from incident.settings import Settings
 from incident.store import open_store
 from incident.triage import TriageService
@@ -76,6 +84,7 @@ def all_endpoints() -> tuple[Endpoint, ...]:
         *area_views.ENDPOINTS,
         *notice_views.ENDPOINTS,
         *report_views.ENDPOINTS,
+        *hook_views.ENDPOINTS,
         LIVE_ENDPOINT,
     )
 
@@ -116,10 +125,18 @@ async def _fanout_ctx(app: web.Application) -> AsyncIterator[None]:
     kafka = app[KAFKA]
     hub, metrics, store = app[HUB], app[METRICS], app[STORE]
     dirty: set[str] = set()
+    followups: set[asyncio.Task[bool]] = set()
+    options = app.get(HOOK_OPTIONS, HookOptions())
 
     def changed(delivery: Delivery) -> None:
         metrics.deliveries.labels(delivery.channel, delivery.state.value).inc()
         dirty.add(delivery.incident_id)
+        if wants_voice_fallback(delivery, options):
+            # The carrier refused the SMS at once (e.g. 21614, not a mobile): call instead.
+            task = asyncio.create_task(add_voice_fallback(app, delivery, options, delivery.updated_at))
+            followups.add(task)
+            task.add_done_callback(followups.discard)
+            task.add_done_callback(lambda _: app[NOTIFY].engine.wake())
 
     async def feed() -> None:
         # Progress goes to the live feed at most once a second per incident: a fan-out to
@@ -143,6 +160,7 @@ async def _fanout_ctx(app: web.Application) -> AsyncIterator[None]:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+            await asyncio.gather(*followups, return_exceptions=True)
 
 
 async def _tokens_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -180,6 +198,8 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> web.Applica
     app[PUBLIC_URL] = PublicUrl(settings.twilio.public_base_url)
     app[LIVE_SOCKETS] = set()
     _register(app, all_endpoints())
+    n = settings.notify
+    install_hooks(app, HookOptions(n.voice_retries, n.voice_retry_minutes, n.sms_fallback_to_voice))
     app.cleanup_ctx.extend([_tokens_ctx, _store_ctx, _area_ctx, _notify_ctx, _kafka_ctx, _fanout_ctx])
     app.on_shutdown.append(_close_live_sockets)
     return app

@@ -71,6 +71,9 @@ class TokenRegistry:
     def __len__(self) -> int:
         return len(self._by_digest)
 
+    def names(self) -> frozenset[str]:
+        return frozenset(p.name for p in self._by_digest.values())
+
     def authenticate(self, token: str) -> Principal | None:
         # Comparing digests, not tokens: a lookup's timing reveals nothing usable.
         return self._by_digest.get(token_digest(token))

@@ -138,7 +138,8 @@ async def verify_incident(store: Store, incident_id: str) -> Integrity:
             raise NotFound(f"no incident {incident_id}")
         if stored.last_seq <= len(events):
             break
-    return verify(incident_id, events, stored)
+    # Hashing and folding a long timeline is CPU work: off the event loop.
+    return await asyncio.to_thread(verify, incident_id, events, stored)
 
 
 def _area_change(

@@ -116,13 +116,15 @@ class NoticeService:
         now = isoformat(self._clock.now())
         counts = AudienceCounts()
         wanted = set(request.audience.priority) if request.audience and request.audience.priority else None
+        # Numbers that texted STOP since the households file was made.
+        stopped = {c: await self._store.opted_out_addresses(c.value) for c in request.channels}
 
         def stream() -> Iterator[PlannedDelivery]:
             selection = resolve(service, incident.area_parts, buffer_m).selection
             households = iter_households(service.households, selection)
             if wanted is not None:
                 households = (h for h in households if h.priority in wanted)
-            return plan_deliveries(households, request.channels, counts)
+            return plan_deliveries(households, request.channels, counts, stopped=stopped)
 
         planned = await asyncio.to_thread(stream)
         draft = Notice(

@@ -184,6 +184,8 @@ async def test_first_responder_ownership_and_hand_over(api: Api) -> None:
     assert status == 200
     status, body = await api.call("POST", base + "/handover", who="carol", json={"to": "alice"})
     assert status == 200 and body["owner"] == "alice"  # command staff may reassign
+    status, err = await api.call("POST", base + "/handover", who="carol", json={"to": "alcie"})
+    assert status == 422 and "nobody named 'alcie'" in err["error"]["message"]
     status, _ = await api.call("POST", base + "/severity", who="carol", json={"severity": "critical"})
     assert status == 200
     _, timeline = await api.call("GET", base + "/timeline")

@@ -205,3 +205,45 @@ async def test_429_storms_are_retried_and_still_send_once(
         assert sum(r.attempts for r in rows) >= numbers + 30 - 5  # the refusals were retried
         sent = Counter(m.to for m in carrier.carrier.messages)
         assert len(sent) == numbers and set(sent.values()) == {1}
+
+
+async def test_an_sms_refused_as_not_mobile_becomes_one_voice_call(
+    aiohttp_client: Callable[[Application], Awaitable[Client]],
+    settings: Settings,
+    tokens: Tokens,
+    broker: Broker,
+) -> None:
+    import csv
+
+    from shapely.geometry import Point, shape
+
+    from incident.notify.drill import serve_drill
+    from incident.notify.drill_config import DrillConfig
+    from tests.functional.test_notices import SAMPLE
+
+    area = shape(BOX)
+    with SAMPLE.open(encoding="utf-8") as f:
+        landline = next(
+            r for r in csv.DictReader(f)
+            if area.covers(Point(float(r["lon"]), float(r["lat"]))) and r["sms"] and r["voice"] and not r["opt_out"]
+        )  # fmt: skip
+    config = DrillConfig(callbacks=False, not_sms_capable=[landline["sms"]])
+    async with serve_drill(config) as carrier:
+        api = await _external_api(aiohttp_client, settings, tokens, kafka_env(broker, send=True), carrier.url,
+                                  INCIDENT_TWILIO__MESSAGES_PER_SECOND="500",
+                                  INCIDENT_TWILIO__CALLS_PER_SECOND="100")  # fmt: skip
+        incident_id, _ = await _plan_and_approve(api)
+        store = api.client.app[STORE]
+
+        async def called() -> bool:
+            return any(c.to == landline["voice"] for c in carrier.carrier.calls)
+
+        await wait_for(called)
+        rows = await store.list_deliveries(incident_id, "", 10_000)
+        sms = next(r for r in rows if r.account_id == landline["account_id"] and r.channel == "sms")
+        voice = [r for r in rows if r.fallback_of == sms.delivery_id]
+        assert sms.state.value == "failed" and sms.error_code == "21614"
+        assert (
+            len(voice) == 1 and voice[0].channel == "voice" and voice[0].account_id == landline["account_id"]
+        )
+        assert sum(1 for c in carrier.carrier.calls if c.to == landline["voice"]) == 1

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import io
 
@@ -12,7 +13,7 @@ from incident.api.endpoint import ALL_ROLES, Endpoint, Query, json_response, que
 from incident.api.schemas import HandoverBody, IncidentList, NoteBody, SeverityBody, StatusBody, Timeline
 from incident.domain import OPEN_STATUSES, Declaration, Incident, Role, Status, TimelineEvent, describe
 from incident.errors import InvalidInput
-from incident.keys import INCIDENTS, PRINCIPAL, SERVICE_AREA, SETTINGS
+from incident.keys import INCIDENTS, PRINCIPAL, SERVICE_AREA, SETTINGS, TOKENS
 from incident.timeline import Integrity
 
 STEER = frozenset({Role.dispatcher, Role.command, Role.admin})
@@ -81,6 +82,8 @@ async def confirm(request: web.Request) -> web.Response:
 
 async def hand_over(request: web.Request) -> web.Response:
     body = await read_body(request, HandoverBody)
+    if body.to not in request.app[TOKENS].names():
+        raise InvalidInput(f"nobody named {body.to!r} has a token: hand over to a person who can sign in")
     appended = await request.app[INCIDENTS].hand_over(
         _incident_id(request), body.to, request[PRINCIPAL], body.reason
     )
@@ -127,7 +130,7 @@ async def timeline(request: web.Request) -> web.Response:
     if fmt == "csv":
         events = await service.timeline(incident_id, after)
         return web.Response(
-            text=timeline_csv(events),
+            text=await asyncio.to_thread(timeline_csv, events),
             content_type="text/csv",
             charset="utf-8",
             headers={"Content-Disposition": f'attachment; filename="{incident_id}-timeline.csv"'},

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from datetime import datetime, time, timedelta
 from zoneinfo import ZoneInfo
@@ -126,11 +127,13 @@ def plan_deliveries(
     counts: AudienceCounts,
     *,
     opted_out: Mapping[str, frozenset[Channel]] | None = None,
+    stopped: Mapping[Channel, AbstractSet[str]] | None = None,
 ) -> Iterator[PlannedDelivery]:
     """Deliveries for ``households`` on ``channels``, in the households' order; ``counts``
-    is filled in as they stream. ``opted_out`` adds opt-outs recorded since the import
-    (e.g. a STOP reply) by account id."""
+    is filled in as they stream. ``opted_out`` adds opt-outs by account id; ``stopped``
+    the addresses that opted out by reply (a STOP to our number), per channel."""
     extra = opted_out or {}
+    by_reply = stopped or {}
     seen: set[tuple[Channel, str]] = set()
     seq = 0
     for household in households:
@@ -141,7 +144,7 @@ def plan_deliveries(
             address = _address(household, channel)
             if not address:
                 continue
-            if channel in blocked:
+            if channel in blocked or address in by_reply.get(channel, ()):
                 counts.opted_out[channel.value] += 1
                 continue
             reached = True

@@ -93,8 +93,7 @@ class NotifyEngine:
         self._wake.set()
 
     async def start(self) -> None:
-        self._producer = make_producer(self._bootstrap)
-        await self._producer.start()
+        """Nothing to wait for: the loops connect, and keep trying while Kafka is down."""
         session, heartbeat = group_timeouts(self._settings.kafka, self._embedded)
         self._consumer = AIOKafkaConsumer(
             self._n.jobs_topic, bootstrap_servers=self._bootstrap, group_id=self._n.group_id,
@@ -108,11 +107,24 @@ class NotifyEngine:
         if self._producer is not None:
             await self._producer.stop()
 
+    async def _connected_producer(self) -> AIOKafkaProducer:
+        while self._producer is None:
+            producer = make_producer(self._bootstrap)
+            try:
+                await producer.start()
+            except KafkaError as err:
+                await producer.stop()
+                log.error("notify dispatcher cannot reach Kafka (%s); retrying", err)
+                await asyncio.sleep(2.0)
+                continue
+            self._producer = producer
+        return self._producer
+
     # --- the outbox -------------------------------------------------------------------------
 
     async def dispatch_once(self) -> int:
         """Publish the deliveries that are due; returns how many."""
-        assert self._producer is not None
+        producer = await self._connected_producer()
         now = isoformat(self._clock.now())
         published = 0
         due = await self._store.due_deliveries(now, 1000)
@@ -127,7 +139,7 @@ class NotifyEngine:
             if queued is None:
                 continue
             futures.append(
-                await self._producer.send(
+                await producer.send(
                     self._n.jobs_topic, _job.encode({"delivery_id": d.delivery_id}), key=d.account_id.encode()
                 )
             )
@@ -171,7 +183,13 @@ class NotifyEngine:
 
     async def run_worker(self) -> None:
         assert self._consumer is not None
-        await self._consumer.start()
+        while True:
+            try:
+                await self._consumer.start()
+                break
+            except KafkaError as err:
+                log.error("notify worker cannot reach Kafka (%s); retrying", err)
+                await asyncio.sleep(2.0)
         while True:
             try:
                 batch = await self._consumer.getmany(timeout_ms=500, max_records=500)

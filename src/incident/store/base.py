@@ -131,6 +131,26 @@ class Store(Protocol):
         self, statuses: Collection[ReportStatus] | None = None, limit: int = 100
     ) -> list[StoredReport]: ...
 
+    # --- opt-outs by reply (STOP / START) and inbound replies ------------------------------
+
+    async def set_opt_out(self, address: str, channel: str, opted_out: bool, at: str) -> None:
+        """Record that ``address`` opted out of (or back into) ``channel`` at ``at``; an older
+        ``at`` than the one recorded changes nothing (replies may be processed out of order)."""
+        ...
+
+    async def opted_out_addresses(self, channel: str) -> set[str]:
+        """Addresses that are opted out of ``channel`` by reply."""
+        ...
+
+    async def opt_out_state(self, address: str, channel: str) -> bool | None:
+        """True/False when ``address`` opted out of / back into ``channel`` by reply; None when
+        it never did (the households file's ``opt_out`` applies)."""
+        ...
+
+    async def latest_delivery_to(self, address: str) -> Delivery | None:
+        """The delivery (not a draft) of the most recently created notice to ``address``."""
+        ...
+
 
 def incident_counter(year: int) -> str:
     return f"incident:{year}"

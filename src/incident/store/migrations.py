@@ -162,4 +162,30 @@ CREATE INDEX delivery_events_by_delivery ON delivery_events (delivery_id, at);
 
 MIGRATIONS += (Migration(version=4, name="notices and deliveries", sqlite=_V4_NOTICES, postgres=_V4_NOTICES),)
 
+_V5_OPT_OUTS = """
+CREATE TABLE opt_outs (
+    address TEXT NOT NULL,
+    channel TEXT NOT NULL,
+    opted_out BOOLEAN NOT NULL,
+    updated_at TEXT NOT NULL,
+    PRIMARY KEY (address, channel)
+);
+CREATE INDEX opt_outs_by_channel ON opt_outs (channel, opted_out);
+CREATE INDEX deliveries_by_address ON deliveries (address);
+"""
+
+MIGRATIONS += (
+    Migration(
+        version=5, name="opt-outs by reply; deliveries by address", sqlite=_V5_OPT_OUTS, postgres=_V5_OPT_OUTS
+    ),
+)
+
+_V6_DUE = """
+CREATE INDEX deliveries_due_in_order ON deliveries (state, priority_rank, seq);
+"""
+
+MIGRATIONS += (
+    Migration(version=6, name="deliveries due in priority order", sqlite=_V6_DUE, postgres=_V6_DUE),
+)
+
 LATEST = MIGRATIONS[-1].version

@@ -655,3 +655,40 @@ class PostgresStore:
             transaction=False,
         )
         return [_event(r) for r in rows]
+
+    # --- opt-outs by reply and inbound replies --------------------------------------------
+
+    async def set_opt_out(self, address: str, channel: str, opted_out: bool, at: str) -> None:
+        await self._run(
+            lambda c: c.execute(
+                "INSERT INTO opt_outs (address, channel, opted_out, updated_at) VALUES ($1, $2, $3, $4)"
+                " ON CONFLICT (address, channel) DO UPDATE SET opted_out = excluded.opted_out,"
+                " updated_at = excluded.updated_at WHERE excluded.updated_at >= opt_outs.updated_at",
+                address, channel, opted_out, at,
+            )
+        )  # fmt: skip
+
+    async def opted_out_addresses(self, channel: str) -> set[str]:
+        rows = await self._run(
+            lambda c: c.fetch("SELECT address FROM opt_outs WHERE channel = $1 AND opted_out", channel),
+            transaction=False,
+        )
+        return {r[0] for r in rows}
+
+    async def opt_out_state(self, address: str, channel: str) -> bool | None:
+        value = await self._run(
+            lambda c: c.fetchval(
+                "SELECT opted_out FROM opt_outs WHERE address = $1 AND channel = $2", address, channel
+            ),
+            transaction=False,
+        )
+        return None if value is None else bool(value)
+
+    async def latest_delivery_to(self, address: str) -> Delivery | None:
+        found = await self._deliveries(
+            "address = $1 AND state <> 'draft'"
+            " ORDER BY (SELECT n.created_at FROM notices n WHERE n.notice_id = deliveries.notice_id) DESC,"
+            " seq DESC, delivery_id DESC LIMIT 1",
+            address,
+        )
+        return found[0] if found else None

@@ -636,6 +636,43 @@ class SqliteStore:
         )
         return [_event(row) for row in rows]
 
+    # --- opt-outs by reply and inbound replies --------------------------------------------
+
+    async def set_opt_out(self, address: str, channel: str, opted_out: bool, at: str) -> None:
+        await self._write(
+            lambda c: c.execute(
+                "INSERT INTO opt_outs (address, channel, opted_out, updated_at) VALUES (?, ?, ?, ?)"
+                " ON CONFLICT (address, channel) DO UPDATE SET opted_out = excluded.opted_out,"
+                " updated_at = excluded.updated_at WHERE excluded.updated_at >= opt_outs.updated_at",
+                (address, channel, opted_out, at),
+            )
+        )
+
+    async def opted_out_addresses(self, channel: str) -> set[str]:
+        rows = await self._read(
+            lambda c: c.execute(
+                "SELECT address FROM opt_outs WHERE channel = ? AND opted_out", (channel,)
+            ).fetchall()
+        )
+        return {r[0] for r in rows}
+
+    async def opt_out_state(self, address: str, channel: str) -> bool | None:
+        row = await self._read(
+            lambda c: c.execute(
+                "SELECT opted_out FROM opt_outs WHERE address = ? AND channel = ?", (address, channel)
+            ).fetchone()
+        )
+        return None if row is None else bool(row[0])
+
+    async def latest_delivery_to(self, address: str) -> Delivery | None:
+        found = await self._deliveries(
+            "address = ? AND state <> 'draft'",
+            [address],
+            "ORDER BY (SELECT n.created_at FROM notices n WHERE n.notice_id = deliveries.notice_id) DESC,"
+            " seq DESC, delivery_id DESC LIMIT 1",
+        )
+        return found[0] if found else None
+
 
 def _split_sql(script: str) -> list[str]:
     """Split a migration into statements; trigger bodies keep their inner semicolons."""

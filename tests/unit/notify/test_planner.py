@@ -102,3 +102,17 @@ def test_quiet_hours_within_a_day_and_none() -> None:
     assert QuietHours.parse("", "UTC") is None
     with pytest.raises(ValueError, match="21:00-07:00"):
         QuietHours.parse("9pm to 7am", "UTC")
+
+
+def test_numbers_that_replied_stop_are_skipped() -> None:
+    counts = AudienceCounts()
+    planned = list(
+        plan_deliveries(
+            [hh("A1", sms="+15025550101", voice="+15025550101"), hh("A2", sms="+15025550102")],
+            [Channel.sms, Channel.voice],
+            counts,
+            stopped={Channel.sms: {"+15025550101"}},
+        )
+    )
+    assert [(p.account_id, p.channel) for p in planned] == [("A1", Channel.voice), ("A2", Channel.sms)]
+    assert counts.opted_out == {"sms": 1}
