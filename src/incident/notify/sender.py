@@ -41,6 +41,8 @@ from incident.store import Store
 
 log = logging.getLogger(__name__)
 S = DeliveryState
+#: Jobs published and not yet taken by a sender, at most.
+MAX_IN_FLIGHT = 2000
 _job = msgspec.json.Encoder()
 _read_job = msgspec.json.Decoder(dict[str, str])
 
@@ -123,11 +125,16 @@ class NotifyEngine:
     # --- the outbox -------------------------------------------------------------------------
 
     async def dispatch_once(self) -> int:
-        """Publish the deliveries that are due; returns how many."""
+        """Publish the deliveries that are due; returns how many (-1: too many in flight)."""
         producer = await self._connected_producer()
         now = isoformat(self._clock.now())
         published = 0
-        due = await self._store.due_deliveries(now, 1000)
+        # Back-pressure: keep only so many jobs in flight. Publishing faster than senders can
+        # send would leave jobs waiting past requeue_s, to be published again for nothing.
+        room = MAX_IN_FLIGHT - len(await self._store.deliveries_in([S.queued], MAX_IN_FLIGHT))
+        if room <= 0:
+            return -1
+        due = await self._store.due_deliveries(now, min(1000, room))
         futures = []
         for d in due:
             queued = await self._store.change_delivery(
@@ -164,7 +171,9 @@ class NotifyEngine:
         while True:
             try:
                 published = await self.dispatch_once()
-                if published == 0:
+                if published < 0:  # senders are busy: look again soon
+                    await asyncio.sleep(0.05)
+                elif published == 0:
                     await self.requeue_lost()
                     with contextlib.suppress(TimeoutError):
                         async with asyncio.timeout(0.5):
