@@ -25,6 +25,7 @@ from incident.api.live import live
 from incident.api.middleware import authentication, errors_and_metrics
 from incident.auth import TokenRegistry, read_tokens
 from incident.clock import Clock, SystemClock
+from incident.geo.household import Channel
 from incident.households import load_service_area
 from incident.incidents import IncidentService
 from incident.kafka_runtime import kafka_runtime
@@ -153,6 +154,8 @@ async def _fanout_ctx(app: web.Application) -> AsyncIterator[None]:
     ) as runtime:  # fmt: skip
         app[NOTIFY] = runtime
         app[NOTICES].on_approved = runtime.engine.wake
+        if not runtime.push:
+            app[NOTICES].channels = frozenset({Channel.sms, Channel.voice})
         task = asyncio.create_task(feed(), name="delivery-feed")
         try:
             yield

@@ -99,6 +99,8 @@ class NoticeService:
         self._quiet = QuietHours.parse(settings.quiet_hours, settings.timezone)
         #: Called after an approval (the fan-out wakes up instead of waiting for its tick).
         self.on_approved: Callable[[], None] = lambda: None
+        #: Channels this service can send on (app push needs a gateway).
+        self.channels: frozenset[Channel] = frozenset(Channel)
 
     async def plan(
         self, incident_id: str, request: NoticeRequest, by: Principal, service: ServiceArea, buffer_m: float
@@ -110,6 +112,9 @@ class NoticeService:
             raise Conflict(
                 f"{incident_id} has no area yet: set it (PUT /api/incidents/{incident_id}/area) first"
             )
+        missing = [c.value for c in request.channels if c not in self.channels]
+        if missing:
+            raise InvalidInput(f"cannot send on {', '.join(missing)}: app push needs [push] url (a gateway)")
         context = context_for(incident, request.facts, self._settings)
         number = await self._store.next_value(f"notice:{incident_id}")
         notice_id = f"{incident_id}-N{number}"

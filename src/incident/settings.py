@@ -123,6 +123,15 @@ class TwilioSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw
     calls_per_second: PositiveFloat = 1.0
 
 
+class PushSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    #: The push gateway's send URL (FCM HTTP v1 shape, e.g.
+    #: https://fcm.googleapis.com/v1/projects/PROJECT/messages:send); empty: no app push
+    #: (in drill mode the drill carrier stands in).
+    url: str = ""
+    #: Bearer token for the gateway.
+    token: str = ""
+
+
 class AuthSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
     tokens_file: str = "var/tokens.toml"
 
@@ -210,6 +219,7 @@ class Settings(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=
     correlation: CorrelationSettings = msgspec.field(default_factory=CorrelationSettings)
     carrier: CarrierSettings = msgspec.field(default_factory=CarrierSettings)
     twilio: TwilioSettings = msgspec.field(default_factory=TwilioSettings)
+    push: PushSettings = msgspec.field(default_factory=PushSettings)
     auth: AuthSettings = msgspec.field(default_factory=AuthSettings)
     area: AreaSettings = msgspec.field(default_factory=AreaSettings)
     notify: NotifySettings = msgspec.field(default_factory=NotifySettings)

@@ -247,3 +247,36 @@ async def test_an_sms_refused_as_not_mobile_becomes_one_voice_call(
             len(voice) == 1 and voice[0].channel == "voice" and voice[0].account_id == landline["account_id"]
         )
         assert sum(1 for c in carrier.carrier.calls if c.to == landline["voice"]) == 1
+
+
+async def test_app_push_through_the_gateway(sending_api: Api) -> None:
+    import csv
+
+    from shapely.geometry import Point, shape
+
+    from tests.functional.test_notices import SAMPLE
+
+    area = shape(BOX)
+    with SAMPLE.open(encoding="utf-8") as f:
+        tokens = {
+            r["app_token"] for r in csv.DictReader(f)
+            if r["app_token"] and "push" not in r["opt_out"].split("|")
+            and area.covers(Point(float(r["lon"]), float(r["lat"])))
+        }  # fmt: skip
+    api = sending_api
+    inc = await api.declare(area=BOX)
+    status, planned = await api.call("POST", f"/api/incidents/{inc['id']}/notices",
+                                     json={"template": "boil_water", "channels": ["push"], "facts": {"area": "Maple St"}})  # fmt: skip
+    assert status == 201 and planned["notice"]["counts"]["by_channel"] == {"push": len(tokens)}
+    await api.call("POST", f"/api/incidents/{inc['id']}/notices/{planned['notice']['notice_id']}/approve")
+    drill = api.client.app[NOTIFY].drill
+    assert drill is not None
+
+    async def pushed() -> bool:
+        return len(drill.carrier.pushes) >= len(tokens)
+
+    await wait_for(pushed)
+    assert {p["token"] for p in drill.carrier.pushes} == tokens and len(drill.carrier.pushes) == len(tokens)
+    assert all(p["title"] and p["body"] for p in drill.carrier.pushes)
+    _, d = await api.call("GET", f"/api/incidents/{inc['id']}/deliveries")
+    assert d["counts"] == {"push": {"sent": len(tokens)}}

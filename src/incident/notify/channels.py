@@ -13,6 +13,7 @@ from datetime import datetime
 from typing import Any
 from xml.sax.saxutils import escape, quoteattr
 
+import aiohttp
 from twilio.base.exceptions import TwilioRestException
 from twilio.http.async_http_client import AsyncTwilioHttpClient
 from twilio.rest import Client
@@ -130,3 +131,40 @@ class TwilioCarrier:
         send interrupted before its answer was recorded."""
         found = await self._call(self._client.messages.list_async(to=to, date_sent_after=since, limit=20))
         return [(m.sid, m.status, m.body or "") for m in found]
+
+
+class PushGateway:
+    """App push through a gateway of the FCM HTTP v1 shape (the drill carrier answers it too)."""
+
+    def __init__(
+        self, url: str, bearer: str, session: aiohttp.ClientSession, *, timeout_s: float = 15.0
+    ) -> None:
+        self._url = url
+        self._headers = {"Authorization": f"Bearer {bearer}"}
+        self._session = session
+        self._timeout = timeout_s
+
+    async def send(self, device_token: str, title: str, body: str, data: dict[str, str]) -> Accepted:
+        message = {
+            "message": {
+                "token": device_token,
+                "notification": {"title": title, "body": body},
+                "data": data,
+                "android": {"priority": "high"},
+            }
+        }
+        try:
+            async with asyncio.timeout(self._timeout):
+                async with self._session.post(self._url, json=message, headers=self._headers) as resp:
+                    answer = await resp.json(content_type=None)
+                    status = resp.status
+                    retry_after = resp.headers.get("Retry-After")
+        except (TimeoutError, aiohttp.ClientError, ValueError) as err:
+            raise CarrierError(f"push gateway did not answer ({type(err).__name__})", retryable=True) from err
+        if status == 200 and isinstance(answer, dict) and "name" in answer:
+            return Accepted(str(answer["name"]), "sent")
+        retryable = status == 429 or status >= 500
+        wait = float(retry_after) if retry_after and retry_after.isdigit() else None
+        raise CarrierError(
+            f"push gateway refused the message: HTTP {status}", retryable=retryable, retry_after=wait
+        )

@@ -111,6 +111,10 @@ def _auth_middleware(config: DrillConfig) -> Middleware:
     @web.middleware
     async def twilio_auth_and_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
         header = request.headers.get("Authorization", "")
+        if request.path.startswith("/v1/projects/"):  # the app-push gateway: FCM HTTP v1 shape
+            if header != f"Bearer {config.auth_token}":
+                return web.json_response({"error": {"code": 401, "status": "UNAUTHENTICATED"}}, status=401)
+            return await handler(request)
         if header != expected and not _credentials_match(header, config.account_sid, config.auth_token):
             return _unauthorized()
         account = request.match_info.get("account")
@@ -147,6 +151,26 @@ async def _callbacks_ctx(app: web.Application) -> AsyncIterator[None]:
     await carrier.stop_callbacks()
 
 
+async def push_send(request: web.Request) -> web.Response:
+    """An FCM HTTP v1 ``messages:send``: accept a notification for a device token."""
+    carrier = request.app[DRILL]
+    try:
+        message = (await request.json())["message"]
+        token = str(message["token"])
+        notification = message.get("notification") or {}
+    except (ValueError, KeyError, TypeError):
+        body = {"error": {"code": 400, "status": "INVALID_ARGUMENT", "message": "message.token is required"}}
+        return web.json_response(body, status=400)
+    if token in carrier.config.unregistered_tokens:
+        body = {"error": {"code": 404, "status": "NOT_FOUND", "details": [{"errorCode": "UNREGISTERED"}]}}
+        return web.json_response(body, status=404)
+    carrier.pushes.append(
+        {"token": token, "title": notification.get("title", ""), "body": notification.get("body", "")}
+    )
+    name = f"projects/{request.match_info['project']}/messages/{len(carrier.pushes)}"
+    return web.json_response({"name": name})
+
+
 def create_drill_app(config: DrillConfig) -> web.Application:
     """The drill carrier as an aiohttp app; ``app[DRILL]`` is its :class:`DrillCarrier`."""
     app = web.Application(middlewares=[_auth_middleware(config)])
@@ -158,6 +182,7 @@ def create_drill_app(config: DrillConfig) -> web.Application:
     add("POST", f"{ACCOUNT_PATH}/Calls.json", create_call)
     add("GET", f"{ACCOUNT_PATH}/Calls.json", list_calls)
     add("GET", f"{ACCOUNT_PATH}/Calls/{{sid}}.json", get_call)
+    add("POST", "/v1/projects/{project}/messages:send", push_send)
     add("GET", "/_drill/messages", drill_messages)
     add("GET", "/_drill/calls", drill_calls)
     add("GET", "/_drill/stats", drill_stats)

@@ -7,6 +7,7 @@ parse requests and answer JSON.
 
 from __future__ import annotations
 
+import collections
 import logging
 import os
 import random
@@ -89,6 +90,8 @@ class DrillCarrier:
     def __init__(self, config: DrillConfig) -> None:
         self.config = config
         self.stats = DrillStats()
+        #: App pushes accepted (title, body, token), oldest first; bounded like the records.
+        self.pushes: collections.deque[dict[str, str]] = collections.deque(maxlen=config.max_records)
         self.messages: Records[MessageRecord] = Records(config.max_records)
         self.calls: Records[CallRecord] = Records(config.max_records)
         self._http_rng = random.Random(config.seed)  # noqa: S311 - a simulation, not a secret

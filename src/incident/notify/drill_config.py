@@ -158,6 +158,8 @@ class DrillConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_on
     opted_out: frozenset[str] = frozenset()
     #: Landlines and other numbers that cannot take SMS: refused with 21614 (calls work).
     not_sms_capable: frozenset[str] = frozenset()
+    #: App push tokens the push gateway answers as UNREGISTERED (the app was removed).
+    unregistered_tokens: frozenset[str] = frozenset()
     #: The sender used when a message names only a MessagingServiceSid.
     messaging_service_from: str = "+15005550006"
     #: Post status callbacks at all (off for pure throughput benchmarks).

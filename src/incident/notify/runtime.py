@@ -9,9 +9,11 @@ import logging
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 
+import aiohttp
+
 from incident.clock import Clock
 from incident.errors import ConfigError
-from incident.notify.channels import TwilioCarrier
+from incident.notify.channels import PushGateway, TwilioCarrier
 from incident.notify.drill import DrillServer, serve_drill
 from incident.notify.drill_config import DEFAULT_ACCOUNT_SID, DEFAULT_AUTH_TOKEN, DrillConfig
 from incident.notify.records import Delivery
@@ -63,6 +65,7 @@ class NotifyRuntime:
     engine: NotifyEngine
     carrier: TwilioCarrier
     drill: DrillServer | None
+    push: bool
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
 
@@ -92,14 +95,21 @@ async def notify_runtime(
             )
         carrier = TwilioCarrier(creds.account_sid, creds.auth_token, base_url)
         stack.push_async_callback(carrier.close)
+        push: PushGateway | None = None
+        push_url, push_token = settings.push.url, settings.push.token
+        if drill is not None and not push_url:
+            push_url, push_token = f"{drill.url}/v1/projects/drill/messages:send", creds.auth_token
+        if push_url:
+            session = await stack.enter_async_context(aiohttp.ClientSession())
+            push = PushGateway(push_url, push_token, session)
         engine = NotifyEngine(
             settings, store, templates, carrier, clock, bootstrap,
-            embedded=embedded, from_number=creds.from_number,
+            embedded=embedded, from_number=creds.from_number, push=push,
             public_url=lambda: public_url.value or settings.twilio.public_base_url
             or f"http://{settings.http.host}:{settings.http.port}",
             on_change=on_change,
         )  # fmt: skip
-        runtime = NotifyRuntime(engine, carrier, drill)
+        runtime = NotifyRuntime(engine, carrier, drill, push is not None)
         if settings.notify.send:
             await engine.start()
             stack.push_async_callback(engine.stop)

@@ -30,12 +30,12 @@ from incident.clock import Clock, isoformat
 from incident.errors import StoreError
 from incident.geo.household import Channel
 from incident.kafka import group_timeouts, make_producer
-from incident.notify.channels import CarrierError, TwilioCarrier, twiml_for
+from incident.notify.channels import CarrierError, PushGateway, TwilioCarrier, twiml_for
 from incident.notify.context import NoticeContext
 from incident.notify.ratelimit import TokenBucket
 from incident.notify.records import Delivery, DeliveryChange, Notice
 from incident.notify.states import SENDABLE, DeliveryState
-from incident.notify.templates import NoticeCache, NoticeTemplates
+from incident.notify.templates import NoticeCache, NoticeTemplates, split_push
 from incident.settings import Settings
 from incident.store import Store
 
@@ -65,6 +65,7 @@ class NotifyEngine:
         embedded: bool,
         from_number: str,
         public_url: Callable[[], str],
+        push: PushGateway | None = None,
         on_change: Callable[[Delivery], None] | None = None,
     ) -> None:
         self._settings = settings
@@ -77,6 +78,7 @@ class NotifyEngine:
         self._embedded = embedded
         self._public_url = public_url
         self._from = from_number
+        self._push = push
         self._on_change = on_change or (lambda d: None)
         self._wake = asyncio.Event()
         self._producer: AIOKafkaProducer | None = None
@@ -264,6 +266,12 @@ class NotifyEngine:
                     accepted = await self._carrier.call(
                         taken.address, self._from, twiml, f"{base}/hooks/twilio/status"
                     )
+            elif self._push is not None:
+                title, body = split_push(rendered.text)
+                data = {"incident_id": taken.incident_id, "notice_id": taken.notice_id}
+                pushed = await self._push.send(taken.address, title, body, data)
+                # A push gateway has no delivery receipts: handed over is as far as we can know.
+                return await self._finish(taken, S.sent, carrier_sid=pushed.sid)
             else:
                 return await self._finish(taken, S.failed, error_code="push_not_configured")
         except CarrierError as err:
