@@ -119,3 +119,34 @@ async def test_a_change_whose_precondition_fails_changes_nothing(
     )
     got = await store.get_delivery(d.delivery_id)
     assert got is not None and got.state == S.delivered
+
+
+async def test_queueing_a_round_moves_only_what_is_still_sendable(store: Store) -> None:
+    iid = await _incident(store)
+    await store.apply_plan([PutNotice(notice(iid))])
+    ds = [delivery(iid, i) for i in range(1, 6)]
+    await store.add_deliveries(ds)
+    await store.change_delivery(
+        DeliveryChange(delivery_id=ds[0].delivery_id, expect=SENDABLE, to=S.sending), AT
+    )
+    moved = await store.queue_deliveries([d.delivery_id for d in ds] + ["nope"], AT)
+    assert sorted(moved) == sorted((d.delivery_id, d.account_id) for d in ds[1:])
+    assert await store.queue_deliveries([d.delivery_id for d in ds], AT) == []  # a second round moves nothing
+    assert [e[1] for e in await store.delivery_events(ds[1].delivery_id)] == ["queued"]
+
+
+async def test_senders_take_a_batch_once(store: Store) -> None:
+    iid = await _incident(store)
+    await store.apply_plan([PutNotice(notice(iid))])
+    ds = [delivery(iid, i) for i in range(1, 6)]
+    await store.add_deliveries(ds)
+    await store.queue_deliveries([d.delivery_id for d in ds[:4]], AT)
+    first, second = await asyncio.gather(
+        store.take_deliveries([d.delivery_id for d in ds], AT),
+        store.take_deliveries([d.delivery_id for d in ds], AT),
+    )
+    taken = first + second
+    assert sorted(d.delivery_id for d in taken) == sorted(
+        d.delivery_id for d in ds[:4]
+    )  # each once; #5 not queued
+    assert all(d.state == S.sending and d.attempts == 1 for d in taken)

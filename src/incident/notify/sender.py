@@ -34,7 +34,7 @@ from incident.notify.channels import CarrierError, PushGateway, TwilioCarrier, t
 from incident.notify.context import NoticeContext
 from incident.notify.ratelimit import TokenBucket
 from incident.notify.records import Delivery, DeliveryChange, Notice
-from incident.notify.states import SENDABLE, DeliveryState
+from incident.notify.states import DeliveryState
 from incident.notify.templates import NoticeCache, NoticeTemplates, split_push
 from incident.settings import Settings
 from incident.store import Store
@@ -90,7 +90,7 @@ class NotifyEngine:
             Channel.voice: TokenBucket(settings.twilio.calls_per_second),
         }
         self._calls = asyncio.Semaphore(self._n.max_concurrent_calls)
-        self._work = asyncio.Semaphore(128)
+        self._work = asyncio.Semaphore(512)
 
     def wake(self) -> None:
         """Something became due (a notice was approved): look now, not at the next tick."""
@@ -137,19 +137,15 @@ class NotifyEngine:
         if room <= 0:
             return -1
         due = await self._store.due_deliveries(now, min(1000, room))
+        if not due:
+            return 0
+        # One statement for the whole round: the ones taken meanwhile are simply not moved.
+        moved = await self._store.queue_deliveries([d.delivery_id for d in due], now)
         futures = []
-        for d in due:
-            queued = await self._store.change_delivery(
-                DeliveryChange(
-                    delivery_id=d.delivery_id, expect=SENDABLE, to=S.queued, detail="job published"
-                ),
-                now,
-            )
-            if queued is None:
-                continue
+        for delivery_id, account_id in moved:
             futures.append(
                 await producer.send(
-                    self._n.jobs_topic, _job.encode({"delivery_id": d.delivery_id}), key=d.account_id.encode()
+                    self._n.jobs_topic, _job.encode({"delivery_id": delivery_id}), key=account_id.encode()
                 )
             )
             published += 1
@@ -209,7 +205,10 @@ class NotifyEngine:
                     for ms in batch.values()
                     for m in ms
                 ]
-                await asyncio.gather(*(self._guarded(j) for j in jobs if j))
+                # Take the whole batch in one statement; a replayed job finds its delivery taken.
+                ids = [j for j in jobs if j]
+                taken = await self._store.take_deliveries(ids, isoformat(self._clock.now())) if ids else []
+                await asyncio.gather(*(self._guarded(d) for d in taken))
                 if batch:
                     await self._consumer.commit({tp: ms[-1].offset + 1 for tp, ms in batch.items()})
             except asyncio.CancelledError:
@@ -218,12 +217,14 @@ class NotifyEngine:
                 log.exception("notify worker batch failed; retrying")
                 await asyncio.sleep(1.0)
 
-    async def _guarded(self, delivery_id: str) -> None:
+    async def _guarded(self, taken: Delivery) -> None:
         async with self._work:
             try:
-                await self.send(delivery_id)
+                await self._send_taken(taken)
             except StoreError as err:
-                log.error("delivery %s: store failed (%s); the reconciler will pick it up", delivery_id, err)
+                log.error(
+                    "delivery %s: store failed (%s); the reconciler will pick it up", taken.delivery_id, err
+                )
 
     def _cache(self, notice: Notice) -> NoticeCache:
         cache = self._caches.get(notice.notice_id)
@@ -242,6 +243,10 @@ class NotifyEngine:
         )  # fmt: skip
         if taken is None:
             return None  # a replayed or duplicated job: someone already has it
+        return await self._send_taken(taken)
+
+    async def _send_taken(self, taken: Delivery) -> Delivery | None:
+        """Call the carrier for a delivery this sender holds (``sending``) and record the answer."""
         notice = self._notices.get(taken.notice_id)
         if notice is None:  # a notice's template and context never change once planned
             notice = await self._store.get_notice(taken.notice_id)

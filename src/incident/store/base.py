@@ -107,6 +107,16 @@ class Store(Protocol):
         and log it in the delivery's events."""
         ...
 
+    async def queue_deliveries(self, delivery_ids: Sequence[str], at: str) -> list[tuple[str, str]]:
+        """Move the planned or retry-due ones of ``delivery_ids`` to ``queued`` in one go;
+        returns (delivery_id, account_id) of those moved (the others were taken meanwhile)."""
+        ...
+
+    async def take_deliveries(self, delivery_ids: Sequence[str], at: str) -> list[Delivery]:
+        """Senders take jobs: the ``queued`` ones of ``delivery_ids`` become ``sending`` with
+        one more attempt, in one go; returns those taken (a replayed job finds none)."""
+        ...
+
     async def get_delivery(self, delivery_id: str) -> Delivery | None: ...
 
     async def delivery_by_sid(self, carrier_sid: str) -> Delivery | None: ...

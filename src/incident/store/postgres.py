@@ -478,6 +478,42 @@ class PostgresStore:
 
         return await self._run(run)
 
+    async def queue_deliveries(self, delivery_ids: Sequence[str], at: str) -> list[tuple[str, str]]:
+        async def run(conn: Any) -> list[tuple[str, str]]:
+            rows = await conn.fetch(
+                "UPDATE deliveries SET state = 'queued', updated_at = $1 WHERE delivery_id = ANY($2::text[])"
+                " AND state IN ('planned', 'retry') RETURNING delivery_id, account_id",
+                at,
+                list(delivery_ids),
+            )
+            moved = [(r[0], r[1]) for r in rows]
+            await conn.executemany(
+                "INSERT INTO delivery_events (delivery_id, at, state, detail)"
+                " VALUES ($1, $2, 'queued', 'job published')",
+                [(d, at) for d, _ in moved],
+            )
+            return moved
+
+        return await self._run(run)
+
+    async def take_deliveries(self, delivery_ids: Sequence[str], at: str) -> list[Delivery]:
+        async def run(conn: Any) -> list[Delivery]:
+            rows = await conn.fetch(
+                "UPDATE deliveries SET state = 'sending', attempts = attempts + 1, updated_at = $1"  # noqa: S608
+                f" WHERE delivery_id = ANY($2::text[]) AND state = 'queued' RETURNING {DELIVERY_COLUMNS}",
+                at,
+                list(delivery_ids),
+            )
+            taken = [delivery_of(r) for r in rows]
+            await conn.executemany(
+                "INSERT INTO delivery_events (delivery_id, at, state, detail)"
+                " VALUES ($1, $2, 'sending', 'sending')",
+                [(d.delivery_id, at) for d in taken],
+            )
+            return taken
+
+        return await self._run(run)
+
     async def _deliveries(self, where: str, *args: Any) -> list[Delivery]:
         sql = f"SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE {where}"  # noqa: S608
         rows = await self._run(lambda c: c.fetch(sql, *args), transaction=False)

@@ -515,6 +515,47 @@ class SqliteStore:
 
         return await self._write(run)
 
+    async def queue_deliveries(self, delivery_ids: Sequence[str], at: str) -> list[tuple[str, str]]:
+        def run(conn: sqlite3.Connection) -> list[tuple[str, str]]:
+            moved: list[tuple[str, str]] = []
+            for start in range(0, len(delivery_ids), 500):
+                chunk = list(delivery_ids[start : start + 500])
+                marks = ", ".join("?" * len(chunk))
+                moved += conn.execute(
+                    f"UPDATE deliveries SET state = 'queued', updated_at = ? WHERE delivery_id IN ({marks})"  # noqa: S608
+                    " AND state IN ('planned', 'retry') RETURNING delivery_id, account_id",
+                    [at, *chunk],
+                ).fetchall()
+            conn.executemany(
+                "INSERT INTO delivery_events (delivery_id, at, state, detail)"
+                " VALUES (?, ?, 'queued', 'job published')",
+                [(d, at) for d, _ in moved],
+            )
+            return [(d, a) for d, a in moved]
+
+        return await self._write(run)
+
+    async def take_deliveries(self, delivery_ids: Sequence[str], at: str) -> list[Delivery]:
+        def run(conn: sqlite3.Connection) -> list[Delivery]:
+            taken: list[Delivery] = []
+            for start in range(0, len(delivery_ids), 500):
+                chunk = list(delivery_ids[start : start + 500])
+                marks = ", ".join("?" * len(chunk))
+                rows = conn.execute(
+                    "UPDATE deliveries SET state = 'sending', attempts = attempts + 1, updated_at = ?"  # noqa: S608
+                    f" WHERE delivery_id IN ({marks}) AND state = 'queued' RETURNING {DELIVERY_COLUMNS}",
+                    [at, *chunk],
+                ).fetchall()
+                taken += [delivery_of(r) for r in rows]
+            conn.executemany(
+                "INSERT INTO delivery_events (delivery_id, at, state, detail)"
+                " VALUES (?, ?, 'sending', 'sending')",
+                [(d.delivery_id, at) for d in taken],
+            )
+            return taken
+
+        return await self._write(run)
+
     async def _deliveries(self, where: str, args: Sequence[Any], tail: str = "") -> list[Delivery]:
         sql = f"SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE {where} {tail}"  # noqa: S608
         rows = await self._read(lambda c: c.execute(sql, list(args)).fetchall())
