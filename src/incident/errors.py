@@ -4,6 +4,7 @@
     ├── ConfigError               settings or a config file are wrong; start-up stops
     ├── InvalidInput              a request or file breaks a rule (HTTP 400/413/422)
     │   ├── MalformedRequest      not JSON at all (400)
+    │   ├── geo.GeoError          a geometry, zone, pipe or file the geo package refuses
     │   └── PayloadTooLarge
     ├── AuthError
     │   ├── Unauthenticated       no or unknown token (401)

@@ -8,22 +8,18 @@
 
 Row-level problems in a households or valves file are not raised: they come back as
 rejected rows so one bad line never stops a load. Messages never contain phone numbers.
-Self-contained on purpose: the service re-parents :class:`GeoError` under its own hierarchy.
 """
 
 from __future__ import annotations
 
+from incident.errors import InvalidInput
 
-class GeoError(Exception):
-    """Base of every error the geo package raises on purpose."""
+
+class GeoError(InvalidInput):
+    """Base of every error the geo package raises on purpose: bad input (a 4xx), part of
+    the service's one hierarchy (:mod:`incident.errors`)."""
 
     code: str = "geo_error"
-
-    def __init__(self, message: str, *, code: str | None = None) -> None:
-        super().__init__(message)
-        self.message = message
-        if code is not None:
-            self.code = code
 
 
 class FileFormatError(GeoError):
