@@ -280,3 +280,53 @@ async def test_app_push_through_the_gateway(sending_api: Api) -> None:
     assert all(p["title"] and p["body"] for p in drill.carrier.pushes)
     _, d = await api.call("GET", f"/api/incidents/{inc['id']}/deliveries")
     assert d["counts"] == {"push": {"sent": len(tokens)}}
+
+
+async def test_sends_cut_short_are_looked_up_at_the_carrier_before_any_retry(
+    aiohttp_client: Callable[[Application], Awaitable[Client]],
+    settings: Settings,
+    tokens: Tokens,
+    broker: Broker,
+) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from incident.notify.drill import serve_drill
+    from incident.notify.drill_config import DrillConfig
+    from incident.notify.records import Delivery, Notice
+    from incident.notify.states import DeliveryState
+    from incident.store.base import PutNotice
+
+    async with serve_drill(DrillConfig(callbacks=False)) as carrier:
+        api = await _external_api(aiohttp_client, settings, tokens, kafka_env(broker), carrier.url,
+                                  INCIDENT_NOTIFY__SENDING_TIMEOUT_S="1")  # fmt: skip
+        inc = await api.declare()
+        store, runtime = api.client.app[STORE], api.client.app[NOTIFY]
+        old = (datetime.now(UTC) - timedelta(minutes=5)).isoformat(timespec="microseconds")
+        notice_id = f"{inc['id']}-N1"
+        await store.apply_plan([PutNotice(Notice(notice_id=notice_id, incident_id=inc["id"], template="main_break",
+                                                 channels=["sms", "voice", "push"], status="approved",
+                                                 created_by="alice", created_at=old))])  # fmt: skip
+        # The carrier took a call and an SMS, but the answers were never recorded (the sender died).
+        placed = await runtime.carrier.call(
+            "+15025550201", "+15005550006", "<Response/>", "http://127.0.0.1:9/s"
+        )
+        texted = await runtime.carrier.send_sms(
+            "+15025550202", "+15005550006", "Boil water", "http://127.0.0.1:9/s"
+        )
+
+        def stuck(seq: int, channel: str, address: str) -> Delivery:
+            return Delivery(delivery_id=f"{notice_id}:{seq}", notice_id=notice_id, incident_id=inc["id"], seq=seq,
+                            channel=channel, address=address, account_id=f"A{seq}", language="en", priority_rank=3,
+                            state=DeliveryState.sending, attempts=1, updated_at=old)  # fmt: skip
+
+        await store.add_deliveries([
+            stuck(1, "voice", "+15025550201"), stuck(2, "sms", "+15025550202"),
+            stuck(3, "sms", "+15025550203"), stuck(4, "push", "app-token-4"),
+        ])  # fmt: skip
+        assert await runtime.engine.reconcile() == 4
+        got = {d.seq: d for d in await store.list_deliveries(inc["id"], "", 10)}
+        assert (got[1].state, got[1].carrier_sid) == (DeliveryState.accepted, placed.sid)
+        assert (got[2].state, got[2].carrier_sid) == (DeliveryState.accepted, texted.sid)
+        assert got[3].state == DeliveryState.retry  # the carrier never got it: send it
+        assert (got[4].state, got[4].error_code) == (DeliveryState.failed, "outcome_unknown")
+        assert len(list(carrier.carrier.calls)) == 1 and len(list(carrier.carrier.messages)) == 1

@@ -126,6 +126,11 @@ class TwilioCarrier:
         )  # fmt: skip
         return Accepted(call.sid, call.status)
 
+    async def find_calls(self, to: str, since: datetime) -> list[tuple[str, str]]:
+        """Calls to ``to`` started since ``since``: (sid, status), for the same reason."""
+        found = await self._call(self._client.calls.list_async(to=to, start_time_after=since, limit=20))
+        return [(c.sid, c.status) for c in found]
+
     async def find_sms(self, to: str, since: datetime) -> list[tuple[str, str, str]]:
         """Messages to ``to`` sent since ``since``: (sid, status, body), to learn the fate of a
         send interrupted before its answer was recorded."""

@@ -309,11 +309,23 @@ class NotifyEngine:
         cutoff = self._clock.now() - timedelta(seconds=self._n.sending_timeout_s)
         fixed = 0
         for d in await self._store.deliveries_in([S.sending], 500):
-            if d.updated_at >= isoformat(cutoff) or d.channel != Channel.sms.value:
+            if d.updated_at >= isoformat(cutoff):
+                continue
+            if d.channel == Channel.push.value:
+                # A push gateway keeps no list to ask: rather a gap (the household still has its
+                # other channels) than a second notice.
+                gave_up = DeliveryChange(
+                    delivery_id=d.delivery_id, expect=frozenset({S.sending}), to=S.failed,
+                    error_code="outcome_unknown", detail="reconciled: cut short, not sent again",
+                )  # fmt: skip
+                fixed += await self._store.change_delivery(gave_up, isoformat(self._clock.now())) is not None
                 continue
             since = datetime.fromisoformat(d.updated_at) - timedelta(minutes=1)
             try:
-                found = await self._carrier.find_sms(d.address, since)
+                if d.channel == Channel.sms.value:
+                    found: list[tuple[str, ...]] = list(await self._carrier.find_sms(d.address, since))
+                else:
+                    found = list(await self._carrier.find_calls(d.address, since))
             except CarrierError as err:
                 log.warning("reconcile %s: carrier lookup failed (%s)", d.delivery_id, err)
                 continue
