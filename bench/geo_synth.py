@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from incident.geo import LinkKind, Network, read_network
+from incident.geo.household import COLUMNS
 from incident.geo.projection import LocalMetric
 from incident.geo.table import STRING, HouseholdTable
 
@@ -87,20 +88,7 @@ def write_csv(table: HouseholdTable, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("w", encoding="utf-8", newline="") as f:
         out = csv.writer(f, lineterminator="\n")
-        out.writerow(
-            [
-                "account_id",
-                "lon",
-                "lat",
-                "address",
-                "language",
-                "sms",
-                "voice",
-                "app_token",
-                "priority",
-                "opt_out",
-            ]
-        )
+        out.writerow(COLUMNS)
         for begin in range(0, len(table), 50_000):
             s = slice(begin, begin + 50_000)
             out.writerows(

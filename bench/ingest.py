@@ -23,6 +23,7 @@ import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from incident.clock import SystemClock
+from incident.incidents import IncidentService
 from incident.ingest import Batch, Ingestor
 from incident.kafka import BrokerMonitor, EmbeddedBroker
 from incident.live import LiveHub
@@ -98,7 +99,7 @@ class Ours:
     async def run_until(self, n: int) -> float:
         store = open_store(self.settings.store, SystemClock())
         await store.open()
-        triage = TriageService(store, LiveHub(self.metrics, 10), self.metrics)
+        triage = TriageService(IncidentService(store, LiveHub(self.metrics, 10), self.metrics))
         ingestor = Ingestor(self.settings, self.bootstrap, store, triage, self.metrics, embedded=False,
                             after_store=self.after_store)  # fmt: skip
         await ingestor.start()

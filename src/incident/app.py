@@ -25,6 +25,7 @@ from incident.api.live import live
 from incident.api.middleware import authentication, errors_and_metrics
 from incident.auth import TokenRegistry, read_tokens
 from incident.clock import Clock, SystemClock
+from incident.errors import StoreError
 from incident.geo.household import Channel
 from incident.households import load_service_area
 from incident.incidents import IncidentService
@@ -97,7 +98,7 @@ async def _store_ctx(app: web.Application) -> AsyncIterator[None]:
     hub = LiveHub(app[METRICS], app[SETTINGS].live.client_queue)
     app[HUB] = hub
     app[INCIDENTS] = IncidentService(store, hub, app[METRICS])
-    app[TRIAGE] = TriageService(store, hub, app[METRICS])
+    app[TRIAGE] = TriageService(app[INCIDENTS])
     log.info("store open (schema version %d)", await store.schema_version())
     yield
     await store.close()
@@ -146,7 +147,10 @@ async def _fanout_ctx(app: web.Application) -> AsyncIterator[None]:
             await asyncio.sleep(1.0)
             for incident_id in list(dirty):
                 dirty.discard(incident_id)
-                hub.publish_deliveries(incident_id, await store.delivery_counts(incident_id))
+                try:
+                    hub.publish_deliveries(incident_id, await store.delivery_counts(incident_id))
+                except StoreError as err:  # the feed outlives a store hiccup; the next change retries
+                    log.warning("delivery progress for %s not published: %s", incident_id, err.message)
 
     async with notify_runtime(
         app[SETTINGS], store, app[TEMPLATES], app[CLOCK], kafka.bootstrap,

@@ -8,7 +8,6 @@ look at the current state and return the events to append, or raise.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Any
 
@@ -353,7 +352,3 @@ def _require_open(state: Incident, what: str) -> None:
 
 def incident_id(year: int, number: int) -> str:
     return f"INC-{year:04d}-{number:06d}"
-
-
-def year_of(at: datetime) -> int:
-    return at.year

@@ -6,7 +6,7 @@ Takes ids and plain values; views parse requests and call these.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from typing import Any
 
 from incident import domain
@@ -24,10 +24,14 @@ from incident.timeline import Integrity, verify
 class IncidentService:
     def __init__(self, store: Store, hub: LiveHub, metrics: Metrics) -> None:
         self.store = store
-        self._hub = hub
+        self.hub = hub
         self._metrics = metrics
 
-    def publish(self, appended: list[Appended]) -> None:
+    def count_declared(self, declaration: Declaration) -> None:
+        self._metrics.incidents_declared.labels(declaration.kind.value, declaration.utility.value).inc()
+
+    def publish(self, appended: Sequence[Appended]) -> None:
+        """Tell the live feed and metrics what a committed change did."""
         for a in appended:
             self._published(a)
 
@@ -35,7 +39,7 @@ class IncidentService:
         for event in appended.events:
             self._metrics.timeline_events.labels(event.type).inc()
         if appended.events:
-            self._hub.publish(appended.incident, appended.events)
+            self.hub.publish(appended.incident, appended.events)
         return appended
 
     async def declare(
@@ -57,7 +61,7 @@ class IncidentService:
             data, _ = await asyncio.to_thread(_area_change, service, [], request, buffer_m)
             drafts.append(domain.EventDraft(type=domain.EventType.area_changed, actor=by.name, data=data))
         appended = await self.store.create_incident(lambda _id: drafts)
-        self._metrics.incidents_declared.labels(declaration.kind.value, declaration.utility.value).inc()
+        self.count_declared(declaration)
         return self._published(appended)
 
     async def _act(self, incident_id: str, decide: Decider) -> Appended:

@@ -23,6 +23,7 @@ from incident.domain import Incident
 from incident.errors import Conflict, InvalidInput, NotFound
 from incident.geo import ServiceArea, iter_households
 from incident.geo.household import Channel, Priority
+from incident.geo.table import PRIORITY_RANK
 from incident.incidents import IncidentService
 from incident.notify.context import Advisory, NoticeContext, TemplateKey
 from incident.notify.planner import AudienceCounts, PlannedDelivery, QuietHours, plan_deliveries, send_after
@@ -37,7 +38,6 @@ from incident.store.base import AppendTo, PutNotice
 log = logging.getLogger(__name__)
 
 BATCH = 5000
-_PRIORITY_RANK = {Priority.medical: 0, Priority.critical_facility: 1, Priority.vulnerable: 2, None: 3}
 
 
 class Audience(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -215,7 +215,7 @@ def _delivery(notice_id: str, incident_id: str, d: PlannedDelivery, now: str) ->
     return Delivery(
         delivery_id=f"{notice_id}:{d.seq}", notice_id=notice_id, incident_id=incident_id, seq=d.seq,
         channel=d.channel.value, address=d.address, account_id=d.account_id, language=d.language,
-        priority_rank=_PRIORITY_RANK[d.priority], state=DeliveryState.draft, updated_at=now,
+        priority_rank=PRIORITY_RANK[d.priority], state=DeliveryState.draft, updated_at=now,
     )  # fmt: skip
 
 

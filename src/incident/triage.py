@@ -14,11 +14,9 @@ from incident.auth import Principal
 from incident.correlate import Candidate, Declare, Link, decide
 from incident.domain import Declaration, Role
 from incident.errors import Forbidden, NotFound
-from incident.live import LiveHub
-from incident.metrics import Metrics
+from incident.incidents import IncidentService
 from incident.reports import Report, ReportStatus, StoredReport
 from incident.settings import CorrelationSettings
-from incident.store import Store
 from incident.store.base import Appended, AppendTo, NewIncident, Opener, Planner, PlanStep, SetReport
 
 #: The actor named on events the ingest pipeline writes by itself.
@@ -99,17 +97,14 @@ def ingest_planner(settings: CorrelationSettings) -> Planner:
 
 
 class TriageService:
-    def __init__(self, store: Store, hub: LiveHub, metrics: Metrics) -> None:
-        self._store = store
-        self._hub = hub
-        self._metrics = metrics
+    def __init__(self, incidents: IncidentService) -> None:
+        self._incidents = incidents
+        self._store = incidents.store
+        self._hub = incidents.hub
 
     def publish(self, appended: Sequence[Appended], reports: Collection[StoredReport] = ()) -> None:
-        """Tell the live feed and metrics what a committed change did."""
-        for a in appended:
-            for event in a.events:
-                self._metrics.timeline_events.labels(event.type).inc()
-            self._hub.publish(a.incident, a.events)
+        """Tell the live feed and metrics what a committed change did, and show reports."""
+        self._incidents.publish(appended)
         for report in reports:
             self._hub.publish_report(report)
 
@@ -143,7 +138,7 @@ class TriageService:
             stored.report, "new:0", by.name, f"declared from this report by {by.name}", TRIAGEABLE
         )
         result = await self._store.apply_plan(steps)
-        self._metrics.incidents_declared.labels(declaration.kind.value, declaration.utility.value).inc()
+        self._incidents.count_declared(declaration)
         self.publish(result.appended)
         updated = await self.get(report_id)
         self._hub.publish_report(updated)

@@ -17,8 +17,9 @@ Client = TestClient[Any, Application]
 
 @pytest.fixture
 async def client(
-    aiohttp_client: Callable[[Application], Awaitable[Client]], settings: Settings, clock: ManualClock
+    settings: Settings, aiohttp_client: Callable[[Application], Awaitable[Client]], clock: ManualClock
 ) -> Client:
+    # ``settings`` first: fixtures close in reverse order, so the app stops before its database goes.
     return await aiohttp_client(create_app(settings, clock=clock))
 
 

@@ -14,6 +14,7 @@ from incident.app import create_app
 from incident.clock import ManualClock
 from incident.keys import NOTIFY, PUBLIC_URL, STORE
 from incident.settings import Settings, load_settings
+from incident.store import Store
 from tests.conftest import Broker, Tokens, kafka_env
 from tests.functional.conftest import Api, Client
 from tests.functional.test_areas import BOX
@@ -27,7 +28,7 @@ pytestmark = pytest.mark.filterwarnings(
 
 @pytest.fixture
 async def sending_api(
-    aiohttp_client: Callable[[Application], Awaitable[Client]], settings: Settings, tokens: Tokens,
+    settings: Settings, aiohttp_client: Callable[[Application], Awaitable[Client]], tokens: Tokens,
     broker: Broker, clock: ManualClock,
 ) -> Api:  # fmt: skip
     env = {
@@ -39,6 +40,12 @@ async def sending_api(
     client = await aiohttp_client(create_app(sending))
     client.app[PUBLIC_URL].value = str(client.make_url("")).rstrip("/")
     return Api(client, tokens)
+
+
+async def every_delivery_handed_over(store: Store, incident_id: str, expected: int | None = None) -> bool:
+    """Every delivery has its carrier's id (and there are ``expected`` of them, if given)."""
+    rows = await store.list_deliveries(incident_id, "", 10_000)
+    return bool(rows) and (expected is None or len(rows) == expected) and all(r.carrier_sid for r in rows)
 
 
 async def wait_for(check: Callable[[], Awaitable[bool]], limit: float = 30.0) -> None:
@@ -93,11 +100,7 @@ async def test_a_replayed_job_sends_nothing(sending_api: Api) -> None:
     await api.call("POST", f"/api/incidents/{inc['id']}/notices/{notice_id}/approve")
     store = api.client.app[STORE]
 
-    async def done() -> bool:
-        rows = await store.list_deliveries(inc["id"], "", 10_000)
-        return bool(rows) and all(r.carrier_sid for r in rows)
-
-    await wait_for(done)
+    await wait_for(lambda: every_delivery_handed_over(store, inc["id"]))
     drill = api.client.app[NOTIFY].drill
     assert drill is not None
     before = len(list(drill.carrier.messages))
@@ -141,8 +144,8 @@ async def _plan_and_approve(api: Api) -> tuple[str, int]:
 
 
 async def test_a_fan_out_cut_short_completes_after_a_restart_without_duplicates_or_gaps(
+    settings: Settings,  # before the app's client: the database outlives the app
     aiohttp_client: Callable[[Application], Awaitable[Client]],
-    settings: Settings,
     tokens: Tokens,
     broker: Broker,
 ) -> None:
@@ -168,19 +171,15 @@ async def test_a_fan_out_cut_short_completes_after_a_restart_without_duplicates_
         )  # fmt: skip
         store = second.client.app[STORE]
 
-        async def finished() -> bool:
-            rows = await store.list_deliveries(incident_id, "", 10_000)
-            return len(rows) == numbers and all(r.carrier_sid for r in rows)
-
-        await wait_for(finished, limit=60)
+        await wait_for(lambda: every_delivery_handed_over(store, incident_id, numbers), limit=60)
         sent = Counter(m.to for m in carrier.carrier.messages)
         assert len(sent) == numbers, "a gap: some number was never sent to"
         assert set(sent.values()) == {1}, "a duplicate: some number got the notice twice"
 
 
 async def test_429_storms_are_retried_and_still_send_once(
+    settings: Settings,  # before the app's client: the database outlives the app
     aiohttp_client: Callable[[Application], Awaitable[Client]],
-    settings: Settings,
     tokens: Tokens,
     broker: Broker,
 ) -> None:
@@ -196,11 +195,7 @@ async def test_429_storms_are_retried_and_still_send_once(
         incident_id, numbers = await _plan_and_approve(api)
         store = api.client.app[STORE]
 
-        async def finished() -> bool:
-            rows = await store.list_deliveries(incident_id, "", 10_000)
-            return len(rows) == numbers and all(r.carrier_sid for r in rows)
-
-        await wait_for(finished, limit=60)
+        await wait_for(lambda: every_delivery_handed_over(store, incident_id, numbers), limit=60)
         rows = await store.list_deliveries(incident_id, "", 10_000)
         assert sum(r.attempts for r in rows) >= numbers + 30 - 5  # the refusals were retried
         sent = Counter(m.to for m in carrier.carrier.messages)
@@ -208,8 +203,8 @@ async def test_429_storms_are_retried_and_still_send_once(
 
 
 async def test_an_sms_refused_as_not_mobile_becomes_one_voice_call(
+    settings: Settings,  # before the app's client: the database outlives the app
     aiohttp_client: Callable[[Application], Awaitable[Client]],
-    settings: Settings,
     tokens: Tokens,
     broker: Broker,
 ) -> None:
@@ -283,8 +278,8 @@ async def test_app_push_through_the_gateway(sending_api: Api) -> None:
 
 
 async def test_sends_cut_short_are_looked_up_at_the_carrier_before_any_retry(
+    settings: Settings,  # before the app's client: the database outlives the app
     aiohttp_client: Callable[[Application], Awaitable[Client]],
-    settings: Settings,
     tokens: Tokens,
     broker: Broker,
 ) -> None:

@@ -6,8 +6,6 @@ import asyncio
 from datetime import UTC, datetime
 from typing import Any
 
-import aiohttp
-
 from incident.app import create_app
 from incident.domain import Kind, Severity, Utility
 from incident.kafka import free_port
@@ -133,4 +131,3 @@ async def test_the_service_runs_and_says_so_when_kafka_is_down(
         assert resp.status == 200  # dispatchers can still work
     async with client.get("/metrics") as resp:
         assert "incident_kafka_up 0.0" in await resp.text()
-    _ = aiohttp

@@ -12,6 +12,7 @@ import orjson
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
+from incident.incidents import IncidentService
 from incident.ingest import Batch, Ingestor
 from incident.kafka import BrokerMonitor, EmbeddedBroker
 from incident.live import LiveHub
@@ -48,7 +49,7 @@ class Harness:
         self.bootstrap = bootstrap
         self.metrics = Metrics()
         self.hub = LiveHub(self.metrics, 10_000)
-        self.triage = TriageService(store, self.hub, self.metrics)
+        self.triage = TriageService(IncidentService(store, self.hub, self.metrics))
 
     @contextlib.asynccontextmanager
     async def ingestor(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -16,6 +16,7 @@ from incident.geo.household import Channel, Household, Priority
 from incident.notify.records import Delivery, DeliveryChange, Notice
 from incident.notify.states import DeliveryState
 from incident.reports import Report, ReportStatus, StoredReport
+from incident.store.base import HouseholdUpsert
 
 REPORT_COLUMNS = (
     "report_id, kind, utility, severity, observed_at, received_at, lon, lat, asset_type, asset_id,"
@@ -94,6 +95,34 @@ def household_row(h: Household, digest: str, updated_at: str) -> tuple[Any, ...]
     priority = h.priority.value if h.priority else None
     return (h.account_id, h.lon, h.lat, h.address, h.language, h.sms, h.voice, h.app_token, priority,
             opt_out, digest, updated_at)  # fmt: skip
+
+
+HOUSEHOLD_UPSERT = (
+    f"INSERT INTO households ({HOUSEHOLD_COLUMNS}) VALUES ({{}})"  # noqa: S608 - constants only
+    " ON CONFLICT (account_id) DO UPDATE SET lon = excluded.lon, lat = excluded.lat,"
+    " address = excluded.address, language = excluded.language, sms = excluded.sms,"
+    " voice = excluded.voice, app_token = excluded.app_token, priority = excluded.priority,"
+    " opt_out = excluded.opt_out, digest = excluded.digest, updated_at = excluded.updated_at"
+)
+
+
+def upsert_rows(
+    households: Sequence[Household], known: Mapping[str, str], now: str
+) -> tuple[list[tuple[Any, ...]], HouseholdUpsert]:
+    """Which households to write (new or changed, by digest) and the counts, given the
+    digests already stored by account id."""
+    rows: list[tuple[Any, ...]] = []
+    added = updated = 0
+    for h in households:
+        digest = household_digest(h)
+        if known.get(h.account_id) == digest:
+            continue
+        if h.account_id in known:
+            updated += 1
+        else:
+            added += 1
+        rows.append(household_row(h, digest, now))
+    return rows, HouseholdUpsert(added, updated, len(households) - added - updated)
 
 
 def household_of(row: Any) -> Household:

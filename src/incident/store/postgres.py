@@ -45,6 +45,7 @@ from incident.store.common import (
     COUNTS_SQL,
     DELIVERY_COLUMNS,
     HOUSEHOLD_COLUMNS,
+    HOUSEHOLD_UPSERT,
     NOTICE_UPSERT,
     OPEN,
     REPORT_COLUMNS,
@@ -53,13 +54,12 @@ from incident.store.common import (
     change_fields,
     delivery_of,
     delivery_row,
-    household_digest,
     household_of,
-    household_row,
     notice_of,
     notice_row,
     report_row,
     stored_report,
+    upsert_rows,
 )
 from incident.store.migrations import MIGRATIONS
 from incident.timeline import seal
@@ -345,24 +345,9 @@ class PostgresStore:
                     [h.account_id for h in households],
                 )
             )
-            rows, added, updated = [], 0, 0
-            for h in households:
-                digest = household_digest(h)
-                if known.get(h.account_id) == digest:
-                    continue
-                added += h.account_id not in known
-                updated += h.account_id in known
-                rows.append(household_row(h, digest, now))
-            await conn.executemany(
-                f"INSERT INTO households ({HOUSEHOLD_COLUMNS}) VALUES"  # noqa: S608
-                " ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
-                " ON CONFLICT (account_id) DO UPDATE SET lon = excluded.lon, lat = excluded.lat,"
-                " address = excluded.address, language = excluded.language, sms = excluded.sms,"
-                " voice = excluded.voice, app_token = excluded.app_token, priority = excluded.priority,"
-                " opt_out = excluded.opt_out, digest = excluded.digest, updated_at = excluded.updated_at",
-                rows,
-            )
-            return HouseholdUpsert(added, updated, len(households) - added - updated)
+            rows, counts = upsert_rows(households, known, now)
+            await conn.executemany(HOUSEHOLD_UPSERT.format(", ".join(f"${n}" for n in range(1, 13))), rows)
+            return counts
 
         return await self._run(run)
 

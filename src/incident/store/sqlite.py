@@ -46,6 +46,7 @@ from incident.store.common import (
     COUNTS_SQL,
     DELIVERY_COLUMNS,
     HOUSEHOLD_COLUMNS,
+    HOUSEHOLD_UPSERT,
     NOTICE_UPSERT,
     OPEN,
     REPORT_COLUMNS,
@@ -54,13 +55,12 @@ from incident.store.common import (
     change_fields,
     delivery_of,
     delivery_row,
-    household_digest,
     household_of,
-    household_row,
     notice_of,
     notice_row,
     report_row,
     stored_report,
+    upsert_rows,
 )
 from incident.store.migrations import MIGRATIONS
 from incident.timeline import seal
@@ -398,23 +398,9 @@ class SqliteStore:
                 marks = ", ".join("?" * len(chunk))
                 sql = f"SELECT account_id, digest FROM households WHERE account_id IN ({marks})"  # noqa: S608
                 known.update(conn.execute(sql, chunk).fetchall())
-            rows, added, updated = [], 0, 0
-            for h in households:
-                digest = household_digest(h)
-                if known.get(h.account_id) == digest:
-                    continue
-                added += h.account_id not in known
-                updated += h.account_id in known
-                rows.append(household_row(h, digest, now))
-            conn.executemany(
-                f"INSERT INTO households ({HOUSEHOLD_COLUMNS}) VALUES ({', '.join('?' * 12)})"  # noqa: S608
-                " ON CONFLICT (account_id) DO UPDATE SET lon = excluded.lon, lat = excluded.lat,"
-                " address = excluded.address, language = excluded.language, sms = excluded.sms,"
-                " voice = excluded.voice, app_token = excluded.app_token, priority = excluded.priority,"
-                " opt_out = excluded.opt_out, digest = excluded.digest, updated_at = excluded.updated_at",
-                rows,
-            )
-            return HouseholdUpsert(added, updated, len(households) - added - updated)
+            rows, counts = upsert_rows(households, known, now)
+            conn.executemany(HOUSEHOLD_UPSERT.format(", ".join("?" * 12)), rows)
+            return counts
 
         return await self._write(run)
 
