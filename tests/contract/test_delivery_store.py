@@ -150,3 +150,52 @@ async def test_senders_take_a_batch_once(store: Store) -> None:
         d.delivery_id for d in ds[:4]
     )  # each once; #5 not queued
     assert all(d.state == S.sending and d.attempts == 1 for d in taken)
+
+
+async def test_due_deliveries_merge_planned_and_retries_in_priority_order(store: Store) -> None:
+    iid = await _incident(store)
+    await store.apply_plan([PutNotice(notice(iid))])
+    await store.add_deliveries([delivery(iid, i) for i in range(1, 13)])
+    later = "2026-11-22T09:00:00.000000+00:00"
+    # Two become retries: one due now, one only later.
+    for seq, when in ((2, AT), (6, later)):
+        change = DeliveryChange(delivery_id=f"{iid}-N1:{seq}", expect=frozenset({S.planned}), to=S.retry,
+                                next_attempt_at=when, detail="429")  # fmt: skip
+        assert await store.change_delivery(change, AT) is not None
+    await store.release_deliveries(f"{iid}-N1", None)
+    due = await store.due_deliveries(AT, 100)
+    expected = sorted((d for d in range(1, 13) if d != 6), key=lambda s: (s % 4, s))
+    assert [d.seq for d in due] == expected
+    assert [d.seq for d in await store.due_deliveries(AT, 3)] == expected[:3]
+    assert [d.seq for d in await store.due_deliveries(later, 100)] == sorted(
+        range(1, 13), key=lambda s: (s % 4, s)
+    )
+    assert await store.due_deliveries(AT, 100, notice_id="other") == []
+
+
+async def test_a_batch_of_changes_applies_each_that_still_holds(store: Store) -> None:
+    iid = await _incident(store)
+    await store.apply_plan([PutNotice(notice(iid))])
+    await store.add_deliveries([delivery(iid, i) for i in range(1, 5)])
+    await store.queue_deliveries([f"{iid}-N1:{i}" for i in range(1, 5)], AT)
+    taken = await store.take_deliveries([f"{iid}-N1:{i}" for i in (1, 2, 3)], AT)
+    assert await store.count_deliveries_in([S.sending]) == 3
+    assert await store.count_deliveries_in([S.queued, S.sending]) == 4
+
+    def answer(d: Delivery, sid: str) -> DeliveryChange:
+        return DeliveryChange(delivery_id=d.delivery_id, expect=frozenset({S.sending}), to=S.accepted,
+                              carrier_sid=sid, detail="carrier: accepted")  # fmt: skip
+
+    queued = DeliveryChange(
+        delivery_id=f"{iid}-N1:4", expect=frozenset({S.sending}), to=S.accepted, detail="x"
+    )
+    results = await store.change_deliveries([answer(taken[0], "SM1"), queued, answer(taken[1], "SM2")], AT)
+    assert [r.carrier_sid if r else None for r in results] == ["SM1", None, "SM2"]
+    assert await store.count_deliveries_in([S.accepted]) == 2
+    assert (await store.get_delivery(f"{iid}-N1:4")).state == S.queued  # type: ignore[union-attr]
+    assert [e[1] for e in await store.delivery_events(taken[0].delivery_id)] == [
+        "queued",
+        "sending",
+        "accepted",
+    ]
+    assert await store.change_deliveries([], AT) == []

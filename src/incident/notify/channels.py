@@ -85,13 +85,25 @@ def _carrier_error(err: TwilioRestException) -> CarrierError:
     )
 
 
+class _QuietTwilioHttpClient(AsyncTwilioHttpClient):  # type: ignore[misc]
+    """The library's client logs every request and response at INFO, query parameters
+    included: a lookup by recipient would put phone numbers in our logs, and the formatting
+    costs a fan-out time on every call even when INFO is off."""
+
+    def log_request(self, kwargs: dict[str, Any]) -> None:
+        return None
+
+    def log_response(self, status_code: int, response: Any) -> None:
+        return None
+
+
 class TwilioCarrier:
     """One async Twilio client for the whole service (create inside the running loop)."""
 
     def __init__(
         self, account_sid: str, auth_token: str, api_base_url: str, *, timeout_s: float = 15.0
     ) -> None:
-        self._http = AsyncTwilioHttpClient()
+        self._http = _QuietTwilioHttpClient()
         self._client = Client(account_sid, auth_token, http_client=self._http)
         # Messages and Calls live in the api domain: pointing it elsewhere reaches any
         # Twilio-compatible server (the drill carrier, a test server).

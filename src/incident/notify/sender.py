@@ -18,6 +18,7 @@ import asyncio
 import contextlib
 import logging
 import random
+from collections import deque
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
@@ -25,6 +26,7 @@ from typing import Any
 import msgspec
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.errors import KafkaError
+from aiokafka.partitioner import DefaultPartitioner
 
 from incident.clock import Clock, isoformat
 from incident.errors import StoreError
@@ -43,13 +45,90 @@ log = logging.getLogger(__name__)
 S = DeliveryState
 #: Jobs published and not yet taken by a sender, at most.
 MAX_IN_FLIGHT = 2000
+#: Deliveries per notify job: a job names the deliveries of one partition's households.
+JOB_SIZE = 50
+_partitioner = DefaultPartitioner()
+
+
+class NotifyJob(msgspec.Struct, frozen=True, omit_defaults=True):
+    """A message on the notify-jobs topic. ``delivery_id`` is the one-delivery form of
+    earlier versions, still read so jobs published before an upgrade are not lost."""
+
+    delivery_ids: list[str] = msgspec.field(default_factory=list)
+    delivery_id: str = ""
+
+    def ids(self) -> list[str]:
+        return [*self.delivery_ids, self.delivery_id] if self.delivery_id else self.delivery_ids
+
+
 _job = msgspec.json.Encoder()
-_read_job = msgspec.json.Decoder(dict[str, str])
+_read_job = msgspec.json.Decoder(NotifyJob)
 
 
 def backoff_s(attempt: int, base: float, cap: float = 300.0) -> float:
     """Exponential backoff with full jitter (spreads a 429 storm out instead of echoing it)."""
     return random.uniform(0, min(cap, base * 2 ** max(0, attempt - 1)))  # noqa: S311 - jitter, not secrets
+
+
+def _job_ids(value: bytes | None) -> list[str]:
+    try:
+        return [i for i in _read_job.decode(value or b"{}").ids() if i]
+    except msgspec.DecodeError:  # not ours to send: skip it, never stop the worker
+        log.error("notify job that is not a job skipped")
+        return []
+
+
+class AnswerBook:
+    """Records carrier answers in one store call per turn of the event loop: a batch of
+    sends finishes within a few milliseconds, and one transaction for all of them costs
+    the loop far less than one each. The answers that arrive while a call is running go in
+    the next one (group commit)."""
+
+    def __init__(self, store: Store, clock: Clock) -> None:
+        self._store = store
+        self._clock = clock
+        self._pending: list[tuple[DeliveryChange, asyncio.Future[Delivery | None]]] = []
+        self._flushing: asyncio.Task[None] | None = None
+
+    async def record(self, change: DeliveryChange) -> Delivery | None:
+        done: asyncio.Future[Delivery | None] = asyncio.get_running_loop().create_future()
+        self._pending.append((change, done))
+        if self._flushing is None:
+            self._flushing = asyncio.create_task(self._flush())
+        return await done
+
+    async def _flush(self) -> None:
+        batch: list[tuple[DeliveryChange, asyncio.Future[Delivery | None]]] = []
+        try:
+            await asyncio.sleep(0)  # let the other answers of this turn join
+            while self._pending:
+                batch, self._pending = self._pending, []
+                try:
+                    results = await self._store.change_deliveries(
+                        [c for c, _ in batch], isoformat(self._clock.now())
+                    )
+                except Exception as err:  # each waiter decides what a failed record means
+                    for _, waiter in batch:
+                        if not waiter.done():
+                            waiter.set_exception(err)
+                    continue
+                for (_, waiter), result in zip(batch, results, strict=True):
+                    if not waiter.done():
+                        waiter.set_result(result)
+                batch = []
+        except asyncio.CancelledError:
+            for _, waiter in [*batch, *self._pending]:
+                waiter.cancel()
+            self._pending = []
+            raise
+        finally:
+            self._flushing = None
+
+    async def close(self) -> None:
+        if self._flushing is not None:
+            self._flushing.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._flushing
 
 
 class NotifyEngine:
@@ -91,6 +170,7 @@ class NotifyEngine:
         }
         self._calls = asyncio.Semaphore(self._n.max_concurrent_calls)
         self._work = asyncio.Semaphore(512)
+        self._answers = AnswerBook(store, clock)
 
     def wake(self) -> None:
         """Something became due (a notice was approved): look now, not at the next tick."""
@@ -102,10 +182,11 @@ class NotifyEngine:
         self._consumer = AIOKafkaConsumer(
             self._n.jobs_topic, bootstrap_servers=self._bootstrap, group_id=self._n.group_id,
             enable_auto_commit=False, auto_offset_reset="earliest", session_timeout_ms=session,
-            heartbeat_interval_ms=heartbeat, fetch_max_wait_ms=50, max_poll_records=500,
+            heartbeat_interval_ms=heartbeat, fetch_max_wait_ms=50, max_poll_records=10,
         )  # fmt: skip
 
     async def stop(self) -> None:
+        await self._answers.close()
         if self._consumer is not None:
             await self._consumer.stop()
         if self._producer is not None:
@@ -133,7 +214,7 @@ class NotifyEngine:
         published = 0
         # Back-pressure: keep only so many jobs in flight. Publishing faster than senders can
         # send would leave jobs waiting past requeue_s, to be published again for nothing.
-        room = MAX_IN_FLIGHT - len(await self._store.deliveries_in([S.queued], MAX_IN_FLIGHT))
+        room = MAX_IN_FLIGHT - await self._store.count_deliveries_in([S.queued])
         if room <= 0:
             return -1
         due = await self._store.due_deliveries(now, min(1000, room))
@@ -141,14 +222,20 @@ class NotifyEngine:
             return 0
         # One statement for the whole round: the ones taken meanwhile are simply not moved.
         moved = await self._store.queue_deliveries([d.delivery_id for d in due], now)
-        futures = []
+        # Each household's deliveries go to the partition its account id hashes to (Kafka's
+        # own partitioner), a job holding several of that partition's deliveries: one
+        # message per delivery would cost the broker and both clients far more.
+        partitions = sorted(await producer.partitions_for(self._n.jobs_topic))
+        by_partition: dict[int, list[str]] = {}
         for delivery_id, account_id in moved:
-            futures.append(
-                await producer.send(
-                    self._n.jobs_topic, _job.encode({"delivery_id": delivery_id}), key=account_id.encode()
-                )
-            )
-            published += 1
+            part = _partitioner(account_id.encode(), partitions, partitions)
+            by_partition.setdefault(part, []).append(delivery_id)
+        futures = []
+        for part, ids in by_partition.items():
+            for start in range(0, len(ids), JOB_SIZE):
+                job = NotifyJob(delivery_ids=ids[start : start + JOB_SIZE])
+                futures.append(await producer.send(self._n.jobs_topic, _job.encode(job), partition=part))
+            published += len(ids)
         if futures:
             await asyncio.gather(*futures)
         return published
@@ -197,25 +284,35 @@ class NotifyEngine:
             except KafkaError as err:
                 log.error("notify worker cannot reach Kafka (%s); retrying", err)
                 await asyncio.sleep(2.0)
-        while True:
-            try:
-                batch = await self._consumer.getmany(timeout_ms=500, max_records=500)
-                jobs = [
-                    _read_job.decode(m.value or b"{}").get("delivery_id", "")
-                    for ms in batch.values()
-                    for m in ms
-                ]
-                # Take the whole batch in one statement; a replayed job finds its delivery taken.
-                ids = [j for j in jobs if j]
-                taken = await self._store.take_deliveries(ids, isoformat(self._clock.now())) if ids else []
-                await asyncio.gather(*(self._guarded(d) for d in taken))
-                if batch:
-                    await self._consumer.commit({tp: ms[-1].offset + 1 for tp, ms in batch.items()})
-            except asyncio.CancelledError:
-                raise
-            except Exception:  # the loop outlives any one failure; uncommitted jobs come back
-                log.exception("notify worker batch failed; retrying")
-                await asyncio.sleep(1.0)
+        # Two batches in flight: the next one sends while the slowest calls of the last one
+        # finish. Offsets are committed in order, each once its batch is done.
+        ahead: deque[tuple[asyncio.Task[None], dict[Any, int]]] = deque()
+        try:
+            while True:
+                try:
+                    batch = await self._consumer.getmany(timeout_ms=50 if ahead else 500, max_records=500)
+                    if batch:
+                        offsets = {tp: ms[-1].offset + 1 for tp, ms in batch.items()}
+                        ahead.append((asyncio.create_task(self._send_batch(batch)), offsets))
+                    while ahead and (len(ahead) > 1 or ahead[0][0].done()):
+                        task, offsets = ahead.popleft()
+                        await task
+                        await self._consumer.commit(offsets)
+                except asyncio.CancelledError:
+                    raise
+                except Exception:  # the loop outlives any one failure; uncommitted jobs come back
+                    log.exception("notify worker batch failed; retrying")
+                    await asyncio.sleep(1.0)
+        finally:
+            for task, _ in ahead:
+                task.cancel()
+            await asyncio.gather(*(task for task, _ in ahead), return_exceptions=True)
+
+    async def _send_batch(self, batch: dict[Any, list[Any]]) -> None:
+        ids = [i for ms in batch.values() for m in ms for i in _job_ids(m.value)]
+        # Take the whole batch in one statement; a replayed job finds its delivery taken.
+        taken = await self._store.take_deliveries(ids, isoformat(self._clock.now())) if ids else []
+        await asyncio.gather(*(self._guarded(d) for d in taken))
 
     async def _guarded(self, taken: Delivery) -> None:
         async with self._work:
@@ -294,7 +391,7 @@ class NotifyEngine:
             detail=f"carrier: {to.value}" + (f" {fields['error_code']}" if fields.get("error_code") else ""),
             **fields,
         )  # fmt: skip
-        done = await self._store.change_delivery(change, isoformat(self._clock.now()))
+        done = await self._answers.record(change)
         if done is not None:
             self._on_change(done)
             if to is S.retry:

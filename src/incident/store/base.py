@@ -107,6 +107,15 @@ class Store(Protocol):
         and log it in the delivery's events."""
         ...
 
+    async def change_deliveries(self, changes: Sequence[DeliveryChange], at: str) -> list[Delivery | None]:
+        """:meth:`change_delivery` for many in one transaction (the answers of a batch of
+        sends); one result per change, in order."""
+        ...
+
+    async def count_deliveries_in(self, states: Collection[DeliveryState]) -> int:
+        """How many deliveries are in ``states`` (cheap: the fan-out's back-pressure)."""
+        ...
+
     async def queue_deliveries(self, delivery_ids: Sequence[str], at: str) -> list[tuple[str, str]]:
         """Move the planned or retry-due ones of ``delivery_ids`` to ``queued`` in one go;
         returns (delivery_id, account_id) of those moved (the others were taken meanwhile)."""

@@ -148,11 +148,14 @@ def delivery_row(d: Delivery) -> tuple[Any, ...]:
             d.next_attempt_at, d.fallback_of, d.updated_at)  # fmt: skip
 
 
+_STATES = {s.value: s for s in DeliveryState}  # a dict lookup: the enum call is slow per row
+
+
 def delivery_of(row: Any) -> Delivery:
     return Delivery(
         delivery_id=row[0], notice_id=row[1], incident_id=row[2], seq=row[3], channel=row[4],
         address=row[5], account_id=row[6], language=row[7], priority_rank=row[8],
-        state=DeliveryState(row[9]), attempts=row[10], carrier_sid=row[11], error_code=row[12],
+        state=_STATES[row[9]], attempts=row[10], carrier_sid=row[11], error_code=row[12],
         not_before=row[13], next_attempt_at=row[14], fallback_of=row[15], updated_at=row[16],
     )  # fmt: skip
 
@@ -184,3 +187,20 @@ NOTICE_UPSERT = (
     " status = excluded.status, body = excluded.body, updated_at = excluded.updated_at"
 )
 COUNTS_SQL = "SELECT channel, state, count(*) FROM deliveries WHERE incident_id = {} GROUP BY channel, state"
+
+# Deliveries due now, in priority order. One ordered, limited scan per state, merged: with
+# ``state IN (...)`` both engines sort every waiting delivery on each round, which makes a
+# fan-out of N deliveries cost N^2. Slots: per branch now, now, notice, notice, limit; then
+# the overall limit.
+_DUE_BRANCH = (
+    "SELECT * FROM (SELECT {cols} FROM deliveries WHERE state = '{state}'"
+    " AND (not_before IS NULL OR not_before <= {{{a}}})"
+    " AND (next_attempt_at IS NULL OR next_attempt_at <= {{{b}}})"
+    " AND ({{{c}}} IS NULL OR notice_id = {{{d}}}) ORDER BY priority_rank, seq LIMIT {{{e}}}) AS due_{state}"
+)
+DUE_SQL = (
+    _DUE_BRANCH.format(cols=DELIVERY_COLUMNS, state="planned", a=0, b=1, c=2, d=3, e=4)
+    + " UNION ALL "
+    + _DUE_BRANCH.format(cols=DELIVERY_COLUMNS, state="retry", a=5, b=6, c=7, d=8, e=9)
+    + " ORDER BY priority_rank, seq LIMIT {10}"
+)

@@ -44,6 +44,7 @@ from incident.store.base import (
 from incident.store.common import (
     COUNTS_SQL,
     DELIVERY_COLUMNS,
+    DUE_SQL,
     HOUSEHOLD_COLUMNS,
     HOUSEHOLD_UPSERT,
     NOTICE_UPSERT,
@@ -100,6 +101,9 @@ def _store_error(err: Exception) -> StoreError:
 
 
 _MAX_BATCH = 256
+
+
+_DUE = DUE_SQL.format(*(["$1", "$1", "$2::text", "$2", "$3"] * 2), "$3")
 
 
 class _Job:
@@ -438,28 +442,31 @@ class PostgresStore:
         return len(inserted)
 
     async def change_delivery(self, change: DeliveryChange, at: str) -> Delivery | None:
-        fields = change_fields(change, at)
-        names = list(fields)
-        sets = ", ".join(f"{k} = ${i}" for i, k in enumerate(names, 1))
-        if change.count_attempt:
-            sets += ", attempts = attempts + 1"
-        n = len(names)
-        sql = (
-            f"UPDATE deliveries SET {sets} WHERE delivery_id = ${n + 1} AND state = ANY(${n + 2}::text[])"  # noqa: S608
-            f" RETURNING {DELIVERY_COLUMNS}"
-        )
+        return (await self.change_deliveries([change], at))[0]
 
-        async def run(conn: Any) -> Delivery | None:
-            row = await conn.fetchrow(
-                sql, *fields.values(), change.delivery_id, [s.value for s in change.expect]
+    async def change_deliveries(self, changes: Sequence[DeliveryChange], at: str) -> list[Delivery | None]:
+        async def run(conn: Any) -> list[Delivery | None]:
+            done: list[Delivery | None] = []
+            events: list[tuple[str, str, str, str]] = []
+            for change in changes:
+                fields = change_fields(change, at)
+                names = list(fields)
+                sets = ", ".join(f"{k} = ${i}" for i, k in enumerate(names, 1))
+                if change.count_attempt:
+                    sets += ", attempts = attempts + 1"
+                n = len(names)
+                row = await conn.fetchrow(
+                    f"UPDATE deliveries SET {sets} WHERE delivery_id = ${n + 1}"  # noqa: S608
+                    f" AND state = ANY(${n + 2}::text[]) RETURNING {DELIVERY_COLUMNS}",
+                    *fields.values(), change.delivery_id, [s.value for s in change.expect],
+                )  # fmt: skip
+                done.append(None if row is None else delivery_of(row))
+                if row is not None:
+                    events.append((change.delivery_id, at, change.to.value, change.detail))
+            await conn.executemany(
+                "INSERT INTO delivery_events (delivery_id, at, state, detail) VALUES ($1, $2, $3, $4)", events
             )
-            if row is None:
-                return None
-            await conn.execute(
-                "INSERT INTO delivery_events (delivery_id, at, state, detail) VALUES ($1, $2, $3, $4)",
-                change.delivery_id, at, change.to.value, change.detail,
-            )  # fmt: skip
-            return delivery_of(row)
+            return done
 
         return await self._run(run)
 
@@ -513,17 +520,18 @@ class PostgresStore:
         return found[0] if found else None
 
     async def due_deliveries(self, now: str, limit: int, notice_id: str | None = None) -> list[Delivery]:
-        return await self._deliveries(
-            "state IN ('planned', 'retry') AND (not_before IS NULL OR not_before <= $1)"
-            " AND (next_attempt_at IS NULL OR next_attempt_at <= $1) AND ($3::text IS NULL OR notice_id = $3)"
-            " ORDER BY priority_rank, seq LIMIT $2",
-            now, limit, notice_id,
-        )  # fmt: skip
+        rows = await self._run(lambda c: c.fetch(_DUE, now, notice_id, limit), transaction=False)
+        return [delivery_of(r) for r in rows]
 
     async def deliveries_in(self, states: Collection[DeliveryState], limit: int) -> list[Delivery]:
         return await self._deliveries(
             "state = ANY($1::text[]) ORDER BY updated_at LIMIT $2", [s.value for s in states], limit
         )
+
+    async def count_deliveries_in(self, states: Collection[DeliveryState]) -> int:
+        sql = "SELECT count(*) FROM deliveries WHERE state = ANY($1::text[])"
+        row = await self._run(lambda c: c.fetchrow(sql, [s.value for s in states]), transaction=False)
+        return int(row[0])
 
     async def delivery_counts(self, incident_id: str) -> dict[str, dict[str, int]]:
         rows = await self._run(lambda c: c.fetch(COUNTS_SQL.format("$1"), incident_id), transaction=False)

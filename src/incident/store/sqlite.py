@@ -45,6 +45,7 @@ from incident.store.base import (
 from incident.store.common import (
     COUNTS_SQL,
     DELIVERY_COLUMNS,
+    DUE_SQL,
     HOUSEHOLD_COLUMNS,
     HOUSEHOLD_UPSERT,
     NOTICE_UPSERT,
@@ -86,6 +87,9 @@ def _connect(path: Path, *, readonly: bool) -> sqlite3.Connection:
 def _store_error(err: sqlite3.Error) -> StoreError:
     retryable = isinstance(err, sqlite3.OperationalError)
     return StoreError(f"SQLite: {err}", retryable=retryable)
+
+
+_DUE = DUE_SQL.format(*["?"] * 11)
 
 
 class _Job:
@@ -480,24 +484,30 @@ class SqliteStore:
         return await self._write(run)
 
     async def change_delivery(self, change: DeliveryChange, at: str) -> Delivery | None:
-        def run(conn: sqlite3.Connection) -> Delivery | None:
-            fields = change_fields(change, at)
-            sets = ", ".join(f"{k} = ?" for k in fields)
-            if change.count_attempt:
-                sets += ", attempts = attempts + 1"
-            marks = ", ".join("?" * len(change.expect))
-            row = conn.execute(
-                f"UPDATE deliveries SET {sets} WHERE delivery_id = ? AND state IN ({marks})"  # noqa: S608
-                f" RETURNING {DELIVERY_COLUMNS}",
-                [*fields.values(), change.delivery_id, *(s.value for s in change.expect)],
-            ).fetchone()
-            if row is None:
-                return None
-            conn.execute(
-                "INSERT INTO delivery_events (delivery_id, at, state, detail) VALUES (?, ?, ?, ?)",
-                (change.delivery_id, at, change.to.value, change.detail),
+        return (await self.change_deliveries([change], at))[0]
+
+    async def change_deliveries(self, changes: Sequence[DeliveryChange], at: str) -> list[Delivery | None]:
+        def run(conn: sqlite3.Connection) -> list[Delivery | None]:
+            done: list[Delivery | None] = []
+            events: list[tuple[str, str, str, str]] = []
+            for change in changes:
+                fields = change_fields(change, at)
+                sets = ", ".join(f"{k} = ?" for k in fields)
+                if change.count_attempt:
+                    sets += ", attempts = attempts + 1"
+                marks = ", ".join("?" * len(change.expect))
+                row = conn.execute(
+                    f"UPDATE deliveries SET {sets} WHERE delivery_id = ? AND state IN ({marks})"  # noqa: S608
+                    f" RETURNING {DELIVERY_COLUMNS}",
+                    [*fields.values(), change.delivery_id, *(s.value for s in change.expect)],
+                ).fetchone()
+                done.append(None if row is None else delivery_of(row))
+                if row is not None:
+                    events.append((change.delivery_id, at, change.to.value, change.detail))
+            conn.executemany(
+                "INSERT INTO delivery_events (delivery_id, at, state, detail) VALUES (?, ?, ?, ?)", events
             )
-            return delivery_of(row)
+            return done
 
         return await self._write(run)
 
@@ -556,21 +566,21 @@ class SqliteStore:
         return found[0] if found else None
 
     async def due_deliveries(self, now: str, limit: int, notice_id: str | None = None) -> list[Delivery]:
-        where = (
-            "state IN ('planned', 'retry') AND (not_before IS NULL OR not_before <= ?)"
-            " AND (next_attempt_at IS NULL OR next_attempt_at <= ?)"
-        )
-        args: list[Any] = [now, now]
-        if notice_id is not None:
-            where += " AND notice_id = ?"
-            args.append(notice_id)
-        return await self._deliveries(where, [*args, limit], "ORDER BY priority_rank, seq LIMIT ?")
+        args: list[Any] = [now, now, notice_id, notice_id, limit]
+        rows = await self._read(lambda c: c.execute(_DUE, [*args, *args, limit]).fetchall())
+        return [delivery_of(r) for r in rows]
 
     async def deliveries_in(self, states: Collection[DeliveryState], limit: int) -> list[Delivery]:
         marks = ", ".join("?" * len(states))
         return await self._deliveries(
             f"state IN ({marks})", [*(s.value for s in states), limit], "ORDER BY updated_at LIMIT ?"
         )
+
+    async def count_deliveries_in(self, states: Collection[DeliveryState]) -> int:
+        marks = ", ".join("?" * len(states))
+        sql = f"SELECT count(*) FROM deliveries WHERE state IN ({marks})"  # noqa: S608
+        row = await self._read(lambda c: c.execute(sql, [s.value for s in states]).fetchone())
+        return int(row[0])
 
     async def delivery_counts(self, incident_id: str) -> dict[str, dict[str, int]]:
         rows = await self._read(lambda c: c.execute(COUNTS_SQL.format("?"), (incident_id,)).fetchall())
