@@ -136,7 +136,7 @@ def tokens_add(name: str, role: str, replace: bool, config_file: Path | None) ->
 
 @main.group()
 def timeline() -> None:
-    """Inspect incident timelines."""
+    """Inspect and export incident timelines."""
 
 
 async def _verify(settings: Settings, incident_id: str) -> bool:
@@ -169,6 +169,77 @@ def timeline_verify(incident_id: str, config_file: Path | None) -> None:
     except IncidentError as err:
         raise click.ClickException(err.message) from err
     sys.exit(0 if ok else 1)
+
+
+_EXPORT_FORMATS = ("json", "csv", "cap", "report")
+
+
+async def _export(settings: Settings, incident_id: str, fmt: str) -> str:
+    import msgspec
+
+    from incident.api.schemas import Timeline
+    from incident.errors import NotFound
+    from incident.incidents import verify_incident
+    from incident.notices import load_notice_templates
+    from incident.review.cap import alerts_document
+    from incident.review.exports import after_action_report, cap_export
+    from incident.review.timeline import timeline_csv
+    from incident.store import open_store
+
+    clock = SystemClock()
+    store = open_store(settings.store, clock)
+    await store.open()
+    try:
+        if fmt == "cap":
+            templates = await asyncio.to_thread(load_notice_templates, settings.notify)
+            alerts = await cap_export(store, incident_id, templates, settings.notify.utility_url)
+            return alerts_document(incident_id, alerts)
+        if fmt == "report":
+            return await after_action_report(store, incident_id, clock.now(), settings.notify.timezone)
+        integrity = await verify_incident(store, incident_id)
+        incident = await store.get_incident(incident_id)
+        if incident is None:
+            raise NotFound(f"no incident {incident_id}")
+        events = await store.timeline(incident_id)
+        if fmt == "csv":
+            return timeline_csv(events)
+        body = msgspec.json.encode(Timeline(incident=incident, events=events, integrity=integrity))
+        return msgspec.json.format(body, indent=2).decode() + "\n"
+    finally:
+        await store.close()
+
+
+@timeline.command("export")
+@click.argument("incident_id")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(_EXPORT_FORMATS),
+    default="json",
+    show_default=True,
+    help="json: timeline with integrity check; csv: one row per event; cap: CAP 1.2 alerts of "
+    "the public notices (XML); report: the after-action report (printable HTML).",
+)
+@click.option(
+    "--output",
+    "-o",
+    type=click.Path(dir_okay=False, writable=True, path_type=Path),
+    default=None,
+    help="Write to FILE instead of standard output.",
+)
+@_config_option
+def timeline_export(incident_id: str, fmt: str, output: Path | None, config_file: Path | None) -> None:
+    """Export INCIDENT_ID's timeline for review: JSON, CSV, CAP 1.2 alerts or an after-action report."""
+    settings = _settings(config_file)
+    try:
+        text = asyncio.run(_export(settings, incident_id, fmt))
+    except IncidentError as err:
+        raise click.ClickException(err.message) from err
+    if output is None:
+        click.echo(text, nl=False)
+    else:
+        output.write_text(text, encoding="utf-8", newline="")
+        click.echo(f"{incident_id}: {fmt} written to {output}", err=True)
 
 
 # --- config -------------------------------------------------------------------------------
@@ -326,3 +397,40 @@ def households_import(file: Path, quiet: bool, config_file: Path | None) -> None
     click.echo(result.summary())
     if result.rejected:
         sys.exit(1)
+
+
+# --- playbooks ----------------------------------------------------------------------------
+
+
+@main.group()
+def playbooks() -> None:
+    """Playbooks: what the service does, stage by stage, for each kind of incident."""
+
+
+@playbooks.command("check")
+@click.argument("directory", metavar="[DIR]", default="config/playbooks", type=click.Path(path_type=Path))
+@click.option(
+    "--oncall",
+    "oncall_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="On-call rotas file (e.g. config/oncall.toml): every rota a playbook pages must be in it.",
+)
+def playbooks_check(directory: Path, oncall_file: Path | None) -> None:
+    """Check the playbooks in DIR (default config/playbooks; a single file works too) without
+    running anything. Prints `ok: N playbooks`, or every problem as FILE:LINE: KEY: message
+    and exits 1."""
+    from incident.errors import PlaybookError
+    from incident.playbook import load_oncall, load_playbooks
+
+    try:
+        oncall = load_oncall(oncall_file) if oncall_file is not None else None
+        found = load_playbooks(directory, oncall=oncall)
+    except PlaybookError as err:
+        for problem in err.problems:
+            click.echo(problem)
+        sys.exit(1)
+    except IncidentError as err:
+        click.echo(err.message)
+        sys.exit(1)
+    click.echo(f"ok: {len(found)} playbooks")

@@ -2,6 +2,7 @@
 
     IncidentError                 base; ``code`` is stable and machine-readable
     ├── ConfigError               settings or a config file are wrong; start-up stops
+    │   └── PlaybookError         playbook files break the format; ``problems`` lists file:line: ...
     ├── InvalidInput              a request or file breaks a rule (HTTP 400/413/422)
     │   ├── MalformedRequest      not JSON at all (400)
     │   ├── geo.GeoError          a geometry, zone, pipe or file the geo package refuses
@@ -38,6 +39,16 @@ class IncidentError(Exception):
 
 class ConfigError(IncidentError):
     code = "config_invalid"
+
+
+class PlaybookError(ConfigError):
+    """One or more playbook files are wrong; each problem reads ``FILE:LINE: PATH: message``."""
+
+    code = "playbook_invalid"
+
+    def __init__(self, problems: list[str] | tuple[str, ...], *, code: str | None = None) -> None:
+        super().__init__("\n".join(problems), code=code)
+        self.problems = tuple(problems)
 
 
 class InvalidInput(IncidentError):

@@ -11,6 +11,7 @@ import json
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from pathlib import Path
+from urllib.parse import urlencode
 
 import msgspec
 import pytest
@@ -271,6 +272,34 @@ async def test_an_unknown_sid_is_answered_200_and_counted(hooks: Client, hapi: A
     status, _ = await post(hooks, STATUS, call_status("CA" + "f" * 32, "completed"))
     assert status == 200
     assert counted(hooks, "status", "unknown_sid") == before + 2
+
+
+async def test_a_callback_before_the_answer_is_recorded_finds_its_delivery_by_the_signed_url(
+    hooks: Client, hapi: Api, clock: ManualClock
+) -> None:
+    world = await World.make(hapi, clock)
+    d = await world.delivery("H-1")
+    taken = await world.store.change_delivery(
+        DeliveryChange(delivery_id=d.delivery_id, expect=frozenset({S.planned}), to=S.sending,
+                       count_attempt=True), world.at)  # fmt: skip
+    assert taken is not None
+    sid = "SM" + "7" * 32
+    path = f"{STATUS}?{urlencode({'d': d.delivery_id})}"  # what the sender gives as StatusCallback
+    status, text = await post(hooks, path, sms_status(sid, "delivered"))
+    assert (status, json.loads(text)["outcome"]) == (200, "applied")
+    got = await world.get(d.delivery_id)
+    assert (got.state, got.carrier_sid) == (S.delivered, sid)
+    # The sender's late answer changes nothing: the delivery moved on.
+    late = DeliveryChange(
+        delivery_id=d.delivery_id, expect=frozenset({S.sending}), to=S.accepted, carrier_sid=sid
+    )
+    assert await world.store.change_delivery(late, world.at) is None
+    # A delivery that has its SID is never taken over by a callback about another message.
+    other = await world.delivery("H-2", sid="SM" + "8" * 32)
+    path = f"{STATUS}?{urlencode({'d': other.delivery_id})}"
+    status, text = await post(hooks, path, sms_status("SM" + "9" * 32, "undelivered", "30006"))
+    assert json.loads(text)["outcome"] == "unknown_sid"
+    assert await world.get(other.delivery_id) == other
 
 
 async def test_a_landline_sms_falls_back_to_one_voice_call_through_the_drill_carrier(

@@ -3,21 +3,23 @@
 from __future__ import annotations
 
 import asyncio
-import csv
-import io
 
-import orjson
 from aiohttp import web
 
 from incident.api.endpoint import ALL_ROLES, Endpoint, Query, json_response, query_int, read_body
 from incident.api.schemas import HandoverBody, IncidentList, NoteBody, SeverityBody, StatusBody, Timeline
-from incident.domain import OPEN_STATUSES, Declaration, Incident, Role, Status, TimelineEvent, describe
-from incident.errors import InvalidInput
-from incident.keys import INCIDENTS, PRINCIPAL, SERVICE_AREA, SETTINGS, TOKENS
+from incident.domain import OPEN_STATUSES, Declaration, Incident, Role, Status, TimelineEvent
+from incident.errors import InvalidInput, NotFound
+from incident.keys import CLOCK, INCIDENTS, PRINCIPAL, SERVICE_AREA, SETTINGS, STORE, TEMPLATES, TOKENS
+from incident.review.cap import alerts_document
+from incident.review.exports import after_action_report, cap_export
+from incident.review.timeline import timeline_csv
 from incident.timeline import Integrity
 
 STEER = frozenset({Role.dispatcher, Role.command, Role.admin})
 DECLARE = frozenset({Role.dispatcher, Role.admin})
+#: Who reads after-action reports.
+REVIEW = frozenset({Role.reviewer, Role.command, Role.admin})
 
 _STATUS_FILTERS: dict[str, frozenset[Status] | None] = {
     "open": OPEN_STATUSES,
@@ -90,43 +92,18 @@ async def hand_over(request: web.Request) -> web.Response:
     return json_response(appended.incident)
 
 
-_CSV_COLUMNS = ("incident_id", "seq", "at", "type", "actor", "summary", "data", "prev_hash", "hash")
-
-
-def _cell(value: str) -> str:
-    # Spreadsheets run cells that start with these as formulas; a note must stay text.
-    return "'" + value if value[:1] in ("=", "+", "-", "@", "\t", "\r") else value
-
-
-def timeline_csv(events: list[TimelineEvent]) -> str:
-    out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\r\n")
-    writer.writerow(_CSV_COLUMNS)
-    for e in events:
-        data = orjson.dumps(e.data, option=orjson.OPT_SORT_KEYS).decode()
-        writer.writerow(
-            [
-                e.incident_id,
-                e.seq,
-                e.at,
-                _cell(e.type),
-                _cell(e.actor),
-                _cell(describe(e)),
-                _cell(data),
-                e.prev_hash,
-                e.hash,
-            ]
-        )
-    return out.getvalue()
+_TIMELINE_FORMATS = ("json", "csv", "cap")
 
 
 async def timeline(request: web.Request) -> web.Response:
     incident_id = _incident_id(request)
     fmt = request.query.get("format", "json")
-    if fmt not in ("json", "csv"):
-        raise InvalidInput(f"format must be json or csv; got {fmt!r}")
+    if fmt not in _TIMELINE_FORMATS:
+        raise InvalidInput(f"format must be json or csv (the timeline) or cap (CAP 1.2 alerts); got {fmt!r}")
     after = query_int(request, "after", 0, lo=0, hi=2**62)
     service = request.app[INCIDENTS]
+    if fmt == "cap":
+        return await _cap(request, incident_id)
     if fmt == "csv":
         events = await service.timeline(incident_id, after)
         return web.Response(
@@ -139,6 +116,44 @@ async def timeline(request: web.Request) -> web.Response:
     incident: Incident = await service.get(incident_id)
     events = await service.timeline(incident_id, after)
     return json_response(Timeline(incident=incident, events=events, integrity=integrity))
+
+
+async def _cap(request: web.Request, incident_id: str) -> web.Response:
+    """CAP 1.2: every public notice of the incident as an alert, always the whole timeline.
+
+    By default one XML document holds them all (``<alerts>`` of our namespace around
+    complete CAP ``<alert>`` elements; see :func:`incident.review.cap.alerts_document` for
+    why); ``alert=IDENTIFIER`` answers that one alert as a standalone CAP document, the form
+    a CAP consumer or aggregator takes.
+    """
+    app = request.app
+    alerts = await cap_export(app[STORE], incident_id, app[TEMPLATES], app[SETTINGS].notify.utility_url)
+    wanted = request.query.get("alert")
+    if wanted is not None:
+        found = next((a for a in alerts if a.identifier == wanted), None)
+        if found is None:
+            known = ", ".join(a.identifier for a in alerts) or "none: no notice was approved"
+            raise NotFound(f"{incident_id} has no CAP alert {wanted!r} (alerts: {known})")
+        return web.Response(
+            text=found.document(),
+            content_type="application/cap+xml",
+            charset="utf-8",
+            headers={"Content-Disposition": f'inline; filename="{found.identifier}.cap.xml"'},
+        )
+    return web.Response(
+        text=alerts_document(incident_id, alerts),
+        content_type="application/xml",
+        charset="utf-8",
+        headers={"Content-Disposition": f'inline; filename="{incident_id}-cap.xml"'},
+    )
+
+
+async def report(request: web.Request) -> web.Response:
+    app = request.app
+    html = await after_action_report(
+        app[STORE], _incident_id(request), app[CLOCK].now(), app[SETTINGS].notify.timezone
+    )
+    return web.Response(text=html, content_type="text/html", charset="utf-8")
 
 
 async def integrity(request: web.Request) -> web.Response:
@@ -224,13 +239,27 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         "GET",
         _ID + "/timeline",
         timeline,
-        "The full ordered timeline with its integrity check, as JSON or CSV",
+        "The full ordered timeline with its integrity check, as JSON or CSV; or the CAP 1.2 alerts "
+        "of the incident's public notices (format=cap: application/xml, <alerts> around complete "
+        "CAP <alert> elements; with alert=IDENTIFIER one alert as application/cap+xml)",
         ALL_ROLES,
         response=Timeline,
         query=(
-            Query("format", "json (default) or csv", {"type": "string", "enum": ["json", "csv"]}),
-            Query("after", "only events after this sequence number", {"type": "integer"}),
+            Query(
+                "format", "json (default), csv or cap", {"type": "string", "enum": list(_TIMELINE_FORMATS)}
+            ),
+            Query("after", "only events after this sequence number (json, csv)", {"type": "integer"}),
+            Query("alert", "format=cap: only this alert (its CAP identifier), as a standalone document"),
         ),
+    ),
+    Endpoint(
+        "GET",
+        _ID + "/report",
+        report,
+        "The after-action report: summary, response times, deliveries, SLA clocks, households "
+        "never reached, the timeline and its integrity check (printable HTML)",
+        REVIEW,
+        content_type="text/html",
     ),
     Endpoint(
         "GET",

@@ -22,6 +22,7 @@ from collections import deque
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
+from urllib.parse import urlencode
 
 import msgspec
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
@@ -68,6 +69,13 @@ _read_job = msgspec.json.Decoder(NotifyJob)
 def backoff_s(attempt: int, base: float, cap: float = 300.0) -> float:
     """Exponential backoff with full jitter (spreads a 429 storm out instead of echoing it)."""
     return random.uniform(0, min(cap, base * 2 ** max(0, attempt - 1)))  # noqa: S311 - jitter, not secrets
+
+
+def status_url(base: str, delivery_id: str) -> str:
+    """The StatusCallback of one send. It names the delivery: a fast carrier can call back
+    before the send's answer (and so the SID) is recorded, and the callback must still find
+    its delivery. Twilio signs the whole URL, so the name cannot be forged."""
+    return f"{base}/hooks/twilio/status?{urlencode({'d': delivery_id})}"
 
 
 def _job_ids(value: bytes | None) -> list[str]:
@@ -359,14 +367,14 @@ class NotifyEngine:
                     taken.address,
                     self._from,
                     rendered.text,
-                    f"{base}/hooks/twilio/status",
+                    status_url(base, taken.delivery_id),
                 )
             elif channel is Channel.voice:
                 await self._limits[channel].take()
                 twiml = twiml_for(rendered.text, rendered.language_used, f"{base}/hooks/twilio/gather")
                 async with self._calls:
                     accepted = await self._carrier.call(
-                        taken.address, self._from, twiml, f"{base}/hooks/twilio/status"
+                        taken.address, self._from, twiml, status_url(base, taken.delivery_id)
                     )
             elif self._push is not None:
                 title, body = split_push(rendered.text)

@@ -31,6 +31,7 @@ from enum import StrEnum
 from typing import Final
 from xml.sax.saxutils import escape, quoteattr
 
+import msgspec
 from aiohttp import web
 from multidict import MultiDict, MultiDictProxy
 from prometheus_client import CollectorRegistry, Counter
@@ -442,6 +443,13 @@ def make_status_callback(fixed: HookOptions | None = None) -> Handler:
             return json_response({"outcome": Outcome.invalid.value})
         store: Store = request.app[STORE]
         delivery = await store.delivery_by_sid(report.sid)
+        early = False
+        if delivery is None and (named := request.query.get("d")):
+            # Called back before the sender recorded the carrier's answer: the signed URL
+            # names the delivery, which has no SID yet.
+            delivery = await store.get_delivery(named)
+            early = delivery is not None and delivery.carrier_sid is None
+            delivery = delivery if early else None
         if delivery is None:
             metrics.count("status", Outcome.unknown_sid)
             return json_response({"outcome": Outcome.unknown_sid.value})
@@ -449,6 +457,8 @@ def make_status_callback(fixed: HookOptions | None = None) -> Handler:
         now = request.app[CLOCK].now()
         at = isoformat(now)
         change = decide_change(delivery, report, options, now)
+        if change is not None and early:
+            change = msgspec.structs.replace(change, carrier_sid=report.sid)
         outcome = Outcome.stale
         current: Delivery | None = delivery
         if change is not None:

@@ -1,0 +1,264 @@
+"""The after-action report: what happened, how fast, who was reached, and whether the
+timeline is intact. Pure: the incident, its timeline, delivery figures and the integrity
+check in; printable HTML out (Jinja2, autoescaped, no scripts, no external assets).
+
+Measured times:
+
+- *first report*: the earliest ``observed_at`` of the reports linked to the incident, or the
+  declaration when none was linked (the report says which);
+- *to declaration*: first report -> ``declared``;
+- *to first notice*: first report -> the first ``notice_approved`` (the moment the notice
+  was released to the senders). Carrier acceptance is recorded per delivery, not on the
+  timeline, so it is not what this measures.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import jinja2
+import msgspec
+
+from incident.domain import Incident, TimelineEvent, describe
+from incident.notify.records import Delivery
+from incident.notify.states import DeliveryState
+from incident.timeline import Integrity
+
+__all__ = [
+    "REACHED_BY_CHANNEL",
+    "AfterAction",
+    "Milestones",
+    "ReachTally",
+    "SlaClock",
+    "TimelineRow",
+    "after_action",
+    "milestones",
+    "render_report",
+    "sla_clocks",
+]
+
+S = DeliveryState
+#: Delivery states that count as having reached the household, per channel: an SMS only
+#: when delivered, a push when the gateway took it (push has no receipts), a call when
+#: answered.
+REACHED_BY_CHANNEL: dict[str, frozenset[DeliveryState]] = {
+    "sms": frozenset({S.delivered}),
+    "push": frozenset({S.sent, S.delivered}),
+    "voice": frozenset({S.answered, S.completed, S.confirmed}),
+}
+_STATE_ORDER = {state.value: i for i, state in enumerate(DeliveryState)}
+
+
+class ReachTally:
+    """Households reached or not, fed the incident's deliveries page by page. Drafts (of
+    notices never approved) were never meant to go out and are left out."""
+
+    def __init__(self) -> None:
+        self._reached: dict[str, bool] = {}
+
+    def add(self, deliveries: Iterable[Delivery]) -> None:
+        for d in deliveries:
+            if d.state is DeliveryState.draft:
+                continue
+            ok = d.state in REACHED_BY_CHANNEL.get(d.channel, frozenset())
+            self._reached[d.account_id] = ok or self._reached.get(d.account_id, False)
+
+    @property
+    def households(self) -> int:
+        """Households with at least one delivery of an approved notice."""
+        return len(self._reached)
+
+    def never_reached(self) -> list[str]:
+        """Account ids of households none of whose deliveries succeeded, on any channel."""
+        return sorted(account for account, ok in self._reached.items() if not ok)
+
+
+class SlaClock(msgspec.Struct, frozen=True, kw_only=True):
+    sla: str
+    title: str
+    state: str  # running | met | breached
+    started_at: str
+    due_at: str
+    met_at: str | None = None
+    breached_at: str | None = None
+    escalated_to: list[str] = msgspec.field(default_factory=list)
+
+
+def sla_clocks(events: Iterable[TimelineEvent]) -> list[SlaClock]:
+    """The SLA clocks of a timeline (``sla_started`` / ``sla_met`` / ``sla_breached``), in the
+    order they started. A breached clock that is met later stays breached, with both times."""
+    clocks: dict[str, SlaClock] = {}
+    for e in events:
+        sla = e.data.get("sla")
+        if not isinstance(sla, str):
+            continue
+        if e.type == "sla_started":
+            clocks[sla] = SlaClock(
+                sla=sla,
+                title=str(e.data.get("title") or sla),
+                state="running",
+                started_at=e.at,
+                due_at=str(e.data.get("due_at", "")),
+            )
+        elif sla in clocks and e.type == "sla_met":
+            clock = clocks[sla]
+            state = "breached" if clock.state == "breached" else "met"
+            clocks[sla] = msgspec.structs.replace(
+                clock, state=state, met_at=str(e.data.get("met_at") or e.at)
+            )
+        elif sla in clocks and e.type == "sla_breached":
+            clocks[sla] = msgspec.structs.replace(
+                clocks[sla],
+                state="breached",
+                breached_at=e.at,
+                escalated_to=[str(r) for r in e.data.get("escalated_to") or []],
+            )
+    return list(clocks.values())
+
+
+class Milestones(msgspec.Struct, frozen=True, kw_only=True):
+    first_report_at: str
+    #: "report R-17 (scada)" or "declaration" (no report was linked).
+    first_report_from: str
+    declared_at: str
+    first_notice_planned_at: str | None
+    first_notice_approved_at: str | None
+    to_declaration_s: float
+    to_first_notice_planned_s: float | None
+    to_first_notice_s: float | None
+
+
+def _seconds(start: str, end: str) -> float:
+    return (datetime.fromisoformat(end) - datetime.fromisoformat(start)).total_seconds()
+
+
+def milestones(incident: Incident, events: Sequence[TimelineEvent]) -> Milestones:
+    first_at, first_from = incident.declared_at, "declaration"
+    planned = approved = None
+    for e in events:
+        if e.type == "report_linked" and e.data.get("observed_at"):
+            observed = str(e.data["observed_at"])
+            if datetime.fromisoformat(observed) < datetime.fromisoformat(first_at):
+                first_at = observed
+                first_from = f"report {e.data.get('report_id')} ({e.data.get('source', '?')})"
+        elif e.type == "notice_planned" and planned is None:
+            planned = e.at
+        elif e.type == "notice_approved" and approved is None:
+            approved = e.at
+    return Milestones(
+        first_report_at=first_at,
+        first_report_from=first_from,
+        declared_at=incident.declared_at,
+        first_notice_planned_at=planned,
+        first_notice_approved_at=approved,
+        to_declaration_s=_seconds(first_at, incident.declared_at),
+        to_first_notice_planned_s=_seconds(first_at, planned) if planned else None,
+        to_first_notice_s=_seconds(first_at, approved) if approved else None,
+    )
+
+
+class TimelineRow(msgspec.Struct, frozen=True, kw_only=True):
+    seq: int
+    at: str
+    type: str
+    actor: str
+    text: str
+
+
+class AfterAction(msgspec.Struct, frozen=True, kw_only=True):
+    incident: Incident
+    generated_at: str
+    stage: str | None
+    milestones: Milestones
+    timeline: list[TimelineRow]
+    #: Per channel, per delivery state.
+    deliveries: dict[str, dict[str, int]]
+    slas: list[SlaClock]
+    households_with_deliveries: int
+    never_reached: list[str]
+    integrity: Integrity
+
+
+def after_action(
+    incident: Incident,
+    events: Sequence[TimelineEvent],
+    integrity: Integrity,
+    delivery_counts: dict[str, dict[str, int]],
+    reach: ReachTally,
+    generated_at: str,
+) -> AfterAction:
+    stage = None
+    for e in events:
+        if e.type == "stage_entered":
+            stage = str(e.data.get("stage"))
+    return AfterAction(
+        incident=incident,
+        generated_at=generated_at,
+        stage=stage,
+        milestones=milestones(incident, events),
+        timeline=[
+            TimelineRow(seq=e.seq, at=e.at, type=e.type, actor=e.actor, text=describe(e)) for e in events
+        ],
+        deliveries=delivery_counts,
+        slas=sla_clocks(events),
+        households_with_deliveries=reach.households,
+        never_reached=reach.never_reached(),
+        integrity=integrity,
+    )
+
+
+# --- HTML -------------------------------------------------------------------------------
+
+_ENV = jinja2.Environment(
+    loader=jinja2.FileSystemLoader(Path(__file__).parent),
+    autoescape=True,
+    undefined=jinja2.StrictUndefined,
+    trim_blocks=True,
+    lstrip_blocks=True,
+)
+
+
+def _duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "—"
+    sign, s = ("-" if seconds < 0 else ""), round(abs(seconds))
+    days, rest = divmod(s, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes, secs = divmod(rest, 60)
+    if days:
+        return f"{sign}{days} d {hours} h {minutes:02d} min"
+    if hours:
+        return f"{sign}{hours} h {minutes:02d} min"
+    if minutes:
+        return f"{sign}{minutes} min {secs:02d} s"
+    return f"{sign}{secs} s"
+
+
+def render_report(report: AfterAction, timezone: str = "UTC") -> str:
+    """The report as one printable HTML page; times shown in ``timezone`` (IANA)."""
+    tz = ZoneInfo(timezone)
+
+    def when(iso: str | None) -> str:
+        if not iso:
+            return "—"
+        local = datetime.fromisoformat(iso).astimezone(tz)
+        return f"{local:%Y-%m-%d %H:%M:%S} {local.tzname()}"
+
+    states = sorted(
+        {state for by_state in report.deliveries.values() for state in by_state},
+        key=lambda s: (_STATE_ORDER.get(s, 99), s),
+    )
+    template = _ENV.get_template("report.html.j2")
+    return template.render(
+        r=report,
+        i=report.incident,
+        m=report.milestones,
+        when=when,
+        duration=_duration,
+        states=states,
+        channels=sorted(report.deliveries),
+        timezone=timezone,
+    )

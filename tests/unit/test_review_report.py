@@ -1,0 +1,184 @@
+"""The after-action report: figures computed from the timeline and deliveries, and the
+printable HTML made of them."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import msgspec
+from markupsafe import escape
+
+from incident import domain
+from incident.domain import Declaration, Kind, Severity, Status, TimelineEvent, Utility, describe
+from incident.notify.records import Delivery
+from incident.notify.states import DeliveryState
+from incident.review.report import ReachTally, after_action, milestones, render_report, sla_clocks
+from incident.timeline import seal, verify
+
+T0 = datetime(2026, 11, 22, 8, 15, tzinfo=UTC)
+
+
+class Story:
+    def __init__(self, title: str = "Main break on Elm St", drill: bool = False) -> None:
+        self.now = T0
+        declaration = Declaration(
+            kind=Kind.main_break, utility=Utility.water, title=title, severity=Severity.high, drill=drill
+        )
+        drafts = domain.declare(declaration, "alice", owner="alice")
+        self.state, self.events = seal("INC-2026-000009", None, drafts, T0)
+
+    def add(self, type_: str, minutes: float = 5, actor: str = "alice", **data: Any) -> TimelineEvent:
+        self.now += timedelta(minutes=minutes)
+        self.state, more = seal(
+            self.state.id, self.state, [domain.EventDraft(type=type_, actor=actor, data=data)], self.now
+        )
+        self.events += more
+        return more[-1]
+
+    def status(self, to: Status, reason: str | None = None) -> None:
+        self.now += timedelta(minutes=5)
+        self.state, more = seal(
+            self.state.id, self.state, domain.change_status(self.state, to, "alice", reason), self.now
+        )
+        self.events += more
+
+
+def delivery(account: str, channel: str, state: DeliveryState, seq: int) -> Delivery:
+    return Delivery(
+        delivery_id=f"INC-2026-000009-N1:{seq}", notice_id="INC-2026-000009-N1", incident_id="INC-2026-000009",
+        seq=seq, channel=channel, address=f"+1502555{seq:04d}", account_id=account, language="en",
+        priority_rank=9, state=state,
+    )  # fmt: skip
+
+
+S = DeliveryState
+
+
+def test_households_never_reached_on_any_channel() -> None:
+    rows = [
+        delivery("A-1", "sms", S.undelivered, 1),
+        delivery("A-1", "voice", S.completed, 2),  # the fallback call got through
+        delivery("B-2", "sms", S.delivered, 3),
+        delivery("C-3", "push", S.sent, 4),  # push has no receipts: handed over is reached
+        delivery("D-4", "sms", S.failed, 5),
+        delivery("D-4", "voice", S.no_answer, 6),
+        delivery("E-5", "sms", S.draft, 7),  # a notice never approved: never meant to go out
+        delivery("F-6", "sms", S.sent, 8),  # an SMS counts once delivered, not when sent
+        delivery("G-7", "voice", S.busy, 9),
+        delivery("H-8", "voice", S.confirmed, 10),
+    ]
+    tally = ReachTally()
+    tally.add(rows[:5])  # page by page, a household split across pages
+    tally.add(rows[5:])
+    assert tally.households == 7
+    assert tally.never_reached() == ["D-4", "F-6", "G-7"]
+
+
+def test_sla_clocks_from_the_timeline() -> None:
+    story = Story()
+    due = (T0 + timedelta(minutes=30)).isoformat()
+    story.add("sla_started", sla="first_notice", title="First notice within 30 minutes", due_at=due)
+    story.add("sla_started", sla="on_site", title="Crew on site", due_at=due)
+    story.add("sla_started", sla="repair", title="Repair within 24 h", due_at=due)
+    met = story.add(
+        "sla_met", sla="first_notice", due_at=due, met_at=(T0 + timedelta(minutes=20)).isoformat()
+    )
+    breached = story.add(
+        "sla_breached", sla="on_site", title="Crew on site", due_at=due, escalated_to=["command"]
+    )
+    clocks = {c.sla: c for c in sla_clocks(story.events)}
+    assert [c.sla for c in sla_clocks(story.events)] == ["first_notice", "on_site", "repair"]
+    assert clocks["first_notice"].state == "met" and clocks["first_notice"].met_at == met.data["met_at"]
+    assert clocks["on_site"].state == "breached" and clocks["on_site"].breached_at == breached.at
+    assert clocks["on_site"].escalated_to == ["command"]
+    assert clocks["repair"].state == "running"
+    assert sla_clocks(Story().events) == []
+
+
+def test_times_run_from_the_earliest_report_or_the_declaration() -> None:
+    story = Story()
+    without = milestones(story.state, story.events)
+    assert without.first_report_from == "declaration" and without.to_declaration_s == 0
+    assert without.first_notice_approved_at is None and without.to_first_notice_s is None
+    assert without.to_first_notice_planned_s is None
+
+    later = (T0 - timedelta(minutes=3)).isoformat()
+    earliest = (T0 - timedelta(minutes=12)).isoformat()
+    story.add(
+        "report_linked", report_id="scada-7", kind="main_break", source="scada", observed_at=later, reason="r"
+    )
+    story.add("report_linked", report_id="cc-2", kind="main_break", source="call_centre", observed_at=earliest,
+              reason="r")  # fmt: skip
+    planned = story.add("notice_planned", notice_id="INC-2026-000009-N1", template="main_break")
+    approved = story.add("notice_approved", notice_id="INC-2026-000009-N1", deliveries=3)
+    story.add("notice_approved", notice_id="INC-2026-000009-N2", deliveries=3)
+    m = milestones(story.state, story.events)
+    assert m.first_report_at == earliest and m.first_report_from == "report cc-2 (call_centre)"
+    assert m.to_declaration_s == 12 * 60
+    assert m.first_notice_planned_at == planned.at and m.first_notice_approved_at == approved.at
+    assert m.to_first_notice_planned_s == (datetime.fromisoformat(planned.at) - T0).total_seconds() + 12 * 60
+    assert m.to_first_notice_s == (datetime.fromisoformat(approved.at) - T0).total_seconds() + 12 * 60
+
+
+def _render(
+    story: Story, tally: ReachTally | None = None, counts: dict[str, dict[str, int]] | None = None
+) -> str:
+    integrity = verify(story.state.id, story.events, story.state)
+    report = after_action(
+        story.state, story.events, integrity, counts or {}, tally or ReachTally(), story.now.isoformat()
+    )
+    return render_report(report, "Asia/Shanghai")
+
+
+def test_the_report_page() -> None:
+    story = Story(title="Break <script>alert(1)</script> & more")
+    story.add("note_added", text="Valve V-12 <b>closed</b>")
+    story.add("notice_planned", notice_id="INC-2026-000009-N1", template="main_break")
+    story.add("notice_approved", notice_id="INC-2026-000009-N1", deliveries=3)
+    story.status(Status.active)
+    tally = ReachTally()
+    tally.add([delivery("D-4", "sms", S.failed, 1), delivery("B-2", "sms", S.delivered, 2)])
+    html = _render(story, tally, {"sms": {"delivered": 1, "failed": 1}, "voice": {"planned": 2}})
+
+    # Autoescaped: operator text cannot inject markup.
+    assert "<script>" not in html and "&lt;script&gt;alert(1)&lt;/script&gt; &amp; more" in html
+    assert "&lt;b&gt;closed&lt;/b&gt;" in html
+    # Printable and self-contained: a print stylesheet, no scripts, no external assets.
+    assert "@media print" in html and "@page" in html
+    assert not re.search(r"<script|<link|\bsrc=|url\(|https?://", html)
+    # Every event, in plain language, in the incident's time zone.
+    for event in story.events:
+        assert str(escape(describe(event))) in html
+    assert "2026-11-22 16:15:00 CST" in html  # declared 08:15 UTC, shown in Shanghai
+    # Deliveries by channel and status, households never reached by account, no numbers.
+    assert re.search(r"<td>sms</td>\s*<td class=\"n\">0</td>", html)  # planned column first
+    assert "D-4" in html and "B-2" not in html and "+1502555" not in html
+    assert re.search(r"<strong>1</strong> of 2 households", html)
+    assert "SLA clocks: none declared." in html
+    assert "Intact: 5 events" in html
+    assert "DRILL" not in html
+
+
+def test_a_broken_chain_and_a_drill_show_on_the_report() -> None:
+    story = Story(drill=True)
+    story.add("note_added", text="first")
+    story.add("note_added", text="second")
+    tampered = msgspec.structs.replace(story.events[1], data={"text": "rewritten"})
+    story.events[1] = tampered
+    html = _render(story)
+    assert "BROKEN" in html and "event 2: content does not match its hash (altered)" in html
+    assert "DRILL — this incident was an exercise." in html
+
+
+def test_sla_table_on_the_report() -> None:
+    story = Story()
+    due = (T0 + timedelta(minutes=30)).isoformat()
+    story.add("sla_started", sla="first_notice", title="First notice within 30 minutes", due_at=due)
+    story.add("sla_breached", sla="first_notice", title="First notice within 30 minutes", due_at=due,
+              escalated_to=["command", "duty_manager"])  # fmt: skip
+    story.status(Status.cancelled, "false alarm")
+    html = _render(story)
+    assert re.search(r"0 met,\s+1 breached,\s+0 still running", html)
+    assert "command, duty_manager" in html and 'class="bad">breached' in html
