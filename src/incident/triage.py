@@ -37,6 +37,8 @@ def report_facts(report: Report) -> dict[str, Any]:
         facts["location"] = {"lon": report.location.lon, "lat": report.location.lat}
     if report.asset is not None:
         facts["asset"] = {"type": report.asset.type, "id": report.asset.id}
+    if report.details:  # lab results carry their sample's result here (playbook conditions)
+        facts["details"] = report.details
     return facts
 
 

@@ -9,6 +9,7 @@ from datetime import datetime
 from typing import Any
 
 import msgspec
+import orjson
 
 from incident.correlate import Candidate, Sighting
 from incident.domain import OPEN_STATUSES, Incident
@@ -16,7 +17,7 @@ from incident.geo.household import Channel, Household, Priority
 from incident.notify.records import Delivery, DeliveryChange, Notice
 from incident.notify.states import DeliveryState
 from incident.reports import Report, ReportStatus, StoredReport
-from incident.store.base import HouseholdUpsert
+from incident.store.base import DueTimer, HouseholdUpsert
 
 REPORT_COLUMNS = (
     "report_id, kind, utility, severity, observed_at, received_at, lon, lat, asset_type, asset_id,"
@@ -204,3 +205,38 @@ DUE_SQL = (
     + _DUE_BRANCH.format(cols=DELIVERY_COLUMNS, state="retry", a=5, b=6, c=7, d=8, e=9)
     + " ORDER BY priority_rank, seq LIMIT {10}"
 )
+
+
+TIMER_COLUMNS = "timer_id, incident_id, due_at, payload, state, claimed_by, claimed_until, fired_at"
+# Insert, or (re-arm) make it pending again, keeping the earlier due time of a pending one.
+TIMER_INSERT = f"INSERT INTO timers ({TIMER_COLUMNS}) VALUES ({{}}) ON CONFLICT (timer_id) DO "  # noqa: S608
+TIMER_REARM = (
+    "UPDATE SET due_at = CASE WHEN timers.state = 'pending' AND timers.due_at < excluded.due_at"
+    " THEN timers.due_at ELSE excluded.due_at END, payload = excluded.payload, state = 'pending',"
+    " claimed_by = NULL, claimed_until = NULL, fired_at = NULL"
+)
+# Due pending ones, and claims whose lease ran out (the instance holding them died).
+TIMER_CLAIMABLE = (
+    "SELECT timer_id FROM timers WHERE (state = 'pending' AND due_at <= {0})"
+    " OR (state = 'claimed' AND claimed_until <= {0}) ORDER BY due_at LIMIT {1}"
+)
+
+
+def timer_of(row: Any) -> DueTimer:
+    return DueTimer(
+        timer_id=row[0], incident_id=row[1], due_at=row[2], payload=orjson.loads(row[3]), state=row[4],
+        claimed_by=row[5], claimed_until=row[6], fired_at=row[7],
+    )  # fmt: skip
+
+
+def timer_values(t: DueTimer) -> tuple[Any, ...]:
+    return (
+        t.timer_id,
+        t.incident_id,
+        t.due_at,
+        orjson.dumps(t.payload).decode(),
+        "pending",
+        None,
+        None,
+        None,
+    )

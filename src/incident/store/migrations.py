@@ -198,4 +198,23 @@ MIGRATIONS += (
     Migration(version=7, name="drop a redundant delivery index", sqlite=_V7_DROP_DUE, postgres=_V7_DROP_DUE),
 )
 
+# Durable timers of playbooks: reminders, ETR cadences, SLA deadlines, wake-ups. A row is
+# claimed for a lease (PostgreSQL: SKIP LOCKED, so each fires on one instance), then done.
+_V8_TIMERS = """
+CREATE TABLE timers (
+    timer_id TEXT PRIMARY KEY,
+    incident_id TEXT NOT NULL,
+    due_at TEXT NOT NULL,
+    payload TEXT NOT NULL DEFAULT '{}',
+    state TEXT NOT NULL DEFAULT 'pending',
+    claimed_by TEXT,
+    claimed_until TEXT,
+    fired_at TEXT
+);
+CREATE INDEX timers_due ON timers (state, due_at);
+CREATE INDEX timers_by_incident ON timers (incident_id, state);
+"""
+
+MIGRATIONS += (Migration(version=8, name="durable timers", sqlite=_V8_TIMERS, postgres=_V8_TIMERS),)
+
 LATEST = MIGRATIONS[-1].version

@@ -29,6 +29,7 @@ from incident.store.base import (
     Appended,
     AppendTo,
     Decider,
+    DueTimer,
     HouseholdUpsert,
     IncomingReport,
     IngestResult,
@@ -51,6 +52,10 @@ from incident.store.common import (
     OPEN,
     REPORT_COLUMNS,
     SIGHTINGS_SQL,
+    TIMER_CLAIMABLE,
+    TIMER_COLUMNS,
+    TIMER_INSERT,
+    TIMER_REARM,
     candidates,
     change_fields,
     delivery_of,
@@ -60,6 +65,8 @@ from incident.store.common import (
     notice_row,
     report_row,
     stored_report,
+    timer_of,
+    timer_values,
     upsert_rows,
 )
 from incident.store.migrations import MIGRATIONS
@@ -721,3 +728,46 @@ class PostgresStore:
             address,
         )
         return found[0] if found else None
+
+    # --- durable timers ------------------------------------------------------------------------
+
+    async def schedule_timers(self, timers: Sequence[DueTimer], *, rearm: bool = False) -> None:
+        marks = ", ".join(f"${i}" for i in range(1, 9))
+        sql = TIMER_INSERT.format(marks) + (TIMER_REARM if rearm else "NOTHING")
+        rows = [timer_values(t) for t in timers]
+        await self._run(lambda c: c.executemany(sql, rows))
+
+    async def claim_timers(self, now: str, owner: str, lease_until: str, limit: int) -> list[DueTimer]:
+        # SKIP LOCKED: instances claiming at once each take other rows, none waits or doubles.
+        sql = (
+            "UPDATE timers SET state = 'claimed', claimed_by = $1, claimed_until = $2"  # noqa: S608
+            f" WHERE timer_id IN ({TIMER_CLAIMABLE.format('$3', '$4')} FOR UPDATE SKIP LOCKED)"
+            f" RETURNING {TIMER_COLUMNS}"
+        )
+        rows = await self._run(lambda c: c.fetch(sql, owner, lease_until, now, limit))
+        return sorted((timer_of(r) for r in rows), key=lambda t: (t.due_at, t.timer_id))
+
+    async def finish_timer(self, timer_id: str, owner: str, at: str) -> bool:
+        status = await self._run(
+            lambda c: c.execute(
+                "UPDATE timers SET state = 'done', fired_at = $1"
+                " WHERE timer_id = $2 AND state = 'claimed' AND claimed_by = $3",
+                at, timer_id, owner,
+            )
+        )  # fmt: skip
+        return str(status).endswith(" 1")
+
+    async def cancel_timers(self, incident_id: str, prefix: str) -> int:
+        status = await self._run(
+            lambda c: c.execute(
+                "UPDATE timers SET state = 'cancelled' WHERE incident_id = $1"
+                " AND substr(timer_id, 1, $2) = $3 AND state IN ('pending', 'claimed')",
+                incident_id, len(prefix), prefix,
+            )
+        )  # fmt: skip
+        return int(str(status).rsplit(" ", 1)[-1])
+
+    async def list_timers(self, incident_id: str) -> list[DueTimer]:
+        sql = f"SELECT {TIMER_COLUMNS} FROM timers WHERE incident_id = $1 ORDER BY due_at, timer_id"  # noqa: S608
+        rows = await self._run(lambda c: c.fetch(sql, incident_id), transaction=False)
+        return [timer_of(r) for r in rows]

@@ -30,6 +30,7 @@ from incident.store.base import (
     Appended,
     AppendTo,
     Decider,
+    DueTimer,
     HouseholdUpsert,
     IncomingReport,
     IngestResult,
@@ -52,6 +53,10 @@ from incident.store.common import (
     OPEN,
     REPORT_COLUMNS,
     SIGHTINGS_SQL,
+    TIMER_CLAIMABLE,
+    TIMER_COLUMNS,
+    TIMER_INSERT,
+    TIMER_REARM,
     candidates,
     change_fields,
     delivery_of,
@@ -61,6 +66,8 @@ from incident.store.common import (
     notice_row,
     report_row,
     stored_report,
+    timer_of,
+    timer_values,
     upsert_rows,
 )
 from incident.store.migrations import MIGRATIONS
@@ -709,6 +716,48 @@ class SqliteStore:
             " seq DESC, delivery_id DESC LIMIT 1",
         )
         return found[0] if found else None
+
+    # --- durable timers ------------------------------------------------------------------------
+
+    async def schedule_timers(self, timers: Sequence[DueTimer], *, rearm: bool = False) -> None:
+        sql = TIMER_INSERT.format(", ".join("?" * 8)) + (TIMER_REARM if rearm else "NOTHING")
+        await self._write(lambda c: c.executemany(sql, [timer_values(t) for t in timers]))
+
+    async def claim_timers(self, now: str, owner: str, lease_until: str, limit: int) -> list[DueTimer]:
+        # One writer: no two callers can claim the same row.
+        sql = (
+            "UPDATE timers SET state = 'claimed', claimed_by = ?, claimed_until = ?"  # noqa: S608
+            f" WHERE timer_id IN ({TIMER_CLAIMABLE.format('?', '?')}) RETURNING {TIMER_COLUMNS}"
+        )
+        rows = await self._write(lambda c: c.execute(sql, (owner, lease_until, now, now, limit)).fetchall())
+        return sorted((timer_of(r) for r in rows), key=lambda t: (t.due_at, t.timer_id))
+
+    async def finish_timer(self, timer_id: str, owner: str, at: str) -> bool:
+        def run(conn: sqlite3.Connection) -> bool:
+            cur = conn.execute(
+                "UPDATE timers SET state = 'done', fired_at = ?"
+                " WHERE timer_id = ? AND state = 'claimed' AND claimed_by = ?",
+                (at, timer_id, owner),
+            )
+            return cur.rowcount == 1
+
+        return await self._write(run)
+
+    async def cancel_timers(self, incident_id: str, prefix: str) -> int:
+        def run(conn: sqlite3.Connection) -> int:
+            cur = conn.execute(
+                "UPDATE timers SET state = 'cancelled' WHERE incident_id = ?"
+                " AND substr(timer_id, 1, ?) = ? AND state IN ('pending', 'claimed')",
+                (incident_id, len(prefix), prefix),
+            )
+            return cur.rowcount
+
+        return await self._write(run)
+
+    async def list_timers(self, incident_id: str) -> list[DueTimer]:
+        sql = f"SELECT {TIMER_COLUMNS} FROM timers WHERE incident_id = ? ORDER BY due_at, timer_id"  # noqa: S608
+        rows = await self._read(lambda c: c.execute(sql, (incident_id,)).fetchall())
+        return [timer_of(r) for r in rows]
 
 
 def _split_sql(script: str) -> list[str]:
