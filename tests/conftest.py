@@ -182,6 +182,8 @@ def kafka_env(
         "INCIDENT_KAFKA__PARTITIONS": "3",
         "INCIDENT_KAFKA__SESSION_TIMEOUT_MS": "1000",
         "INCIDENT_KAFKA__HEARTBEAT_INTERVAL_MS": "200",
+        # Playbooks would add their own events to every test's incidents: on where tested.
+        "INCIDENT_PLAYBOOKS__ENABLED": "false",
     }
 
 

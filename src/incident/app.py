@@ -18,6 +18,7 @@ from incident.api import areas as area_views
 from incident.api import hooks as hook_views
 from incident.api import incidents as incident_views
 from incident.api import notices as notice_views
+from incident.api import playbooks as playbook_views
 from incident.api import reports as report_views
 from incident.api import system as system_views
 from incident.api.endpoint import ALL_ROLES, Endpoint
@@ -40,6 +41,7 @@ from incident.keys import (
     METRICS,
     NOTICES,
     NOTIFY,
+    PLAYBOOKS,
     PUBLIC_URL,
     SERVICE_AREA,
     SETTINGS,
@@ -52,7 +54,7 @@ from incident.live import LiveHub
 from incident.metrics import Metrics
 from incident.notices import NoticeService, load_notice_templates
 from incident.notify.records import Delivery
-from incident.notify.runtime import PublicUrl, notify_runtime
+from incident.notify.runtime import PublicUrl, credentials, notify_runtime
 from incident.notify.webhooks import (
     HOOK_OPTIONS,
     HookOptions,
@@ -60,6 +62,8 @@ from incident.notify.webhooks import (
     install_hooks,
     wants_voice_fallback,
 )
+from incident.playbook import load_oncall, load_playbooks
+from incident.playbook.engine import PlaybookEngine
 from incident.settings import Settings
 from incident.store import open_store
 from incident.triage import TriageService
@@ -85,6 +89,7 @@ def all_endpoints() -> tuple[Endpoint, ...]:
         *incident_views.ENDPOINTS,
         *area_views.ENDPOINTS,
         *notice_views.ENDPOINTS,
+        *playbook_views.ENDPOINTS,
         *report_views.ENDPOINTS,
         *hook_views.ENDPOINTS,
         LIVE_ENDPOINT,
@@ -170,6 +175,35 @@ async def _fanout_ctx(app: web.Application) -> AsyncIterator[None]:
             await asyncio.gather(*followups, return_exceptions=True)
 
 
+async def _playbook_ctx(app: web.Application) -> AsyncIterator[None]:
+    settings = app[SETTINGS]
+    p = settings.playbooks
+    # A bad playbook stops start-up naming file and line: better than a stage that never runs.
+    oncall = await asyncio.to_thread(load_oncall, Path(p.oncall)) if p.oncall else None
+    playbooks = await asyncio.to_thread(load_playbooks, Path(p.dir), oncall=oncall) if p.dir else {}
+    runtime = app[NOTIFY]
+    sender = credentials(settings).from_number
+
+    async def page(phone: str, text: str) -> None:
+        status = f"{app[PUBLIC_URL].value.rstrip('/')}/hooks/twilio/status"
+        await runtime.carrier.send_sms(phone, sender, text, status)
+
+    engine = PlaybookEngine(
+        p, playbooks, app[STORE], app[INCIDENTS], app[NOTICES], lambda: app[SERVICE_AREA], app[CLOCK],
+        buffer_m=settings.area.isolation_buffer_m, oncall=oncall, pager=page,
+    )  # fmt: skip
+    app[PLAYBOOKS] = engine
+    log.info("%d playbooks loaded from %s", len(playbooks), p.dir)
+    task = asyncio.create_task(engine.run(), name="playbook-engine") if p.enabled else None
+    try:
+        yield
+    finally:
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+
 async def _tokens_ctx(app: web.Application) -> AsyncIterator[None]:
     path = Path(app[SETTINGS].auth.tokens_file)
     registry = TokenRegistry(await asyncio.to_thread(read_tokens, path))
@@ -207,6 +241,8 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> web.Applica
     _register(app, all_endpoints())
     n = settings.notify
     install_hooks(app, HookOptions(n.voice_retries, n.voice_retry_minutes, n.sms_fallback_to_voice))
-    app.cleanup_ctx.extend([_tokens_ctx, _store_ctx, _area_ctx, _notify_ctx, _kafka_ctx, _fanout_ctx])
+    app.cleanup_ctx.extend(
+        [_tokens_ctx, _store_ctx, _area_ctx, _notify_ctx, _kafka_ctx, _fanout_ctx, _playbook_ctx]
+    )
     app.on_shutdown.append(_close_live_sockets)
     return app

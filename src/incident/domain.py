@@ -106,6 +106,8 @@ class Incident(msgspec.Struct, frozen=True, kw_only=True):
     owner: str | None
     drill: bool
     playbook: str | None = None
+    #: The playbook stage the incident is in (None: no playbook, or not started).
+    stage: str | None = None
     #: The affected area as GeoJSON (lon/lat), once drawn or derived.
     area: dict[str, Any] | None = None
     #: How the area was made: parts added or removed (drawn, zones, around, isolation).
@@ -189,6 +191,9 @@ def apply_event(state: Incident | None, event: TimelineEvent) -> Incident:
             changes["reports"] = state.reports + 1
         case EventType.confirmed:
             changes["awaiting_confirmation"] = False
+        case "stage_entered":
+            changes["stage"] = event.data["stage"]
+            changes["playbook"] = event.data.get("playbook") or state.playbook
         case EventType.area_changed:
             changes["area"] = event.data["geometry"]
             changes["area_parts"] = event.data["parts"]
@@ -232,7 +237,46 @@ def describe(event: TimelineEvent) -> str:
                 how = f"zones {', '.join(part.get('zones', []))}"
             before, after = d.get("households_before"), d.get("households_after")
             return f"area {d.get('op', 'replace')}: {how}; households {before} -> {after}"
-    return event.type.replace("_", " ")
+    return _describe_more(event.type, d) or event.type.replace("_", " ")
+
+
+def _describe_more(kind: str, d: Mapping[str, Any]) -> str | None:
+    """Playbook and notice events, for reviewers."""
+    reason = f" ({d['reason']})" if d.get("reason") else ""
+    match kind:
+        case "stage_entered":
+            came = f" from {d['from']}" if d.get("from") else ""
+            return f"stage {d.get('title') or d['stage']}{came}{reason}"
+        case "notice_planned":
+            return (
+                f"notice {d['notice_id']} planned: {d.get('template')} by {', '.join(d.get('channels', []))}"
+                + (f", {d['households']} households" if "households" in d else "")
+            )
+        case "notice_approved":
+            return f"notice {d['notice_id']} approved: {d.get('deliveries', 0)} messages"
+        case "notice_sent":
+            return f"notice {d['notice_id']} ({d.get('template')}) handed to the carriers"
+        case "sla_started" | "sla_met":
+            return (
+                f"SLA {d['sla']} met (due {d.get('due_at')})"
+                if kind == "sla_met"
+                else f"SLA {d['sla']} started"
+            )
+        case "sla_breached":
+            escalated = ", ".join(d.get("escalated_to", [])) or "nobody"
+            title = d.get("title") or d["sla"]
+            return f"SLA BREACHED: {title} (due {d.get('due_at')}); escalated to {escalated}"
+        case "etr_set":
+            return f"ETR set to {d['etr']}{reason}"
+        case "etr_requested":
+            return f"ETR asked for{reason}"
+        case "advisory_set":
+            return f"advisory in force: {str(d['advisory']).replace('_', '-')}{reason}"
+        case "advisory_lifted":
+            return f"advisory lifted{reason}"
+        case "page_sent":
+            return f"paged rota {d['rota']} ({d.get('people', 0)} people): {d.get('text', '')}"
+    return None
 
 
 # --- commands: current state in, events out ----------------------------------------------

@@ -6,7 +6,7 @@ Takes ids and plain values; views parse requests and call these.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 from typing import Any
 
 from incident import domain
@@ -26,6 +26,8 @@ class IncidentService:
         self.store = store
         self.hub = hub
         self._metrics = metrics
+        #: Told of every committed change (the playbook engine reacts to them).
+        self.listeners: list[Callable[[str, Sequence[TimelineEvent]], None]] = []
 
     def count_declared(self, declaration: Declaration) -> None:
         self._metrics.incidents_declared.labels(declaration.kind.value, declaration.utility.value).inc()
@@ -40,6 +42,8 @@ class IncidentService:
             self._metrics.timeline_events.labels(event.type).inc()
         if appended.events:
             self.hub.publish(appended.incident, appended.events)
+            for listener in self.listeners:
+                listener(appended.incident.id, appended.events)
         return appended
 
     async def declare(
@@ -97,14 +101,17 @@ class IncidentService:
         )
 
     async def set_area(
-        self, incident_id: str, request: AreaRequest, by: Principal, service: ServiceArea, buffer_m: float
-    ) -> tuple[Appended, Resolved]:
+        self, incident_id: str, request: AreaRequest, by: Principal, service: ServiceArea, buffer_m: float,
+        *, action: str | None = None,
+    ) -> tuple[Appended, Resolved]:  # fmt: skip
         """Replace the area or add/remove a part; the event records households before and after."""
         current = await self.get(incident_id)
         _require_owner_or_command(current, by)
 
         # Geometry and household queries are CPU work: keep the event loop free meanwhile.
         data, resolved = await asyncio.to_thread(_area_change, service, current.area_parts, request, buffer_m)
+        if action is not None:  # a playbook action: its key marks it done
+            data["action"] = action
 
         def decide(state: Incident) -> list[domain.EventDraft]:
             if state.area_parts != current.area_parts:

@@ -16,6 +16,7 @@ from incident.metrics import Metrics
 from incident.notices import NoticeService
 from incident.notify.runtime import NotifyRuntime, PublicUrl
 from incident.notify.templates import NoticeTemplates
+from incident.playbook.engine import PlaybookEngine
 from incident.settings import Settings
 from incident.store import Store
 from incident.triage import TriageService
@@ -38,6 +39,7 @@ NOTICES = web.AppKey("notices", NoticeService)
 NOTIFY = web.AppKey("notify", NotifyRuntime)
 PUBLIC_URL = web.AppKey("public_url", PublicUrl)
 KAFKA = web.AppKey("kafka", KafkaRuntime)
+PLAYBOOKS = web.AppKey("playbooks", PlaybookEngine)
 ENDPOINTS: web.AppKey[dict[web.AbstractRoute, Endpoint]] = web.AppKey("endpoints")
 LIVE_SOCKETS: web.AppKey[set[web.WebSocketResponse]] = web.AppKey("live_sockets")
 

@@ -103,8 +103,9 @@ class NoticeService:
         self.channels: frozenset[Channel] = frozenset(Channel)
 
     async def plan(
-        self, incident_id: str, request: NoticeRequest, by: Principal, service: ServiceArea, buffer_m: float
-    ) -> PlannedNotice:
+        self, incident_id: str, request: NoticeRequest, by: Principal, service: ServiceArea, buffer_m: float,
+        *, action: str | None = None,
+    ) -> PlannedNotice:  # fmt: skip
         incident = await self._incidents.get(incident_id)
         if not incident.is_open:
             raise Conflict(f"{incident_id} is {incident.status.value}: no notices for a finished incident")
@@ -154,6 +155,8 @@ class NoticeService:
             "channels": notice.channels,
             **notice.counts,
         }
+        if action is not None:  # a playbook action: its key marks it done
+            event["action"] = action
         result = await self._store.apply_plan(
             [
                 PutNotice(notice),

@@ -212,6 +212,21 @@ class LogSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_on
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
 
+class PlaybookSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    #: Run playbooks in this instance (several instances share the work through the store).
+    enabled: bool = True
+    #: Folder of playbook files (YAML); checked at start, an error stops start-up.
+    dir: str = "config/playbooks"
+    #: On-call rotas that pages and SLA escalations text; empty: pages are only recorded.
+    oncall: str = "config/oncall.toml"
+    #: How long one instance holds an incident's evaluation or a claimed timer.
+    lease_s: PositiveFloat = 120.0
+    #: How often sent notices are checked for being handed over, and timers polled.
+    poll_s: PositiveFloat = 2.0
+    #: Every open incident is looked at again this often (a trigger lost in a crash is found).
+    sweep_s: PositiveFloat = 60.0
+
+
 class Settings(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
     http: HttpSettings = msgspec.field(default_factory=HttpSettings)
     store: StoreSettings = msgspec.field(default_factory=StoreSettings)
@@ -223,6 +238,7 @@ class Settings(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=
     auth: AuthSettings = msgspec.field(default_factory=AuthSettings)
     area: AreaSettings = msgspec.field(default_factory=AreaSettings)
     notify: NotifySettings = msgspec.field(default_factory=NotifySettings)
+    playbooks: PlaybookSettings = msgspec.field(default_factory=PlaybookSettings)
     live: LiveSettings = msgspec.field(default_factory=LiveSettings)
     log: LogSettings = msgspec.field(default_factory=LogSettings)
 

@@ -97,3 +97,18 @@ async def test_instances_claiming_at_once_each_get_other_timers(make_store: Call
     finally:
         for s in stores:
             await s.close()
+
+
+async def test_one_owner_at_a_time_evaluates_an_incident(store: Store) -> None:
+    iid = "INC-2026-000001"
+    assert await store.lock_incident(iid, "a", T0, T2)
+    assert not await store.lock_incident(iid, "b", T1, T3)  # a holds it until T2
+    assert await store.lock_incident(iid, "a", T1, T3)  # a extends its own
+    await store.unlock_incident(iid, "b", T1)  # not b's to give back
+    assert not await store.lock_incident(iid, "b", T2, T3)
+    await store.unlock_incident(iid, "a", T2)
+    assert await store.lock_incident(iid, "b", T2, T3)
+    assert not await store.lock_incident(iid, "a", T2, T3)
+    assert await store.lock_incident(iid, "a", T3, T3)  # b's lease ran out
+    assert await store.list_timers(iid) == []  # a lease is no timer
+    assert await store.claim_timers(T3, "c", T3, 10) == []

@@ -207,6 +207,15 @@ class Store(Protocol):
         """The incident's timers, by due time."""
         ...
 
+    async def lock_incident(self, incident_id: str, owner: str, now: str, until: str) -> bool:
+        """Take the incident's evaluation lease until ``until`` (True), unless another owner
+        holds it past ``now`` (False). Taking it again as its owner extends it."""
+        ...
+
+    async def unlock_incident(self, incident_id: str, owner: str, now: str) -> None:
+        """Give the lease back (it ends ``now``), if ``owner`` holds it."""
+        ...
+
 
 def incident_counter(year: int) -> str:
     return f"incident:{year}"

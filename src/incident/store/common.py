@@ -240,3 +240,14 @@ def timer_values(t: DueTimer) -> tuple[Any, ...]:
         None,
         None,
     )
+
+
+# An incident's evaluation lease, a row of its own in the timers table (state 'lock' is never
+# claimed as a timer): taken when free, expired, or already ours.
+LOCK_TAKE = (
+    "INSERT INTO timers (timer_id, incident_id, due_at, payload, state, claimed_by, claimed_until)"
+    " VALUES ({0}, {1}, {2}, '{{}}', 'lock', {3}, {4}) ON CONFLICT (timer_id) DO UPDATE SET"
+    " claimed_by = excluded.claimed_by, claimed_until = excluded.claimed_until"
+    " WHERE timers.claimed_until <= excluded.due_at OR timers.claimed_by = excluded.claimed_by"
+    " RETURNING timer_id"
+)

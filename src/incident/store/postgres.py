@@ -48,6 +48,7 @@ from incident.store.common import (
     DUE_SQL,
     HOUSEHOLD_COLUMNS,
     HOUSEHOLD_UPSERT,
+    LOCK_TAKE,
     NOTICE_UPSERT,
     OPEN,
     REPORT_COLUMNS,
@@ -768,6 +769,26 @@ class PostgresStore:
         return int(str(status).rsplit(" ", 1)[-1])
 
     async def list_timers(self, incident_id: str) -> list[DueTimer]:
-        sql = f"SELECT {TIMER_COLUMNS} FROM timers WHERE incident_id = $1 ORDER BY due_at, timer_id"  # noqa: S608
+        sql = (
+            f"SELECT {TIMER_COLUMNS} FROM timers WHERE incident_id = $1"  # noqa: S608
+            " AND state <> 'lock' ORDER BY due_at, timer_id"
+        )
         rows = await self._run(lambda c: c.fetch(sql, incident_id), transaction=False)
         return [timer_of(r) for r in rows]
+
+    async def lock_incident(self, incident_id: str, owner: str, now: str, until: str) -> bool:
+        sql = LOCK_TAKE.format("$1", "$2", "$3", "$4", "$5")
+        row = await self._run(
+            lambda c: c.fetchrow(sql, f"{incident_id}:lock", incident_id, now, owner, until)
+        )
+        return row is not None
+
+    async def unlock_incident(self, incident_id: str, owner: str, now: str) -> None:
+        await self._run(
+            lambda c: c.execute(
+                "UPDATE timers SET claimed_until = $1 WHERE timer_id = $2 AND claimed_by = $3",
+                now,
+                f"{incident_id}:lock",
+                owner,
+            )
+        )

@@ -49,6 +49,7 @@ from incident.store.common import (
     DUE_SQL,
     HOUSEHOLD_COLUMNS,
     HOUSEHOLD_UPSERT,
+    LOCK_TAKE,
     NOTICE_UPSERT,
     OPEN,
     REPORT_COLUMNS,
@@ -755,9 +756,27 @@ class SqliteStore:
         return await self._write(run)
 
     async def list_timers(self, incident_id: str) -> list[DueTimer]:
-        sql = f"SELECT {TIMER_COLUMNS} FROM timers WHERE incident_id = ? ORDER BY due_at, timer_id"  # noqa: S608
+        sql = (
+            f"SELECT {TIMER_COLUMNS} FROM timers WHERE incident_id = ?"  # noqa: S608
+            " AND state <> 'lock' ORDER BY due_at, timer_id"
+        )
         rows = await self._read(lambda c: c.execute(sql, (incident_id,)).fetchall())
         return [timer_of(r) for r in rows]
+
+    async def lock_incident(self, incident_id: str, owner: str, now: str, until: str) -> bool:
+        sql = LOCK_TAKE.format(*"?????")
+        row = await self._write(
+            lambda c: c.execute(sql, (f"{incident_id}:lock", incident_id, now, owner, until)).fetchone()
+        )
+        return row is not None
+
+    async def unlock_incident(self, incident_id: str, owner: str, now: str) -> None:
+        await self._write(
+            lambda c: c.execute(
+                "UPDATE timers SET claimed_until = ? WHERE timer_id = ? AND claimed_by = ?",
+                (now, f"{incident_id}:lock", owner),
+            )
+        )
 
 
 def _split_sql(script: str) -> list[str]:

@@ -1,0 +1,151 @@
+"""Views of playbooks: the stage an incident is in, its SLA clocks, moving it on by hand."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import msgspec
+from aiohttp import web
+
+import incident.playbook.clocks as clocks
+from incident.api.endpoint import ALL_ROLES, Endpoint, json_response, read_body
+from incident.api.incidents import STEER
+from incident.domain import Incident
+from incident.keys import CLOCK, INCIDENTS, PLAYBOOKS, PRINCIPAL, STORE
+from incident.playbook.engine import advisory_in_force, planned_start
+from incident.playbook.model import to_data
+
+_ID = "/api/incidents/{incident_id}"
+
+
+class StageBody(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    stage: Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
+    reason: Annotated[str, msgspec.Meta(max_length=1000)] | None = None
+
+
+class StageView(msgspec.Struct, frozen=True, kw_only=True):
+    id: str
+    title: str
+    status: str | None
+    #: How the stage is left: "manual", "report", "notices", "condition", "after".
+    exits: list[str]
+    current: bool
+
+
+class TimerView(msgspec.Struct, frozen=True, kw_only=True):
+    timer: str
+    due_at: str
+    state: str
+
+
+class PlaybookView(msgspec.Struct, frozen=True, kw_only=True):
+    incident_id: str
+    playbook: str | None
+    title: str | None
+    stage: str | None
+    entered_at: str | None
+    stages: list[StageView]
+    slas: list[clocks.SlaClock]
+    timers: list[TimerView]
+    advisory: str | None
+    etr: str | None
+
+
+class PlaybookSummary(msgspec.Struct, frozen=True, kw_only=True):
+    name: str
+    title: str
+    kinds: list[str]
+    utilities: list[str]
+    stages: list[str]
+
+
+class PlaybookList(msgspec.Struct, frozen=True):
+    playbooks: list[PlaybookSummary]
+
+
+async def incident_playbook(request: web.Request) -> web.Response:
+    incident_id = request.match_info["incident_id"]
+    incident = await request.app[INCIDENTS].get(incident_id)
+    events = await request.app[STORE].timeline(incident_id)
+    engine = request.app[PLAYBOOKS]
+    playbook = engine.playbook_for(incident)
+    current = clocks.current_stage(events)
+    now = request.app[CLOCK].now()
+    slas = clocks.sla_clocks(playbook.slas, events, now, planned_start(events)) if playbook else []
+    stages = [
+        StageView(id=s.id, title=s.label, status=s.status.value if s.status else None,
+                  exits=[r.trigger.value for r in s.exit], current=current is not None and current[0] == s.id)
+        for s in (playbook.stages if playbook else ())
+    ]  # fmt: skip
+    timers = [
+        TimerView(timer=t.timer_id.removeprefix(f"{incident_id}:"), due_at=t.due_at, state=t.state)
+        for t in await request.app[STORE].list_timers(incident_id)
+        if t.state in ("pending", "claimed")
+    ]
+    advisory = advisory_in_force(events)
+    etr = next((str(e.data["etr"]) for e in reversed(events) if e.type == "etr_set"), None)
+    view = PlaybookView(
+        incident_id=incident_id, playbook=playbook.name if playbook else None,
+        title=playbook.title if playbook else None, stage=current[0] if current else None,
+        entered_at=current[1] if current else None, stages=stages, slas=slas, timers=timers,
+        advisory=advisory.value if advisory else None, etr=etr,
+    )  # fmt: skip
+    return json_response(view)
+
+
+async def move_stage(request: web.Request) -> web.Response:
+    incident_id = request.match_info["incident_id"]
+    body = await read_body(request, StageBody)
+    engine = request.app[PLAYBOOKS]
+    await engine.enter_by_hand(incident_id, body.stage, request[PRINCIPAL], body.reason)
+    return json_response(await request.app[INCIDENTS].get(incident_id))
+
+
+async def list_playbooks(request: web.Request) -> web.Response:
+    found = [
+        PlaybookSummary(
+            name=p.name,
+            title=p.title,
+            kinds=[k.value for k in p.match.kinds] if p.match else [],
+            utilities=[u.value for u in p.match.utilities] if p.match else [],
+            stages=[s.id for s in p.stages],
+        )
+        for p in sorted(request.app[PLAYBOOKS].playbooks.values(), key=lambda p: p.name)
+    ]
+    return json_response(PlaybookList(found))
+
+
+async def get_playbook(request: web.Request) -> web.Response:
+    name = request.match_info["name"]
+    playbook = request.app[PLAYBOOKS].playbooks.get(name)
+    if playbook is None:
+        from incident.errors import NotFound
+
+        raise NotFound(f"no playbook {name!r}")
+    return web.json_response(to_data(playbook))
+
+
+ENDPOINTS = (
+    Endpoint(
+        "GET", "/api/playbooks", list_playbooks, "The playbooks loaded", ALL_ROLES, response=PlaybookList
+    ),
+    Endpoint("GET", "/api/playbooks/{name}", get_playbook, "One playbook, as its file says", ALL_ROLES),
+    Endpoint(
+        "GET",
+        _ID + "/playbook",
+        incident_playbook,
+        "The incident's playbook: stages, the current one, SLA clocks (running, met, breached), "
+        "pending timers, the advisory in force and the ETR",
+        ALL_ROLES,
+        response=PlaybookView,
+    ),
+    Endpoint(
+        "POST",
+        _ID + "/stage",
+        move_stage,
+        "Move the incident to a stage of its playbook by hand (its entry actions then run)",
+        STEER,
+        body=StageBody,
+        response=Incident,
+    ),
+)

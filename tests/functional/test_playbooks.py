@@ -1,0 +1,239 @@
+"""Playbooks end to end on the real app: a report on the real broker, the store, the drill
+carrier as the Twilio-compatible server, and a manual clock that runs days in seconds."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Awaitable, Callable
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from aiohttp.web import Application
+from aiokafka import AIOKafkaProducer
+
+from incident.app import create_app
+from incident.clock import ManualClock, isoformat
+from incident.keys import PLAYBOOKS, PUBLIC_URL, STORE
+from incident.playbook.engine import PlaybookEngine
+from incident.settings import load_settings
+from incident.store import Store
+from tests.conftest import Broker, Tokens, kafka_env
+from tests.functional.conftest import Api, Client
+from tests.functional.test_areas import BOX
+
+pytestmark = pytest.mark.filterwarnings(
+    "ignore:BasicAuth is deprecated:DeprecationWarning",
+    "ignore:The 'auth' parameter is deprecated:DeprecationWarning",
+)
+
+TAP = {"lon": -85.547, "lat": 38.045}  # a sample tap inside a small DMA of the sample area
+
+
+async def _app(
+    aiohttp_client: Callable[[Application], Awaitable[Client]], store_url: str, tokens: Tokens,
+    env: dict[str, str], clock: ManualClock,
+) -> Api:  # fmt: skip
+    every = {
+        "INCIDENT_STORE__URL": store_url, "INCIDENT_AUTH__TOKENS_FILE": str(tokens.path),
+        **env, "INCIDENT_NOTIFY__QUIET_HOURS": "", "INCIDENT_TWILIO__MESSAGES_PER_SECOND": "500", "INCIDENT_TWILIO__CALLS_PER_SECOND": "500",
+        "INCIDENT_TWILIO__FROM_NUMBER": "+15025550000",
+    }  # fmt: skip
+    settings = await asyncio.to_thread(load_settings, None, every)
+    client = await aiohttp_client(create_app(settings, clock=clock))
+    client.app[PUBLIC_URL].value = str(client.make_url("")).rstrip("/")
+    return Api(client, tokens)
+
+
+async def eventually(check: Callable[[], Awaitable[bool]], limit: float = 30.0) -> None:
+    async with asyncio.timeout(limit):
+        while not await check():
+            await asyncio.sleep(0.1)
+
+
+def types(events: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
+    return [e for e in events if e["type"] == kind]
+
+
+async def timeline(api: Api, incident_id: str) -> list[dict[str, Any]]:
+    status, body = await api.call("GET", f"/api/incidents/{incident_id}/timeline")
+    assert status == 200, body
+    return list(body["events"])
+
+
+async def until_notices_sent(
+    api: Api, engine: PlaybookEngine, clock: ManualClock, incident_id: str, n: int
+) -> None:
+    """Let the fan-out finish, moving the clock as the engine polls for it."""
+
+    async def sent() -> bool:
+        clock.advance(timedelta(seconds=3))
+        await engine.run_due()
+        return len(types(await timeline(api, incident_id), "notice_sent")) >= n
+
+    await eventually(sent)
+
+
+def report(report_id: str, at: str, **fields: Any) -> bytes:
+    body = {
+        "report_id": report_id, "kind": "contamination", "utility": "water", "source": "lims",
+        "observed_at": at, "location": TAP, "asset": {"type": "sample_tap", "id": "ST-17"},
+        "severity": "low", "summary": "sample", **fields,
+    }  # fmt: skip
+    return json.dumps(body).encode()
+
+
+async def test_contamination_from_a_lab_report_to_the_advisory_lifted(
+    aiohttp_client: Callable[[Application], Awaitable[Client]], store_url: str, tokens: Tokens,
+    broker: Broker, clock: ManualClock,
+) -> None:  # fmt: skip
+    env = kafka_env(broker, consume=True, send=True)
+    api = await _app(aiohttp_client, store_url, tokens, env, clock)
+    engine = api.client.app[PLAYBOOKS]
+    producer = AIOKafkaProducer(bootstrap_servers=broker.bootstrap)
+    await producer.start()
+    topic = env["INCIDENT_KAFKA__REPORTS_TOPIC"]
+    try:
+        now = isoformat(clock.now())
+        await producer.send_and_wait(
+            topic, report("lims-1", now, severity="high", summary="E. coli positive at ST-17")
+        )
+
+        async def declared() -> bool:
+            _, body = await api.call("GET", "/api/incidents")
+            return bool(body["incidents"])
+
+        await eventually(declared)
+        _, body = await api.call("GET", "/api/incidents")
+        inc = body["incidents"][0]
+        assert inc["kind"] == "contamination" and inc["awaiting_confirmation"]
+        await engine.run_due()
+        assert (
+            inc["stage"] is None
+            and (await api.call("GET", f"/api/incidents/{inc['id']}"))[1]["stage"] is None
+        )
+        status, _ = await api.call(
+            "POST", f"/api/incidents/{inc['id']}/confirm"
+        )  # the rule asks a person first
+        assert status == 200
+        await engine.run_due()
+
+        events = await timeline(api, inc["id"])
+        [entered] = types(events, "stage_entered")
+        assert (entered["data"]["stage"], entered["data"]["playbook"]) == ("advise", "contamination")
+        assert types(events, "area_changed")[0]["data"]["households_after"] > 0  # the tap's DMA
+        assert types(events, "advisory_set")[0]["data"]["advisory"] == "boil_water"
+        [planned] = types(events, "notice_planned")
+        assert planned["data"]["template"] == "boil_water" and planned["data"]["action"] == "advise#1:enter:2"
+        assert types(events, "notice_approved")  # auto: nobody in the loop
+        [page] = types(events, "page_sent")
+        assert page["data"]["people"] == 2 and "+1" not in json.dumps(page)  # staff numbers stay out
+        await until_notices_sent(api, engine, clock, inc["id"], 1)
+        status, view = await api.call("GET", f"/api/incidents/{inc['id']}/playbook")
+        assert status == 200 and view["stage"] == "advise" and view["advisory"] == "boil_water"
+        first = next(c for c in view["slas"] if c["sla"] == "first_notice")
+        assert first["state"] == "met"
+
+        # Clean samples 23 hours apart do not lift it; a third one a day after the second does.
+        clean = {"details": {"event": "lab_result", "result": "clean"}}
+        for n, hours in enumerate((1, 23, 25), start=2):
+            clock.advance(timedelta(hours=hours))
+            await producer.send_and_wait(topic, report(f"lims-{n}", isoformat(clock.now()), **clean))
+
+            async def linked(count: int = n) -> bool:
+                return len(types(await timeline(api, inc["id"]), "report_linked")) >= count
+
+            await eventually(linked)
+            await engine.run_due()
+            stage = (await api.call("GET", f"/api/incidents/{inc['id']}"))[1]["stage"]
+            assert stage == ("lift" if n == 4 else "advise"), (n, stage)
+
+        events = await timeline(api, inc["id"])
+        assert types(events, "advisory_lifted")
+        lifted = [e for e in types(events, "notice_planned") if e["data"]["template"] == "advisory_lifted"]
+        assert len(lifted) == 1
+        assert lifted[0]["data"]["notice_id"] not in {
+            e["data"]["notice_id"] for e in types(events, "notice_approved")
+        }
+        # The daily reminder to the lab fired once a day while the advisory was in force, once each.
+        reminders = [
+            e for e in types(events, "page_sent") if ":timer:sample_reminder:" in e["data"]["action"]
+        ]
+        assert [e["data"]["action"] for e in reminders] == [
+            f"advise#1:timer:sample_reminder:{i}" for i in (1, 2)
+        ]
+        status, view = await api.call("GET", f"/api/incidents/{inc['id']}/playbook")
+        assert view["stage"] == "lift" and view["advisory"] is None
+        assert not [t for t in view["timers"] if t["timer"].startswith("advise#1:")]  # cancelled on leaving
+    finally:
+        await producer.stop()
+
+
+async def test_an_sla_breach_is_recorded_once_and_escalated(
+    aiohttp_client: Callable[[Application], Awaitable[Client]], store_url: str, tokens: Tokens,
+    broker: Broker, clock: ManualClock,
+) -> None:  # fmt: skip
+    api = await _app(aiohttp_client, store_url, tokens, kafka_env(broker, send=True), clock)
+    engine = api.client.app[PLAYBOOKS]
+    inc = await api.declare(area=BOX)
+    await engine.run_due()
+    assert (await api.call("GET", f"/api/incidents/{inc['id']}"))[1]["stage"] == "assess"
+    # The dispatcher moves on to notify; the notice waits for approval... and nobody approves.
+    status, moved = await api.call("POST", f"/api/incidents/{inc['id']}/stage", json={"stage": "notify"})
+    assert status == 200 and moved["stage"] == "notify"
+    status, err = await api.call("POST", f"/api/incidents/{inc['id']}/stage", json={"stage": "notify"})
+    assert status == 409, err
+    status, err = await api.call("POST", f"/api/incidents/{inc['id']}/stage", json={"stage": "nowhere"})
+    assert status == 422 and "assess" in err["error"]["message"]
+    status, _ = await api.call("POST", f"/api/incidents/{inc['id']}/stage", "rita", json={"stage": "repair"})
+    assert status == 403
+    await engine.run_due()
+    events = await timeline(api, inc["id"])
+    assert [e["data"]["template"] for e in types(events, "notice_planned")] == ["main_break"]
+    assert not types(events, "sla_breached")
+    for _ in range(3):  # past the 30 minutes, looked at again and again: one breach
+        clock.advance(timedelta(minutes=16))
+        await engine.run_due()
+    events = await timeline(api, inc["id"])
+    [breach] = types(events, "sla_breached")
+    assert breach["data"]["sla"] == "first_notice" and "command" in breach["data"]["escalated_to"]
+    escalations = [
+        e for e in types(events, "page_sent") if e["data"]["action"].startswith("sla:first_notice:")
+    ]
+    assert {e["data"]["rota"] for e in escalations} == set(breach["data"]["escalated_to"])
+    status, view = await api.call("GET", f"/api/incidents/{inc['id']}/playbook")
+    first = next(c for c in view["slas"] if c["sla"] == "first_notice")
+    assert first["state"] == "breached" and first["met_at"] is None
+    # The after-action report names the breach.
+    status, html = await api.call("GET", f"/api/incidents/{inc['id']}/report", "rita")
+    assert (status == 200 and "first_notice" in html) or "First notice" in html
+
+
+async def test_timers_survive_a_restart_and_fire_once_across_instances(
+    aiohttp_client: Callable[[Application], Awaitable[Client]], store_url: str, tokens: Tokens,
+    broker: Broker, clock: ManualClock,
+) -> None:  # fmt: skip
+    env = kafka_env(broker)
+    first = await _app(aiohttp_client, store_url, tokens, env, clock)
+    inc = await first.declare(area=BOX)
+    await first.client.app[PLAYBOOKS].run_due()
+    await first.call("POST", f"/api/incidents/{inc['id']}/stage", json={"stage": "repair"})
+    await first.client.app[PLAYBOOKS].run_due()
+    store: Store = first.client.app[STORE]
+    [timer] = [t for t in await store.list_timers(inc["id"]) if ":etr_update:" in t.timer_id]
+    await first.client.close()  # the instance that scheduled it is gone
+
+    # Two instances share the store; two hours later both look at once.
+    second = await _app(aiohttp_client, store_url, tokens, env, clock)
+    third = await _app(aiohttp_client, store_url, tokens, env, clock)
+    clock.advance(timedelta(hours=2, minutes=1))
+    await asyncio.gather(second.client.app[PLAYBOOKS].run_due(), third.client.app[PLAYBOOKS].run_due())
+    await second.client.app[PLAYBOOKS].run_due()
+    await third.client.app[PLAYBOOKS].run_due()
+    events = await timeline(second, inc["id"])
+    fired = [e for e in events if e["data"].get("action") == "repair#1:timer:etr_update:1"]
+    assert len(fired) == 1, fired  # the ETR-update notice (or why it could not be planned), once
+    after = {t.timer_id: t for t in await second.client.app[STORE].list_timers(inc["id"])}
+    assert after[timer.timer_id].state == "done"
+    assert after[timer.timer_id.replace(":1", ":2")].state == "pending"  # the next round is waiting
