@@ -8,6 +8,7 @@ look at the current state and return the events to append, or raise.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated, Any
 
@@ -108,6 +109,11 @@ class Incident(msgspec.Struct, frozen=True, kw_only=True):
     playbook: str | None = None
     #: The playbook stage the incident is in (None: no playbook, or not started).
     stage: str | None = None
+    #: Estimated time of restoration (ISO), once given.
+    etr: str | None = None
+    #: Planned work: start and end (ISO), from the declaration.
+    start: str | None = None
+    end: str | None = None
     #: The affected area as GeoJSON (lon/lat), once drawn or derived.
     area: dict[str, Any] | None = None
     #: How the area was made: parts added or removed (drawn, zones, around, isolation).
@@ -171,6 +177,8 @@ def apply_event(state: Incident | None, event: TimelineEvent) -> Incident:
             drill=bool(d.get("drill", False)),
             playbook=d.get("playbook"),
             area=d.get("area"),
+            start=d.get("start"),
+            end=d.get("end"),
             awaiting_confirmation=bool(d.get("awaiting_confirmation", False)),
             declared_at=event.at,
             updated_at=event.at,
@@ -191,6 +199,8 @@ def apply_event(state: Incident | None, event: TimelineEvent) -> Incident:
             changes["reports"] = state.reports + 1
         case EventType.confirmed:
             changes["awaiting_confirmation"] = False
+        case "etr_set":
+            changes["etr"] = event.data["etr"]
         case "stage_entered":
             changes["stage"] = event.data["stage"]
             changes["playbook"] = event.data.get("playbook") or state.playbook
@@ -291,6 +301,17 @@ class Declaration(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
     playbook: Name | None = None
     #: A drawn area: GeoJSON Polygon or MultiPolygon in lon/lat.
     area: dict[str, Any] | None = None
+    #: Planned work: when it starts and ends (with a time zone); playbooks time notices by it.
+    start: datetime | None = None
+    end: datetime | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("start", "end"):
+            value = getattr(self, name)
+            if value is not None and value.tzinfo is None:
+                raise ValueError(f"{name} needs a time zone (e.g. 2026-11-24T09:00:00+08:00)")
+        if self.start is not None and self.end is not None and self.end <= self.start:
+            raise ValueError("end must be after start")
 
 
 def declare(
@@ -303,8 +324,9 @@ def declare(
     """Open an incident. ``auto`` names the rule and report when a rule declared it; such
     an incident waits for a dispatcher's confirmation when the rule says so."""
     data = msgspec.to_builtins(declaration)
-    if data.get("area") is None:
-        data.pop("area", None)
+    for optional in ("area", "start", "end"):
+        if data.get(optional) is None:
+            data.pop(optional, None)
     data["owner"] = owner
     if auto is not None:
         data["auto_declared"] = auto
@@ -367,6 +389,14 @@ def change_severity(state: Incident, to: Severity, actor: str, reason: str | Non
     if reason:
         data["reason"] = reason
     return [EventDraft(type=EventType.severity_changed, actor=actor, data=data)]
+
+
+def set_etr(state: Incident, etr: datetime, actor: str, reason: str | None) -> list[EventDraft]:
+    _require_open(state, "set the ETR of")
+    if etr.tzinfo is None:
+        raise InvalidInput("etr needs a time zone (e.g. 2026-11-24T18:00:00+08:00)")
+    at = etr.astimezone(UTC).isoformat(timespec="microseconds")
+    return [EventDraft(type="etr_set", actor=actor, data={"etr": at, "reason": reason or ""})]
 
 
 def hand_over(state: Incident, to: str, actor: str, role: Role, reason: str | None) -> list[EventDraft]:

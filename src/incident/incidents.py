@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Collection, Sequence
+from datetime import datetime
 from typing import Any
 
 from incident import domain
@@ -88,6 +89,9 @@ class IncidentService:
             return domain.change_severity(state, to, by.name, reason)
 
         return await self._act(incident_id, decide)
+
+    async def set_etr(self, incident_id: str, etr: datetime, by: Principal, reason: str | None) -> Appended:
+        return await self._act(incident_id, lambda state: domain.set_etr(state, etr, by.name, reason))
 
     async def add_note(self, incident_id: str, text: str, by: Principal) -> Appended:
         return await self._act(incident_id, lambda state: domain.add_note(state, text, by.name))

@@ -7,6 +7,7 @@ import asyncio
 import json
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -237,3 +238,79 @@ async def test_timers_survive_a_restart_and_fire_once_across_instances(
     after = {t.timer_id: t for t in await second.client.app[STORE].list_timers(inc["id"])}
     assert after[timer.timer_id].state == "done"
     assert after[timer.timer_id.replace(":1", ":2")].state == "pending"  # the next round is waiting
+
+
+DEFAULT_PLAYBOOKS = sorted(p.stem for p in Path("config/playbooks").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("name", DEFAULT_PLAYBOOKS)
+async def test_every_default_playbook_runs_from_declaration_to_close(
+    name: str, aiohttp_client: Callable[[Application], Awaitable[Client]], store_url: str, tokens: Tokens,
+    broker: Broker, clock: ManualClock,
+) -> None:  # fmt: skip
+    api = await _app(aiohttp_client, store_url, tokens, kafka_env(broker, send=True), clock)
+    engine = api.client.app[PLAYBOOKS]
+    playbook = engine.playbooks[name]
+    assert playbook.match is not None
+    start = clock.now() + timedelta(days=3)
+    fields: dict[str, Any] = {
+        "kind": playbook.match.kinds[0].value,
+        "utility": (playbook.match.utilities or ("water",))[0],
+        "title": f"Drill of {name}", "area": BOX, "playbook": name,
+        "start": start.isoformat(), "end": (start + timedelta(hours=6)).isoformat(),
+    }  # fmt: skip
+    if not isinstance(fields["utility"], str):
+        fields["utility"] = fields["utility"].value
+    inc = await api.declare(**fields)
+    iid = inc["id"]
+    visited: list[str] = []
+    for _ in range(60):
+        await engine.run_due()
+        _, now = await api.call("GET", f"/api/incidents/{iid}")
+        if now["stage"] and (not visited or visited[-1] != now["stage"]):
+            visited.append(now["stage"])
+        if now["status"] in ("closed", "cancelled"):
+            break
+        events = await timeline(api, iid)
+        if types(events, "etr_requested") and now["etr"] is None:
+            etr = (clock.now() + timedelta(hours=5)).isoformat()
+            assert (await api.call("POST", f"/api/incidents/{iid}/etr", json={"etr": etr}))[0] == 200
+        _, notices = await api.call("GET", f"/api/incidents/{iid}/notices")
+        for notice in notices["notices"]:
+            if notice["status"] == "planned":  # the dispatcher approves what waits for approval
+                path = f"/api/incidents/{iid}/notices/{notice['notice_id']}/approve"
+                assert (await api.call("POST", path))[0] == 200
+
+        async def handed_over() -> bool:
+            _, d = await api.call("GET", f"/api/incidents/{iid}/deliveries")
+            states = {s for by_state in d["counts"].values() for s in by_state}
+            return not states & {"planned", "queued", "sending"}
+
+        await eventually(handed_over)
+        clock.advance(timedelta(seconds=3))
+        await engine.run_due()
+        _, after = await api.call("GET", f"/api/incidents/{iid}")
+        if after["stage"] != now["stage"] or after["status"] != now["status"]:
+            continue
+        clock.advance(timedelta(hours=6))  # time passes: timers and 'after' exits
+        await engine.run_due()
+        _, later = await api.call("GET", f"/api/incidents/{iid}")
+        if later["stage"] == now["stage"]:  # nothing moves it but a person (or a report): move on by hand
+            ids = [s.id for s in playbook.stages]
+            following = ids[ids.index(now["stage"]) + 1]
+            status, body = await api.call("POST", f"/api/incidents/{iid}/stage", json={"stage": following})
+            assert status == 200, body
+    assert visited == [s.id for s in playbook.stages]
+    events = await timeline(api, iid)
+    failed = [e["data"]["text"] for e in types(events, "note_added") if "failed" in e["data"]["text"]]
+    assert failed == []
+    planned = {e["data"]["notice_id"] for e in types(events, "notice_planned")}
+
+    async def all_sent() -> bool:  # a notice approved just before the close still goes out
+        clock.advance(timedelta(seconds=3))
+        await engine.run_due()
+        return planned == {e["data"]["notice_id"] for e in types(await timeline(api, iid), "notice_sent")}
+
+    await eventually(all_sent)
+    assert planned
+    assert (await api.call("GET", f"/api/incidents/{iid}/integrity"))[1]["ok"]

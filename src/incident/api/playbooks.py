@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated
 
 import msgspec
@@ -20,6 +21,12 @@ _ID = "/api/incidents/{incident_id}"
 
 class StageBody(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     stage: Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
+    reason: Annotated[str, msgspec.Meta(max_length=1000)] | None = None
+
+
+class EtrBody(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    #: The estimated time of restoration, with a time zone.
+    etr: datetime
     reason: Annotated[str, msgspec.Meta(max_length=1000)] | None = None
 
 
@@ -101,6 +108,14 @@ async def move_stage(request: web.Request) -> web.Response:
     return json_response(await request.app[INCIDENTS].get(incident_id))
 
 
+async def set_etr(request: web.Request) -> web.Response:
+    body = await read_body(request, EtrBody)
+    appended = await request.app[INCIDENTS].set_etr(
+        request.match_info["incident_id"], body.etr, request[PRINCIPAL], body.reason
+    )
+    return json_response(appended.incident)
+
+
 async def list_playbooks(request: web.Request) -> web.Response:
     found = [
         PlaybookSummary(
@@ -138,6 +153,15 @@ ENDPOINTS = (
         "pending timers, the advisory in force and the ETR",
         ALL_ROLES,
         response=PlaybookView,
+    ),
+    Endpoint(
+        "POST",
+        _ID + "/etr",
+        set_etr,
+        "Set the estimated time of restoration (notices and pages name it)",
+        STEER,
+        body=EtrBody,
+        response=Incident,
     ),
     Endpoint(
         "POST",

@@ -68,8 +68,9 @@ log = logging.getLogger(__name__)
 
 ACTOR = "system:playbook"
 _SYSTEM = Principal(ACTOR, Role.admin)
-#: Deliveries still on their way to the carrier: a notice is handed over when none are left.
-_PENDING = ("planned", "queued", "sending", "retry")
+#: Deliveries not yet tried: a notice is handed over once every delivery was tried at least
+#: once (retries of an unanswered call, spaced minutes apart, go on after that).
+_PENDING = ("planned", "queued", "sending")
 Pager = Callable[[str, str], Awaitable[None]]
 
 
@@ -84,7 +85,7 @@ def action_keys(events: Sequence[TimelineEvent]) -> set[str]:
 def facts_of(incident: Incident, events: Sequence[TimelineEvent]) -> dict[str, Any]:
     """What a page's text may name (``Page.render``)."""
     current = clocks.current_stage(list(events))
-    etr = next((e.data.get("etr") for e in reversed(events) if e.type == "etr_set"), None)
+    etr = incident.etr
     return {
         "incident_id": incident.id,
         "title": incident.title,
@@ -496,14 +497,14 @@ class PlaybookEngine:
     async def _plan_notice(
         self, incident: Incident, action: PlanNotice, key: str, events: Sequence[TimelineEvent]
     ) -> None:
-        etr = next((e.data.get("etr") for e in reversed(events) if e.type == "etr_set"), None)
-        start = planned_start(events)
+        etr, start, end = incident.etr, planned_start(events), incident.end
         facts = NoticeFacts(
             area=incident.title[:300],
             note=action.note,
             advisory=advisory_in_force(events),
             etr=datetime.fromisoformat(etr) if etr else None,
             start=datetime.fromisoformat(start) if start else None,
+            end=datetime.fromisoformat(end) if end else None,
         )
         audience = (
             Audience(list(action.audience.priority)) if action.audience and action.audience.priority else None
