@@ -4,7 +4,16 @@ from __future__ import annotations
 
 import asyncio
 
-from bench import fanout, geo_area, geo_isolation, geo_memory, ingest, notify_render, timeline_append
+from bench import (
+    fanout,
+    geo_area,
+    geo_isolation,
+    geo_memory,
+    ingest,
+    notify_render,
+    playbook_path,
+    timeline_append,
+)
 
 if __name__ == "__main__":
     asyncio.run(timeline_append.main([]))
@@ -12,6 +21,8 @@ if __name__ == "__main__":
     asyncio.run(ingest.main([]))
     print()
     asyncio.run(fanout.main([]))
+    print()
+    playbook_path.main([])
     for sync_bench in (geo_area, geo_isolation, geo_memory, notify_render):
         print()
         sync_bench.main([])

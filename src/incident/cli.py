@@ -434,3 +434,96 @@ def playbooks_check(directory: Path, oncall_file: Path | None) -> None:
         click.echo(err.message)
         sys.exit(1)
     click.echo(f"ok: {len(found)} playbooks")
+
+
+# --- drill --------------------------------------------------------------------------------
+
+
+def _drill_dirs() -> list[Path]:
+    """Where shipped scenarios are: ./config/drills, else the source tree's."""
+    return [Path("config/drills"), Path(__file__).resolve().parents[2] / "config" / "drills"]
+
+
+@main.group()
+def drill() -> None:
+    """Drills: play a scenario (timed reports and dispatcher actions) against the running service."""
+
+
+@drill.command("run")
+@click.argument("scenario")
+@click.option("--url", default=None, help="The service's base URL (default: http://[http] host:port).")
+@click.option(
+    "--token",
+    envvar="INCIDENT_TOKEN",
+    default=None,
+    help="Dispatcher or admin token (default: $INCIDENT_TOKEN; `make run` prints one).",
+)
+@click.option(
+    "--bootstrap",
+    default=None,
+    help="Kafka HOST:PORT for the reports (default: [kafka] bootstrap_servers, else the embedded "
+    "broker's embedded_listener).",
+)
+@click.option(
+    "--speed",
+    type=click.FloatRange(min=0, min_open=True),
+    default=None,
+    help="Time compression (60: one scenario minute takes one second); default: the scenario's.",
+)
+@_config_option
+def drill_run(
+    scenario: str, url: str | None, token: str | None, bootstrap: str | None, speed: float | None,
+    config_file: Path | None,
+) -> None:  # fmt: skip
+    """Play SCENARIO (a file, or the name of a shipped one: `incident drill list`) against the
+    running service: reports onto Kafka, dispatcher actions through the API, progress as it
+    goes and a summary. Exit 1 when a step fails or an expectation is not met."""
+    from incident.drill.runner import run_drill
+    from incident.drill.scenario import ScenarioError, find_scenario, load_scenario
+    from incident.kafka import cli_bootstrap
+
+    settings = _settings(config_file)
+    try:
+        played = load_scenario(find_scenario(scenario, _drill_dirs()))
+    except ScenarioError as err:
+        for problem in err.problems:
+            click.echo(problem, err=True)
+        sys.exit(1)
+    if not token:
+        raise click.ClickException(
+            "no token: pass --token or set INCIDENT_TOKEN (`make run` prints a dispatcher token)"
+        )
+    host = "127.0.0.1" if settings.http.host in ("0.0.0.0", "::", "") else settings.http.host  # noqa: S104
+    try:
+        if bootstrap is None and played.report_ids:
+            bootstrap = cli_bootstrap(settings.kafka)
+        result = asyncio.run(
+            run_drill(
+                played, url=url or f"http://{host}:{settings.http.port}", token=token, bootstrap=bootstrap,
+                topic=settings.kafka.reports_topic, speed=speed, out=click.echo,
+            )
+        )  # fmt: skip
+    except IncidentError as err:
+        raise click.ClickException(err.message) from err
+    sys.exit(0 if result.ok else 1)
+
+
+@drill.command("list")
+def drill_list() -> None:
+    """The shipped scenarios (config/drills): name, scenario time, speed and title."""
+    from incident.drill.scenario import ScenarioError, format_offset, load_scenario, shipped_scenarios
+
+    seen: set[str] = set()
+    for directory in _drill_dirs():
+        for file in shipped_scenarios(directory):
+            if file.stem in seen:
+                continue
+            seen.add(file.stem)
+            try:
+                s = load_scenario(file)
+            except ScenarioError as err:
+                click.echo(f"{file.stem:<16} BROKEN: {err.problems[0]}")
+                continue
+            click.echo(f"{s.name:<16} {format_offset(s.duration)[1:]:>6} at {s.speed:>5g}x  {s.title}")
+    if not seen:
+        click.echo("no scenarios found in config/drills")

@@ -46,7 +46,10 @@ def declaration_from(report: Report, **overrides: Any) -> Declaration:
     title = (
         report.summary.strip()[:200] or f"{report.kind.value.replace('_', ' ')} reported by {report.source}"
     )
-    fields = {"kind": report.kind, "utility": report.utility, "title": title, "severity": report.severity}
+    fields: dict[str, Any] = {"kind": report.kind, "utility": report.utility, "title": title,
+                              "severity": report.severity}  # fmt: skip
+    if report.details.get("drill") is True:  # a drill's report opens an exercise, marked as one
+        fields["drill"] = True
     return Declaration(**{**fields, **{k: v for k, v in overrides.items() if v is not None}})
 
 

@@ -126,9 +126,21 @@ def test_state_survives_a_restart_of_the_service(start: Callable[[], Server], en
     first = start()
     status, inc = first.request("POST", "/api/incidents", token, DECLARE)
     assert status == 201
+    deadline = time.monotonic() + 20
+    while (
+        first.request("GET", f"/api/incidents/{inc['id']}", token)[1]["stage"] is None
+    ):  # its playbook starts
+        assert time.monotonic() < deadline, "the playbook never started"
+        time.sleep(0.2)
+    _, before = first.request("GET", f"/api/incidents/{inc['id']}/timeline", token)
     assert first.stop(signal.SIGINT)[0] == 0
     second = start()
-    assert second.request("GET", f"/api/incidents/{inc['id']}", token) == (200, inc)
+    status, after = second.request("GET", f"/api/incidents/{inc['id']}/timeline", token)
+    assert status == 200 and after["integrity"]["ok"]
+    # Everything the first instance recorded is there, in order (the second may add more).
+    assert after["events"][: len(before["events"])] == before["events"]
+    assert after["incident"]["stage"] == before["incident"]["stage"] is not None
+    assert after["incident"]["title"] == inc["title"]
     assert second.stop()[0] == 0
 
 

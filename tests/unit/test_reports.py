@@ -75,3 +75,11 @@ def test_malformed_reports_are_rejected_with_a_code(value: bytes, code: RejectCo
 def test_a_message_without_value_is_rejected() -> None:
     with pytest.raises(ReportRejected):
         parse_report(None, 65536)
+
+
+def test_a_drill_report_declares_an_exercise() -> None:
+    from incident.triage import declaration_from
+
+    assert declaration_from(parse_report(_with(details={"drill": True, "drill_run": "r1"}), 65536)).drill
+    assert not declaration_from(parse_report(_with(), 65536)).drill
+    assert not declaration_from(parse_report(_with(details={"drill": "yes"}), 65536)).drill

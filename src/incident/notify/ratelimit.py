@@ -1,26 +1,40 @@
-"""A token bucket: at most ``rate`` sends per second, with bursts up to ``burst``."""
+"""A token bucket: over any stretch of ``t`` seconds at most ``rate * t + burst`` sends.
+
+The burst defaults to one send, so a carrier's per-second limit holds in every second, not
+only on average (a full bucket of ``rate`` would allow twice the rate in the first second).
+"""
 
 from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Awaitable, Callable
 
 
 class TokenBucket:
-    def __init__(self, rate: float, burst: float | None = None) -> None:
+    def __init__(
+        self,
+        rate: float,
+        burst: float = 1.0,
+        *,
+        now: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
         self.rate = rate
-        self.capacity = burst if burst is not None else max(1.0, rate)
+        self.capacity = max(1.0, burst)
+        self._now = now
+        self._sleep = sleep
         self._tokens = self.capacity
-        self._stamp = time.monotonic()
+        self._stamp = now()
         self._lock = asyncio.Lock()
 
     async def take(self) -> None:
         async with self._lock:  # first come, first served: no starvation under load
             while True:
-                now = time.monotonic()
+                now = self._now()
                 self._tokens = min(self.capacity, self._tokens + (now - self._stamp) * self.rate)
                 self._stamp = now
-                if self._tokens >= 1:
-                    self._tokens -= 1
+                if self._tokens >= 1 - 1e-9:  # rounding must not leave a send waiting forever
+                    self._tokens = max(0.0, self._tokens - 1)
                     return
-                await asyncio.sleep((1 - self._tokens) / self.rate)
+                await self._sleep((1 - self._tokens) / self.rate)

@@ -1,0 +1,54 @@
+"""The token bucket on a fake clock: no second ever carries more than the rate (plus the burst)."""
+
+from __future__ import annotations
+
+import asyncio
+
+from incident.notify.ratelimit import TokenBucket
+
+
+class FakeTime:
+    def __init__(self) -> None:
+        self.t = 100.0
+
+    def now(self) -> float:
+        return self.t
+
+    async def sleep(self, seconds: float) -> None:
+        self.t += seconds
+        await asyncio.sleep(0)
+
+
+async def _sends(rate: float, n: int, burst: float = 1.0, senders: int = 1) -> list[float]:
+    clock = FakeTime()
+    bucket = TokenBucket(rate, burst, now=clock.now, sleep=clock.sleep)
+    times: list[float] = []
+    todo = iter(range(n))
+
+    async def sender() -> None:
+        for _ in todo:
+            await bucket.take()
+            times.append(clock.t)
+
+    await asyncio.gather(*(sender() for _ in range(senders)))
+    return sorted(times)
+
+
+def _busiest_second(times: list[float]) -> int:
+    return max(sum(1 for u in times if t <= u < t + 1.0) for t in times)
+
+
+async def test_no_second_carries_more_than_the_rate() -> None:
+    times = await _sends(rate=50, n=500, senders=20)
+    assert len(times) == 500
+    assert _busiest_second(times) <= 50 + 1
+    assert times[-1] - times[0] >= (500 - 1) / 50 - 1e-6  # and it is not slower than it must be
+    assert times[-1] - times[0] <= 500 / 50 + 0.1
+
+
+async def test_a_burst_is_allowed_only_as_configured() -> None:
+    burst = await _sends(rate=10, n=30, burst=10)
+    assert _busiest_second(burst) <= 10 + 10
+    assert sum(1 for t in burst if t == burst[0]) == 10  # the configured burst goes at once
+    steady = await _sends(rate=10, n=30)
+    assert sum(1 for t in steady if t == steady[0]) == 1
