@@ -29,6 +29,10 @@ run: $(VENV)/.installed-run
 	@echo "Dispatcher token for local use (shown once; a new one each run):"
 	@$(BIN)/incident tokens add local-dispatcher --role dispatcher --replace $(if $(CONFIG),--config $(CONFIG))
 	@echo
+	@echo "Open the console at the URL below and sign in with that token."
+	@echo "Drills: in another terminal, $(BIN)/incident drill list, then"
+	@echo "        INCIDENT_TOKEN=<the token> $(BIN)/incident drill run main_break"
+	@echo
 	exec $(BIN)/incident serve $(if $(CONFIG),--config $(CONFIG))
 
 lint: $(VENV)/.installed-test

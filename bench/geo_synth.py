@@ -59,11 +59,12 @@ def households(network: Network, n: int, seed: int = 7) -> HouseholdTable:
     rng = np.random.default_rng(seed + 1)
     lon, lat = positions(network, n, seed)
     idx = np.arange(1, n + 1)
-    digits = rng.integers(100, 200, n).astype(str)
-    area = rng.integers(201, 990, n).astype(str)
-    sms = np.where(
-        rng.random(n) < 0.85, np.char.add(np.char.add("+1", area), np.char.add("5550", digits)), ""
-    )
+    # Fictional numbers (555 exchange), one per household: area code and line from the index.
+    area = (201 + (idx // 10_000) % 789).astype(str)
+    line = np.char.zfill((idx % 10_000).astype(str), 4)
+    rng.integers(100, 200, n)  # keeps the later draws (and so every other column) as they were
+    rng.integers(201, 990, n)
+    sms = np.where(rng.random(n) < 0.85, np.char.add(np.char.add("+1", area), np.char.add("555", line)), "")
     voice = np.where(rng.random(n) < 0.4, sms, "")
     token = np.where(rng.random(n) < 0.35, np.char.add("app-", rng.integers(0, 2**47, n).astype(str)), "")
     address = np.char.add(

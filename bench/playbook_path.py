@@ -167,9 +167,11 @@ async def run(n: int, runs: int) -> None:
     p = _percentiles
     print(f"Contamination report -> SMS at a Twilio-compatible server ({n:,} households, {runs} runs)")
     print(f"  first SMS: p50 {p(first, 50):.3f} s, p99 {p(first, 99):.3f} s   (goal: p99 under 1 s)")
+    spread = [b - a for a, b in zip(first, last, strict=True)]
+    print(f"  last SMS:  p50 {p(last, 50):.2f} s, p99 {p(last, 99):.2f} s after the report")
     print(
-        f"  last SMS:  p50 {p(last, 50):.2f} s, p99 {p(last, 99):.2f} s; the carrier limit allows "
-        f"{allowed:.2f} s: ratio {p(last, 50) / allowed:.3f}   (goal: within 5%, at most 1.05)"
+        f"  first to last: p50 {p(spread, 50):.2f} s, p99 {p(spread, 99):.2f} s; the carrier limit allows "
+        f"{allowed:.2f} s: ratio p99 {p(spread, 99) / allowed:.3f}  (goal: at most 1.05)"
     )
 
 

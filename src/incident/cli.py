@@ -82,7 +82,9 @@ async def _serve(settings: Settings) -> None:
         for host, port, *_ in runner.addresses:
             if not app[PUBLIC_URL].value:  # the carrier calls us back here
                 app[PUBLIC_URL].value = f"http://{host}:{port}"
-            click.echo(f"Incident service listening on http://{host}:{port}/", err=True)
+            click.echo(
+                f"Incident service listening on http://{host}:{port}/ (the console is there)", err=True
+            )
             click.echo(f"  API description: http://{host}:{port}/api/openapi.json", err=True)
         log.info("ready; SIGTERM or Ctrl-C stops")
         await stop.wait()

@@ -91,7 +91,11 @@ class IncidentService:
         return await self._act(incident_id, decide)
 
     async def set_etr(self, incident_id: str, etr: datetime, by: Principal, reason: str | None) -> Appended:
-        return await self._act(incident_id, lambda state: domain.set_etr(state, etr, by.name, reason))
+        def decide(state: Incident) -> list[domain.EventDraft]:
+            _require_owner_or_command(state, by)
+            return domain.set_etr(state, etr, by.name, reason)
+
+        return await self._act(incident_id, decide)
 
     async def add_note(self, incident_id: str, text: str, by: Principal) -> Appended:
         return await self._act(incident_id, lambda state: domain.add_note(state, text, by.name))
@@ -178,6 +182,11 @@ def _area_change(
         "affected_pipes": list(after.affected_pipes),
     }
     return data, after
+
+
+def require_owner_or_command(state: Incident, by: Principal) -> None:
+    """Steering an incident is for its owner, command staff and admins."""
+    _require_owner_or_command(state, by)
 
 
 def _require_owner_or_command(state: Incident, by: Principal) -> None:

@@ -24,6 +24,7 @@ from incident.errors import Conflict, InvalidInput, NotFound
 from incident.geo import ServiceArea, iter_households
 from incident.geo.household import Channel, Priority
 from incident.geo.table import PRIORITY_RANK
+from incident.households import release_free_memory
 from incident.incidents import IncidentService
 from incident.notify.context import Advisory, NoticeContext, TemplateKey
 from incident.notify.planner import AudienceCounts, PlannedDelivery, QuietHours, plan_deliveries, send_after
@@ -104,7 +105,7 @@ class NoticeService:
 
     async def plan(
         self, incident_id: str, request: NoticeRequest, by: Principal, service: ServiceArea, buffer_m: float,
-        *, action: str | None = None,
+        *, action: str | None = None, auto_approve: bool = False,
     ) -> PlannedNotice:  # fmt: skip
         incident = await self._incidents.get(incident_id)
         if not incident.is_open:
@@ -157,6 +158,8 @@ class NoticeService:
         }
         if action is not None:  # a playbook action: its key marks it done
             event["action"] = action
+        if auto_approve:  # approved by the playbook at once; if cut short, on its next look
+            event["auto_approve"] = True
         result = await self._store.apply_plan(
             [
                 PutNotice(notice),
@@ -167,6 +170,8 @@ class NoticeService:
             ]
         )
         self._incidents.publish(result.appended)
+        if counts.households > 50_000:  # a big plan leaves its scratch memory behind
+            await asyncio.to_thread(release_free_memory)
         return PlannedNotice(notice, previews)
 
     async def get(self, incident_id: str, notice_id: str) -> Notice:

@@ -212,6 +212,21 @@ class LogSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_on
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
 
+class ConsoleSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    #: Optional map tiles under the service area, e.g. "https://tiles.example/{z}/{x}/{y}.png";
+    #: empty: none (the zones and pipes are the base map, and the console works offline).
+    tile_url: str = ""
+    #: The attribution the tile provider asks for, shown on the map.
+    tile_attribution: str = ""
+
+    def __post_init__(self) -> None:
+        if self.tile_url and not (
+            self.tile_url.startswith(("https://", "http://"))
+            and all(f"{{{k}}}" in self.tile_url for k in "zxy")
+        ):
+            raise ValueError("tile_url must be empty or an http(s) URL with {z}, {x} and {y}")
+
+
 class PlaybookSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
     #: Run playbooks in this instance (several instances share the work through the store).
     enabled: bool = True
@@ -241,6 +256,7 @@ class Settings(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=
     playbooks: PlaybookSettings = msgspec.field(default_factory=PlaybookSettings)
     live: LiveSettings = msgspec.field(default_factory=LiveSettings)
     log: LogSettings = msgspec.field(default_factory=LogSettings)
+    console: ConsoleSettings = msgspec.field(default_factory=ConsoleSettings)
 
 
 def _section_types() -> dict[str, type[msgspec.Struct]]:

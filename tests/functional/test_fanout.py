@@ -331,3 +331,43 @@ async def test_sends_cut_short_are_looked_up_at_the_carrier_before_any_retry(
         assert got[3].state == DeliveryState.retry  # the carrier never got it: send it
         assert (got[4].state, got[4].error_code) == (DeliveryState.failed, "outcome_unknown")
         assert len(list(carrier.carrier.calls)) == 1 and len(list(carrier.carrier.messages)) == 1
+
+
+async def test_deliveries_waiting_for_a_slow_rate_are_not_taken_early(
+    settings: Settings,  # before the app's client: the database outlives the app
+    aiohttp_client: Callable[[Application], Awaitable[Client]],
+    tokens: Tokens,
+    broker: Broker,
+) -> None:
+    """At 3 SMS/s a sender takes (marks `sending`) only what it can send in the next few
+    seconds: a long wait in `sending` would look like a send cut short to the reconciler,
+    which would then send it again."""
+    from incident.notify.drill import serve_drill
+    from incident.notify.drill_config import DrillConfig
+    from incident.notify.sender import TAKE_AHEAD_S
+
+    rate = 3
+    async with serve_drill(DrillConfig(callbacks=False)) as carrier:
+        api = await _external_api(aiohttp_client, settings, tokens, kafka_env(broker, send=True), carrier.url,
+                                  INCIDENT_TWILIO__MESSAGES_PER_SECOND=str(rate))  # fmt: skip
+        inc = await api.declare(area=BOX)
+        status, planned = await api.call("POST", f"/api/incidents/{inc['id']}/notices", json={
+            "template": "boil_water", "channels": ["sms"], "audience": {"priority": ["medical", "vulnerable"]},
+            "facts": {"area": "Maple St"}})  # fmt: skip
+        assert status == 201
+        total = planned["notice"]["counts"]["deliveries"]
+        assert total > rate * TAKE_AHEAD_S  # more than one take's worth
+        await api.call("POST", f"/api/incidents/{inc['id']}/notices/{planned['notice']['notice_id']}/approve")
+        most_sending = 0
+
+        async def done() -> bool:
+            nonlocal most_sending
+            _, d = await api.call("GET", f"/api/incidents/{inc['id']}/deliveries")
+            sms = d["counts"].get("sms", {})
+            most_sending = max(most_sending, sms.get("sending", 0))
+            return sms.get("accepted", 0) == total
+
+        await wait_for(done, limit=total / rate + 30)
+        assert 0 < most_sending <= rate * TAKE_AHEAD_S
+        numbers = Counter(m.to for m in carrier.carrier.messages)
+        assert len(numbers) == total and set(numbers.values()) == {1}

@@ -302,6 +302,23 @@ async def test_a_callback_before_the_answer_is_recorded_finds_its_delivery_by_th
     assert await world.get(other.delivery_id) == other
 
 
+async def test_a_callback_for_a_call_tried_again_finds_its_delivery_before_the_new_sid_is_recorded(
+    hooks: Client, hapi: Api, clock: ManualClock
+) -> None:
+    world = await World.make(hapi, clock)
+    d = await world.delivery("H-1", channel="voice", sid="CA" + "1" * 32)  # the first try's call
+    again = DeliveryChange(delivery_id=d.delivery_id, expect=frozenset({S.accepted}), to=S.sending,
+                           count_attempt=True)  # fmt: skip
+    assert await world.store.change_delivery(again, world.at) is not None  # the second try, in flight
+    new_sid = "CA" + "2" * 32
+    status, text = await post(
+        hooks, f"{STATUS}?{urlencode({'d': d.delivery_id})}", call_status(new_sid, "completed")
+    )
+    assert (status, json.loads(text)["outcome"]) == (200, "applied")
+    got = await world.get(d.delivery_id)
+    assert (got.state, got.carrier_sid) == (S.completed, new_sid)
+
+
 async def test_a_landline_sms_falls_back_to_one_voice_call_through_the_drill_carrier(
     hooks: Client, hapi: Api, clock: ManualClock
 ) -> None:

@@ -314,3 +314,77 @@ async def test_every_default_playbook_runs_from_declaration_to_close(
     await eventually(all_sent)
     assert planned
     assert (await api.call("GET", f"/api/incidents/{iid}/integrity"))[1]["ok"]
+
+
+async def test_closing_stops_the_playbook_and_only_the_owner_or_command_steer(
+    aiohttp_client: Callable[[Application], Awaitable[Client]], store_url: str, tokens: Tokens,
+    broker: Broker, clock: ManualClock,
+) -> None:  # fmt: skip
+    api = await _app(aiohttp_client, store_url, tokens, kafka_env(broker), clock)
+    engine, store = api.client.app[PLAYBOOKS], api.client.app[STORE]
+    inc = await api.declare(area=BOX)  # alice owns it
+    await engine.run_due()
+    status, err = await api.call("POST", f"/api/incidents/{inc['id']}/stage", "bob", json={"stage": "repair"})
+    assert status == 403, err  # another dispatcher
+    status, _ = await api.call(
+        "POST", f"/api/incidents/{inc['id']}/etr", "bob", json={"etr": "2026-11-22T20:00:00+00:00"}
+    )
+    assert status == 403
+    assert (await api.call("POST", f"/api/incidents/{inc['id']}/stage", "carol", json={"stage": "repair"}))[
+        0
+    ] == 200
+    await engine.run_due()
+    assert [
+        t.timer_id
+        for t in await store.list_timers(inc["id"])
+        if t.state == "pending" and ":etr_update:" in t.timer_id
+    ]
+    status, _ = await api.call("POST", f"/api/incidents/{inc['id']}/status", json={"status": "closed"})
+    assert status == 200
+    before = len(await timeline(api, inc["id"]))
+    for _ in range(3):
+        clock.advance(timedelta(hours=3))
+        await engine.run_due()
+    assert len(await timeline(api, inc["id"])) == before  # no ETR updates, no SLA pages after the close
+    assert not [t for t in await store.list_timers(inc["id"]) if t.state in ("pending", "claimed")]
+
+
+async def test_reminders_already_past_for_late_planned_work_go_out_once(
+    aiohttp_client: Callable[[Application], Awaitable[Client]], store_url: str, tokens: Tokens,
+    broker: Broker, clock: ManualClock,
+) -> None:  # fmt: skip
+    api = await _app(aiohttp_client, store_url, tokens, kafka_env(broker), clock)
+    engine, store = api.client.app[PLAYBOOKS], api.client.app[STORE]
+    start = clock.now() + timedelta(hours=20)  # declared late: the 48 h and 24 h notices are past
+    inc = await api.declare(kind="planned_outage", title="Valve work", area=BOX, start=start.isoformat(),
+                            end=(start + timedelta(hours=4)).isoformat())  # fmt: skip
+    await engine.run_due()
+    timers = {t.timer_id.split(":")[-2]: t for t in await store.list_timers(inc["id"]) if "#" in t.timer_id}
+    assert set(timers) == {"notice_24h", "reminder"}  # the 48 h one is not sent on top of it
+    assert timers["reminder"].due_at == isoformat(start - timedelta(hours=2))
+
+
+async def test_an_auto_notice_cut_short_before_its_approval_is_approved_on_the_next_look(
+    aiohttp_client: Callable[[Application], Awaitable[Client]], store_url: str, tokens: Tokens,
+    broker: Broker, clock: ManualClock,
+) -> None:  # fmt: skip
+    from incident.auth import Principal
+    from incident.domain import Role
+    from incident.geo.household import Channel
+    from incident.keys import NOTICES, SERVICE_AREA
+    from incident.notices import NoticeFacts, NoticeRequest
+    from incident.notify.context import TemplateKey
+
+    api = await _app(aiohttp_client, store_url, tokens, kafka_env(broker), clock)
+    engine, app = api.client.app[PLAYBOOKS], api.client.app
+    inc = await api.declare(area=BOX, kind="low_pressure", title="Low pressure")
+    await engine.run_due()
+    # As if the engine planned an auto notice and died before approving it.
+    request = NoticeRequest(
+        template=TemplateKey.low_pressure, channels=[Channel.sms], facts=NoticeFacts(area="x")
+    )
+    planned = await app[NOTICES].plan(inc["id"], request, Principal("system:playbook", Role.admin),
+                                      app[SERVICE_AREA], 30.0, action="assess#1:timer:x:1", auto_approve=True)  # fmt: skip
+    await engine.evaluate(inc["id"])
+    _, notice = await api.call("GET", f"/api/incidents/{inc['id']}/notices/{planned.notice.notice_id}")
+    assert notice["status"] == "approved"

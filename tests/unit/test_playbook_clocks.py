@@ -548,3 +548,17 @@ def test_the_first_rule_that_holds_wins(playbooks: dict[str, Playbook]) -> None:
         exit_due(stage_of(playbooks["water_main_break"], "close"), at(0), timeline.events, at(0), {}, True)
         is None
     )
+
+
+def test_a_planned_start_must_be_a_timestamp_with_a_time_zone() -> None:
+    from incident.playbook.engine import planned_start
+
+    def linked(start: object) -> TimelineEvent:
+        return TimelineEvent(incident_id="INC-2026-000001", seq=2, type="report_linked", actor="x",
+                             at="2026-11-22T08:00:00.000000+00:00", data={"details": {"start": start}},
+                             prev_hash="", hash="")  # fmt: skip
+
+    assert planned_start([linked("2026-11-24T09:00:00+08:00")]) == "2026-11-24T01:00:00.000000+00:00"
+    assert planned_start([linked("2026-11-24T09:00:00")]) is None  # no zone: not guessed
+    assert planned_start([linked("next tuesday")]) is None
+    assert planned_start([linked(5)]) is None

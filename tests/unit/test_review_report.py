@@ -76,25 +76,45 @@ def test_households_never_reached_on_any_channel() -> None:
     assert tally.never_reached() == ["D-4", "F-6", "G-7"]
 
 
-def test_sla_clocks_from_the_timeline() -> None:
+def test_sla_clocks_from_the_events_the_playbook_engine_records() -> None:
+    """The engine records ``sla_met`` and ``sla_breached`` (no ``sla_started``): the clocks
+    come from those, in the order they first appear."""
     story = Story()
     due = (T0 + timedelta(minutes=30)).isoformat()
-    story.add("sla_started", sla="first_notice", title="First notice within 30 minutes", due_at=due)
-    story.add("sla_started", sla="on_site", title="Crew on site", due_at=due)
-    story.add("sla_started", sla="repair", title="Repair within 24 h", due_at=due)
-    met = story.add(
-        "sla_met", sla="first_notice", due_at=due, met_at=(T0 + timedelta(minutes=20)).isoformat()
-    )
+    met_at = (T0 + timedelta(minutes=20)).isoformat()
+    late_at = (T0 + timedelta(minutes=50)).isoformat()
+    story.add("sla_met", sla="first_notice", due_at=due, met_at=met_at)
     breached = story.add(
         "sla_breached", sla="on_site", title="Crew on site", due_at=due, escalated_to=["command"]
     )
-    clocks = {c.sla: c for c in sla_clocks(story.events)}
-    assert [c.sla for c in sla_clocks(story.events)] == ["first_notice", "on_site", "repair"]
-    assert clocks["first_notice"].state == "met" and clocks["first_notice"].met_at == met.data["met_at"]
-    assert clocks["on_site"].state == "breached" and clocks["on_site"].breached_at == breached.at
-    assert clocks["on_site"].escalated_to == ["command"]
-    assert clocks["repair"].state == "running"
+    story.add("sla_breached", sla="repair", title="Repair within 24 h", due_at=due, escalated_to=[])
+    story.add("sla_met", sla="repair", due_at=due, met_at=late_at)
+    found = sla_clocks(story.events)
+    assert [c.sla for c in found] == ["first_notice", "on_site", "repair"]
+    clocks = {c.sla: c for c in found}
+
+    first = clocks["first_notice"]
+    assert (first.state, first.due_at, first.met_at, first.met_late) == ("met", due, met_at, False)
+    assert first.title == "first_notice"  # sla_met carries no title
+    assert first.breached_at is None and first.escalated_to == []
+
+    on_site = clocks["on_site"]
+    assert (on_site.state, on_site.title, on_site.due_at) == ("breached", "Crew on site", due)
+    assert on_site.breached_at == breached.at and on_site.escalated_to == ["command"]
+    assert on_site.met_at is None and not on_site.met_late
+
+    repair = clocks["repair"]
+    assert (repair.state, repair.met_at, repair.met_late) == ("breached", late_at, True)
     assert sla_clocks(Story().events) == []
+
+
+def test_a_started_clock_without_an_outcome_is_running() -> None:
+    story = Story()
+    due = (T0 + timedelta(minutes=30)).isoformat()
+    story.add("sla_started", sla="repair", title="Repair within 24 h", due_at=due)
+    [clock] = sla_clocks(story.events)
+    assert (clock.state, clock.title, clock.due_at) == ("running", "Repair within 24 h", due)
+    assert clock.started_at == story.events[-1].at
 
 
 def test_times_run_from_the_earliest_report_or_the_declaration() -> None:
@@ -174,11 +194,28 @@ def test_a_broken_chain_and_a_drill_show_on_the_report() -> None:
 
 def test_sla_table_on_the_report() -> None:
     story = Story()
-    due = (T0 + timedelta(minutes=30)).isoformat()
-    story.add("sla_started", sla="first_notice", title="First notice within 30 minutes", due_at=due)
-    story.add("sla_breached", sla="first_notice", title="First notice within 30 minutes", due_at=due,
+    due = (T0 + timedelta(minutes=30)).isoformat()  # 16:45 in Shanghai
+    story.add("sla_met", sla="first_notice", due_at=due, met_at=(T0 + timedelta(minutes=20)).isoformat())
+    story.add("sla_breached", sla="on_site", title="Crew <b>on site</b>", due_at=due,
               escalated_to=["command", "duty_manager"])  # fmt: skip
+    story.add("sla_breached", sla="repair", title="Repair", due_at=due, escalated_to=["command"])
+    story.add("sla_met", sla="repair", due_at=due, met_at=(T0 + timedelta(minutes=50)).isoformat())
     story.status(Status.cancelled, "false alarm")
     html = _render(story)
-    assert re.search(r"0 met,\s+1 breached,\s+0 still running", html)
-    assert "command, duty_manager" in html and 'class="bad">breached' in html
+    assert "none declared" not in html
+    assert re.search(r"1 met,\s+2 breached \(1 met late\)\.", html)
+    assert "still running" not in html and "<th>Started</th>" not in html
+    rows = {m.group(1): m.group(2) for m in re.finditer(r'<tr data-sla="([^"]+)">(.*?)</tr>', html, re.S)}
+    assert set(rows) == {"first_notice", "on_site", "repair"}
+    assert 'class="ok">met<' in rows["first_notice"]
+    assert "2026-11-22 16:45:00 CST" in rows["first_notice"]  # due
+    assert "2026-11-22 16:35:00 CST" in rows["first_notice"]  # met
+    assert 'class="bad">breached<' in rows["on_site"] and "command, duty_manager" in rows["on_site"]
+    assert "Crew &lt;b&gt;on site&lt;/b&gt;" in rows["on_site"]
+    assert 'class="bad">breached, met late at 2026-11-22 17:05:00 CST<' in rows["repair"]
+
+
+def test_an_incident_without_slas_says_none_declared() -> None:
+    story = Story()
+    story.add("note_added", text="no playbook here")
+    assert "SLA clocks: none declared." in _render(story)

@@ -145,6 +145,30 @@ async def pipe(request: web.Request) -> web.Response:
     return json_response(feature)
 
 
+async def network(request: web.Request) -> web.Response:
+    """Every pipe (and pump and valve link) as GeoJSON lines: the console's base map."""
+    service = request.app[SERVICE_AREA]
+
+    def build() -> dict[str, Any]:
+        links = service.network.links if service.network is not None else ()
+        return {
+            "type": "FeatureCollection",
+            "features": [
+                {
+                    "type": "Feature",
+                    "geometry": {
+                        "type": "LineString",
+                        "coordinates": [[round(x, 6), round(y, 6)] for x, y in link.path],
+                    },
+                    "properties": {"id": link.id, "kind": link.kind.value},
+                }
+                for link in links
+            ],
+        }
+
+    return json_response(await asyncio.to_thread(build))
+
+
 _AREA = "/api/incidents/{incident_id}/area"
 
 ENDPOINTS: tuple[Endpoint, ...] = (
@@ -157,6 +181,9 @@ ENDPOINTS: tuple[Endpoint, ...] = (
     Endpoint("GET", _AREA, get_area, "The area, valves to close and dry pipes as GeoJSON", ALL_ROLES,
              tag="areas"),
     Endpoint("GET", "/api/layers", layers, "Zone layers (pressure zones, DMAs) as GeoJSON", ALL_ROLES,
+             tag="areas"),
+    Endpoint("GET", "/api/network", network,
+             "The pipe network as GeoJSON lines with their ids (empty when none is loaded)", ALL_ROLES,
              tag="areas"),
     Endpoint("GET", "/api/network/pipes/{pipe_id}", pipe,
              "A pipe as GeoJSON, with its households and what a break there would isolate", ALL_ROLES,

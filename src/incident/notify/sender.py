@@ -48,6 +48,10 @@ S = DeliveryState
 MAX_IN_FLIGHT = 2000
 #: Deliveries per notify job: a job names the deliveries of one partition's households.
 JOB_SIZE = 50
+#: Jobs per sender batch (so at most JOB_SIZE x this many deliveries in a batch).
+JOBS_PER_BATCH = 10
+#: A sender takes (marks `sending`) only what its channel's rate lets it send this soon.
+TAKE_AHEAD_S = 5.0
 _partitioner = DefaultPartitioner()
 
 
@@ -190,7 +194,7 @@ class NotifyEngine:
         self._consumer = AIOKafkaConsumer(
             self._n.jobs_topic, bootstrap_servers=self._bootstrap, group_id=self._n.group_id,
             enable_auto_commit=False, auto_offset_reset="earliest", session_timeout_ms=session,
-            heartbeat_interval_ms=heartbeat, fetch_max_wait_ms=50, max_poll_records=10,
+            heartbeat_interval_ms=heartbeat, fetch_max_wait_ms=50, max_poll_records=JOBS_PER_BATCH,
         )  # fmt: skip
 
     async def stop(self) -> None:
@@ -298,7 +302,9 @@ class NotifyEngine:
         try:
             while True:
                 try:
-                    batch = await self._consumer.getmany(timeout_ms=50 if ahead else 500, max_records=500)
+                    batch = await self._consumer.getmany(
+                        timeout_ms=50 if ahead else 500, max_records=JOBS_PER_BATCH
+                    )
                     if batch:
                         offsets = {tp: ms[-1].offset + 1 for tp, ms in batch.items()}
                         ahead.append((asyncio.create_task(self._send_batch(batch)), offsets))
@@ -318,9 +324,25 @@ class NotifyEngine:
 
     async def _send_batch(self, batch: dict[Any, list[Any]]) -> None:
         ids = [i for ms in batch.values() for m in ms for i in _job_ids(m.value)]
-        # Take the whole batch in one statement; a replayed job finds its delivery taken.
-        taken = await self._store.take_deliveries(ids, isoformat(self._clock.now())) if ids else []
-        await asyncio.gather(*(self._guarded(d) for d in taken))
+        if not ids:
+            return
+        # Read first, take just in time: a delivery is `sending` only from shortly before its
+        # carrier call, however slow its channel's rate, so the reconciler never takes one
+        # waiting for its turn for a send cut short (and sends it again).
+        by_channel: dict[str, list[Delivery]] = {}
+        for d in await self._store.deliveries_by_id(ids):
+            if d.state is S.queued:
+                by_channel.setdefault(d.channel, []).append(d)
+        await asyncio.gather(*(self._send_channel(Channel(c), ds) for c, ds in by_channel.items()))
+
+    async def _send_channel(self, channel: Channel, waiting: list[Delivery]) -> None:
+        limit = self._limits.get(channel)
+        size = max(1, int(limit.rate * TAKE_AHEAD_S)) if limit is not None else len(waiting)
+        for start in range(0, len(waiting), size):
+            chunk = [d.delivery_id for d in waiting[start : start + size]]
+            # One statement per chunk; a replayed job finds its delivery taken.
+            taken = await self._store.take_deliveries(chunk, isoformat(self._clock.now()))
+            await asyncio.gather(*(self._guarded(d) for d in taken))
 
     async def _guarded(self, taken: Delivery) -> None:
         async with self._work:

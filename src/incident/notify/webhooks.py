@@ -448,7 +448,9 @@ def make_status_callback(fixed: HookOptions | None = None) -> Handler:
             # Called back before the sender recorded the carrier's answer: the signed URL
             # names the delivery, which has no SID yet.
             delivery = await store.get_delivery(named)
-            early = delivery is not None and delivery.carrier_sid is None
+            # No SID yet, or the SID of an earlier try (a call tried again) while this one is
+            # being sent: the callback is about the send in flight.
+            early = delivery is not None and (delivery.carrier_sid is None or delivery.state is S.sending)
             delivery = delivery if early else None
         if delivery is None:
             metrics.count("status", Outcome.unknown_sid)

@@ -27,6 +27,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
+import msgspec
 from shapely.geometry import Point
 
 import incident.playbook.clocks as clocks
@@ -37,7 +38,7 @@ from incident.clock import Clock, isoformat
 from incident.domain import Incident, Role, TimelineEvent
 from incident.errors import Conflict, IllegalTransition, IncidentError, InvalidInput, StoreError
 from incident.geo import ServiceArea
-from incident.incidents import IncidentService
+from incident.incidents import IncidentService, require_owner_or_command
 from incident.notices import Audience, NoticeFacts, NoticeRequest, NoticeService
 from incident.notify.context import Advisory
 from incident.playbook.model import (
@@ -68,10 +69,9 @@ log = logging.getLogger(__name__)
 
 ACTOR = "system:playbook"
 _SYSTEM = Principal(ACTOR, Role.admin)
-#: Deliveries not yet tried: a notice is handed over once every delivery was tried at least
-#: once (retries of an unanswered call, spaced minutes apart, go on after that).
-_PENDING = ("planned", "queued", "sending")
 Pager = Callable[[str, str], Awaitable[None]]
+#: Events no playbook rule looks at: they do not wake the engine.
+_UNWATCHED = frozenset({"note_added", "household_reply", "handed_over", "severity_changed"})
 
 
 def stage_key(stage: str, visit: int) -> str:
@@ -111,17 +111,33 @@ def advisory_in_force(events: Sequence[TimelineEvent]) -> Advisory | None:
 
 
 def planned_start(events: Sequence[TimelineEvent]) -> str | None:
-    """A planned outage's start: the declaration's, else the first report's ``details.start``."""
+    """A planned outage's start: the declaration's, else the first report's ``details.start``
+    (free-form in a report: only a timestamp with a time zone counts)."""
     for e in events:
         if e.type == "declared" and e.data.get("start"):
-            return str(e.data["start"])
+            return _instant(e.data["start"])
         if e.type == "report_linked" and (e.data.get("details") or {}).get("start"):
-            return str(e.data["details"]["start"])
+            found = _instant(e.data["details"]["start"])
+            if found is not None:
+                return found
     return None
+
+
+def _instant(value: Any) -> str | None:
+    try:
+        at = datetime.fromisoformat(str(value))
+    except ValueError:
+        return None
+    return isoformat(at) if at.tzinfo is not None else None
 
 
 def first_report(events: Sequence[TimelineEvent]) -> dict[str, Any] | None:
     return next((e.data for e in events if e.type == "report_linked"), None)
+
+
+class LeaseLost(IncidentError):
+    code = "lease_lost"
+    status = 409
 
 
 class PlaybookEngine:
@@ -159,7 +175,7 @@ class PlaybookEngine:
     # --- triggers ------------------------------------------------------------------------------
 
     def _heard(self, incident_id: str, events: Sequence[TimelineEvent]) -> None:
-        if any(e.actor != ACTOR or e.type == "stage_entered" for e in events):
+        if any((e.actor != ACTOR and e.type not in _UNWATCHED) or e.type == "stage_entered" for e in events):
             self._touched.add(incident_id)
             self._wake.set()
 
@@ -200,16 +216,33 @@ class PlaybookEngine:
         for incident_id, fired in by_incident.items():
             now = isoformat(self._clock.now())
             if not await self._store.lock_incident(incident_id, self.owner, now, self._lease()):
-                continue  # another instance is at it; these come back when our claim runs out
+                # Another instance is at it: look again soon rather than when our claim runs out.
+                soon = isoformat(self._clock.now() + timedelta(seconds=self._s.poll_s))
+                await self._store.schedule_timers(
+                    [msgspec.structs.replace(t, due_at=soon) for t in fired], rearm=True
+                )
+                continue
             try:
                 await self.evaluate(incident_id, fired)
+            except (StoreError, LeaseLost) as err:
+                # Passing: the timers stay claimed until the lease runs out, then fire again.
+                log.warning("playbook for %s stopped, to be retried: %s", incident_id, err.message)
+                continue
             except IncidentError as err:
                 log.error("playbook for %s: %s", incident_id, err.message)
+            except Exception:  # one incident's surprise must not hold up the others claimed with it
+                log.exception("playbook for %s failed", incident_id)
             finally:
                 await self._store.unlock_incident(incident_id, self.owner, isoformat(self._clock.now()))
             for t in fired:
                 await self._store.finish_timer(t.timer_id, self.owner, isoformat(self._clock.now()))
         return len(due)
+
+    async def _keep_lease(self, incident_id: str) -> None:
+        """Renew the incident's lease before each action; stop if another instance has it."""
+        now = isoformat(self._clock.now())
+        if not await self._store.lock_incident(incident_id, self.owner, now, self._lease()):
+            raise LeaseLost(f"the evaluation lease of {incident_id} went to another instance")
 
     async def run(self) -> None:
         next_sweep = 0.0
@@ -253,7 +286,16 @@ class PlaybookEngine:
             stage = find_stage(playbook, stage_id)
             if stage is None:
                 return
+            if not incident.is_open:
+                # Finished: its notices still go out (and are recorded), nothing else happens.
+                await self._store.cancel_timers(incident_id, f"{incident_id}:{stage_id}#")
+                await self._notices_sent(incident, events)
+                return
             key = stage_key(stage_id, visit)
+            # Scheduling is idempotent: timers lost to a crash right after entry come back,
+            # and ones waiting for a planned start are scheduled once it is known.
+            await self._schedule_stage_timers(incident_id, stage, visit, events, entered_at)
+            await self._approve_auto_notices(incident, events)
             done = action_keys(events)
             for i, action in enumerate(stage.on_enter):
                 action_key = f"{key}:enter:{i}"
@@ -269,9 +311,9 @@ class PlaybookEngine:
             events = await self._store.timeline(incident_id)
             incident = await self._incidents.get(incident_id)
             await self._notices_sent(incident, events)
-            await self._slas(incident, playbook, events)
             if not incident.is_open:
-                return
+                continue  # a stage closed it: the next round cancels its timers
+            await self._slas(incident, playbook, events)
             events = await self._store.timeline(incident_id)
             sent = await self._all_sent(events, key)
             rule = clocks.exit_due(stage, entered_at, events, self._clock.now(), playbook.conditions, sent)
@@ -285,6 +327,7 @@ class PlaybookEngine:
 
     async def enter_by_hand(self, incident_id: str, stage_id: str, by: Principal, reason: str | None) -> None:
         incident = await self._incidents.get(incident_id)
+        require_owner_or_command(incident, by)
         playbook = self.playbook_for(incident)
         if playbook is None:
             raise Conflict(f"{incident_id} runs no playbook: its stages cannot be moved")
@@ -356,22 +399,32 @@ class PlaybookEngine:
         appended = await self._store.append(incident.id, decide)
         self._incidents.publish([appended])
         visit = 1 + sum(1 for e in events if e.type == "stage_entered" and e.data.get("stage") == stage.id)
-        await self._schedule_stage_timers(incident.id, stage, visit, events)
+        await self._schedule_stage_timers(incident.id, stage, visit, events, appended.events[0].at)
 
     async def _schedule_stage_timers(
-        self, incident_id: str, stage: Stage, visit: int, events: Sequence[TimelineEvent]
+        self, incident_id: str, stage: Stage, visit: int, events: Sequence[TimelineEvent], entered_at: str
     ) -> None:
         key = stage_key(stage.id, visit)
-        now = self._clock.now()
+        entered = datetime.fromisoformat(entered_at)
+        start = planned_start(events)
         rows = []
+        # Of the reminders before a planned start that are already past (work declared late),
+        # only the latest goes out: three copies of one notice at once help nobody.
+        late = [
+            t for t in stage.timers
+            if t.schedule is TimerSchedule.at_before_start and start is not None
+            and datetime.fromisoformat(start) - t.delay <= entered
+        ]  # fmt: skip
+        skip = {t.id for t in sorted(late, key=lambda t: t.delay)[1:]}
         for timer in stage.timers:
+            if timer.id in skip:
+                continue
             if timer.schedule is TimerSchedule.at_before_start:
-                start = planned_start(events)
                 if start is None:
                     continue
-                due = max(now, datetime.fromisoformat(start) - timer.delay)  # already past: at once
+                due = max(entered, datetime.fromisoformat(start) - timer.delay)
             else:
-                due = now + timer.delay
+                due = entered + timer.delay
             rows.append(
                 DueTimer(
                     timer_id=f"{incident_id}:{key}:{timer.id}:1",
@@ -382,6 +435,18 @@ class PlaybookEngine:
             )
         if rows:
             await self._store.schedule_timers(rows)
+
+    async def _approve_auto_notices(self, incident: Incident, events: Sequence[TimelineEvent]) -> None:
+        """An ``auto`` notice planned but not approved (cut short in between) is approved now."""
+        approved = {e.data["notice_id"] for e in events if e.type == "notice_approved"}
+        for e in events:
+            if (
+                e.type == "notice_planned"
+                and e.data.get("auto_approve")
+                and e.data["notice_id"] not in approved
+            ):
+                with contextlib.suppress(Conflict):
+                    await self._notices.approve(incident.id, e.data["notice_id"], _SYSTEM)
 
     async def _fire(
         self,
@@ -435,7 +500,7 @@ class PlaybookEngine:
     ) -> None:
         try:
             await self._run_action(incident, playbook, action, key, events)
-        except StoreError:
+        except (StoreError, LeaseLost):
             raise  # passing: the timer is looked at again, the action was not recorded
         except IncidentError as err:
             # Recorded, not retried in a loop: a dispatcher sees why and acts by hand.
@@ -511,8 +576,9 @@ class PlaybookEngine:
         )
         channels = [c for c in action.channels if c in self._notices.channels]
         request = NoticeRequest(template=action.template, channels=channels, audience=audience, facts=facts)
+        auto = action.approval.value == "auto"
         planned = await self._notices.plan(
-            incident.id, request, _SYSTEM, self._service_area(), self._buffer_m, action=key
+            incident.id, request, _SYSTEM, self._service_area(), self._buffer_m, action=key, auto_approve=auto
         )
         if action.approval.value == "auto":
             await self._notices.approve(incident.id, planned.notice.notice_id, _SYSTEM)
@@ -580,31 +646,37 @@ class PlaybookEngine:
         return bool(mine) and mine <= sent
 
     async def _notices_sent(self, incident: Incident, events: Sequence[TimelineEvent]) -> None:
-        """A ``notice_sent`` event for each approved notice once no delivery of the incident is
-        on its way to the carrier any more (a cheap per-incident count)."""
+        """A ``notice_sent`` event for each approved notice once every one of its deliveries
+        was tried; while some wait, look again soon (or when quiet hours end)."""
         approved = [e.data["notice_id"] for e in events if e.type == "notice_approved"]
         sent = {e.data["notice_id"] for e in events if e.type == "notice_sent"}
         waiting = [n for n in approved if n not in sent]
         if not waiting:
             return
-        counts = await self._store.delivery_counts(incident.id)
-        pending = sum(n for by_state in counts.values() for s, n in by_state.items() if s in _PENDING)
-        if pending:
-            await self.poke(incident.id, self._clock.now() + timedelta(seconds=self._s.poll_s))
-            return
-        templates = {
-            e.data["notice_id"]: e.data.get("template") for e in events if e.type == "notice_planned"
-        }
+        pending = await self._store.pending_by_notice(incident.id)
+        done = [n for n in waiting if n not in pending]
+        if done:
+            templates = {
+                e.data["notice_id"]: e.data.get("template") for e in events if e.type == "notice_planned"
+            }
 
-        def decide(state: Incident) -> list[domain.EventDraft]:
-            return [
-                domain.EventDraft(
-                    type="notice_sent", actor=ACTOR, data={"notice_id": n, "template": templates.get(n)}
-                )
-                for n in waiting
-            ]
+            def decide(state: Incident) -> list[domain.EventDraft]:
+                return [
+                    domain.EventDraft(
+                        type="notice_sent", actor=ACTOR, data={"notice_id": n, "template": templates.get(n)}
+                    )
+                    for n in done
+                ]
 
-        self._incidents.publish([await self._store.append(incident.id, decide)])
+            self._incidents.publish([await self._store.append(incident.id, decide)])
+        held = [pending[n] for n in waiting if n in pending]
+        if held:
+            now = self._clock.now()
+            soon = now + timedelta(seconds=self._s.poll_s)
+            # All of them held back by quiet hours: no need to look before those end.
+            if all(not_before is not None and not_before > isoformat(soon) for _, not_before in held):
+                soon = min(datetime.fromisoformat(str(nb)) for _, nb in held)
+            await self.poke(incident.id, soon)
 
     async def _slas(self, incident: Incident, playbook: Playbook, events: Sequence[TimelineEvent]) -> None:
         now = self._clock.now()
@@ -615,7 +687,12 @@ class PlaybookEngine:
                 incident.id,
                 "sla_met",
                 f"sla:{clock.sla}:met",
-                {"sla": clock.sla, "due_at": clock.due_at, "met_at": clock.met_at},
+                {
+                    "sla": clock.sla,
+                    "title": by_id[clock.sla].title,
+                    "due_at": clock.due_at,
+                    "met_at": clock.met_at,
+                },
             )
         for clock in clocks.due_breaches(found):
             sla = by_id[clock.sla]

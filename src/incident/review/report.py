@@ -77,45 +77,62 @@ class ReachTally:
 
 
 class SlaClock(msgspec.Struct, frozen=True, kw_only=True):
+    """One SLA of the incident as its timeline recorded it. ``met_late``: breached first,
+    then met after all (``met_at`` says when)."""
+
     sla: str
     title: str
     state: str  # running | met | breached
-    started_at: str
-    due_at: str
+    due_at: str | None = None
+    started_at: str | None = None
     met_at: str | None = None
     breached_at: str | None = None
     escalated_to: list[str] = msgspec.field(default_factory=list)
 
+    @property
+    def met_late(self) -> bool:
+        if self.state != "breached" or self.met_at is None:
+            return False
+        return self.due_at is None or datetime.fromisoformat(self.met_at) > datetime.fromisoformat(
+            self.due_at
+        )
+
 
 def sla_clocks(events: Iterable[TimelineEvent]) -> list[SlaClock]:
-    """The SLA clocks of a timeline (``sla_started`` / ``sla_met`` / ``sla_breached``), in the
-    order they started. A breached clock that is met later stays breached, with both times."""
+    """The SLA clocks of a timeline, in the order they first appear. The playbook engine
+    records ``sla_met`` {sla, due_at, met_at} for a clock met in time and ``sla_breached``
+    {sla, title, due_at, escalated_to} once its deadline passed; an ``sla_started`` (older
+    timelines, drills) shows a clock still running. A breached clock met later stays
+    breached, with both times."""
     clocks: dict[str, SlaClock] = {}
     for e in events:
         sla = e.data.get("sla")
-        if not isinstance(sla, str):
+        if not isinstance(sla, str) or e.type not in ("sla_started", "sla_met", "sla_breached"):
             continue
+        title = e.data.get("title")
+        due = e.data.get("due_at")
+        clock = clocks.get(sla) or SlaClock(sla=sla, title=sla, state="running")
+        clock = msgspec.structs.replace(
+            clock,
+            title=str(title) if title else clock.title,
+            due_at=str(due) if due else clock.due_at,
+        )
         if e.type == "sla_started":
-            clocks[sla] = SlaClock(
-                sla=sla,
-                title=str(e.data.get("title") or sla),
-                state="running",
-                started_at=e.at,
-                due_at=str(e.data.get("due_at", "")),
+            clock = msgspec.structs.replace(clock, started_at=clock.started_at or e.at)
+        elif e.type == "sla_met":
+            clock = msgspec.structs.replace(
+                clock,
+                state="breached" if clock.state == "breached" else "met",
+                met_at=str(e.data.get("met_at") or e.at),
             )
-        elif sla in clocks and e.type == "sla_met":
-            clock = clocks[sla]
-            state = "breached" if clock.state == "breached" else "met"
-            clocks[sla] = msgspec.structs.replace(
-                clock, state=state, met_at=str(e.data.get("met_at") or e.at)
-            )
-        elif sla in clocks and e.type == "sla_breached":
-            clocks[sla] = msgspec.structs.replace(
-                clocks[sla],
+        else:
+            clock = msgspec.structs.replace(
+                clock,
                 state="breached",
                 breached_at=e.at,
                 escalated_to=[str(r) for r in e.data.get("escalated_to") or []],
             )
+        clocks[sla] = clock
     return list(clocks.values())
 
 

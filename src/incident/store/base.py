@@ -143,6 +143,15 @@ class Store(Protocol):
 
     async def get_delivery(self, delivery_id: str) -> Delivery | None: ...
 
+    async def pending_by_notice(self, incident_id: str) -> dict[str, tuple[int, str | None]]:
+        """Per notice of the incident: deliveries not yet tried (planned, queued, sending) and
+        the earliest ``not_before`` among them."""
+        ...
+
+    async def deliveries_by_id(self, delivery_ids: Sequence[str]) -> list[Delivery]:
+        """The ones of ``delivery_ids`` that exist, in no particular order."""
+        ...
+
     async def delivery_by_sid(self, carrier_sid: str) -> Delivery | None: ...
 
     async def due_deliveries(self, now: str, limit: int, notice_id: str | None = None) -> list[Delivery]:

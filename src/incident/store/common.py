@@ -251,3 +251,9 @@ LOCK_TAKE = (
     " WHERE timers.claimed_until <= excluded.due_at OR timers.claimed_by = excluded.claimed_by"
     " RETURNING timer_id"
 )
+
+# Per notice: deliveries not yet tried, and the earliest a held one (quiet hours) may go.
+PENDING_BY_NOTICE = (
+    "SELECT notice_id, count(*), min(not_before) FROM deliveries WHERE incident_id = {0}"
+    " AND state IN ('planned', 'queued', 'sending') GROUP BY notice_id"
+)

@@ -51,6 +51,7 @@ from incident.store.common import (
     LOCK_TAKE,
     NOTICE_UPSERT,
     OPEN,
+    PENDING_BY_NOTICE,
     REPORT_COLUMNS,
     SIGHTINGS_SQL,
     TIMER_CLAIMABLE,
@@ -522,6 +523,14 @@ class PostgresStore:
     async def get_delivery(self, delivery_id: str) -> Delivery | None:
         found = await self._deliveries("delivery_id = $1", delivery_id)
         return found[0] if found else None
+
+    async def pending_by_notice(self, incident_id: str) -> dict[str, tuple[int, str | None]]:
+        sql = PENDING_BY_NOTICE.format("$1")
+        rows = await self._run(lambda c: c.fetch(sql, incident_id), transaction=False)
+        return {str(r[0]): (int(r[1]), r[2]) for r in rows}
+
+    async def deliveries_by_id(self, delivery_ids: Sequence[str]) -> list[Delivery]:
+        return await self._deliveries("delivery_id = ANY($1::text[])", list(delivery_ids))
 
     async def delivery_by_sid(self, carrier_sid: str) -> Delivery | None:
         found = await self._deliveries("carrier_sid = $1 LIMIT 1", carrier_sid)

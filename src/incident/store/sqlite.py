@@ -52,6 +52,7 @@ from incident.store.common import (
     LOCK_TAKE,
     NOTICE_UPSERT,
     OPEN,
+    PENDING_BY_NOTICE,
     REPORT_COLUMNS,
     SIGHTINGS_SQL,
     TIMER_CLAIMABLE,
@@ -568,6 +569,18 @@ class SqliteStore:
     async def get_delivery(self, delivery_id: str) -> Delivery | None:
         found = await self._deliveries("delivery_id = ?", [delivery_id])
         return found[0] if found else None
+
+    async def pending_by_notice(self, incident_id: str) -> dict[str, tuple[int, str | None]]:
+        sql = PENDING_BY_NOTICE.format("?")
+        rows = await self._read(lambda c: c.execute(sql, (incident_id,)).fetchall())
+        return {str(r[0]): (int(r[1]), r[2]) for r in rows}
+
+    async def deliveries_by_id(self, delivery_ids: Sequence[str]) -> list[Delivery]:
+        found: list[Delivery] = []
+        for start in range(0, len(delivery_ids), 500):
+            chunk = list(delivery_ids[start : start + 500])
+            found += await self._deliveries(f"delivery_id IN ({', '.join('?' * len(chunk))})", chunk)
+        return found
 
     async def delivery_by_sid(self, carrier_sid: str) -> Delivery | None:
         found = await self._deliveries("carrier_sid = ?", [carrier_sid], "LIMIT 1")

@@ -1,0 +1,158 @@
+"""Browser tests: the real app (real store, real broker, the drill carrier) served by aiohttp's
+test server, driven in headless Chromium from Debian's packages through Playwright's async API.
+
+No browser is downloaded: Playwright starts /usr/bin/chromium (``.ci/run`` installs it when it
+is missing). ``--screenshots DIR`` saves each view's screenshot there (the README shows those
+in docs/screenshots/); without it they go to the test's temporary folder.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp.web import Application
+from blockbuster import BlockBuster
+from playwright.async_api import Browser, ConsoleMessage, Page, async_playwright
+
+from incident.app import create_app
+from incident.keys import PUBLIC_URL
+from incident.settings import load_settings
+from tests.conftest import Broker, Tokens, kafka_env
+from tests.functional.conftest import Api, Client
+
+CHROMIUM = Path("/usr/bin/chromium")
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--screenshots", default=None, help="save the browser tests' screenshots in this folder")
+
+
+@pytest.fixture
+def shots(request: pytest.FixtureRequest, tmp_path: Path) -> Path:
+    where = request.config.getoption("--screenshots")
+    path = Path(where) if where else tmp_path / "screenshots"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+@contextmanager
+def playwright_may_block(bb: BlockBuster) -> Iterator[None]:
+    """Playwright checks that its Node.js driver is on disk as it starts (once per test, a
+    stat of one file): allowed there and nowhere else."""
+    bb.functions["os.stat"].can_block_in("playwright/_impl/_driver.py", "compute_driver_executable")
+    yield
+
+
+@pytest.fixture
+def store_url(tmp_path: Path) -> str:
+    """SQLite only: the stores are tested against each other in tests/contract, not through a browser."""
+    return f"sqlite:///{tmp_path / 'incident.db'}"
+
+
+@pytest.fixture
+def chromium_path() -> Path:
+    if not CHROMIUM.exists():
+        pytest.skip(f"no Chromium at {CHROMIUM}: apt-get install -y chromium chromium-driver (.ci/run does)")
+    return CHROMIUM
+
+
+@pytest.fixture
+async def browser(chromium_path: Path, blockbuster: BlockBuster) -> AsyncIterator[Browser]:
+    with playwright_may_block(blockbuster):
+        manager = async_playwright()
+        playwright = await manager.start()
+        chromium = await playwright.chromium.launch(executable_path=str(chromium_path), headless=True)
+    try:
+        yield chromium
+    finally:
+        await chromium.close()
+        await playwright.stop()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "ingest: the app consumes reports from its Kafka topic")
+
+
+class ConsoleApi(Api):
+    def __init__(self, client: Client, tokens: Tokens, reports_topic: str) -> None:
+        super().__init__(client, tokens)
+        self.reports_topic = reports_topic
+
+
+@pytest.fixture
+async def console_api(
+    request: pytest.FixtureRequest,
+    aiohttp_client: Callable[[Application], Awaitable[Client]],
+    store_url: str,
+    tokens: Tokens,
+    broker: Broker,
+) -> ConsoleApi:
+    """The whole service with a real clock: playbooks run, notices go to the drill carrier,
+    and (marked ``ingest``) reports come in from the broker."""
+    kafka = kafka_env(broker, send=True, consume=request.node.get_closest_marker("ingest") is not None)
+    env = {
+        "INCIDENT_STORE__URL": store_url,
+        "INCIDENT_AUTH__TOKENS_FILE": str(tokens.path),
+        **kafka,
+        "INCIDENT_PLAYBOOKS__ENABLED": "true",
+        "INCIDENT_NOTIFY__QUIET_HOURS": "",
+        "INCIDENT_TWILIO__MESSAGES_PER_SECOND": "500",
+        "INCIDENT_TWILIO__CALLS_PER_SECOND": "500",
+        "INCIDENT_TWILIO__FROM_NUMBER": "+15025550000",
+    }
+    settings = await asyncio.to_thread(load_settings, None, env)
+    client = await aiohttp_client(create_app(settings))
+    client.app[PUBLIC_URL].value = str(client.make_url("")).rstrip("/")
+    return ConsoleApi(client, tokens, kafka["INCIDENT_KAFKA__REPORTS_TOPIC"])
+
+
+@dataclass
+class Console:
+    """A browser page on the console, with every console error and failed request it saw."""
+
+    page: Page
+    url: str
+    errors: list[str] = field(default_factory=list)
+
+    async def sign_in(self, token: str) -> None:
+        await self.page.goto(self.url)
+        await self.page.fill("#token", token)
+        await self.page.click("form.login button[type=submit]")
+        await self.page.wait_for_selector("header.top nav a[aria-current=page]")
+
+    def assert_clean(self) -> None:
+        assert self.errors == [], self.errors
+
+
+@pytest.fixture
+def open_console(browser: Browser, console_api: Api) -> Callable[..., Awaitable[Console]]:
+    async def open_page(width: int = 1280, height: int = 800) -> Console:
+        context = await browser.new_context(
+            viewport={"width": width, "height": height}, accept_downloads=True
+        )
+        page = await context.new_page()
+        console = Console(page, str(console_api.client.make_url("/")))
+
+        def on_console(message: ConsoleMessage) -> None:
+            if message.type == "error":
+                console.errors.append(f"console: {message.text}")
+
+        page.on("console", on_console)
+        page.on("pageerror", lambda err: console.errors.append(f"page: {err}"))
+        page.on("requestfailed", lambda req: console.errors.append(f"request failed: {req.url}"))
+        return console
+
+    return open_page
+
+
+async def eventually(check: Callable[[], Awaitable[Any]], limit: float = 30.0) -> Any:
+    async with asyncio.timeout(limit):
+        while not (result := await check()):
+            await asyncio.sleep(0.2)
+        return result
