@@ -29,7 +29,7 @@ from incident.auth import TokenRegistry, read_tokens
 from incident.clock import Clock, SystemClock
 from incident.errors import StoreError
 from incident.geo.household import Channel
-from incident.households import limit_allocator_arenas, load_service_area, release_free_memory
+from incident.households import load_service_area, release_free_memory
 from incident.incidents import IncidentService
 from incident.kafka_runtime import kafka_runtime
 from incident.keys import (
@@ -233,7 +233,6 @@ def _register(app: web.Application, endpoints: Iterable[Endpoint]) -> None:
 
 
 def create_app(settings: Settings, *, clock: Clock | None = None) -> web.Application:
-    limit_allocator_arenas()
     app = web.Application(
         middlewares=[errors_and_metrics, authentication],
         client_max_size=settings.http.max_body_bytes,

@@ -19,6 +19,7 @@ from incident.domain import Role
 from incident.errors import IncidentError
 from incident.geo.files import Progress
 from incident.households import ImportResult as ImportResultT
+from incident.households import limit_allocator_arenas
 from incident.settings import Settings, load_settings
 
 log = logging.getLogger("incident")
@@ -100,6 +101,7 @@ def serve(config_file: Path | None) -> None:
     """Run the service until SIGTERM or SIGINT, then shut down cleanly."""
     settings = _settings(config_file)
     _logging(settings)
+    limit_allocator_arenas()  # before any thread starts
     try:
         asyncio.run(_serve(settings))
     except IncidentError as err:
