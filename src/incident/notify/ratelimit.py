@@ -1,7 +1,9 @@
 """A token bucket: over any stretch of ``t`` seconds at most ``rate * t + burst`` sends.
 
-The burst defaults to one send, so a carrier's per-second limit holds in every second, not
-only on average (a full bucket of ``rate`` would allow twice the rate in the first second).
+The burst defaults to a hundredth of a second's worth (at least one send): enough to absorb
+the event loop's timer jitter (a bucket of one loses every oversleep, and a fan-out runs at
+half its rate), small enough that a carrier's per-second limit holds within 1% in every
+second, not only on average (a full bucket of ``rate`` would allow twice the rate at first).
 """
 
 from __future__ import annotations
@@ -15,13 +17,13 @@ class TokenBucket:
     def __init__(
         self,
         rate: float,
-        burst: float = 1.0,
+        burst: float | None = None,
         *,
         now: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         self.rate = rate
-        self.capacity = max(1.0, burst)
+        self.capacity = max(1.0, rate / 100 if burst is None else burst)
         self._now = now
         self._sleep = sleep
         self._tokens = self.capacity
