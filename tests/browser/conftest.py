@@ -88,8 +88,8 @@ class ConsoleApi(Api):
 @pytest.fixture
 async def console_api(
     request: pytest.FixtureRequest,
+    store_url: str,  # before the app's client: the database outlives the app
     aiohttp_client: Callable[[Application], Awaitable[Client]],
-    store_url: str,
     tokens: Tokens,
     broker: Broker,
 ) -> ConsoleApi:

@@ -86,7 +86,7 @@ def report(report_id: str, at: str, **fields: Any) -> bytes:
 
 
 async def test_contamination_from_a_lab_report_to_the_advisory_lifted(
-    aiohttp_client: Callable[[Application], Awaitable[Client]], store_url: str, tokens: Tokens,
+    store_url: str, aiohttp_client: Callable[[Application], Awaitable[Client]], tokens: Tokens,
     broker: Broker, clock: ManualClock,
 ) -> None:  # fmt: skip
     env = kafka_env(broker, consume=True, send=True)
@@ -172,7 +172,7 @@ async def test_contamination_from_a_lab_report_to_the_advisory_lifted(
 
 
 async def test_an_sla_breach_is_recorded_once_and_escalated(
-    aiohttp_client: Callable[[Application], Awaitable[Client]], store_url: str, tokens: Tokens,
+    store_url: str, aiohttp_client: Callable[[Application], Awaitable[Client]], tokens: Tokens,
     broker: Broker, clock: ManualClock,
 ) -> None:  # fmt: skip
     api = await _app(aiohttp_client, store_url, tokens, kafka_env(broker, send=True), clock)
@@ -212,7 +212,7 @@ async def test_an_sla_breach_is_recorded_once_and_escalated(
 
 
 async def test_timers_survive_a_restart_and_fire_once_across_instances(
-    aiohttp_client: Callable[[Application], Awaitable[Client]], store_url: str, tokens: Tokens,
+    store_url: str, aiohttp_client: Callable[[Application], Awaitable[Client]], tokens: Tokens,
     broker: Broker, clock: ManualClock,
 ) -> None:  # fmt: skip
     env = kafka_env(broker)
@@ -245,7 +245,7 @@ DEFAULT_PLAYBOOKS = sorted(p.stem for p in Path("config/playbooks").glob("*.yaml
 
 @pytest.mark.parametrize("name", DEFAULT_PLAYBOOKS)
 async def test_every_default_playbook_runs_from_declaration_to_close(
-    name: str, aiohttp_client: Callable[[Application], Awaitable[Client]], store_url: str, tokens: Tokens,
+    name: str, store_url: str, aiohttp_client: Callable[[Application], Awaitable[Client]], tokens: Tokens,
     broker: Broker, clock: ManualClock,
 ) -> None:  # fmt: skip
     api = await _app(aiohttp_client, store_url, tokens, kafka_env(broker, send=True), clock)
@@ -317,7 +317,7 @@ async def test_every_default_playbook_runs_from_declaration_to_close(
 
 
 async def test_closing_stops_the_playbook_and_only_the_owner_or_command_steer(
-    aiohttp_client: Callable[[Application], Awaitable[Client]], store_url: str, tokens: Tokens,
+    store_url: str, aiohttp_client: Callable[[Application], Awaitable[Client]], tokens: Tokens,
     broker: Broker, clock: ManualClock,
 ) -> None:  # fmt: skip
     api = await _app(aiohttp_client, store_url, tokens, kafka_env(broker), clock)
@@ -350,7 +350,7 @@ async def test_closing_stops_the_playbook_and_only_the_owner_or_command_steer(
 
 
 async def test_reminders_already_past_for_late_planned_work_go_out_once(
-    aiohttp_client: Callable[[Application], Awaitable[Client]], store_url: str, tokens: Tokens,
+    store_url: str, aiohttp_client: Callable[[Application], Awaitable[Client]], tokens: Tokens,
     broker: Broker, clock: ManualClock,
 ) -> None:  # fmt: skip
     api = await _app(aiohttp_client, store_url, tokens, kafka_env(broker), clock)
@@ -365,7 +365,7 @@ async def test_reminders_already_past_for_late_planned_work_go_out_once(
 
 
 async def test_an_auto_notice_cut_short_before_its_approval_is_approved_on_the_next_look(
-    aiohttp_client: Callable[[Application], Awaitable[Client]], store_url: str, tokens: Tokens,
+    store_url: str, aiohttp_client: Callable[[Application], Awaitable[Client]], tokens: Tokens,
     broker: Broker, clock: ManualClock,
 ) -> None:  # fmt: skip
     from incident.auth import Principal
