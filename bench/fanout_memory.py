@@ -35,7 +35,7 @@ def mb(key):
     return 0.0
 
 async def main(csv, sample, tmp, send_seconds):
-    from incident.households import limit_allocator_arenas
+    from incident.memory import limit_allocator_arenas
     limit_allocator_arenas()  # as `incident serve` does
     from aiohttp import web
     from incident.app import create_app

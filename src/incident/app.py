@@ -29,7 +29,7 @@ from incident.auth import TokenRegistry, read_tokens
 from incident.clock import Clock, SystemClock
 from incident.errors import StoreError
 from incident.geo.household import Channel
-from incident.households import load_service_area, release_free_memory
+from incident.households import load_service_area
 from incident.incidents import IncidentService
 from incident.kafka_runtime import kafka_runtime
 from incident.keys import (
@@ -52,6 +52,7 @@ from incident.keys import (
     TRIAGE,
 )
 from incident.live import LiveHub
+from incident.memory import release_free_memory
 from incident.metrics import Metrics
 from incident.notices import NoticeService, load_notice_templates
 from incident.notify.records import Delivery

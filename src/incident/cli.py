@@ -19,7 +19,7 @@ from incident.domain import Role
 from incident.errors import IncidentError
 from incident.geo.files import Progress
 from incident.households import ImportResult as ImportResultT
-from incident.households import limit_allocator_arenas
+from incident.memory import limit_allocator_arenas
 from incident.settings import Settings, load_settings
 
 log = logging.getLogger("incident")

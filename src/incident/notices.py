@@ -24,8 +24,8 @@ from incident.errors import Conflict, InvalidInput, NotFound
 from incident.geo import ServiceArea, iter_households
 from incident.geo.household import Channel, Priority
 from incident.geo.table import PRIORITY_RANK
-from incident.households import release_free_memory
 from incident.incidents import IncidentService
+from incident.memory import release_free_memory
 from incident.notify.context import Advisory, NoticeContext, TemplateKey
 from incident.notify.planner import AudienceCounts, PlannedDelivery, QuietHours, plan_deliveries, send_after
 from incident.notify.preview import Preview, preview_notice

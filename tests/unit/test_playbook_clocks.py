@@ -15,12 +15,12 @@ from incident.playbook.clocks import (
     condition_holds,
     condition_progress,
     current_stage,
-    declared_start,
     due_breaches,
     exit_due,
     milestone_at,
     newly_met,
     next_deadline,
+    planned_start,
     report_kind,
     report_matches,
     sla_clocks,
@@ -286,7 +286,7 @@ def test_before_start_without_a_planned_start_waits_to_be_judged(playbooks: dict
     timeline = Timeline().declared(at(0)).sent(at(10))
     clock = one_clock(sla, timeline, at(days=30))
     assert (clock.state, clock.started_at, clock.due_at, clock.met_at) == ("pending", at(0), None, None)
-    assert declared_start(timeline.events) is None
+    assert planned_start(timeline.events) is None
 
 
 def test_before_start_declared_too_late_is_breached_at_once(playbooks: dict[str, Playbook]) -> None:
@@ -551,8 +551,6 @@ def test_the_first_rule_that_holds_wins(playbooks: dict[str, Playbook]) -> None:
 
 
 def test_a_planned_start_must_be_a_timestamp_with_a_time_zone() -> None:
-    from incident.playbook.engine import planned_start
-
     def linked(start: object) -> TimelineEvent:
         return TimelineEvent(incident_id="INC-2026-000001", seq=2, type="report_linked", actor="x",
                              at="2026-11-22T08:00:00.000000+00:00", data={"details": {"start": start}},

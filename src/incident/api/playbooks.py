@@ -12,8 +12,9 @@ import incident.playbook.clocks as clocks
 from incident.api.endpoint import ALL_ROLES, Endpoint, json_response, read_body
 from incident.api.incidents import STEER
 from incident.domain import Incident
+from incident.errors import NotFound
 from incident.keys import CLOCK, INCIDENTS, PLAYBOOKS, PRINCIPAL, STORE
-from incident.playbook.engine import advisory_in_force, planned_start
+from incident.playbook.engine import advisory_in_force
 from incident.playbook.model import to_data
 
 _ID = "/api/incidents/{incident_id}"
@@ -78,7 +79,7 @@ async def incident_playbook(request: web.Request) -> web.Response:
     playbook = engine.playbook_for(incident)
     current = clocks.current_stage(events)
     now = request.app[CLOCK].now()
-    slas = clocks.sla_clocks(playbook.slas, events, now, planned_start(events)) if playbook else []
+    slas = clocks.sla_clocks(playbook.slas, events, now) if playbook else []
     stages = [
         StageView(id=s.id, title=s.label, status=s.status.value if s.status else None,
                   exits=[r.trigger.value for r in s.exit], current=current is not None and current[0] == s.id)
@@ -134,8 +135,6 @@ async def get_playbook(request: web.Request) -> web.Response:
     name = request.match_info["name"]
     playbook = request.app[PLAYBOOKS].playbooks.get(name)
     if playbook is None:
-        from incident.errors import NotFound
-
         raise NotFound(f"no playbook {name!r}")
     return web.json_response(to_data(playbook))
 

@@ -38,12 +38,12 @@ __all__ = [
     "condition_holds",
     "condition_progress",
     "current_stage",
-    "declared_start",
     "due_breaches",
     "exit_due",
     "milestone_at",
     "newly_met",
     "next_deadline",
+    "planned_start",
     "report_kind",
     "report_matches",
     "sla_clocks",
@@ -173,24 +173,36 @@ class SlaClock(msgspec.Struct, frozen=True, kw_only=True):
     escalate: tuple[str, ...] = ()
 
 
-def declared_start(events: Iterable[TimelineEvent]) -> str | None:
-    """The planned start the incident was declared with (``declared`` data ``start``)."""
-    for event in events:
-        if event.type == EventType.declared:
-            start = event.data.get("start")
-            return start if isinstance(start, str) and start else None
+def planned_start(events: Iterable[TimelineEvent]) -> str | None:
+    """A planned outage's start: the declaration's, else the first report's ``details.start``
+    (free-form in a report: only a timestamp with a time zone counts)."""
+    for e in events:
+        if e.type == "declared" and e.data.get("start"):
+            return _instant(e.data["start"])
+        if e.type == "report_linked" and (e.data.get("details") or {}).get("start"):
+            found = _instant(e.data["details"]["start"])
+            if found is not None:
+                return found
     return None
 
 
-def _due_at(sla: Sla, started_at: str, planned_start: str | None) -> str | None:
+def _instant(value: Any) -> str | None:
+    try:
+        at = datetime.fromisoformat(str(value))
+    except ValueError:
+        return None
+    return isoformat(at) if at.tzinfo is not None else None
+
+
+def _due_at(sla: Sla, started_at: str, start: str | None) -> str | None:
     if sla.within is not None:
         return isoformat(_dt(started_at) + sla.within)
     assert sla.before_start is not None
-    return None if planned_start is None else isoformat(_dt(planned_start) - sla.before_start)
+    return None if start is None else isoformat(_dt(start) - sla.before_start)
 
 
 def _sla_clock(
-    sla: Sla, events: list[TimelineEvent], now: datetime, planned_start: str | None, breached: frozenset[str]
+    sla: Sla, events: list[TimelineEvent], now: datetime, start: str | None, breached: frozenset[str]
 ) -> SlaClock:
     base = SlaClock(
         sla=sla.id,
@@ -202,7 +214,7 @@ def _sla_clock(
     started_at = milestone_at(sla.start, events)
     if started_at is None:
         return base
-    due_at = _due_at(sla, started_at, planned_start)
+    due_at = _due_at(sla, started_at, start)
     if due_at is None:
         # No deadline to judge against yet; judged once the planned start is known.
         return msgspec.structs.replace(base, started_at=started_at)
@@ -219,13 +231,13 @@ def _sla_clock(
 
 
 def sla_clocks(
-    slas: Iterable[Sla], events: Iterable[TimelineEvent], now: Instant, planned_start: str | None = None
+    slas: Iterable[Sla], events: Iterable[TimelineEvent], now: Instant, start: str | None = None
 ) -> list[SlaClock]:
     """Every SLA's clock, in the playbook's order. ``within`` SLAs are due that long after
-    their start milestone; ``before_start`` SLAs that long before ``planned_start`` (default:
-    the declaration's ``start``). A stop counts only at or after the start."""
+    their start milestone; ``before_start`` SLAs that long before the planned ``start``
+    (default: :func:`planned_start` of the timeline). A stop counts only at or after the start."""
     timeline = list(events)
-    planned = planned_start if planned_start is not None else declared_start(timeline)
+    planned = start if start is not None else planned_start(timeline)
     breached = frozenset(str(e.data.get("sla")) for e in timeline if e.type == SLA_BREACHED)
     return [_sla_clock(sla, timeline, _dt(now), planned, breached) for sla in slas]
 

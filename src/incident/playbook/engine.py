@@ -110,25 +110,15 @@ def advisory_in_force(events: Sequence[TimelineEvent]) -> Advisory | None:
     return None
 
 
-def planned_start(events: Sequence[TimelineEvent]) -> str | None:
-    """A planned outage's start: the declaration's, else the first report's ``details.start``
-    (free-form in a report: only a timestamp with a time zone counts)."""
-    for e in events:
-        if e.type == "declared" and e.data.get("start"):
-            return _instant(e.data["start"])
-        if e.type == "report_linked" and (e.data.get("details") or {}).get("start"):
-            found = _instant(e.data["details"]["start"])
-            if found is not None:
-                return found
-    return None
-
-
-def _instant(value: Any) -> str | None:
-    try:
-        at = datetime.fromisoformat(str(value))
-    except ValueError:
-        return None
-    return isoformat(at) if at.tzinfo is not None else None
+def notices_all_sent(events: Sequence[TimelineEvent], key: str) -> bool:
+    """Every notice planned in the stage visit ``key`` has been handed over."""
+    mine = {
+        e.data["notice_id"]
+        for e in events
+        if e.type == "notice_planned" and str(e.data.get("action", "")).startswith(f"{key}:")
+    }
+    sent = {e.data["notice_id"] for e in events if e.type == "notice_sent"}
+    return bool(mine) and mine <= sent
 
 
 def first_report(events: Sequence[TimelineEvent]) -> dict[str, Any] | None:
@@ -315,7 +305,7 @@ class PlaybookEngine:
                 continue  # a stage closed it: the next round cancels its timers
             await self._slas(incident, playbook, events)
             events = await self._store.timeline(incident_id)
-            sent = await self._all_sent(events, key)
+            sent = notices_all_sent(events, key)
             rule = clocks.exit_due(stage, entered_at, events, self._clock.now(), playbook.conditions, sent)
             if rule is None:
                 await self._wake_for_exits(incident_id, stage, entered_at)
@@ -406,7 +396,7 @@ class PlaybookEngine:
     ) -> None:
         key = stage_key(stage.id, visit)
         entered = datetime.fromisoformat(entered_at)
-        start = planned_start(events)
+        start = clocks.planned_start(events)
         rows = []
         # Of the reminders before a planned start that are already past (work declared late),
         # only the latest goes out: three copies of one notice at once help nobody.
@@ -562,7 +552,7 @@ class PlaybookEngine:
     async def _plan_notice(
         self, incident: Incident, action: PlanNotice, key: str, events: Sequence[TimelineEvent]
     ) -> None:
-        etr, start, end = incident.etr, planned_start(events), incident.end
+        etr, start, end = incident.etr, clocks.planned_start(events), incident.end
         facts = NoticeFacts(
             area=incident.title[:300],
             note=action.note,
@@ -636,15 +626,6 @@ class PlaybookEngine:
 
     # --- notices handed over, SLA clocks -----------------------------------------------------------
 
-    async def _all_sent(self, events: Sequence[TimelineEvent], key: str) -> bool:
-        mine = {
-            e.data["notice_id"]
-            for e in events
-            if e.type == "notice_planned" and str(e.data.get("action", "")).startswith(f"{key}:")
-        }
-        sent = {e.data["notice_id"] for e in events if e.type == "notice_sent"}
-        return bool(mine) and mine <= sent
-
     async def _notices_sent(self, incident: Incident, events: Sequence[TimelineEvent]) -> None:
         """A ``notice_sent`` event for each approved notice once every one of its deliveries
         was tried; while some wait, look again soon (or when quiet hours end)."""
@@ -680,7 +661,7 @@ class PlaybookEngine:
 
     async def _slas(self, incident: Incident, playbook: Playbook, events: Sequence[TimelineEvent]) -> None:
         now = self._clock.now()
-        found = clocks.sla_clocks(playbook.slas, list(events), now, planned_start(events))
+        found = clocks.sla_clocks(playbook.slas, list(events), now)
         by_id = {s.id: s for s in playbook.slas}
         for clock in clocks.newly_met(found, list(events)):
             await self._record(
