@@ -199,3 +199,46 @@ async def test_a_batch_of_changes_applies_each_that_still_holds(store: Store) ->
         "accepted",
     ]
     assert await store.change_deliveries([], AT) == []
+
+
+async def test_a_batch_applies_mixed_changes_and_a_delivery_named_twice_in_order(store: Store) -> None:
+    iid = await _incident(store)
+    await store.apply_plan([PutNotice(notice(iid))])
+    await store.add_deliveries([delivery(iid, i) for i in range(1, 702)])
+    ids = [f"{iid}-N1:{i}" for i in range(1, 702)]
+    await store.queue_deliveries(ids, AT)
+    await store.take_deliveries(ids, AT)
+    sending = frozenset({S.sending})
+    later = "2026-11-22T08:05:00.000000+00:00"
+    changes = [
+        # 600 answers of one shape: more than one statement's worth on SQLite.
+        *(DeliveryChange(delivery_id=d, expect=sending, to=S.accepted, carrier_sid=f"SM{n}") for n, d in enumerate(ids[:600])),
+        DeliveryChange(delivery_id=ids[600], expect=sending, to=S.retry, error_code="20429", next_attempt_at=later),
+        DeliveryChange(delivery_id=ids[601], expect=sending, to=S.failed, error_code="21211"),
+        # The same delivery twice: the second change sees the first one's state.
+        DeliveryChange(delivery_id=ids[0], expect=frozenset({S.accepted}), to=S.delivered),
+        # Sent again (counted) from retry: applies only because the retry above came first.
+        DeliveryChange(delivery_id=ids[600], expect=frozenset({S.retry}), to=S.sending, count_attempt=True),
+        # A change whose precondition fails within the batch.
+        DeliveryChange(delivery_id=ids[601], expect=sending, to=S.accepted, carrier_sid="SMx"),
+    ]  # fmt: skip
+    results = await store.change_deliveries(changes, AT)
+    assert [r.carrier_sid if r else None for r in results[:600]] == [f"SM{n}" for n in range(600)]
+    retried, failed, delivered, again, refused = results[600:]
+    assert retried is not None and retried.state == S.retry and retried.next_attempt_at == later
+    assert failed is not None and failed.state == S.failed and failed.error_code == "21211"
+    assert delivered is not None and delivered.state == S.delivered and delivered.carrier_sid == "SM0"
+    assert again is not None and again.state == S.sending and again.attempts == 2
+    assert again.error_code == "20429"  # columns a change does not name are kept
+    assert refused is None
+    assert [e[1] for e in await store.delivery_events(ids[0])] == [
+        "queued",
+        "sending",
+        "accepted",
+        "delivered",
+    ]
+    assert [e[1] for e in await store.delivery_events(ids[600])] == ["queued", "sending", "retry", "sending"]
+    assert await store.count_deliveries_in([S.accepted]) == 599
+    back = DeliveryChange(delivery_id=ids[600], expect=sending, to=S.retry)  # retry without a time: now
+    (cleared,) = await store.change_deliveries([back], AT)
+    assert cleared is not None and cleared.next_attempt_at is None

@@ -33,7 +33,7 @@ from incident.clock import Clock, isoformat
 from incident.errors import StoreError
 from incident.geo.household import Channel
 from incident.kafka import group_timeouts, make_producer
-from incident.notify.channels import CarrierError, PushGateway, TwilioCarrier, twiml_for
+from incident.notify.channels import CONNECTIONS, CarrierError, PushGateway, TwilioCarrier, twiml_for
 from incident.notify.context import NoticeContext
 from incident.notify.ratelimit import TokenBucket
 from incident.notify.records import Delivery, DeliveryChange, Notice
@@ -52,6 +52,9 @@ JOB_SIZE = 50
 JOBS_PER_BATCH = 10
 #: A sender takes (marks `sending`) only what its channel's rate lets it send this soon.
 TAKE_AHEAD_S = 5.0
+#: Carrier answers wait this long to be recorded together: one transaction for a few
+#: dozen answers costs the store far less than one per handful.
+FLUSH_AFTER_S = 0.01
 _partitioner = DefaultPartitioner()
 
 
@@ -90,48 +93,78 @@ def _job_ids(value: bytes | None) -> list[str]:
         return []
 
 
-class AnswerBook:
-    """Records carrier answers in one store call per turn of the event loop: a batch of
-    sends finishes within a few milliseconds, and one transaction for all of them costs
-    the loop far less than one each. The answers that arrive while a call is running go in
-    the next one (group commit)."""
+class _Answers:
+    """Carrier answers recorded together, and the future of their recording."""
 
-    def __init__(self, store: Store, clock: Clock) -> None:
+    __slots__ = ("changes", "recorded")
+
+    def __init__(self, recorded: asyncio.Future[list[Delivery | None]]) -> None:
+        self.changes: list[DeliveryChange] = []
+        self.recorded = recorded
+
+
+#: Where an answer will be recorded: its batch's future, and its place in the batch.
+Recording = tuple[asyncio.Future[list[Delivery | None]], int]
+
+
+class AnswerBook:
+    """Records carrier answers in one store call per few milliseconds: one transaction for
+    a few hundred answers costs the store far less than one each, and one future per batch
+    costs the event loop far less than one per answer. The answers that arrive while a
+    call is running go in the next one (group commit)."""
+
+    def __init__(self, store: Store, clock: Clock, on_recorded: Callable[[Delivery], None]) -> None:
         self._store = store
         self._clock = clock
-        self._pending: list[tuple[DeliveryChange, asyncio.Future[Delivery | None]]] = []
+        self._on_recorded = on_recorded
+        self._filling: _Answers | None = None
         self._flushing: asyncio.Task[None] | None = None
 
-    async def record(self, change: DeliveryChange) -> Delivery | None:
-        done: asyncio.Future[Delivery | None] = asyncio.get_running_loop().create_future()
-        self._pending.append((change, done))
+    def submit(self, change: DeliveryChange) -> Recording:
+        """Queue ``change``. Its batch's future gives each change's result once recorded
+        (None: its precondition no longer held), or the store's error."""
+        if self._filling is None:
+            self._filling = _Answers(asyncio.get_running_loop().create_future())
+        answers = self._filling
+        answers.changes.append(change)
         if self._flushing is None:
             self._flushing = asyncio.create_task(self._flush())
-        return await done
+        return answers.recorded, len(answers.changes) - 1
+
+    async def record(self, change: DeliveryChange) -> Delivery | None:
+        recorded, place = self.submit(change)
+        return (await recorded)[place]
 
     async def _flush(self) -> None:
-        batch: list[tuple[DeliveryChange, asyncio.Future[Delivery | None]]] = []
+        answers: _Answers | None = None
         try:
-            await asyncio.sleep(0)  # let the other answers of this turn join
-            while self._pending:
-                batch, self._pending = self._pending, []
+            await asyncio.sleep(FLUSH_AFTER_S)  # let the answers of the next few ms join
+            while self._filling is not None:
+                answers, self._filling = self._filling, None
                 try:
                     results = await self._store.change_deliveries(
-                        [c for c, _ in batch], isoformat(self._clock.now())
+                        answers.changes, isoformat(self._clock.now())
                     )
-                except Exception as err:  # each waiter decides what a failed record means
-                    for _, waiter in batch:
-                        if not waiter.done():
-                            waiter.set_exception(err)
+                except Exception as err:  # those who wait decide what a failed record means
+                    log.error(
+                        "%d carrier answers not recorded (%s); the reconciler will pick them up",
+                        len(answers.changes), err,
+                    )  # fmt: skip
+                    answers.recorded.set_exception(err)
                     continue
-                for (_, waiter), result in zip(batch, results, strict=True):
-                    if not waiter.done():
-                        waiter.set_result(result)
-                batch = []
+                answers.recorded.set_result(results)
+                for result in results:
+                    if result is not None:
+                        try:
+                            self._on_recorded(result)
+                        except Exception:  # a listener's bug must not stall the senders
+                            log.exception("listener of delivery changes failed")
+                answers = None
         except asyncio.CancelledError:
-            for _, waiter in [*batch, *self._pending]:
-                waiter.cancel()
-            self._pending = []
+            for left in (answers, self._filling):
+                if left is not None:
+                    left.recorded.cancel()
+            self._filling = None
             raise
         finally:
             self._flushing = None
@@ -181,8 +214,9 @@ class NotifyEngine:
             Channel.voice: TokenBucket(settings.twilio.calls_per_second),
         }
         self._calls = asyncio.Semaphore(self._n.max_concurrent_calls)
-        self._work = asyncio.Semaphore(512)
-        self._answers = AnswerBook(store, clock)
+        #: Carrier calls at once, as many as the carrier client has connections.
+        self._sending = asyncio.Semaphore(CONNECTIONS)
+        self._answers = AnswerBook(store, clock, self._recorded)
 
     def wake(self) -> None:
         """Something became due (a notice was approved): look now, not at the next tick."""
@@ -342,16 +376,31 @@ class NotifyEngine:
             chunk = [d.delivery_id for d in waiting[start : start + size]]
             # One statement per chunk; a replayed job finds its delivery taken.
             taken = await self._store.take_deliveries(chunk, isoformat(self._clock.now()))
-            await asyncio.gather(*(self._guarded(d) for d in taken))
+            await self._send_all(taken)
 
-    async def _guarded(self, taken: Delivery) -> None:
-        async with self._work:
-            try:
-                await self._send_taken(taken)
-            except StoreError as err:
-                log.error(
-                    "delivery %s: store failed (%s); the reconciler will pick it up", taken.delivery_id, err
-                )
+    async def _send_all(self, taken: list[Delivery]) -> None:
+        """A few senders, each sending one delivery after another, rather than a task per
+        delivery (which cost the event loop more than the sends). A sender does not wait
+        for an answer to be recorded before its next send: the recordings are awaited at
+        the end, before the jobs are committed."""
+        line = iter(taken)
+        recordings: set[asyncio.Future[list[Delivery | None]]] = set()
+
+        async def sender() -> None:
+            for delivery in line:
+                try:
+                    recordings.add((await self._send_taken(delivery))[0])
+                except StoreError as err:
+                    log.error(
+                        "delivery %s: store failed (%s); the reconciler will pick it up",
+                        delivery.delivery_id,
+                        err,
+                    )
+
+        await asyncio.gather(*(sender() for _ in range(min(CONNECTIONS, len(taken)))))
+        for outcome in await asyncio.gather(*recordings, return_exceptions=True):
+            if isinstance(outcome, BaseException) and not isinstance(outcome, StoreError):
+                raise outcome  # a store failure is logged where it happened
 
     def _cache(self, notice: Notice) -> NoticeCache:
         cache = self._caches.get(notice.notice_id)
@@ -370,63 +419,73 @@ class NotifyEngine:
         )  # fmt: skip
         if taken is None:
             return None  # a replayed or duplicated job: someone already has it
-        return await self._send_taken(taken)
+        recorded, place = await self._send_taken(taken)
+        return (await recorded)[place]
 
-    async def _send_taken(self, taken: Delivery) -> Delivery | None:
-        """Call the carrier for a delivery this sender holds (``sending``) and record the answer."""
+    async def _send_taken(self, taken: Delivery) -> Recording:
+        """Call the carrier for a delivery this sender holds (``sending``); the answer's
+        recording is under way when this returns."""
         notice = self._notices.get(taken.notice_id)
         if notice is None:  # a notice's template and context never change once planned
             notice = await self._store.get_notice(taken.notice_id)
             assert notice is not None
             self._notices[taken.notice_id] = notice
-        channel = Channel(taken.channel)
-        rendered = self._cache(notice).render(notice.template, channel, taken.language)
-        base = self._public_url().rstrip("/")
         try:
-            if channel is Channel.sms:
-                await self._limits[channel].take()
-                accepted = await self._carrier.send_sms(
-                    taken.address,
-                    self._from,
-                    rendered.text,
-                    status_url(base, taken.delivery_id),
-                )
-            elif channel is Channel.voice:
-                await self._limits[channel].take()
-                twiml = twiml_for(rendered.text, rendered.language_used, f"{base}/hooks/twilio/gather")
-                async with self._calls:
-                    accepted = await self._carrier.call(
-                        taken.address, self._from, twiml, status_url(base, taken.delivery_id)
-                    )
-            elif self._push is not None:
-                title, body = split_push(rendered.text)
-                data = {"incident_id": taken.incident_id, "notice_id": taken.notice_id}
-                pushed = await self._push.send(taken.address, title, body, data)
-                # A push gateway has no delivery receipts: handed over is as far as we can know.
-                return await self._finish(taken, S.sent, carrier_sid=pushed.sid)
-            else:
-                return await self._finish(taken, S.failed, error_code="push_not_configured")
+            to, sid = await self._hand_over(taken, notice)
         except CarrierError as err:
             code = str(err.carrier_code) if err.carrier_code is not None else None
             if err.retryable and taken.attempts < self._n.max_attempts:
                 delay = err.retry_after or backoff_s(taken.attempts, self._n.retry_base_s)
                 when = isoformat(self._clock.now() + timedelta(seconds=delay))
-                return await self._finish(taken, S.retry, error_code=code, next_attempt_at=when)
-            return await self._finish(taken, S.failed, error_code=code or "carrier_error")
-        return await self._finish(taken, S.accepted, carrier_sid=accepted.sid)
+                return self._finish(taken, S.retry, error_code=code, next_attempt_at=when)
+            return self._finish(taken, S.failed, error_code=code or "carrier_error")
+        if sid is None:
+            return self._finish(taken, to, error_code="push_not_configured")
+        return self._finish(taken, to, carrier_sid=sid)
 
-    async def _finish(self, taken: Delivery, to: DeliveryState, **fields: Any) -> Delivery | None:
+    async def _hand_over(self, taken: Delivery, notice: Notice) -> tuple[DeliveryState, str | None]:
+        """Call the carrier: the state its answer moves the delivery to, and its id for it.
+        Only the call holds one of the ``_sending`` places: not the wait for the channel's
+        rate (a slow channel would hold them all), not the recording of the answer."""
+        channel = Channel(taken.channel)
+        rendered = self._cache(notice).render(notice.template, channel, taken.language)
+        base = self._public_url().rstrip("/")
+        if channel is Channel.sms:
+            await self._limits[channel].take()
+            async with self._sending:
+                accepted = await self._carrier.send_sms(
+                    taken.address, self._from, rendered.text, status_url(base, taken.delivery_id)
+                )
+        elif channel is Channel.voice:
+            await self._limits[channel].take()
+            twiml = twiml_for(rendered.text, rendered.language_used, f"{base}/hooks/twilio/gather")
+            async with self._calls, self._sending:
+                accepted = await self._carrier.call(
+                    taken.address, self._from, twiml, status_url(base, taken.delivery_id)
+                )
+        elif self._push is not None:
+            title, body = split_push(rendered.text)
+            data = {"incident_id": taken.incident_id, "notice_id": taken.notice_id}
+            async with self._sending:
+                pushed = await self._push.send(taken.address, title, body, data)
+            # A push gateway has no delivery receipts: handed over is as far as we can know.
+            return S.sent, pushed.sid
+        else:
+            return S.failed, None
+        return S.accepted, accepted.sid
+
+    def _finish(self, taken: Delivery, to: DeliveryState, **fields: Any) -> Recording:
         change = DeliveryChange(
             delivery_id=taken.delivery_id, expect=frozenset({S.sending}), to=to,
             detail=f"carrier: {to.value}" + (f" {fields['error_code']}" if fields.get("error_code") else ""),
             **fields,
         )  # fmt: skip
-        done = await self._answers.record(change)
-        if done is not None:
-            self._on_change(done)
-            if to is S.retry:
-                self.wake()
-        return done
+        return self._answers.submit(change)
+
+    def _recorded(self, done: Delivery) -> None:
+        self._on_change(done)
+        if done.state is S.retry:
+            self.wake()
 
     # --- after a crash ----------------------------------------------------------------------------
 

@@ -58,8 +58,9 @@ from incident.store.common import (
     TIMER_COLUMNS,
     TIMER_INSERT,
     TIMER_REARM,
+    ChangeGroup,
     candidates,
-    change_fields,
+    change_groups,
     delivery_of,
     delivery_row,
     household_of,
@@ -122,6 +123,25 @@ class _Job:
         self.incident_id = incident_id
         self.decide = decide
         self.future = future
+
+
+def _change_statement(group: ChangeGroup, at: str) -> tuple[str, list[Any]]:
+    """One UPDATE ... FROM unnest(...) for a group of changes, returning the changed rows."""
+    n = len(group.columns)
+    sets = ["state = $1", "updated_at = $2"]
+    sets += [f"{column} = v.c{i}" for i, column in enumerate(group.columns)]
+    if group.count_attempt:
+        sets.append("attempts = attempts + 1")
+    arrays = ", ".join(f"${i}::text[]" for i in range(3, n + 4))
+    names = ", ".join(["id", *(f"c{i}" for i in range(n))])
+    sql = (
+        f"UPDATE deliveries SET {', '.join(sets)} FROM unnest({arrays}) AS v({names})"  # noqa: S608
+        f" WHERE deliveries.delivery_id = v.id AND deliveries.state = ANY(${n + 4}::text[])"
+        f" RETURNING {', '.join(f'deliveries.{c.strip()}' for c in DELIVERY_COLUMNS.split(','))}"
+    )
+    columns: list[list[Any]] = [[d for _, d, _ in group.items]]
+    columns += [[values[i] for _, _, values in group.items] for i in range(n)]
+    return sql, [group.to, at, *columns, list(group.expect)]
 
 
 class PostgresStore:
@@ -455,23 +475,16 @@ class PostgresStore:
 
     async def change_deliveries(self, changes: Sequence[DeliveryChange], at: str) -> list[Delivery | None]:
         async def run(conn: Any) -> list[Delivery | None]:
-            done: list[Delivery | None] = []
+            done: list[Delivery | None] = [None] * len(changes)
             events: list[tuple[str, str, str, str]] = []
-            for change in changes:
-                fields = change_fields(change, at)
-                names = list(fields)
-                sets = ", ".join(f"{k} = ${i}" for i, k in enumerate(names, 1))
-                if change.count_attempt:
-                    sets += ", attempts = attempts + 1"
-                n = len(names)
-                row = await conn.fetchrow(
-                    f"UPDATE deliveries SET {sets} WHERE delivery_id = ${n + 1}"  # noqa: S608
-                    f" AND state = ANY(${n + 2}::text[]) RETURNING {DELIVERY_COLUMNS}",
-                    *fields.values(), change.delivery_id, [s.value for s in change.expect],
-                )  # fmt: skip
-                done.append(None if row is None else delivery_of(row))
-                if row is not None:
-                    events.append((change.delivery_id, at, change.to.value, change.detail))
+            for group in change_groups(changes, at):
+                sql, args = _change_statement(group, at)
+                found = {row[0]: row for row in await conn.fetch(sql, *args)}
+                for i, delivery_id, _ in group.items:
+                    row = found.get(delivery_id)
+                    if row is not None:
+                        done[i] = delivery_of(row)
+                        events.append((delivery_id, at, group.to, changes[i].detail))
             await conn.executemany(
                 "INSERT INTO delivery_events (delivery_id, at, state, detail) VALUES ($1, $2, $3, $4)", events
             )

@@ -59,8 +59,9 @@ from incident.store.common import (
     TIMER_COLUMNS,
     TIMER_INSERT,
     TIMER_REARM,
+    ChangeGroup,
     candidates,
-    change_fields,
+    change_groups,
     delivery_of,
     delivery_row,
     household_of,
@@ -99,6 +100,27 @@ def _store_error(err: sqlite3.Error) -> StoreError:
 
 
 _DUE = DUE_SQL.format(*["?"] * 11)
+
+
+def _change_statement(
+    group: ChangeGroup, items: Sequence[tuple[int, str, tuple[Any, ...]]], at: str
+) -> tuple[str, list[Any]]:
+    """One UPDATE ... FROM (VALUES ...) for a group of changes, returning the changed rows."""
+    sets = ["state = ?", "updated_at = ?"]
+    sets += [f"{column} = v.column{n}" for n, column in enumerate(group.columns, 2)]
+    if group.count_attempt:
+        sets.append("attempts = attempts + 1")
+    row = f"({', '.join('?' * (1 + len(group.columns)))})"
+    expect = ", ".join("?" * len(group.expect))
+    sql = (
+        f"UPDATE deliveries SET {', '.join(sets)} FROM (VALUES {', '.join([row] * len(items))}) AS v"  # noqa: S608
+        f" WHERE deliveries.delivery_id = v.column1 AND deliveries.state IN ({expect})"
+        f" RETURNING {DELIVERY_COLUMNS}"
+    )
+    args: list[Any] = [group.to, at]
+    for _, delivery_id, values in items:
+        args += [delivery_id, *values]
+    return sql, [*args, *group.expect]
 
 
 class _Job:
@@ -497,22 +519,18 @@ class SqliteStore:
 
     async def change_deliveries(self, changes: Sequence[DeliveryChange], at: str) -> list[Delivery | None]:
         def run(conn: sqlite3.Connection) -> list[Delivery | None]:
-            done: list[Delivery | None] = []
+            done: list[Delivery | None] = [None] * len(changes)
             events: list[tuple[str, str, str, str]] = []
-            for change in changes:
-                fields = change_fields(change, at)
-                sets = ", ".join(f"{k} = ?" for k in fields)
-                if change.count_attempt:
-                    sets += ", attempts = attempts + 1"
-                marks = ", ".join("?" * len(change.expect))
-                row = conn.execute(
-                    f"UPDATE deliveries SET {sets} WHERE delivery_id = ? AND state IN ({marks})"  # noqa: S608
-                    f" RETURNING {DELIVERY_COLUMNS}",
-                    [*fields.values(), change.delivery_id, *(s.value for s in change.expect)],
-                ).fetchone()
-                done.append(None if row is None else delivery_of(row))
-                if row is not None:
-                    events.append((change.delivery_id, at, change.to.value, change.detail))
+            for group in change_groups(changes, at):
+                for start in range(0, len(group.items), 500):
+                    items = group.items[start : start + 500]
+                    sql, args = _change_statement(group, items, at)
+                    found = {row[0]: row for row in conn.execute(sql, args)}
+                    for i, delivery_id, _ in items:
+                        row = found.get(delivery_id)
+                        if row is not None:
+                            done[i] = delivery_of(row)
+                            events.append((delivery_id, at, group.to, changes[i].detail))
             conn.executemany(
                 "INSERT INTO delivery_events (delivery_id, at, state, detail) VALUES (?, ?, ?, ?)", events
             )
