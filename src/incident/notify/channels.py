@@ -139,6 +139,8 @@ class _QuietTwilioHttpClient(AsyncTwilioHttpClient):  # type: ignore[misc]
         self.session = aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(limit=connections),
             timeout=aiohttp.ClientTimeout(total=timeout_s),
+            cookie_jar=aiohttp.DummyCookieJar(),
+            auto_decompress=False,
         )
         self._authorizations: dict[tuple[str, str], str] = {}
 

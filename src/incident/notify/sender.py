@@ -22,7 +22,7 @@ from collections import deque
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import quote_plus
 
 import msgspec
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
@@ -82,7 +82,7 @@ def status_url(base: str, delivery_id: str) -> str:
     """The StatusCallback of one send. It names the delivery: a fast carrier can call back
     before the send's answer (and so the SID) is recorded, and the callback must still find
     its delivery. Twilio signs the whole URL, so the name cannot be forged."""
-    return f"{base}/hooks/twilio/status?{urlencode({'d': delivery_id})}"
+    return f"{base}/hooks/twilio/status?d={quote_plus(delivery_id)}"
 
 
 def _job_ids(value: bytes | None) -> list[str]:
