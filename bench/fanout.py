@@ -16,12 +16,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import multiprocessing
 import resource
 import statistics
 import tempfile
 import time
 import uuid
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiohttp
@@ -242,6 +244,19 @@ def _drill_process(ready: multiprocessing.Queue[str]) -> None:
     asyncio.run(serve())
 
 
+@contextlib.asynccontextmanager
+async def carrier_process() -> AsyncIterator[str]:
+    spawn = multiprocessing.get_context("spawn")
+    ready: multiprocessing.Queue[str] = spawn.Queue()
+    carrier = spawn.Process(target=_drill_process, args=(ready,), daemon=True)
+    carrier.start()
+    try:
+        yield await asyncio.to_thread(ready.get, True, 30)
+    finally:
+        carrier.terminate()
+        await asyncio.to_thread(carrier.join, 10)
+
+
 async def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -255,23 +270,17 @@ async def main(argv: list[str] | None = None) -> None:
         help="baseline/ours pairs, alternated (the median ratio is the result)",
     )
     args = parser.parse_args(argv)
-    spawn = multiprocessing.get_context("spawn")
-    ready: multiprocessing.Queue[str] = spawn.Queue()
-    carrier = spawn.Process(target=_drill_process, args=(ready,), daemon=True)
-    carrier.start()
     pairs: list[tuple[float, float]] = []
-    try:
-        url = await asyncio.to_thread(ready.get, True, 30)
-        # Alternated, so a slow minute of this machine (a VM: its neighbours vary) weighs
-        # on both sides of a pair rather than on one.
-        for _ in range(args.rounds):
+    # Alternated, so a slow minute of this machine (a VM: its neighbours vary) weighs on both
+    # sides of a pair rather than on one; each side against a carrier of its own, since the
+    # drill carrier keeps every message it took and slows as they pile up.
+    for _ in range(args.rounds):
+        async with carrier_process() as url:
             base = await plain_loop(url, args.deliveries)
+        async with carrier_process() as url:
             with tempfile.TemporaryDirectory() as tmp:
                 rate = await ours(url, args.deliveries, Path(tmp))
-            pairs.append((base, rate))
-    finally:
-        carrier.terminate()
-        carrier.join(10)
+        pairs.append((base, rate))
     print(f"Fan-out of {args.deliveries:,} SMS to a local Twilio-compatible server, {args.rounds} rounds")
     print("(the drill carrier in a process of its own, no callbacks)")
     for n, (base, rate) in enumerate(pairs, 1):

@@ -59,10 +59,13 @@ _partitioner = DefaultPartitioner()
 
 
 class NotifyJob(msgspec.Struct, frozen=True, omit_defaults=True):
-    """A message on the notify-jobs topic. ``delivery_id`` is the one-delivery form of
-    earlier versions, still read so jobs published before an upgrade are not lost."""
+    """A message on the notify-jobs topic: deliveries of one channel. Jobs of earlier versions
+    name no channel (their deliveries are read to learn it), and ``delivery_id`` is the
+    one-delivery form of older ones still: both are read so that jobs published before an
+    upgrade are not lost."""
 
     delivery_ids: list[str] = msgspec.field(default_factory=list)
+    channel: str = ""
     delivery_id: str = ""
 
     def ids(self) -> list[str]:
@@ -85,12 +88,21 @@ def status_url(base: str, delivery_id: str) -> str:
     return f"{base}/hooks/twilio/status?d={quote_plus(delivery_id)}"
 
 
-def _job_ids(value: bytes | None) -> list[str]:
-    try:
-        return [i for i in _read_job.decode(value or b"{}").ids() if i]
-    except msgspec.DecodeError:  # not ours to send: skip it, never stop the worker
-        log.error("notify job that is not a job skipped")
-        return []
+def _read_jobs(values: list[bytes | None]) -> tuple[dict[Channel, list[str]], list[str]]:
+    """The deliveries of a batch of jobs by channel, and those of jobs that name none."""
+    by_channel: dict[Channel, list[str]] = {}
+    unknown: list[str] = []
+    for value in values:
+        try:
+            job = _read_job.decode(value or b"{}")
+            ids = [i for i in job.ids() if i]
+            if not job.channel:
+                unknown += ids
+            else:
+                by_channel.setdefault(Channel(job.channel), []).extend(ids)
+        except (msgspec.DecodeError, ValueError):  # not ours to send: skip it, never stop the worker
+            log.error("notify job that is not a job skipped")
+    return by_channel, unknown
 
 
 class _Answers:
@@ -271,15 +283,17 @@ class NotifyEngine:
         # Each household's deliveries go to the partition its account id hashes to (Kafka's
         # own partitioner), a job holding several of that partition's deliveries: one
         # message per delivery would cost the broker and both clients far more.
+        # A job names its channel, so that its sender need not read its deliveries to learn it.
         partitions = sorted(await producer.partitions_for(self._n.jobs_topic))
-        by_partition: dict[int, list[str]] = {}
+        channel_of = {d.delivery_id: d.channel for d in due}
+        jobs: dict[tuple[int, str], list[str]] = {}
         for delivery_id, account_id in moved:
             part = _partitioner(account_id.encode(), partitions, partitions)
-            by_partition.setdefault(part, []).append(delivery_id)
+            jobs.setdefault((part, channel_of[delivery_id]), []).append(delivery_id)
         futures = []
-        for part, ids in by_partition.items():
+        for (part, channel), ids in jobs.items():
             for start in range(0, len(ids), JOB_SIZE):
-                job = NotifyJob(delivery_ids=ids[start : start + JOB_SIZE])
+                job = NotifyJob(delivery_ids=ids[start : start + JOB_SIZE], channel=channel)
                 futures.append(await producer.send(self._n.jobs_topic, _job.encode(job), partition=part))
             published += len(ids)
         if futures:
@@ -357,25 +371,24 @@ class NotifyEngine:
             await asyncio.gather(*(task for task, _ in ahead), return_exceptions=True)
 
     async def _send_batch(self, batch: dict[Any, list[Any]]) -> None:
-        ids = [i for ms in batch.values() for m in ms for i in _job_ids(m.value)]
-        if not ids:
-            return
-        # Read first, take just in time: a delivery is `sending` only from shortly before its
-        # carrier call, however slow its channel's rate, so the reconciler never takes one
-        # waiting for its turn for a send cut short (and sends it again).
-        by_channel: dict[str, list[Delivery]] = {}
-        for d in await self._store.deliveries_by_id(ids):
-            if d.state is S.queued:
-                by_channel.setdefault(d.channel, []).append(d)
-        await asyncio.gather(*(self._send_channel(Channel(c), ds) for c, ds in by_channel.items()))
+        by_channel, unknown = _read_jobs([m.value for ms in batch.values() for m in ms])
+        if unknown:  # jobs of an earlier version: learn their channels
+            for d in await self._store.deliveries_by_id(unknown):
+                if d.state is S.queued:
+                    by_channel.setdefault(Channel(d.channel), []).append(d.delivery_id)
+        await asyncio.gather(*(self._send_channel(c, ids) for c, ids in by_channel.items()))
 
-    async def _send_channel(self, channel: Channel, waiting: list[Delivery]) -> None:
+    async def _send_channel(self, channel: Channel, waiting: list[str]) -> None:
+        # Take just in time: a delivery is `sending` only from shortly before its carrier call,
+        # however slow its channel's rate, so the reconciler never takes one waiting for its
+        # turn for a send cut short (and sends it again).
         limit = self._limits.get(channel)
         size = max(1, int(limit.rate * TAKE_AHEAD_S)) if limit is not None else len(waiting)
         for start in range(0, len(waiting), size):
-            chunk = [d.delivery_id for d in waiting[start : start + size]]
             # One statement per chunk; a replayed job finds its delivery taken.
-            taken = await self._store.take_deliveries(chunk, isoformat(self._clock.now()))
+            taken = await self._store.take_deliveries(
+                waiting[start : start + size], isoformat(self._clock.now())
+            )
             await self._send_all(taken)
 
     async def _send_all(self, taken: list[Delivery]) -> None:
