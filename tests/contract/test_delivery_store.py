@@ -211,7 +211,7 @@ async def test_a_batch_applies_mixed_changes_and_a_delivery_named_twice_in_order
     sending = frozenset({S.sending})
     later = "2026-11-22T08:05:00.000000+00:00"
     changes = [
-        # 600 answers of one shape: more than one statement's worth on SQLite.
+        # 600 answers of one shape, in one statement.
         *(DeliveryChange(delivery_id=d, expect=sending, to=S.accepted, carrier_sid=f"SM{n}") for n, d in enumerate(ids[:600])),
         DeliveryChange(delivery_id=ids[600], expect=sending, to=S.retry, error_code="20429", next_attempt_at=later),
         DeliveryChange(delivery_id=ids[601], expect=sending, to=S.failed, error_code="21211"),

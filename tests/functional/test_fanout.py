@@ -371,3 +371,62 @@ async def test_deliveries_waiting_for_a_slow_rate_are_not_taken_early(
         assert 0 < most_sending <= rate * TAKE_AHEAD_S
         numbers = Counter(m.to for m in carrier.carrier.messages)
         assert len(numbers) == total and set(numbers.values()) == {1}
+
+
+async def test_a_send_whose_answer_is_lost_is_looked_up_not_sent_again(
+    settings: Settings,  # before the app's client: the database outlives the app
+    aiohttp_client: Callable[[Application], Awaitable[Client]],
+    tokens: Tokens,
+    broker: Broker,
+) -> None:
+    """The carrier takes the first SMS but the connection drops before its answer: the
+    delivery stays `sending` (not `retry`) and the reconciler finds it at the carrier."""
+    import aiohttp
+    from aiohttp import web
+    from aiohttp.test_utils import TestServer
+
+    from incident.notify.drill import serve_drill
+    from incident.notify.drill_config import DrillConfig
+    from incident.notify.states import DeliveryState
+
+    async with serve_drill(DrillConfig(callbacks=False)) as drill, aiohttp.ClientSession() as session:
+        hung_up: list[str] = []
+
+        async def relay(request: web.Request) -> web.StreamResponse:
+            body = await request.read()
+            headers = {
+                k: v for k, v in request.headers.items() if k.lower() in ("authorization", "content-type")
+            }
+            async with session.request(
+                request.method, f"{drill.url}{request.path_qs}", data=body, headers=headers
+            ) as answer:
+                text = await answer.read()
+                if request.method == "POST" and request.path.endswith("/Messages.json") and not hung_up:
+                    hung_up.append(request.path)
+                    assert request.transport is not None
+                    request.transport.close()  # taken by the carrier, answer lost
+                    return web.Response()
+                return web.Response(body=text, status=answer.status, content_type=answer.content_type)
+
+        app = web.Application()
+        app.router.add_route("*", "/{tail:.*}", relay)
+        proxy = TestServer(app)
+        await proxy.start_server()
+        try:
+            api = await _external_api(aiohttp_client, settings, tokens, kafka_env(broker, send=True),
+                                      str(proxy.make_url("")).rstrip("/"),
+                                      INCIDENT_NOTIFY__SENDING_TIMEOUT_S="1",
+                                      INCIDENT_TWILIO__MESSAGES_PER_SECOND="500")  # fmt: skip
+            incident_id, sms = await _plan_and_approve(api)
+            store = api.client.app[STORE]
+            await wait_for(lambda: every_delivery_handed_over(store, incident_id, sms))
+        finally:
+            await proxy.close()
+        assert hung_up
+        assert len(list(drill.carrier.messages)) == sms  # one each: the lost answer was not resent
+        rows = await store.list_deliveries(incident_id, "", 10_000)
+        assert {r.state for r in rows} == {DeliveryState.accepted}
+        looked_up = [
+            r for r in rows if any("reconciled" in e[2] for e in await store.delivery_events(r.delivery_id))
+        ]
+        assert len(looked_up) == 1 and looked_up[0].attempts == 1

@@ -1,11 +1,13 @@
 """The carrier adapter (the official twilio client with our HTTP client) over real loopback
-HTTP: what reaches the server is the form Twilio expects, and a server that hangs up or
-never answers is a retryable carrier error, never an escaping vendor exception."""
+HTTP: what reaches the server is the form Twilio expects; a server that hangs up or never
+answers is a carrier error whose outcome is unknown (never an escaping vendor exception),
+and one that cannot be reached is a plain retryable error."""
 
 from __future__ import annotations
 
 import asyncio
 import random
+import socket
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -109,9 +111,10 @@ async def test_an_sms_reaches_the_server_as_twilios_form(server: tuple[TestServe
 
 
 @pytest.mark.parametrize("path", ["hangup", "never"])
-async def test_a_server_that_hangs_up_or_never_answers_is_a_retryable_error(
+async def test_no_answer_after_the_request_is_an_unknown_outcome(
     server: tuple[TestServer, Seen], path: str
 ) -> None:
+    """The carrier may have taken the message: the sender must ask before sending again."""
     srv, _ = server
     carrier = TwilioCarrier(SID, TOKEN, str(srv.make_url(f"/{path}")), timeout_s=0.3)
     try:
@@ -119,4 +122,18 @@ async def test_a_server_that_hangs_up_or_never_answers_is_a_retryable_error(
             await carrier.send_sms("+15025550100", "+15005550006", "x", "https://ops.example/s")
     finally:
         await carrier.close()
-    assert raised.value.retryable and raised.value.carrier_code is None
+    assert raised.value.outcome_unknown and raised.value.retryable and raised.value.carrier_code is None
+
+
+async def test_a_carrier_not_reached_is_retryable_and_certainly_not_sent() -> None:
+    probe = socket.socket()
+    probe.bind(("127.0.0.1", 0))
+    port = probe.getsockname()[1]
+    probe.close()  # nothing listens there now: the connection is refused
+    carrier = TwilioCarrier(SID, TOKEN, f"http://127.0.0.1:{port}", timeout_s=2)
+    try:
+        with pytest.raises(CarrierError) as raised:
+            await carrier.send_sms("+15025550100", "+15005550006", "x", "https://ops.example/s")
+    finally:
+        await carrier.close()
+    assert raised.value.retryable and not raised.value.outcome_unknown

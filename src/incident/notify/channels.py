@@ -54,11 +54,14 @@ class CarrierError(IncidentError):
         retryable: bool,
         carrier_code: int | None = None,
         retry_after: float | None = None,
+        outcome_unknown: bool = False,
     ) -> None:
         super().__init__(message)
         self.retryable = retryable
         self.carrier_code = carrier_code
         self.retry_after = retry_after
+        #: The request may have been taken (no answer came): ask the carrier before resending.
+        self.outcome_unknown = outcome_unknown
 
 
 @dataclass(frozen=True)
@@ -140,7 +143,6 @@ class _QuietTwilioHttpClient(AsyncTwilioHttpClient):  # type: ignore[misc]
             connector=aiohttp.TCPConnector(limit=connections),
             timeout=aiohttp.ClientTimeout(total=timeout_s),
             cookie_jar=aiohttp.DummyCookieJar(),
-            auto_decompress=False,
         )
         self._authorizations: dict[tuple[str, str], str] = {}
 
@@ -200,8 +202,16 @@ class TwilioCarrier:
             return await coro
         except TwilioRestException as err:
             raise _carrier_error(err) from err
-        except (TimeoutError, OSError, aiohttp.ClientError) as err:
-            raise CarrierError(f"carrier did not answer ({type(err).__name__})", retryable=True) from err
+        except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError) as err:
+            raise CarrierError(f"carrier not reached ({type(err).__name__})", retryable=True) from err
+        except (TimeoutError, OSError, aiohttp.ClientError, ValueError) as err:
+            # The request may have reached the carrier (a garbled or missing answer): sending it
+            # again could text twice.
+            raise CarrierError(
+                f"carrier did not answer ({type(err).__name__}); the outcome is unknown",
+                retryable=True,
+                outcome_unknown=True,
+            ) from err
 
     async def send_sms(self, to: str, from_: str, body: str, status_callback: str) -> Accepted:
         message = await self._call(

@@ -8,8 +8,8 @@ the carrier, exactly once per delivery.
   ``queued`` -> ``sending`` in the store (compare-and-set): a replayed or duplicated job
   finds it taken and does nothing. Only then does it call the carrier.
 - A send whose outcome is unknown (the process died between the carrier call and recording
-  the answer) stays ``sending``: the reconciler asks the carrier for messages to that number
-  since the attempt began before anything is sent again.
+  the answer, or the call got no answer) stays ``sending``: the reconciler asks the carrier
+  for messages to that number since the attempt began before anything is sent again.
 """
 
 from __future__ import annotations
@@ -53,8 +53,10 @@ JOBS_PER_BATCH = 10
 #: A sender takes (marks `sending`) only what its channel's rate lets it send this soon.
 TAKE_AHEAD_S = 5.0
 #: Carrier answers wait this long to be recorded together: one transaction for a few
-#: dozen answers costs the store far less than one per handful.
+#: hundred answers costs the store far less than one per handful.
 FLUSH_AFTER_S = 0.01
+#: How long stopping waits for the answers still to be recorded.
+CLOSE_WAIT_S = 5.0
 _partitioner = DefaultPartitioner()
 
 
@@ -88,6 +90,9 @@ def status_url(base: str, delivery_id: str) -> str:
     return f"{base}/hooks/twilio/status?d={quote_plus(delivery_id)}"
 
 
+_CHANNELS = {c.value: c for c in Channel}
+
+
 def _read_jobs(values: list[bytes | None]) -> tuple[dict[Channel, list[str]], list[str]]:
     """The deliveries of a batch of jobs by channel, and those of jobs that name none."""
     by_channel: dict[Channel, list[str]] = {}
@@ -96,12 +101,14 @@ def _read_jobs(values: list[bytes | None]) -> tuple[dict[Channel, list[str]], li
         try:
             job = _read_job.decode(value or b"{}")
             ids = [i for i in job.ids() if i]
-            if not job.channel:
-                unknown += ids
-            else:
-                by_channel.setdefault(Channel(job.channel), []).extend(ids)
-        except (msgspec.DecodeError, ValueError):  # not ours to send: skip it, never stop the worker
+        except msgspec.DecodeError:  # not ours to send: skip it, never stop the worker
             log.error("notify job that is not a job skipped")
+            continue
+        channel = _CHANNELS.get(job.channel)
+        if channel is None:  # none (an earlier version) or one unknown here: the store knows
+            unknown += ids
+        else:
+            by_channel.setdefault(channel, []).extend(ids)
     return by_channel, unknown
 
 
@@ -143,10 +150,6 @@ class AnswerBook:
             self._flushing = asyncio.create_task(self._flush())
         return answers.recorded, len(answers.changes) - 1
 
-    async def record(self, change: DeliveryChange) -> Delivery | None:
-        recorded, place = self.submit(change)
-        return (await recorded)[place]
-
     async def _flush(self) -> None:
         answers: _Answers | None = None
         try:
@@ -162,9 +165,11 @@ class AnswerBook:
                         "%d carrier answers not recorded (%s); the reconciler will pick them up",
                         len(answers.changes), err,
                     )  # fmt: skip
-                    answers.recorded.set_exception(err)
+                    if not answers.recorded.done():
+                        answers.recorded.set_exception(err)
                     continue
-                answers.recorded.set_result(results)
+                if not answers.recorded.done():
+                    answers.recorded.set_result(results)
                 for result in results:
                     if result is not None:
                         try:
@@ -182,6 +187,11 @@ class AnswerBook:
             self._flushing = None
 
     async def close(self) -> None:
+        """Record what is waiting (a few seconds at most), then stop: an answer dropped here
+        leaves its delivery `sending` for the reconciler to look up at the carrier."""
+        if self._flushing is not None:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(self._flushing), CLOSE_WAIT_S)
         if self._flushing is not None:
             self._flushing.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -402,7 +412,9 @@ class NotifyEngine:
         async def sender() -> None:
             for delivery in line:
                 try:
-                    recordings.add((await self._send_taken(delivery))[0])
+                    recording = await self._send_taken(delivery)
+                    if recording is not None:
+                        recordings.add(recording[0])
                 except StoreError as err:
                     log.error(
                         "delivery %s: store failed (%s); the reconciler will pick it up",
@@ -411,9 +423,13 @@ class NotifyEngine:
                     )
 
         await asyncio.gather(*(sender() for _ in range(min(CONNECTIONS, len(taken)))))
-        for outcome in await asyncio.gather(*recordings, return_exceptions=True):
-            if isinstance(outcome, BaseException) and not isinstance(outcome, StoreError):
-                raise outcome  # a store failure is logged where it happened
+        # Shielded: the futures are shared by every sender of the batch and beyond.
+        outcomes = await asyncio.gather(*(asyncio.shield(r) for r in recordings), return_exceptions=True)
+        for outcome in outcomes:
+            if isinstance(outcome, (StoreError, asyncio.CancelledError)):
+                continue  # logged where it happened; the reconciler picks those deliveries up
+            if isinstance(outcome, BaseException):
+                raise outcome
 
     def _cache(self, notice: Notice) -> NoticeCache:
         cache = self._caches.get(notice.notice_id)
@@ -432,32 +448,43 @@ class NotifyEngine:
         )  # fmt: skip
         if taken is None:
             return None  # a replayed or duplicated job: someone already has it
-        recorded, place = await self._send_taken(taken)
-        return (await recorded)[place]
+        recording = await self._send_taken(taken)
+        if recording is None:
+            return taken  # outcome unknown: still `sending`, for the reconciler
+        recorded, place = recording
+        return (await asyncio.shield(recorded))[place]
 
-    async def _send_taken(self, taken: Delivery) -> Recording:
+    async def _send_taken(self, taken: Delivery) -> Recording | None:
         """Call the carrier for a delivery this sender holds (``sending``); the answer's
-        recording is under way when this returns."""
+        recording is under way when this returns. None: the carrier may or may not have it
+        (no answer came), so the delivery stays `sending` and the reconciler asks the carrier
+        before anything is sent again."""
         notice = self._notices.get(taken.notice_id)
         if notice is None:  # a notice's template and context never change once planned
             notice = await self._store.get_notice(taken.notice_id)
             assert notice is not None
             self._notices[taken.notice_id] = notice
         try:
-            to, sid = await self._hand_over(taken, notice)
+            to, sid, error = await self._hand_over(taken, notice)
         except CarrierError as err:
+            if err.outcome_unknown:
+                log.warning("delivery %s: %s; left to the reconciler", taken.delivery_id, err)
+                return None
             code = str(err.carrier_code) if err.carrier_code is not None else None
             if err.retryable and taken.attempts < self._n.max_attempts:
                 delay = err.retry_after or backoff_s(taken.attempts, self._n.retry_base_s)
                 when = isoformat(self._clock.now() + timedelta(seconds=delay))
                 return self._finish(taken, S.retry, error_code=code, next_attempt_at=when)
             return self._finish(taken, S.failed, error_code=code or "carrier_error")
-        if sid is None:
-            return self._finish(taken, to, error_code="push_not_configured")
+        if error is not None:
+            return self._finish(taken, to, error_code=error)
         return self._finish(taken, to, carrier_sid=sid)
 
-    async def _hand_over(self, taken: Delivery, notice: Notice) -> tuple[DeliveryState, str | None]:
-        """Call the carrier: the state its answer moves the delivery to, and its id for it.
+    async def _hand_over(
+        self, taken: Delivery, notice: Notice
+    ) -> tuple[DeliveryState, str | None, str | None]:
+        """Call the carrier: the state its answer moves the delivery to, its id for it, and
+        an error code when there was nobody to call.
         Only the call holds one of the ``_sending`` places: not the wait for the channel's
         rate (a slow channel would hold them all), not the recording of the answer."""
         channel = Channel(taken.channel)
@@ -482,10 +509,10 @@ class NotifyEngine:
             async with self._sending:
                 pushed = await self._push.send(taken.address, title, body, data)
             # A push gateway has no delivery receipts: handed over is as far as we can know.
-            return S.sent, pushed.sid
+            return S.sent, pushed.sid, None
         else:
-            return S.failed, None
-        return S.accepted, accepted.sid
+            return S.failed, None, "push_not_configured"
+        return S.accepted, accepted.sid, None
 
     def _finish(self, taken: Delivery, to: DeliveryState, **fields: Any) -> Recording:
         change = DeliveryChange(

@@ -99,6 +99,8 @@ def _store_error(err: sqlite3.Error) -> StoreError:
     return StoreError(f"SQLite: {err}", retryable=retryable)
 
 
+#: JSON functions built in (3.38), UPDATE ... FROM (3.33).
+MIN_SQLITE = (3, 38, 0)
 _DUE = DUE_SQL.format(*["?"] * 11)
 _DUE_JSON = f"SELECT json_group_array(json_array({DELIVERY_COLUMNS})) FROM ({_DUE})"  # noqa: S608
 
@@ -134,6 +136,11 @@ _EVENTS_JSON = (
 )
 
 
+def _json(value: object) -> str:
+    """JSON as text: SQLite reads a BLOB argument as its own binary JSON (3.45 and later)."""
+    return orjson.dumps(value).decode()
+
+
 def _json_list(conn: sqlite3.Connection, sql: str, args: Sequence[Any]) -> list[Any]:
     """The one JSON array a ``json_group_array`` statement answers, parsed."""
     row = conn.execute(sql, args).fetchone()
@@ -141,14 +148,14 @@ def _json_list(conn: sqlite3.Connection, sql: str, args: Sequence[Any]) -> list[
 
 
 def _deliveries_in(conn: sqlite3.Connection, ids: Sequence[str]) -> list[Delivery]:
-    rows = _json_list(conn, f"{_ROWS_JSON} WHERE delivery_id IN ({_IDS})", [orjson.dumps(list(ids))])
+    rows = _json_list(conn, f"{_ROWS_JSON} WHERE delivery_id IN ({_IDS})", [_json(list(ids))])
     return [delivery_of(r) for r in rows]
 
 
 def _add_events(conn: sqlite3.Connection, at: str, events: Sequence[tuple[str, str, str]]) -> None:
     """(delivery id, state, detail) of each change, in order."""
     if events:
-        conn.execute(_EVENTS_JSON, [at, orjson.dumps(events)])
+        conn.execute(_EVENTS_JSON, [at, _json(events)])
 
 
 def _change_sql(group: ChangeGroup) -> tuple[str, str]:
@@ -177,12 +184,12 @@ def _change_sql(group: ChangeGroup) -> tuple[str, str]:
 def _change_group(conn: sqlite3.Connection, group: ChangeGroup, at: str) -> list[Delivery]:
     """Apply a group of changes of one shape; the deliveries they changed."""
     pick, update = _change_sql(group)
-    ids = orjson.dumps([delivery_id for _, delivery_id, _ in group.items])
+    ids = _json([delivery_id for _, delivery_id, _ in group.items])
     # The writer's transaction is exclusive: what holds now still holds for the UPDATE.
     holding = _json_list(conn, pick, [ids, *group.expect])
     if not holding:
         return []
-    rows = orjson.dumps([[delivery_id, *values] for _, delivery_id, values in group.items])
+    rows = _json([[delivery_id, *values] for _, delivery_id, values in group.items])
     conn.execute(update, [group.to, at, rows, *group.expect])
     return _deliveries_in(conn, holding)
 
@@ -332,6 +339,12 @@ class SqliteStore:
     # --- lifecycle ---------------------------------------------------------------------
 
     async def open(self) -> None:
+        if sqlite3.sqlite_version_info < MIN_SQLITE:
+            raise StoreError(
+                f"SQLite {sqlite3.sqlite_version} is too old: {'.'.join(map(str, MIN_SQLITE))} or newer is"
+                " needed (JSON functions, UPDATE ... FROM)",
+                retryable=False,
+            )
         await asyncio.to_thread(self.path.parent.mkdir, parents=True, exist_ok=True)
         self._writer = _Writer(self.path)
         self._writer.start()
@@ -598,7 +611,7 @@ class SqliteStore:
 
     async def queue_deliveries(self, delivery_ids: Sequence[str], at: str) -> list[tuple[str, str]]:
         def run(conn: sqlite3.Connection) -> list[tuple[str, str]]:
-            ids = orjson.dumps(list(delivery_ids))
+            ids = _json(list(delivery_ids))
             moved = _json_list(conn, _QUEUE_PICK, [ids])
             if moved:
                 conn.execute(_QUEUE, [at, ids])
@@ -609,7 +622,7 @@ class SqliteStore:
 
     async def take_deliveries(self, delivery_ids: Sequence[str], at: str) -> list[Delivery]:
         def run(conn: sqlite3.Connection) -> list[Delivery]:
-            ids = orjson.dumps(list(delivery_ids))
+            ids = _json(list(delivery_ids))
             taken = _json_list(conn, _TAKE_PICK, [ids])
             if not taken:
                 return []

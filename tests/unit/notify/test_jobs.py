@@ -37,8 +37,10 @@ def test_jobs_of_earlier_versions_are_read_for_their_deliveries() -> None:
 def test_what_is_not_a_job_is_skipped_and_logged(caplog: pytest.LogCaptureFixture) -> None:
     with caplog.at_level(logging.ERROR, logger="incident.notify.sender"):
         by_channel, unknown = _read_jobs([
-            b"not json", None, b'{"delivery_ids": ["c:1"], "channel": "fax"}',
+            b"not json", None, b'{"delivery_ids": "c:0"}',
+            # A channel this version does not know: its deliveries are read, not dropped.
+            b'{"delivery_ids": ["c:1"], "channel": "fax"}',
             encode(NotifyJob(delivery_ids=["c:2"], channel="sms")),
         ])  # fmt: skip
-    assert by_channel == {Channel.sms: ["c:2"]} and unknown == []
+    assert by_channel == {Channel.sms: ["c:2"]} and unknown == ["c:1"]
     assert [r.getMessage() for r in caplog.records].count("notify job that is not a job skipped") == 2
