@@ -16,7 +16,7 @@ from incident.notify.states import DeliveryState
 from incident.settings import StoreSettings
 from incident.store import open_store
 from incident.store.common import change_groups
-from incident.store.sqlite import _QUEUE, _QUEUE_PICK, _TAKE, _TAKE_PICK, _change_sql
+from incident.store.sqlite import _QUEUE, _QUEUE_PICK, _change_sql
 
 S = DeliveryState
 AT = "2026-11-25T08:00:00.000000+00:00"
@@ -55,7 +55,7 @@ def changes() -> list[str]:
     return [sql for group in groups for sql in _change_sql(group)]
 
 
-@pytest.mark.parametrize("statement", [_QUEUE_PICK, _QUEUE, _TAKE_PICK, _TAKE, *changes()])
+@pytest.mark.parametrize("statement", [_QUEUE_PICK, _QUEUE, *changes()])
 def test_fan_out_statements_look_deliveries_up_by_id(db: Path, statement: str) -> None:
     found = plan(db, statement)
     assert "deliveries USING INDEX sqlite_autoindex_deliveries_1 (delivery_id=?)" in found, found

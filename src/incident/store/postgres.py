@@ -125,6 +125,10 @@ class _Job:
         self.future = future
 
 
+#: The delivery's columns, named through the table (``unnest`` has columns of its own).
+_RETURNED = ", ".join(f"deliveries.{c.strip()}" for c in DELIVERY_COLUMNS.split(","))
+
+
 def _change_statement(group: ChangeGroup, at: str) -> tuple[str, list[Any]]:
     """One UPDATE ... FROM unnest(...) for a group of changes, returning the changed rows."""
     n = len(group.columns)
@@ -137,7 +141,7 @@ def _change_statement(group: ChangeGroup, at: str) -> tuple[str, list[Any]]:
     sql = (
         f"UPDATE deliveries SET {', '.join(sets)} FROM unnest({arrays}) AS v({names})"  # noqa: S608
         f" WHERE deliveries.delivery_id = v.id AND deliveries.state = ANY(${n + 4}::text[])"
-        f" RETURNING {', '.join(f'deliveries.{c.strip()}' for c in DELIVERY_COLUMNS.split(','))}"
+        f" RETURNING {_RETURNED}"
     )
     columns: list[list[Any]] = [[d for _, d, _ in group.items]]
     columns += [[values[i] for _, _, values in group.items] for i in range(n)]

@@ -102,7 +102,8 @@ def _store_error(err: sqlite3.Error) -> StoreError:
 #: JSON functions built in (3.38), UPDATE ... FROM (3.33).
 MIN_SQLITE = (3, 38, 0)
 _DUE = DUE_SQL.format(*["?"] * 11)
-_DUE_JSON = f"SELECT json_group_array(json_array({DELIVERY_COLUMNS})) FROM ({_DUE})"  # noqa: S608
+_ROW_JSON = f"json_group_array(json_array({DELIVERY_COLUMNS}))"
+_DUE_JSON = f"SELECT {_ROW_JSON} FROM ({_DUE})"  # noqa: S608
 
 
 # The fan-out's statements take and give lists as one JSON value and give rows back as one
@@ -113,7 +114,7 @@ _DUE_JSON = f"SELECT json_group_array(json_array({DELIVERY_COLUMNS})) FROM ({_DU
 # ``+state`` keeps the planner on the primary key: by the state index it would walk every
 # delivery in that state (thousands, mid fan-out) for each one named.
 _IDS = "SELECT value FROM json_each(?)"
-_ROWS_JSON = f"SELECT json_group_array(json_array({DELIVERY_COLUMNS})) FROM deliveries"  # noqa: S608
+_ROWS_JSON = f"SELECT {_ROW_JSON} FROM deliveries"  # noqa: S608
 _QUEUE_PICK = (
     "SELECT json_group_array(json_array(delivery_id, account_id)) FROM deliveries"
     " WHERE delivery_id IN (SELECT value FROM json_each(?)) AND +state IN ('planned', 'retry')"
@@ -121,14 +122,6 @@ _QUEUE_PICK = (
 _QUEUE = (
     "UPDATE deliveries SET state = 'queued', updated_at = ?"
     " WHERE delivery_id IN (SELECT value FROM json_each(?)) AND +state IN ('planned', 'retry')"
-)
-_TAKE_PICK = (
-    "SELECT json_group_array(delivery_id) FROM deliveries"
-    " WHERE delivery_id IN (SELECT value FROM json_each(?)) AND +state = 'queued'"
-)
-_TAKE = (
-    "UPDATE deliveries SET state = 'sending', attempts = attempts + 1, updated_at = ?"
-    " WHERE delivery_id IN (SELECT value FROM json_each(?)) AND +state = 'queued'"
 )
 _EVENTS_JSON = (
     "INSERT INTO delivery_events (delivery_id, at, state, detail) SELECT json_extract(value, '$[0]'), ?,"
@@ -622,13 +615,12 @@ class SqliteStore:
 
     async def take_deliveries(self, delivery_ids: Sequence[str], at: str) -> list[Delivery]:
         def run(conn: sqlite3.Connection) -> list[Delivery]:
-            ids = _json(list(delivery_ids))
-            taken = _json_list(conn, _TAKE_PICK, [ids])
-            if not taken:
-                return []
-            conn.execute(_TAKE, [at, ids])
-            _add_events(conn, at, [(d, "sending", "sending") for d in taken])
-            return _deliveries_in(conn, taken)
+            # Taking is a change like the carrier's answers: queued -> sending, counted.
+            take = ChangeGroup(to="sending", expect=("queued",), count_attempt=True, columns=(),
+                               items=[(i, d, ()) for i, d in enumerate(delivery_ids)])  # fmt: skip
+            taken = _change_group(conn, take, at)
+            _add_events(conn, at, [(d.delivery_id, "sending", "sending") for d in taken])
+            return taken
 
         return await self._write(run)
 
