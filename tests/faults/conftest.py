@@ -1,0 +1,347 @@
+"""The fault suite's harness: the service as a real process that a test kills with SIGKILL,
+a Twilio-compatible carrier in a process of its own (so it outlives the service and counts
+what it was really sent), reports produced on the session broker, and the real store read
+back afterwards.
+
+Every fault test is bounded: a fixed number of kills, deadlines on every wait.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import csv
+import multiprocessing
+import os
+import re
+import signal
+import sys
+import uuid
+from collections import Counter
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import orjson
+import pytest
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+
+from incident.auth import add_token
+from incident.clock import SystemClock
+from incident.domain import Role
+from incident.kafka import free_port
+from incident.notify.drill import serve_drill
+from incident.notify.drill_config import DEFAULT_ACCOUNT_SID, DEFAULT_AUTH_TOKEN, DrillConfig, SmsOutcome
+from incident.settings import StoreSettings
+from incident.store import Store, open_store
+from tests.conftest import Broker
+
+INCIDENT = [sys.executable, "-m", "incident"]
+ROOT = Path(__file__).resolve().parents[2]
+SAMPLE_HOUSEHOLDS = ROOT / "config" / "sample" / "households.csv"
+
+
+async def wait_for(check: Callable[[], Awaitable[bool]], what: str, limit: float = 60.0) -> None:
+    """Poll ``check`` until it holds; fail naming ``what`` after ``limit`` seconds."""
+    try:
+        async with asyncio.timeout(limit):
+            while not await check():
+                await asyncio.sleep(0.1)
+    except TimeoutError:
+        raise AssertionError(f"gave up after {limit:.0f}s waiting for: {what}") from None
+
+
+# --- the carrier: a Twilio-compatible server in a process of its own ---------------------
+
+
+def _carrier_main(ready: Any, config: bytes) -> None:
+    import msgspec
+
+    async def serve() -> None:
+        async with serve_drill(msgspec.json.decode(config, type=DrillConfig)) as drill:
+            ready.put(drill.url)
+            await asyncio.Event().wait()
+
+    asyncio.run(serve())
+
+
+@dataclass
+class Carrier:
+    url: str
+    account_sid: str = DEFAULT_ACCOUNT_SID
+    auth_token: str = DEFAULT_AUTH_TOKEN
+
+    async def messages(self) -> list[dict[str, Any]]:
+        """Every message the carrier took, through Twilio's own list resource."""
+        auth = {"Authorization": aiohttp.encode_basic_auth(self.account_sid, self.auth_token)}
+        found: list[dict[str, Any]] = []
+        path: str | None = f"/2010-04-01/Accounts/{self.account_sid}/Messages.json?PageSize=1000"
+        async with aiohttp.ClientSession(headers=auth) as http:
+            while path:
+                async with http.get(self.url + path) as resp:
+                    assert resp.status == 200, await resp.text()
+                    page = await resp.json()
+                found += page["messages"]
+                path = page.get("next_page_uri")
+        return found
+
+    async def count_by_number(self) -> Counter[str]:
+        return Counter(m["to"] for m in await self.messages())
+
+
+@contextlib.asynccontextmanager
+async def carrier_process(config: DrillConfig) -> AsyncIterator[Carrier]:
+    import msgspec
+
+    spawn = multiprocessing.get_context("spawn")
+
+    def start() -> tuple[Any, str]:  # a process start blocks: off the event loop
+        ready: Any = spawn.Queue()
+        proc = spawn.Process(target=_carrier_main, args=(ready, msgspec.json.encode(config)), daemon=True)
+        proc.start()
+        return proc, ready.get(True, 30)
+
+    proc, url = await asyncio.to_thread(start)
+    try:
+        yield Carrier(url)
+    finally:
+        proc.terminate()
+        await asyncio.to_thread(proc.join, 10)
+
+
+@pytest.fixture
+async def carrier() -> AsyncIterator[Carrier]:
+    """Every SMS delivered, after a short random latency, with signed status callbacks."""
+    config = DrillConfig(latency_ms=(20, 400), sms_mix={SmsOutcome.delivered: 1.0}, seed=7)
+    async with carrier_process(config) as c:
+        yield c
+
+
+# --- the service as a process -------------------------------------------------------------
+
+
+def households_file(path: Path, count: int) -> tuple[Path, set[str]]:
+    """The first ``count`` households of the sample area that take SMS; their SMS numbers."""
+    numbers: set[str] = set()
+    with SAMPLE_HOUSEHOLDS.open() as src, path.open("w", newline="") as out:
+        reader = csv.DictReader(src)
+        writer = csv.DictWriter(out, fieldnames=list(reader.fieldnames or ()))
+        writer.writeheader()
+        for row in reader:
+            if not row["sms"] or "sms" in row["opt_out"].split("|") or row["sms"] in numbers:
+                continue
+            writer.writerow(row)
+            numbers.add(row["sms"])
+            if len(numbers) == count:
+                break
+    return path, numbers
+
+
+@dataclass
+class Service:
+    """``incident serve`` in a child process; ``kill()`` is SIGKILL, ``start()`` again after."""
+
+    env: dict[str, str]
+    port: int
+    tokens: dict[str, str]
+    logs: list[str] = field(default_factory=list)
+    proc: asyncio.subprocess.Process | None = None
+    _reader: asyncio.Task[None] | None = None
+    starts: int = 0
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    async def start(self, limit: float = 60.0) -> None:
+        self.starts += 1
+        self.logs.append(f"--- start {self.starts} ---")
+        self.proc = await asyncio.create_subprocess_exec(
+            *INCIDENT, "serve", env=self.env,
+            stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        listening = asyncio.Event()
+        self._reader = asyncio.create_task(self._read(self.proc, listening))
+        ready = asyncio.create_task(listening.wait())
+        exited = asyncio.create_task(self.proc.wait())
+        await asyncio.wait({ready, exited}, timeout=limit, return_when=asyncio.FIRST_COMPLETED)
+        ready.cancel()
+        exited.cancel()
+        if not listening.is_set():
+            await self.kill()
+            raise AssertionError("the service did not start:\n" + self.log_tail())
+
+    async def _read(self, proc: asyncio.subprocess.Process, listening: asyncio.Event) -> None:
+        assert proc.stderr is not None
+        async for raw in proc.stderr:
+            line = raw.decode(errors="replace").rstrip()
+            self.logs.append(line)
+            if re.search(r"listening on http://", line):
+                listening.set()
+
+    async def kill(self) -> None:
+        """SIGKILL: no shutdown code runs, as in a power cut or an OOM kill."""
+        if self.proc is not None and self.proc.returncode is None:
+            self.proc.send_signal(signal.SIGKILL)
+            await self.proc.wait()
+        if self._reader is not None:
+            with contextlib.suppress(Exception):
+                await self._reader
+
+    async def stop(self) -> int:
+        if self.proc is None or self.proc.returncode is not None:
+            return self.proc.returncode if self.proc is not None else 0
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            async with asyncio.timeout(30):
+                code = await self.proc.wait()
+        except TimeoutError:
+            await self.kill()
+            raise AssertionError("the service did not stop on SIGTERM:\n" + self.log_tail()) from None
+        if self._reader is not None:
+            await self._reader
+        return code
+
+    def log_tail(self, lines: int = 60) -> str:
+        return "\n".join(self.logs[-lines:])
+
+    async def call(
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        who: str = "alice",
+        headers: dict[str, str] | None = None,
+    ) -> tuple[int, Any]:
+        hdrs = {"Authorization": f"Bearer {self.tokens[who]}", **(headers or {})}
+        async with (
+            aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as http,
+            http.request(method, self.url + path, json=body, headers=hdrs) as resp,
+        ):
+            data = await resp.json() if resp.content_type == "application/json" else await resp.text()
+            return resp.status, data
+
+    async def health(self) -> tuple[int, Any]:
+        try:
+            async with (
+                aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as http,
+                http.get(self.url + "/healthz") as resp,
+            ):
+                return resp.status, await resp.json()
+        except aiohttp.ClientError as err:
+            return 0, str(err)
+
+
+@dataclass
+class Faults:
+    """Settings shared by one fault test: topics and groups of its own, a store, a port."""
+
+    tmp: Path
+    broker: Broker
+    store_url: str
+    suffix: str = field(default_factory=lambda: uuid.uuid4().hex[:10])
+
+    @property
+    def reports_topic(self) -> str:
+        return f"reports-{self.suffix}"
+
+    @property
+    def dead_letter_topic(self) -> str:
+        return f"reports-{self.suffix}.dlq"
+
+    async def service(self, **overrides: str) -> Service:
+        """A service of this test's settings (not started); writing its tokens blocks: off the loop."""
+        return await asyncio.to_thread(self._service, overrides)
+
+    def _service(self, overrides: dict[str, str]) -> Service:
+        tokens_file = self.tmp / "tokens.toml"
+        tokens = {
+            "alice": add_token(tokens_file, "alice", Role.dispatcher),
+            "root": add_token(tokens_file, "root", Role.admin),
+        }
+        port = free_port()
+        env = {
+            **{k: v for k, v in os.environ.items() if not k.startswith("INCIDENT_")},
+            "INCIDENT_STORE__URL": self.store_url,
+            "INCIDENT_AUTH__TOKENS_FILE": str(tokens_file),
+            "INCIDENT_HTTP__PORT": str(port),
+            "INCIDENT_KAFKA__BOOTSTRAP_SERVERS": self.broker.bootstrap,
+            "INCIDENT_KAFKA__REPORTS_TOPIC": self.reports_topic,
+            "INCIDENT_KAFKA__DEAD_LETTER_TOPIC": self.dead_letter_topic,
+            "INCIDENT_KAFKA__GROUP_ID": f"ingest-{self.suffix}",
+            "INCIDENT_KAFKA__PARTITIONS": "3",
+            "INCIDENT_KAFKA__SESSION_TIMEOUT_MS": "1000",
+            "INCIDENT_KAFKA__HEARTBEAT_INTERVAL_MS": "200",
+            "INCIDENT_NOTIFY__JOBS_TOPIC": f"jobs-{self.suffix}",
+            "INCIDENT_NOTIFY__GROUP_ID": f"notify-{self.suffix}",
+            "INCIDENT_NOTIFY__QUIET_HOURS": "",
+            "INCIDENT_PLAYBOOKS__ENABLED": "false",
+            "INCIDENT_LOG__LEVEL": "WARNING",
+            **overrides,
+        }
+        return Service(env, port, tokens)
+
+    def store(self) -> Store:
+        return open_store(StoreSettings(url=self.store_url, pool_size=4), SystemClock())
+
+
+@pytest.fixture
+def faults(tmp_path: Path, broker: Broker, store_url: str) -> Faults:
+    return Faults(tmp_path, broker, store_url)
+
+
+@pytest.fixture
+async def producer(broker: Broker) -> AsyncIterator[AIOKafkaProducer]:
+    # Large enough for the poison messages over the dead-letter topic's own limit.
+    p = AIOKafkaProducer(
+        bootstrap_servers=broker.bootstrap, acks="all", linger_ms=5, max_request_size=4 << 20
+    )
+    await p.start()
+    yield p
+    await p.stop()
+
+
+def report(rid: str, n: int) -> bytes:
+    """A valid report far from the others in time and space, so each stays its own."""
+    return orjson.dumps(
+        {
+            "report_id": rid, "kind": "low_pressure", "utility": "water", "source": "scada",
+            "observed_at": f"2026-11-22T{n // 3600 % 24:02d}:{n // 60 % 60:02d}:{n % 60:02d}+00:00",
+            "location": {"lon": -85.61 + (n % 100) * 0.001, "lat": 38.04}, "severity": "low",
+            "summary": f"pressure low at station {n}",
+        }
+    )  # fmt: skip
+
+
+@dataclass(frozen=True)
+class DeadLetterCopy:
+    original: tuple[int, int]
+    code: str
+    value: bytes | None
+    headers: dict[str, str]
+
+
+async def read_dead_letters(bootstrap: str, topic: str) -> list[DeadLetterCopy]:
+    """Every copy on the dead-letter topic (all of them: duplicates are counted by the caller)."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
+        if not tps:
+            return []
+        consumer.assign(tps)
+        ends = await consumer.end_offsets(tps)
+        await consumer.seek_to_beginning(*tps)
+        found: list[DeadLetterCopy] = []
+        async with asyncio.timeout(20):
+            while any(await consumer.position(tp) < ends[tp] for tp in tps):
+                for msgs in (await consumer.getmany(timeout_ms=200)).values():
+                    for m in msgs:
+                        headers = {k: v.decode(errors="replace") for k, v in m.headers or ()}
+                        original = (int(headers["original.partition"]), int(headers["original.offset"]))
+                        found.append(DeadLetterCopy(original, headers["error.code"], m.value, headers))
+        return found
+    finally:
+        await consumer.stop()

@@ -1,0 +1,141 @@
+"""PostgreSQL blips: the service's database connections terminated again and again
+(``pg_terminate_backend``, as a failover or an administrator does) while it ingests reports
+and answers API writes.
+
+What this proves: a short database fault never dead-letters a valid report, never loses one,
+and never turns into a wrong answer: with an ``Idempotency-Key`` a client that retries until
+it gets an answer creates every note exactly once, and the timeline still verifies.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import uuid
+from collections import Counter
+from collections.abc import AsyncIterator
+
+import aiohttp
+import asyncpg
+import pytest
+from aiokafka import AIOKafkaProducer
+
+from tests.conftest import Broker
+from tests.faults.conftest import Faults, Service, read_dead_letters, report, wait_for
+
+pytestmark = pytest.mark.postgres
+
+REPORTS = 3000
+NOTES = 120
+
+
+@pytest.fixture
+def store_url(postgres_schema_url: str) -> str:
+    """PostgreSQL only, its connections named so that only this test's are terminated."""
+    return f"{postgres_schema_url}&application_name=fault-{uuid.uuid4().hex[:8]}"
+
+
+@contextlib.asynccontextmanager
+async def terminating(postgres_url: str, store_url: str, every_s: float = 0.3) -> AsyncIterator[list[int]]:
+    """Terminate every connection of the service under test every ``every_s`` seconds."""
+    name = store_url.rsplit("application_name=", 1)[1]
+    killed: list[int] = []
+    conn = await asyncpg.connect(postgres_url)
+
+    async def loop() -> None:
+        while True:
+            await asyncio.sleep(every_s)
+            rows = await conn.fetch(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1", name
+            )
+            killed.append(len(rows))
+
+    task = asyncio.create_task(loop())
+    try:
+        yield killed
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        await conn.close()
+
+
+async def test_terminated_backends_during_ingest_dead_letter_no_good_report(
+    faults: Faults, producer: AIOKafkaProducer, broker: Broker, postgres_url: str, store_url: str
+) -> None:
+    service = await faults.service()
+    await service.start()
+    good = {f"r-{faults.suffix}-{i}" for i in range(REPORTS)}
+    async with terminating(postgres_url, store_url) as killed:
+        for i, rid in enumerate(sorted(good)):
+            await producer.send(faults.reports_topic, value=report(rid, i), key=rid.encode())
+            if i % 50 == 0:
+                await asyncio.sleep(0.02)  # spread over a couple of seconds: many blips
+        await producer.flush()
+
+        async def all_stored() -> bool:
+            status, _ = await service.health()
+            return bool(status == 200 and await _stored(faults) >= REPORTS)
+
+        await wait_for(all_stored, f"{REPORTS} reports stored while backends are terminated")
+    assert sum(killed) >= 3, "the fault was not injected"
+    assert await service.stop() == 0, service.log_tail()
+    letters = await read_dead_letters(broker.bootstrap, faults.dead_letter_topic)
+    assert letters == []  # zero good reports dead-lettered
+    store = faults.store()
+    await store.open()
+    try:
+        assert {s.report.report_id for s in await store.list_reports(limit=2 * REPORTS)} == good
+    finally:
+        await store.close()
+
+
+async def _stored(faults: Faults) -> int:
+    store = faults.store()
+    await store.open()
+    try:
+        return len(await store.list_reports(limit=2 * REPORTS))
+    finally:
+        await store.close()
+
+
+async def post_until_answered(service: Service, path: str, body: object, key: str) -> tuple[int, object]:
+    """What a careful client does: retry with the same key until an answer that is not 5xx."""
+    for _ in range(100):
+        try:
+            status, answer = await service.call("POST", path, body, headers={"Idempotency-Key": key})
+        except (aiohttp.ClientError, TimeoutError):
+            status, answer = 0, None
+        if 0 < status < 500:
+            return status, answer
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"no answer for {path} after 100 tries")
+
+
+async def test_terminated_backends_during_api_writes_create_every_note_once(
+    faults: Faults, postgres_url: str, store_url: str
+) -> None:
+    service = await faults.service(INCIDENT_KAFKA__CONSUME_REPORTS="false", INCIDENT_NOTIFY__SEND="false")
+    await service.start()
+    status, incident = await service.call(
+        "POST", "/api/incidents",
+        {"kind": "main_break", "utility": "water", "title": "Main break", "severity": "high"},
+    )  # fmt: skip
+    assert status == 201, incident
+    iid = incident["id"]
+    texts = [f"crew update {i}" for i in range(NOTES)]
+    async with terminating(postgres_url, store_url, every_s=0.15) as killed:
+        answers = await asyncio.gather(
+            *(
+                post_until_answered(service, f"/api/incidents/{iid}/notes", {"text": t}, f"note-{i}")
+                for i, t in enumerate(texts)
+            )
+        )
+    assert sum(killed) >= 3, "the fault was not injected"
+    assert {status for status, _ in answers} == {201}
+    status, timeline = await service.call("GET", f"/api/incidents/{iid}/timeline")
+    assert status == 200, timeline
+    noted = Counter(e["data"]["text"] for e in timeline["events"] if e["type"] == "note_added")
+    assert noted == Counter(texts)  # each note exactly once: none lost, none doubled
+    assert timeline["integrity"]["ok"] is True, timeline["integrity"]
+    assert await service.stop() == 0, service.log_tail()
