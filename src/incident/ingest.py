@@ -26,8 +26,9 @@ Every message costs at most itself:
 Dead-letter copies: within one process a message is dead-lettered once, however often its
 batch is retried (the offsets already copied are remembered until committed). After a crash
 or a rebalance before the commit, the batch is replayed and its bad messages are copied
-again; every copy carries the same ``original.topic`` / ``original.partition`` /
-``original.offset`` headers, so readers of the dead-letter topic can drop duplicates by them.
+again (as may be a publish whose try timed out after all reaching the broker); every copy
+carries the same ``original.topic`` / ``original.partition`` / ``original.offset`` headers,
+so readers of the dead-letter topic can drop duplicates by them.
 """
 
 from __future__ import annotations

@@ -457,9 +457,9 @@ async def test_hostile_messages_are_dead_lettered_and_the_reports_after_them_sto
     hostile = _hostile()
     try:
         await big_producer.send_and_wait(k.reports_topic, report("before"), key=b"one-partition")
-        for name, value, _, headers in hostile:
+        for name, value, _, extra in hostile:
             await big_producer.send_and_wait(
-                k.reports_topic, value, key=b"one-partition", headers=[("name", name.encode()), *headers]
+                k.reports_topic, value, key=b"one-partition", headers=[("name", name.encode()), *extra]
             )
         await big_producer.send_and_wait(k.reports_topic, report("after"), key=b"one-partition")
     finally:
