@@ -101,6 +101,15 @@ def serve(config_file: Path | None) -> None:
     """Run the service until SIGTERM or SIGINT, then shut down cleanly."""
     settings = _settings(config_file)
     _logging(settings)
+    if (
+        settings.store.url.startswith(("postgresql://", "postgres://"))
+        and not settings.kafka.bootstrap_servers
+    ):
+        log.warning(
+            "the store is PostgreSQL but Kafka is the embedded broker, which keeps messages in"
+            " memory only: a restart loses reports not yet consumed. In production set"
+            " [kafka] bootstrap_servers to a Kafka cluster"
+        )
     limit_allocator_arenas()  # before any thread starts
     try:
         asyncio.run(_serve(settings))

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 import socket
 import subprocess
@@ -49,14 +50,24 @@ def tansu_command(binary: str, host: str, port: int) -> list[str]:
             "--storage-engine", "memory://tansu/"]  # fmt: skip
 
 
-def _die_with_parent() -> None:
-    """Runs in the broker's process before exec: the kernel ends it when the service dies,
-    so a crash never leaves a broker squatting on the port."""
-    if sys.platform == "linux":
-        import ctypes
+def _die_with_parent(parent: int) -> Callable[[], None]:
+    """Runs in the broker's process before exec: the kernel kills it when the service dies,
+    so a crash never leaves a broker acknowledging reports nobody reads, or squatting on the
+    port. SIGKILL, not SIGTERM: on SIGTERM Tansu drains its client connections for about
+    5 s (producers elsewhere keep theirs open), and being memory-only it has nothing to save.
+    The signal follows the thread that forked it: that is the event loop's, which lives as
+    long as the service."""
 
-        pr_set_pdeathsig = 1
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
+    def preexec() -> None:
+        if sys.platform == "linux":
+            import ctypes
+
+            pr_set_pdeathsig = 1
+            ctypes.CDLL("libc.so.6", use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL)
+            if os.getppid() != parent:  # the service died before the line above: no signal comes
+                os._exit(1)
+
+    return preexec
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -101,7 +112,7 @@ class EmbeddedBroker:
         self._proc = await asyncio.create_subprocess_exec(
             *tansu_command(binary, self.host, self.port),
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-            preexec_fn=_die_with_parent,
+            preexec_fn=_die_with_parent(os.getpid()),
         )  # fmt: skip
         await self._wait_until_listening()
         if self._watchdog is None:
@@ -145,14 +156,9 @@ class EmbeddedBroker:
         self._stopping = True
         proc, self._proc = self._proc, None
         if proc is not None and proc.returncode is None:
-            proc.terminate()
-            try:
-                # Memory-only: nothing to flush, so a short grace before the kill will do.
-                async with asyncio.timeout(2):
-                    await proc.wait()
-            except TimeoutError:
-                proc.kill()
-                await proc.wait()
+            # Memory-only: nothing to flush; SIGTERM would only drain connections for seconds.
+            proc.kill()
+            await proc.wait()
 
     async def close(self) -> None:
         if self._watchdog is not None:

@@ -41,10 +41,18 @@ class Metrics:
             "incident_reports_dead_lettered", "Reports sent to the dead-letter topic", ["code"], registry=r
         )
         self.ingest_errors = Counter(
-            "incident_ingest_errors", "Ingest batches that failed and were retried", ["stage"], registry=r
+            "incident_ingest_errors",
+            "Ingest batches that failed and were retried (stage dead_letter: one publish)",
+            ["stage"],
+            registry=r,
         )
         self.consumer_lag = Gauge(
             "incident_reports_consumer_lag", "Report messages behind the end of the topic", registry=r
+        )
+        self.ingest_stalled = Gauge(
+            "incident_ingest_stalled",
+            "1 when ingest has made no progress for [kafka] stall_after_s while reports wait",
+            registry=r,
         )
         self.report_observed_to_stored = Histogram(
             "incident_report_observed_to_stored_seconds",

@@ -83,6 +83,11 @@ class RejectCode(StrEnum):
     coordinates_out_of_range = "coordinates_out_of_range"
     no_location_or_asset = "no_location_or_asset"
     control_character = "control_character"
+    #: ``details`` nested deeper than :data:`MAX_DETAILS_DEPTH`.
+    too_deep = "too_deep"
+    #: Decoding or validating raised something unforeseen (e.g. RecursionError on a report
+    #: nested a thousand deep); the message names the exception type.
+    unparseable = "unparseable"
     #: Valid as a report, yet the store refused it (found when a batch fails and is split).
     store_rejected = "store_rejected"
 
@@ -95,6 +100,12 @@ class ReportRejected(Exception):
 
 
 _decoder = msgspec.json.Decoder(Report)
+
+#: Deepest ``details`` accepted. The store writes details as JSON with orjson, which refuses
+#: more than 254 levels, and PostgreSQL refuses NUL in JSON text and SQLite integers beyond
+#: 64 bits: refuse all three here, the same way on both stores, rather than in the store.
+MAX_DETAILS_DEPTH = 32
+_INT_RANGE = (-(2**63), 2**63 - 1)
 
 
 def _classify(err: msgspec.ValidationError) -> RejectCode:
@@ -120,7 +131,17 @@ def _classify(err: msgspec.ValidationError) -> RejectCode:
 
 
 def parse_report(value: bytes | None, max_bytes: int) -> Report:
-    """Decode and validate one message value."""
+    """Decode and validate one message value. Whatever the bytes, the only exception is
+    :class:`ReportRejected`: anything unforeseen becomes code ``unparseable``."""
+    try:
+        return _parse(value, max_bytes)
+    except ReportRejected:
+        raise
+    except Exception as err:  # RecursionError or any surprise: one message's problem, not the batch's
+        raise ReportRejected(RejectCode.unparseable, f"{type(err).__name__}: {err}"[:500]) from None
+
+
+def _parse(value: bytes | None, max_bytes: int) -> Report:
     if value is None:
         raise ReportRejected(RejectCode.not_json, "message has no value")
     if len(value) > max_bytes:
@@ -146,4 +167,27 @@ def parse_report(value: bytes | None, max_bytes: int) -> Report:
         texts += [report.asset.type, report.asset.id]
     if any("\x00" in t for t in texts):
         raise ReportRejected(RejectCode.control_character, "a text field contains a NUL character")
+    _check_details(report.details, 1)
     return report
+
+
+def _check_details(value: Any, depth: int) -> None:
+    """Refuse what the stores cannot keep; ``depth`` is bounded, so is the recursion."""
+    if isinstance(value, dict):
+        items: list[Any] = list(value.values())
+        if any("\x00" in k for k in value):
+            raise ReportRejected(RejectCode.control_character, "a details key contains a NUL character")
+    elif isinstance(value, list):
+        items = value
+    else:
+        if isinstance(value, str) and "\x00" in value:
+            raise ReportRejected(RejectCode.control_character, "a details text contains a NUL character")
+        if isinstance(value, int) and not _INT_RANGE[0] <= value <= _INT_RANGE[1]:
+            raise ReportRejected(RejectCode.out_of_range, "a details number does not fit in 64 bits")
+        return
+    if depth > MAX_DETAILS_DEPTH:
+        raise ReportRejected(
+            RejectCode.too_deep, f"details are nested deeper than {MAX_DETAILS_DEPTH} levels"
+        )
+    for item in items:
+        _check_details(item, depth + 1)

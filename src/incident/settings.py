@@ -63,6 +63,9 @@ class KafkaSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_
     batch_size: Positive = 500
     #: Larger report messages go to the dead-letter topic.
     max_report_bytes: Positive = 65_536
+    #: /healthz answers 503 naming ``ingest`` when ingest has made no progress for this long
+    #: while messages wait (lag, or a batch in hand: e.g. a dead-letter topic that refuses).
+    stall_after_s: PositiveFloat = 60.0
 
     def __post_init__(self) -> None:
         host, sep, port = self.embedded_listener.rpartition(":")

@@ -4,23 +4,28 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+import asyncpg
+import msgspec
 import orjson
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
+from incident.app import create_app
 from incident.incidents import IncidentService
 from incident.ingest import Batch, Ingestor
 from incident.kafka import BrokerMonitor, EmbeddedBroker
+from incident.keys import STORE
 from incident.live import LiveHub
 from incident.metrics import Metrics
 from incident.settings import Settings, load_settings
 from incident.store import Store
 from incident.triage import TriageService
-from tests.conftest import Broker, kafka_env
+from tests.conftest import Broker, Tokens, kafka_env
 from tests.unit.test_reports import MALFORMED
 
 
@@ -395,3 +400,237 @@ async def test_the_embedded_broker_never_takes_someone_elses_port() -> None:
     finally:
         server.close()
         await server.wait_closed()
+
+
+# --- hostile input: every message costs at most itself ------------------------------------
+
+
+def _nested_details(depth: int) -> bytes:
+    """A small valid report whose details nest ``depth`` levels deep (2 KB at 1,000)."""
+    head = report("deep").removesuffix(b"}")
+    return head + b',"details":{"a":' + b"[" * depth + b"]" * depth + b"}}"
+
+
+def _hostile() -> list[tuple[str, bytes | None, str, list[tuple[str, bytes]]]]:
+    """(name, value, expected error.code, extra headers)."""
+    big = report("big", details={"blob": "x" * 3_000_000})
+    assert len(big) > 3_000_000
+    return [
+        ("3mb", big, "oversized", []),
+        ("nested-1000-in-details", _nested_details(1000), "unparseable", []),
+        ("nested-100-in-details", _nested_details(100), "too_deep", []),
+        ("nested-1000-top", b'{"a":' * 1000 + b"1" + b"}" * 1000, "unknown_field", []),
+        ("array-1000-top", b"[" * 1000 + b"]" * 1000, "not_an_object", []),
+        ("raw-nul", report("nul").replace(b'"nul"', b'"n\x00ul"'), "not_json", []),
+        ("nul-in-details", report("nul2", details={"note": "a\u0000b"}), "control_character", []),
+        ("nul-in-details-key", report("nul3", details={"k\u0000": 1}), "control_character", []),
+        ("invalid-utf8", report("utf").replace(b'"utf"', b'"u\xc3\x28tf"'), "not_utf8", []),
+        ("none", None, "not_json", []),
+        ("empty", b"", "not_json", []),
+        (
+            "huge-float",
+            report("f").replace(b'"medium"', b'"medium","details":{"x":1e400}'),
+            "out_of_range",
+            [],
+        ),
+        (
+            "huge-int",
+            report("i").replace(b'"medium"', b'"medium","details":{"x":' + b"9" * 400 + b"}"),
+            "out_of_range",
+            [],
+        ),
+        ("10000-keys", report("keys", details={f"k{i}": i for i in range(10_000)}), "oversized", []),
+        ("big-headers", report("hdr", severity="urgent"), "bad_enum", [("trace", b"h" * 300_000)]),
+    ]
+
+
+async def test_hostile_messages_are_dead_lettered_and_the_reports_after_them_stored(
+    harness: Harness, store_url: str
+) -> None:
+    """Each message that broke ingest (or would) goes to the dead-letter topic with a code,
+    in one partition between two good reports; the good ones are stored; the loop lives on."""
+    k = harness.settings.kafka
+    big_producer = AIOKafkaProducer(
+        bootstrap_servers=harness.bootstrap, acks="all", max_request_size=8_000_000
+    )
+    await big_producer.start()
+    hostile = _hostile()
+    try:
+        await big_producer.send_and_wait(k.reports_topic, report("before"), key=b"one-partition")
+        for name, value, _, extra in hostile:
+            await big_producer.send_and_wait(
+                k.reports_topic, value, key=b"one-partition", headers=[("name", name.encode()), *extra]
+            )
+        await big_producer.send_and_wait(k.reports_topic, report("after"), key=b"one-partition")
+    finally:
+        await big_producer.stop()
+
+    async with harness.ingestor() as (ing, task):
+        await wait_until(lambda: _count(harness, 2), "the reports before and after stored", limit=30)
+        await wait_until(lambda: _done(harness, len(hostile) + 2), "every message settled")
+        assert not task.done()  # the loop never stopped
+        assert ing.stall() is None
+    stored = {r.report.report_id for r in await harness.store.list_reports(None, limit=100)}
+    assert stored == {"before", "after"}
+
+    dead = await read_topic(harness.bootstrap, k.dead_letter_topic, len(hostile))
+    assert len(dead) == len(hostile)  # each once
+    # One partition: the dead letters' origins come in the order they were sent.
+    dead.sort(key=lambda m: int(dict(m.headers)["original.offset"]))
+    for (name, value, code, _), msg in zip(hostile, dead, strict=True):
+        headers = dict(msg.headers)
+        assert headers["error.code"].decode() == code, (name, headers["error.message"])
+        if name == "3mb":
+            # Cut to fit the topic, with the size and hash of the whole.
+            assert value is not None
+            assert len(msg.value) < 1_000_000 and value.startswith(msg.value)
+            assert int(headers["original.size"]) == len(value)
+            assert headers["original.sha256"].decode() == hashlib.sha256(value).hexdigest()
+        elif name == "big-headers":
+            # Its own headers were too big to carry: ours are there, and say theirs were dropped.
+            assert msg.value == value
+            assert headers["original.headers_dropped"] == b"2" and "trace" not in headers
+        else:
+            assert msg.value == value and headers["name"] == name.encode()
+            assert "original.sha256" not in headers
+        if name == "nested-1000-in-details":
+            assert b"RecursionError" in headers["error.message"]
+
+
+# --- retries, stalls and the dead-letter topic ----------------------------------------------
+
+
+def _with_stall_after(harness: Harness, seconds: float) -> Harness:
+    k = msgspec.structs.replace(harness.settings.kafka, stall_after_s=seconds)
+    return Harness(msgspec.structs.replace(harness.settings, kafka=k), harness.store, harness.bootstrap)
+
+
+def _stalled_gauge(harness: Harness) -> float | None:
+    return harness.metrics.registry.get_sample_value("incident_ingest_stalled")
+
+
+async def test_a_batch_retried_after_a_passing_failure_dead_letters_its_bad_messages_once(
+    harness: Harness, producer: AIOKafkaProducer
+) -> None:
+    """Before: every retry of the batch copied its bad messages to the dead-letter topic again
+    (unbounded copies). While the batch keeps failing, ingest says it is stalled; after, not."""
+    harness = _with_stall_after(harness, 0.3)
+    topic = harness.settings.kafka.reports_topic
+    await producer.send(topic, report("good-1"), key=b"p")
+    await producer.send(topic, b"not json", key=b"p")
+    await producer.send(topic, report("bad", severity="urgent"), key=b"p")
+    await producer.send(topic, report("good-2"), key=b"p")
+    await producer.flush()
+
+    failures = 0
+    seen_stalled: list[str | None] = []
+
+    async def flaky(batch: Batch) -> None:
+        nonlocal failures
+        if failures < 4:
+            failures += 1
+            seen_stalled.append(ing.stall())
+            raise RuntimeError("a passing fault after the store had the batch")
+
+    async with harness.ingestor(after_store=flaky) as (ing, _):
+        await wait_until(lambda: _flaky_done(lambda: failures), "the batch failed four times")
+        await wait_until(lambda: _done(harness, 4), "the batch committed at last")
+        await wait_until(lambda: _not_stalled(ing), "no longer stalled after progress")
+        assert _stalled_gauge(harness) == 0.0
+    # Retries 0.2 + 0.4 + 0.8 s apart: by the last ones, no progress for longer than 0.3 s.
+    assert seen_stalled[0] is None and seen_stalled[-1] is not None
+    assert "no progress" in seen_stalled[-1] and "RuntimeError" in seen_stalled[-1]
+    await asyncio.sleep(0.5)  # a copy made by a retry would have arrived by now
+    dead = await read_topic(harness.bootstrap, harness.settings.kafka.dead_letter_topic, 2)
+    assert len(dead) == 2, [dict(m.headers)["error.code"] for m in dead]
+    assert await harness.stored() == 2
+
+
+async def _flaky_done(failures: Callable[[], int]) -> bool:
+    return failures() >= 4
+
+
+async def _not_stalled(ing: Ingestor) -> bool:
+    return ing.stall() is None
+
+
+async def test_a_dead_letter_topic_that_refuses_is_retried_and_ingest_says_it_is_stalled(
+    harness: Harness, producer: AIOKafkaProducer
+) -> None:
+    """Before: the batch failed and was retried forever, silently. Now the one dead letter is
+    retried with backoff, the report behind it waits (nothing skipped), the loop lives, and
+    ingest reports itself stalled, naming the dead-letter topic, with the gauge at 1."""
+    harness = _with_stall_after(harness, 0.5)
+    # This broker refuses to produce to a topic of that name that nobody created.
+    k = msgspec.structs.replace(harness.settings.kafka, dead_letter_topic="not a valid topic!")
+    harness = Harness(msgspec.structs.replace(harness.settings, kafka=k), harness.store, harness.bootstrap)
+    await producer.send(k.reports_topic, b"not json", key=b"p")
+    await producer.send(k.reports_topic, report("waits"), key=b"p")
+    await producer.flush()
+    async with harness.ingestor() as (ing, task):
+        await wait_until(
+            lambda: _stalled_on_dead_letters(harness, ing), "stalled on the dead-letter topic", 30
+        )
+        assert _stalled_gauge(harness) == 1.0
+        assert not task.done()
+        assert await harness.store.get_report("waits") is None  # not skipped: waits its turn
+    assert _total(harness.metrics.reports_dead_lettered) == 0
+
+
+async def _stalled_on_dead_letters(harness: Harness, ing: Ingestor) -> bool:
+    stall = ing.stall()
+    return stall is not None and "dead-letter topic" in stall
+
+
+@pytest.mark.postgres
+async def test_healthz_names_ingest_while_it_is_stalled_and_recovers(
+    broker: Broker, postgres_schema_url: str, tokens: Tokens, aiohttp_client: Any
+) -> None:
+    """The whole service: another session holds the reports table, so a batch waits in hand
+    with no progress; /healthz answers 503 naming ingest (the store still answers), and 200
+    again once the batch goes through."""
+    env = {
+        "INCIDENT_STORE__URL": postgres_schema_url,
+        "INCIDENT_AUTH__TOKENS_FILE": str(tokens.path),
+        **kafka_env(broker, consume=True),
+        "INCIDENT_KAFKA__STALL_AFTER_S": "0.5",
+    }
+    settings = await asyncio.to_thread(load_settings, None, env)
+    client = await aiohttp_client(create_app(settings))
+    assert await _health(client) == (200, {"store": "ok", "broker": "ok", "ingest": "ok"})
+
+    locker = await asyncpg.connect(postgres_schema_url)
+    try:
+        lock = locker.transaction()
+        await lock.start()
+        await locker.execute("LOCK TABLE reports IN ACCESS EXCLUSIVE MODE")
+        p = AIOKafkaProducer(bootstrap_servers=broker.bootstrap, acks="all")
+        await p.start()
+        try:
+            await p.send_and_wait(settings.kafka.reports_topic, report("held"), key=b"p")
+        finally:
+            await p.stop()
+
+        async def ingest_named() -> bool:
+            status, checks = await _health(client)
+            return status == 503 and checks["ingest"].startswith("stalled")
+
+        await wait_until(ingest_named, "/healthz names ingest as stalled", limit=30)
+        _, checks = await _health(client)
+        assert checks["store"] == "ok" and checks["broker"] == "ok"
+        async with client.get("/metrics") as resp:
+            assert "incident_ingest_stalled 1.0" in await resp.text()
+        await lock.rollback()
+    finally:
+        await locker.close()
+    await wait_until(lambda: _healthy(client), "/healthz 200 again once the batch went through", limit=30)
+    assert await client.app[STORE].get_report("held") is not None
+
+
+async def _health(client: Any) -> tuple[int, dict[str, str]]:
+    async with client.get("/healthz") as resp:
+        return resp.status, (await resp.json())["checks"]
+
+
+async def _healthy(client: Any) -> bool:
+    return (await _health(client))[0] == 200

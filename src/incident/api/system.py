@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
@@ -11,18 +13,49 @@ from incident.api.schemas import Health, Me
 from incident.errors import StoreError
 from incident.keys import ENDPOINTS, KAFKA, METRICS, PRINCIPAL, STORE
 
+#: How to ask one named part of the service: "ok", what is wrong with it, or None when this
+#: instance does not run that part (an API-only instance has no ingest).
+HealthCheck = Callable[[web.Application], Awaitable[str | None]]
+
+
+async def _store_health(app: web.Application) -> str | None:
+    try:
+        await app[STORE].ping()
+    except StoreError as err:
+        return err.message
+    return "ok"
+
+
+async def _broker_health(app: web.Application) -> str | None:
+    # The monitor checks the broker every second in the background: answering from its last
+    # look keeps this unauthenticated endpoint from turning into load on Kafka.
+    monitor = app[KAFKA].monitor
+    return "ok" if monitor.up else monitor.last_error
+
+
+async def _ingest_health(app: web.Application) -> str | None:
+    runtime = app[KAFKA]
+    if runtime.task is None:
+        return None
+    if runtime.task.done():
+        return "stopped: the ingest loop is not running"
+    return runtime.ingestor.stall() or "ok"
+
+
+#: The parts /healthz names, in order; adding a part is one line here.
+HEALTH_CHECKS: tuple[tuple[str, HealthCheck], ...] = (
+    ("store", _store_health),
+    ("broker", _broker_health),
+    ("ingest", _ingest_health),
+)
+
 
 async def healthz(request: web.Request) -> web.Response:
     checks: dict[str, str] = {}
-    try:
-        await request.app[STORE].ping()
-        checks["store"] = "ok"
-    except StoreError as err:
-        checks["store"] = err.message
-    # The monitor checks the broker every second in the background: answering from its last
-    # look keeps this unauthenticated endpoint from turning into load on Kafka.
-    monitor = request.app[KAFKA].monitor
-    checks["broker"] = "ok" if monitor.up else monitor.last_error
+    for name, check in HEALTH_CHECKS:
+        answer = await check(request.app)
+        if answer is not None:
+            checks[name] = answer
     ok = all(v == "ok" for v in checks.values())
     return json_response(Health("ok" if ok else "unavailable", checks), status=200 if ok else 503)
 
@@ -46,7 +79,7 @@ ENDPOINTS_: tuple[Endpoint, ...] = (
         "GET",
         "/healthz",
         healthz,
-        "200 when the store and the Kafka broker answer, else 503 naming what does not",
+        "200 when store and broker answer and ingest is not stalled, else 503 naming the part",
         None,
         tag="system",
         response=Health,
