@@ -23,6 +23,7 @@ from incident.api import playbooks as playbook_views
 from incident.api import reports as report_views
 from incident.api import system as system_views
 from incident.api.endpoint import ALL_ROLES, Endpoint
+from incident.api.idempotency import idempotency_middleware
 from incident.api.live import live
 from incident.api.middleware import authentication, errors_and_metrics
 from incident.auth import TokenRegistry, read_tokens
@@ -235,7 +236,7 @@ def _register(app: web.Application, endpoints: Iterable[Endpoint]) -> None:
 
 def create_app(settings: Settings, *, clock: Clock | None = None) -> web.Application:
     app = web.Application(
-        middlewares=[errors_and_metrics, authentication],
+        middlewares=[errors_and_metrics, authentication, idempotency_middleware()],
         client_max_size=settings.http.max_body_bytes,
     )
     app[SETTINGS] = settings

@@ -32,6 +32,11 @@ class HttpSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_o
     max_body_bytes: Positive = 1_048_576
     #: Seconds that in-flight requests get to finish at shutdown.
     shutdown_timeout: PositiveFloat = 10.0
+    #: Deepest nesting of arrays and objects in a JSON body; deeper ones get 400 too_deep.
+    max_json_depth: Positive = 32
+    #: Seconds a request holding an Idempotency-Key keeps its hold without refreshing it (it
+    #: refreshes every quarter of this); a hold older than this belongs to a request that died.
+    idempotency_lease_s: PositiveFloat = 60.0
 
 
 class StoreSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):

@@ -7,6 +7,8 @@ OpenAPI document is generated from them, so the three cannot drift apart.
 from __future__ import annotations
 
 import enum
+import itertools
+import re
 import typing
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -33,6 +35,18 @@ class Query:
     repeated: bool = False
 
 
+class Idempotency(enum.Enum):
+    """How a route takes ``Idempotency-Key`` (see :mod:`incident.api.idempotency`): what tells,
+    after a 5xx, whether its write happened."""
+
+    #: Every write of the route appends to the incident of its path (its last seq moves).
+    incident = "incident"
+    #: The route creates an incident (the year's incident counter moves).
+    new_incident = "new_incident"
+    #: The write refuses a repeat by itself (a report's triage status is checked): re-run it.
+    refuses_repeat = "refuses_repeat"
+
+
 @dataclass(frozen=True)
 class Endpoint:
     method: str
@@ -51,6 +65,8 @@ class Endpoint:
     #: Content type of the success response, when not JSON.
     content_type: str = "application/json"
     errors: tuple[int, ...] = (400, 401, 403, 404, 409, 413, 422)
+    #: Takes an ``Idempotency-Key`` header: every POST that creates or changes something.
+    idempotent: Idempotency | None = None
 
 
 _encoder = msgspec.json.Encoder()
@@ -86,21 +102,46 @@ def _enum_values(tp: Any) -> list[str]:
     return []
 
 
-async def read_body(request: web.Request, type_: type[T]) -> T:
-    """Decode and validate a JSON body; every failure is a 4xx a person can act on."""
+async def raw_body(request: web.Request) -> bytes:
+    """The request's bytes (read once; aiohttp keeps them for the next reader)."""
     try:
-        raw = await request.read()
+        return await request.read()
     except web.HTTPRequestEntityTooLarge as err:
         limit = request.app[SETTINGS].http.max_body_bytes
         raise PayloadTooLarge(f"request body is larger than the limit of {limit} bytes") from err
+
+
+_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"')
+_NOT_BRACKET = bytes(b for b in range(256) if b not in b"[]{}")
+_STEP = {ord("["): 1, ord("{"): 1, ord("]"): -1, ord("}"): -1}
+
+
+def json_depth(raw: bytes, limit: int) -> int:
+    """How deep ``raw``'s arrays and objects nest, counted without recursion (the decoders
+    recurse and a deep enough body raises RecursionError). Anything at most ``limit`` deep
+    may be answered as ``limit``: only whether the limit is passed matters."""
+    if raw.count(b"[") + raw.count(b"{") <= limit:
+        return limit
+    brackets = _STRING.sub(b"", raw).translate(None, _NOT_BRACKET)
+    return max(itertools.accumulate(map(_STEP.__getitem__, brackets), initial=0))
+
+
+async def read_body(request: web.Request, type_: type[T]) -> T:
+    """Decode and validate a JSON body; every failure is a 4xx a person can act on."""
+    raw = await raw_body(request)
     if not raw.strip():
         raise MalformedRequest("request body is empty; send a JSON object", code="empty_body")
+    limit = request.app[SETTINGS].http.max_json_depth
+    if json_depth(raw, limit) > limit:
+        raise MalformedRequest(f"request body nests deeper than {limit} levels", code="too_deep")
     try:
         return msgspec.json.decode(raw, type=type_)
     except msgspec.ValidationError as err:
         raise InvalidInput(_friendly(err, type_)) from err
     except msgspec.DecodeError as err:
         raise MalformedRequest(f"request body is not valid JSON: {err}") from err
+    except RecursionError as err:  # only with a limit set above what the decoder can take
+        raise MalformedRequest(f"request body nests deeper than {limit} levels", code="too_deep") from err
 
 
 def query_int(request: web.Request, name: str, default: int, *, lo: int, hi: int) -> int:

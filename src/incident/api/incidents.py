@@ -6,7 +6,15 @@ import asyncio
 
 from aiohttp import web
 
-from incident.api.endpoint import ALL_ROLES, Endpoint, Query, json_response, query_int, read_body
+from incident.api.endpoint import (
+    ALL_ROLES,
+    Endpoint,
+    Idempotency,
+    Query,
+    json_response,
+    query_int,
+    read_body,
+)
 from incident.api.schemas import HandoverBody, IncidentList, NoteBody, SeverityBody, StatusBody, Timeline
 from incident.domain import OPEN_STATUSES, Declaration, Incident, Role, Status, TimelineEvent
 from incident.errors import InvalidInput, NotFound
@@ -172,6 +180,7 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         body=Declaration,
         response=Incident,
         status=201,
+        idempotent=Idempotency.new_incident,
     ),
     Endpoint(
         "GET",
@@ -198,6 +207,7 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         STEER,
         body=StatusBody,
         response=Incident,
+        idempotent=Idempotency.incident,
     ),
     Endpoint(
         "POST",
@@ -207,6 +217,7 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         STEER,
         body=SeverityBody,
         response=Incident,
+        idempotent=Idempotency.incident,
     ),
     Endpoint(
         "POST",
@@ -217,6 +228,7 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         body=NoteBody,
         response=TimelineEvent,
         status=201,
+        idempotent=Idempotency.incident,
     ),
     Endpoint(
         "POST",
@@ -226,6 +238,7 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         STEER,
         body=HandoverBody,
         response=Incident,
+        idempotent=Idempotency.incident,
     ),
     Endpoint(
         "POST",
@@ -234,6 +247,7 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         "Confirm an incident an automatic rule opened; an unowned one becomes the caller's",
         DECLARE,
         response=Incident,
+        idempotent=Idempotency.incident,
     ),
     Endpoint(
         "GET",

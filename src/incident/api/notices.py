@@ -6,7 +6,7 @@ from __future__ import annotations
 import msgspec
 from aiohttp import web
 
-from incident.api.endpoint import ALL_ROLES, Endpoint, json_response, query_int, read_body
+from incident.api.endpoint import ALL_ROLES, Endpoint, Idempotency, json_response, query_int, read_body
 from incident.api.incidents import DECLARE, STEER
 from incident.keys import INCIDENTS, NOTICES, PRINCIPAL, SERVICE_AREA, SETTINGS, STORE
 from incident.notices import NoticeRequest, PlannedNotice
@@ -100,12 +100,12 @@ _N = "/api/incidents/{incident_id}/notices"
 ENDPOINTS: tuple[Endpoint, ...] = (
     Endpoint("POST", _N, plan, "Plan a notice for the incident's area: audience counts and previews;"
              " nothing is sent until it is approved", STEER, tag="notices", body=NoticeRequest,
-             response=PlannedNotice, status=201),
+             response=PlannedNotice, status=201, idempotent=Idempotency.incident),
     Endpoint("GET", _N, list_notices, "The incident's notices", ALL_ROLES, tag="notices",
              response=NoticeList),
     Endpoint("GET", _N + "/{notice_id}", get_notice, "One notice", ALL_ROLES, tag="notices", response=Notice),
     Endpoint("POST", _N + "/{notice_id}/approve", approve, "Approve a planned notice for sending",
-             DECLARE, tag="notices", response=Notice),
+             DECLARE, tag="notices", response=Notice, idempotent=Idempotency.incident),
     Endpoint("GET", "/api/incidents/{incident_id}/deliveries", deliveries,
              "Deliveries: counts by channel and status, and rows (addresses masked; ?after=&limit= to page)",
              ALL_ROLES, tag="notices", response=Deliveries),

@@ -13,6 +13,16 @@ from incident.api.endpoint import Endpoint
 from incident.api.schemas import ErrorBody
 
 _PARAM = re.compile(r"\{(\w+)\}")
+_IDEMPOTENCY_KEY: dict[str, Any] = {
+    "name": "Idempotency-Key",
+    "in": "header",
+    "required": False,
+    "description": "Retry safely: the same key and body from the same caller on this route within 24 h"
+    " answers with the first answer (header Idempotent-Replayed: true) and changes nothing; another"
+    " body is 422 idempotency_key_reused; while the first runs, 409 idempotency_key_in_progress; after"
+    " a 5xx that may have been written, 409 idempotency_outcome_unknown.",
+    "schema": {"type": "string", "minLength": 1, "maxLength": 200, "pattern": "^[ -~]+$"},
+}
 
 
 def build_openapi(endpoints: Iterable[Endpoint]) -> dict[str, Any]:
@@ -46,6 +56,8 @@ def build_openapi(endpoints: Iterable[Endpoint]) -> dict[str, Any]:
                     "schema": schema,
                 }
             )
+        if e.idempotent is not None:
+            params.append(_IDEMPOTENCY_KEY)
         if params:
             op["parameters"] = params
         if e.body is not None:

@@ -9,7 +9,7 @@ import msgspec
 from aiohttp import web
 
 import incident.playbook.clocks as clocks
-from incident.api.endpoint import ALL_ROLES, Endpoint, json_response, read_body
+from incident.api.endpoint import ALL_ROLES, Endpoint, Idempotency, json_response, read_body
 from incident.api.incidents import STEER
 from incident.domain import Incident
 from incident.errors import NotFound
@@ -161,6 +161,7 @@ ENDPOINTS = (
         STEER,
         body=EtrBody,
         response=Incident,
+        idempotent=Idempotency.incident,
     ),
     Endpoint(
         "POST",
@@ -170,5 +171,6 @@ ENDPOINTS = (
         STEER,
         body=StageBody,
         response=Incident,
+        idempotent=Idempotency.incident,
     ),
 )

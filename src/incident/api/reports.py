@@ -7,7 +7,7 @@ from typing import Annotated
 import msgspec
 from aiohttp import web
 
-from incident.api.endpoint import ALL_ROLES, Endpoint, Query, json_response, query_int, read_body
+from incident.api.endpoint import ALL_ROLES, Endpoint, Idempotency, Query, json_response, query_int, read_body
 from incident.api.incidents import DECLARE, STEER
 from incident.domain import Incident, IncidentId, Severity, Title
 from incident.errors import InvalidInput
@@ -104,9 +104,10 @@ ENDPOINTS: tuple[Endpoint, ...] = (
     Endpoint("GET", _ID, get_report, "One report with its triage status", ALL_ROLES, tag="reports",
              response=StoredReport),
     Endpoint("POST", _ID + "/link", link, "Link a report to an open incident (a timeline event)", STEER,
-             tag="reports", body=LinkBody, response=StoredReport),
+             tag="reports", body=LinkBody, response=StoredReport, idempotent=Idempotency.refuses_repeat),
     Endpoint("POST", _ID + "/declare", declare, "Declare an incident from a report; the caller owns it",
-             DECLARE, tag="reports", body=DeclareFromReport, response=Declared, status=201),
+             DECLARE, tag="reports", body=DeclareFromReport, response=Declared, status=201,
+             idempotent=Idempotency.refuses_repeat),
     Endpoint("POST", _ID + "/dismiss", dismiss, "Dismiss a report with a reason", STEER, tag="reports",
-             body=DismissBody, response=StoredReport),
+             body=DismissBody, response=StoredReport, idempotent=Idempotency.refuses_repeat),
 )  # fmt: skip

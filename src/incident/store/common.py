@@ -17,7 +17,7 @@ from incident.geo.household import Channel, Household, Priority
 from incident.notify.records import Delivery, DeliveryChange, Notice
 from incident.notify.states import DeliveryState
 from incident.reports import Report, ReportStatus, StoredReport
-from incident.store.base import DueTimer, HouseholdUpsert
+from incident.store.base import DueTimer, HouseholdUpsert, IdempotencyRecord
 
 REPORT_COLUMNS = (
     "report_id, kind, utility, severity, observed_at, received_at, lon, lat, asset_type, asset_id,"
@@ -294,3 +294,19 @@ PENDING_BY_NOTICE = (
     "SELECT notice_id, count(*), min(not_before) FROM deliveries WHERE incident_id = {0}"
     " AND state IN ('planned', 'queued', 'sending') GROUP BY notice_id"
 )
+
+
+# --- idempotency keys of the HTTP API --------------------------------------------------------
+
+IDEMPOTENCY_COLUMNS = "scope, key, body_sha256, state, status, response, guard, created_at, updated_at"
+
+
+def idempotency_values(r: IdempotencyRecord) -> tuple[Any, ...]:
+    return (r.scope, r.key, r.body_sha256, r.state, r.status, r.response, r.guard, r.created_at, r.updated_at)
+
+
+def idempotency_of(row: Any) -> IdempotencyRecord:
+    return IdempotencyRecord(
+        scope=row[0], key=row[1], body_sha256=row[2], state=row[3], status=row[4], response=row[5],
+        guard=row[6], created_at=row[7], updated_at=row[8],
+    )  # fmt: skip

@@ -217,4 +217,27 @@ CREATE INDEX timers_by_incident ON timers (incident_id, state);
 
 MIGRATIONS += (Migration(version=8, name="durable timers", sqlite=_V8_TIMERS, postgres=_V8_TIMERS),)
 
-LATEST = MIGRATIONS[-1].version
+# Idempotency keys of the HTTP API (see incident.api.idempotency): one row per caller, route and
+# key, holding the first answer. Version 9 is left to a change made alongside; the runners apply
+# every version not yet recorded, so a gap (or a lower version added later) is applied too.
+_V10_IDEMPOTENCY = """
+CREATE TABLE idempotency_keys (
+    scope TEXT NOT NULL,
+    key TEXT NOT NULL,
+    body_sha256 TEXT NOT NULL,
+    state TEXT NOT NULL,
+    status INTEGER,
+    response TEXT,
+    guard TEXT,
+    created_at TEXT NOT NULL,
+    updated_at TEXT NOT NULL,
+    PRIMARY KEY (scope, key)
+);
+CREATE INDEX idempotency_keys_by_age ON idempotency_keys (created_at);
+"""
+
+MIGRATIONS += (
+    Migration(version=10, name="idempotency keys", sqlite=_V10_IDEMPOTENCY, postgres=_V10_IDEMPOTENCY),
+)
+
+LATEST = max(m.version for m in MIGRATIONS)

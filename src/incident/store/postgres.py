@@ -31,6 +31,8 @@ from incident.store.base import (
     Decider,
     DueTimer,
     HouseholdUpsert,
+    IdempotencyChange,
+    IdempotencyRecord,
     IncomingReport,
     IngestResult,
     NewIncident,
@@ -48,6 +50,7 @@ from incident.store.common import (
     DUE_SQL,
     HOUSEHOLD_COLUMNS,
     HOUSEHOLD_UPSERT,
+    IDEMPOTENCY_COLUMNS,
     LOCK_TAKE,
     NOTICE_UPSERT,
     OPEN,
@@ -64,6 +67,8 @@ from incident.store.common import (
     delivery_of,
     delivery_row,
     household_of,
+    idempotency_of,
+    idempotency_values,
     notice_of,
     notice_row,
     report_row,
@@ -818,3 +823,67 @@ class PostgresStore:
                 owner,
             )
         )
+
+    # --- idempotency keys of the HTTP API ----------------------------------------------------
+
+    async def claim_idempotency_key(
+        self, record: IdempotencyRecord, expired_before: str
+    ) -> IdempotencyRecord | None:
+        async def run(conn: Any) -> IdempotencyRecord | None:
+            await conn.execute(
+                "DELETE FROM idempotency_keys WHERE scope = $1 AND key = $2 AND created_at < $3",
+                record.scope, record.key, expired_before,
+            )  # fmt: skip
+            # A concurrent claim of the same key waits here for the first one's commit, then
+            # inserts nothing and reads the row below.
+            inserted = await conn.fetchval(
+                f"INSERT INTO idempotency_keys ({IDEMPOTENCY_COLUMNS})"  # noqa: S608
+                " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
+                " ON CONFLICT (scope, key) DO NOTHING RETURNING 1",
+                *idempotency_values(record),
+            )
+            if inserted is not None:
+                return None
+            row = await conn.fetchrow(
+                f"SELECT {IDEMPOTENCY_COLUMNS} FROM idempotency_keys WHERE scope = $1 AND key = $2",  # noqa: S608
+                record.scope, record.key,
+            )  # fmt: skip
+            return idempotency_of(row)
+
+        return await self._run(run)
+
+    async def update_idempotency_key(
+        self, scope: str, key: str, expect_updated_at: str, change: IdempotencyChange
+    ) -> bool:
+        status = await self._run(
+            lambda c: c.execute(
+                "UPDATE idempotency_keys SET state = $1, status = $2, response = $3,"
+                " guard = coalesce($4, guard), updated_at = $5"
+                " WHERE scope = $6 AND key = $7 AND updated_at = $8",
+                change.state, change.status, change.response, change.guard, change.updated_at,
+                scope, key, expect_updated_at,
+            )
+        )  # fmt: skip
+        return str(status).endswith(" 1")
+
+    async def get_idempotency_key(self, scope: str, key: str) -> IdempotencyRecord | None:
+        row = await self._run(
+            lambda c: c.fetchrow(
+                f"SELECT {IDEMPOTENCY_COLUMNS} FROM idempotency_keys WHERE scope = $1 AND key = $2",  # noqa: S608
+                scope, key,
+            ),
+            transaction=False,
+        )  # fmt: skip
+        return None if row is None else idempotency_of(row)
+
+    async def purge_idempotency_keys(self, created_before: str) -> int:
+        status = await self._run(
+            lambda c: c.execute("DELETE FROM idempotency_keys WHERE created_at < $1", created_before)
+        )
+        return int(str(status).rsplit(" ", 1)[-1])
+
+    async def counter_value(self, name: str) -> int:
+        value = await self._run(
+            lambda c: c.fetchval("SELECT value FROM counters WHERE name = $1", name), transaction=False
+        )
+        return int(value or 0)

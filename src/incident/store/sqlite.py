@@ -32,6 +32,8 @@ from incident.store.base import (
     Decider,
     DueTimer,
     HouseholdUpsert,
+    IdempotencyChange,
+    IdempotencyRecord,
     IncomingReport,
     IngestResult,
     NewIncident,
@@ -49,6 +51,7 @@ from incident.store.common import (
     DUE_SQL,
     HOUSEHOLD_COLUMNS,
     HOUSEHOLD_UPSERT,
+    IDEMPOTENCY_COLUMNS,
     LOCK_TAKE,
     NOTICE_UPSERT,
     OPEN,
@@ -65,6 +68,8 @@ from incident.store.common import (
     delivery_of,
     delivery_row,
     household_of,
+    idempotency_of,
+    idempotency_values,
     notice_of,
     notice_row,
     report_row,
@@ -850,6 +855,68 @@ class SqliteStore:
                 (now, f"{incident_id}:lock", owner),
             )
         )
+
+    # --- idempotency keys of the HTTP API ----------------------------------------------------
+
+    async def claim_idempotency_key(
+        self, record: IdempotencyRecord, expired_before: str
+    ) -> IdempotencyRecord | None:
+        def run(conn: sqlite3.Connection) -> IdempotencyRecord | None:
+            conn.execute(
+                "DELETE FROM idempotency_keys WHERE scope = ? AND key = ? AND created_at < ?",
+                (record.scope, record.key, expired_before),
+            )
+            cur = conn.execute(
+                f"INSERT INTO idempotency_keys ({IDEMPOTENCY_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"  # noqa: S608
+                " ON CONFLICT (scope, key) DO NOTHING",
+                idempotency_values(record),
+            )
+            if cur.rowcount == 1:
+                return None
+            row = conn.execute(
+                f"SELECT {IDEMPOTENCY_COLUMNS} FROM idempotency_keys WHERE scope = ? AND key = ?",  # noqa: S608
+                (record.scope, record.key),
+            ).fetchone()
+            return idempotency_of(row)
+
+        return await self._write(run)
+
+    async def update_idempotency_key(
+        self, scope: str, key: str, expect_updated_at: str, change: IdempotencyChange
+    ) -> bool:
+        def run(conn: sqlite3.Connection) -> bool:
+            cur = conn.execute(
+                "UPDATE idempotency_keys SET state = ?, status = ?, response = ?,"
+                " guard = coalesce(?, guard), updated_at = ? WHERE scope = ? AND key = ? AND updated_at = ?",
+                (change.state, change.status, change.response, change.guard, change.updated_at,
+                 scope, key, expect_updated_at),
+            )  # fmt: skip
+            return cur.rowcount == 1
+
+        return await self._write(run)
+
+    async def get_idempotency_key(self, scope: str, key: str) -> IdempotencyRecord | None:
+        row = await self._read(
+            lambda c: c.execute(
+                f"SELECT {IDEMPOTENCY_COLUMNS} FROM idempotency_keys WHERE scope = ? AND key = ?",  # noqa: S608
+                (scope, key),
+            ).fetchone()
+        )
+        return None if row is None else idempotency_of(row)
+
+    async def purge_idempotency_keys(self, created_before: str) -> int:
+        def run(conn: sqlite3.Connection) -> int:
+            return conn.execute(
+                "DELETE FROM idempotency_keys WHERE created_at < ?", (created_before,)
+            ).rowcount
+
+        return await self._write(run)
+
+    async def counter_value(self, name: str) -> int:
+        row = await self._read(
+            lambda c: c.execute("SELECT value FROM counters WHERE name = ?", (name,)).fetchone()
+        )
+        return 0 if row is None else int(row[0])
 
 
 def _split_sql(script: str) -> list[str]:
