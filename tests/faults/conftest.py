@@ -336,7 +336,7 @@ async def read_dead_letters(bootstrap: str, topic: str) -> list[DeadLetterCopy]:
         await consumer.seek_to_beginning(*tps)
         found: list[DeadLetterCopy] = []
         async with asyncio.timeout(20):
-            while any(await consumer.position(tp) < ends[tp] for tp in tps):
+            while [tp for tp in tps if await consumer.position(tp) < ends[tp]]:
                 for msgs in (await consumer.getmany(timeout_ms=200)).values():
                     for m in msgs:
                         headers = {k: v.decode(errors="replace") for k, v in m.headers or ()}

@@ -19,7 +19,7 @@ from incident.store import Store
 from tests.conftest import Broker
 from tests.faults.conftest import Faults, read_dead_letters, report, wait_for
 
-GOOD = 1500
+GOOD = 1500  # at least; more while the kills go on
 KILLS = 5
 
 
@@ -41,7 +41,9 @@ def poison() -> dict[str, bytes | None]:
     under."""
     return {
         "not_json": b"{not json",
-        "unparseable": b"[" * 1000 + b"]" * 1000,  # RecursionError in the decoder, not a rejection
+        # RecursionError in the decoder (1,000 objects deep), not a validation error
+        "unparseable": b'{"details": ' + b'{"a": ' * 1000 + b"1" + b"}" * 1001,
+        "not_an_object": b"[" * 1000 + b"]" * 1000,
         "oversized": b'{"report_id": "' + b"x" * 1_500_000 + b'"}',  # over the dead-letter topic's limit
         "not_utf8": b'{"report_id": "\xff\xfe"}',
         "control_character": orjson.dumps({**orjson.loads(report("nul", 0)), "report_id": "with\x00nul"}),
@@ -69,20 +71,22 @@ async def produce_with_kills(faults: Faults, producer: AIOKafkaProducer) -> tupl
 
     killer = asyncio.create_task(kill_now_and_then())
     sent: list[asyncio.Future[object]] = []
-    n = 0
-    for i in range(GOOD):
-        if i % 250 == 100 and bad:
+    n = i = 0
+    # Reports keep coming until the last kill, so every kill lands in the middle of the stream.
+    while i < GOOD or not stop_killing.is_set():
+        if i % 200 == 100 and bad:
             code, value = bad.pop()
             poison_at[n] = code
             sent.append(await producer.send(faults.reports_topic, value=value, key=f"p{n}".encode()))
             n += 1
         rid = f"r-{faults.suffix}-{i}"
-        value = gas_leak(rid, i // 75) if i % 75 == 0 else report(rid, i)
+        value = gas_leak(rid, i // 75 % 100) if i % 75 == 0 else report(rid, i)
         sent.append(await producer.send(faults.reports_topic, value=value, key=rid.encode()))
         good.add(rid)
         n += 1
+        i += 1
         if i % 25 == 0:
-            await asyncio.sleep(0.05)  # ~500 reports a second: the kills land mid-stream
+            await asyncio.sleep(0.05)  # ~500 reports a second
     await asyncio.gather(*sent)
     await killer
     assert not bad
