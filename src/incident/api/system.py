@@ -9,7 +9,7 @@ from incident.api.endpoint import ALL_ROLES, Endpoint, json_response
 from incident.api.openapi import build_openapi
 from incident.api.schemas import Health, Me
 from incident.errors import StoreError
-from incident.keys import ENDPOINTS, KAFKA, METRICS, PRINCIPAL, STORE
+from incident.keys import ENDPOINTS, KAFKA, METRICS, NOTIFY, PRINCIPAL, STORE
 
 
 async def healthz(request: web.Request) -> web.Response:
@@ -23,6 +23,7 @@ async def healthz(request: web.Request) -> web.Response:
     # look keeps this unauthenticated endpoint from turning into load on Kafka.
     monitor = request.app[KAFKA].monitor
     checks["broker"] = "ok" if monitor.up else monitor.last_error
+    checks["fanout"] = request.app[NOTIFY].engine.stall_reason() or "ok"
     ok = all(v == "ok" for v in checks.values())
     return json_response(Health("ok" if ok else "unavailable", checks), status=200 if ok else 503)
 
