@@ -613,10 +613,14 @@ async def test_overdue_final_statuses_are_looked_up_and_settled_as_their_callbac
     delivered, unreachable, unanswered = (
         await handed_over("H-1", "sms"), await handed_over("H-2", "sms"), await handed_over("H-1", "voice")
     )  # fmt: skip
+    forgotten = await world.delivery("H-3", sid="SM" + "f" * 32)  # a SID the carrier does not know
     assert await runtime.engine.settle_overdue() == 0  # not overdue yet: callbacks may still come
     clock.advance(timedelta(seconds=client.app[SETTINGS].notify.finality_after_s + 1))
 
     assert await runtime.engine.settle_overdue() == 3
+    got = await world.get(forgotten.delivery_id)  # kept, looked at again later, not first in line
+    assert (got.state, got.updated_at) == (S.accepted, world.at)
+    assert (await world.store.delivery_events(got.delivery_id))[-1][2] == "look-up failed: 20404"
     assert (await world.get(delivered.delivery_id)).state == S.delivered
     got = await world.get(unreachable.delivery_id)
     assert (got.state, got.error_code) == (S.undelivered, "30003")

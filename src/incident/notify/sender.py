@@ -770,6 +770,8 @@ class NotifyEngine:
             isoformat(now - timedelta(seconds=self._n.finality_after_s)), FINALITY_BATCH
         )
         moved = 0
+        # Not final at the carrier either, or not found: looked at again finality_after_s
+        # later (their updated_at is renewed), so they never hold up the ones behind them.
         unchanged: list[DeliveryChange] = []
         for d in overdue:
             assert d.carrier_sid is not None  # awaiting_final gives only those with one
@@ -780,14 +782,15 @@ class NotifyEngine:
                     status = await self._carrier.call_status(d.carrier_sid)
             except CarrierError as err:
                 log.warning("delivery %s: final status not looked up (%s)", d.delivery_id, err)
-                continue
-            if await self._settle(d, status):
-                moved += 1
-            else:  # not final at the carrier either: look again after finality_after_s
-                unchanged.append(DeliveryChange(
-                    delivery_id=d.delivery_id, expect=frozenset({d.state}), to=d.state,
-                    detail=f"looked up: twilio {status.status}",
-                ))  # fmt: skip
+                detail = f"look-up failed: {err.carrier_code or 'no answer'}"
+            else:
+                if await self._settle(d, status):
+                    moved += 1
+                    continue
+                detail = f"looked up: twilio {status.status}"
+            unchanged.append(DeliveryChange(
+                delivery_id=d.delivery_id, expect=frozenset({d.state}), to=d.state, detail=detail,
+            ))  # fmt: skip
         if unchanged:
             await self._store.change_deliveries(unchanged, isoformat(self._clock.now()))
         return moved
