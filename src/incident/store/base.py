@@ -137,8 +137,9 @@ class Store(Protocol):
         ...
 
     async def take_deliveries(self, delivery_ids: Sequence[str], at: str) -> list[Delivery]:
-        """Senders take jobs: the ``queued`` ones of ``delivery_ids`` become ``sending`` with
-        one more attempt, in one go; returns those taken (a replayed job finds none)."""
+        """Claim and start in one step: the ``queued`` ones of ``delivery_ids`` become
+        ``sending`` with one more attempt, in one go; returns those taken (a replayed job finds
+        none). The fan-out itself claims, then starts (:meth:`claim_deliveries`)."""
         ...
 
     async def claim_deliveries(self, delivery_ids: Sequence[str], owner: str, at: str) -> list[Delivery]:
