@@ -63,6 +63,7 @@ from incident.notify.webhooks import (
     HookOptions,
     add_voice_fallback,
     install_hooks,
+    make_settle,
     wants_voice_fallback,
 )
 from incident.playbook import load_oncall, load_playbooks
@@ -167,8 +168,10 @@ async def _fanout_ctx(app: web.Application) -> AsyncIterator[None]:
     async with notify_runtime(
         app[SETTINGS], store, app[TEMPLATES], app[CLOCK], kafka.bootstrap,
         embedded=kafka.broker is not None, public_url=app[PUBLIC_URL], on_change=changed,
+        settle=make_settle(app),
     ) as runtime:  # fmt: skip
         app[NOTIFY] = runtime
+        metrics.notify_oldest_due.set_function(runtime.engine.oldest_due_s)
         app[NOTICES].on_approved = runtime.engine.wake
         if not runtime.push:
             app[NOTICES].channels = frozenset({Channel.sms, Channel.voice})

@@ -70,3 +70,9 @@ class Metrics:
             "incident_deliveries", "Delivery state changes", ["channel", "state"], registry=r
         )
         self.kafka_up = Gauge("incident_kafka_up", "1 when the Kafka broker answers", registry=r)
+        self.notify_oldest_due = Gauge(
+            "incident_notify_oldest_due_seconds",
+            "How long the longest-waiting delivery due to be sent has waited (0: none due),"
+            " as of the fan-out's last look (every few seconds)",
+            registry=r,
+        )

@@ -185,8 +185,18 @@ class NotifySettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw
     max_concurrent_calls: Positive = 10
     #: A job not taken after this long is published again (the broker may have lost it).
     requeue_s: PositiveFloat = 30.0
-    #: A send with no recorded answer after this long is looked up at the carrier.
-    sending_timeout_s: PositiveFloat = 120.0
+    #: A send whose carrier call started and whose answer is not recorded after this long is
+    #: looked up at the carrier (longer than a carrier call may take: 15 s).
+    sending_timeout_s: PositiveFloat = 30.0
+    #: A sending instance's lease, renewed four times as often: when an instance dies, the
+    #: deliveries it had claimed (carrier call not started) are released this soon after.
+    sender_lease_s: Annotated[float, msgspec.Meta(ge=1.0)] = 5.0
+    #: A delivery the carrier has (accepted, sent, ringing, answered) with no final status
+    #: after this long is looked up at the carrier by its SID (the callback may have been lost).
+    finality_after_s: PositiveFloat = 600.0
+    #: The fan-out counts as stalled (in /healthz) when deliveries have been due this long and
+    #: no instance has taken one for as long.
+    stall_after_s: PositiveFloat = 60.0
     #: Voice no-answer/busy: try again this many times, this many minutes apart.
     voice_retries: Annotated[int, msgspec.Meta(ge=0)] = 2
     voice_retry_minutes: PositiveFloat = 10.0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
+import msgspec
 import pytest
 
 from incident import domain
@@ -242,3 +243,97 @@ async def test_a_batch_applies_mixed_changes_and_a_delivery_named_twice_in_order
     back = DeliveryChange(delivery_id=ids[600], expect=sending, to=S.retry)  # retry without a time: now
     (cleared,) = await store.change_deliveries([back], AT)
     assert cleared is not None and cleared.next_attempt_at is None
+
+
+# --- the fan-out under crashes: claims, leases, overdue final statuses, inbound replays ------------
+
+LATER = "2026-11-22T08:00:10.000000+00:00"
+MUCH_LATER = "2026-11-22T08:05:00.000000+00:00"
+
+
+async def test_a_claim_is_started_once_and_only_a_gone_senders_unstarted_claims_are_released(
+    store: Store,
+) -> None:
+    iid = await _incident(store)
+    await store.apply_plan([PutNotice(notice(iid))])
+    ds = [delivery(iid, i) for i in range(1, 7)]
+    await store.add_deliveries(ds)
+    ids = [d.delivery_id for d in ds]
+    await store.queue_deliveries(ids, AT)
+    first, second = await asyncio.gather(
+        store.claim_deliveries(ids[:3], "dead", AT), store.claim_deliveries(ids[:3], "other", AT)
+    )
+    assert sorted(d.delivery_id for d in first + second) == ids[:3]  # each claimed once
+    assert all(d.state == S.claimed and d.attempts == 0 for d in first + second)  # no try yet
+    await store.queue_deliveries(ids, AT)  # claimed ones are not published again
+    assert {d.delivery_id for d in await store.claim_deliveries(ids[3:], "live", AT)} == set(ids[3:])
+    # A carrier call starts: counted, once, and only for what is still claimed.
+    assert await store.start_deliveries([ids[0], "nope"], AT) == [ids[0]]
+    assert await store.start_deliveries([ids[0]], AT) == []
+    started = await store.get_delivery(ids[0])
+    assert started is not None and started.state == S.sending and started.attempts == 1
+
+    # "live" renews its lease; "dead" and "other" never did (or it ran out).
+    await store.renew_sender("live", MUCH_LATER, LATER)
+    assert await store.release_claims(LATER, AT, AT, LATER) == 0  # claimed within the grace: kept
+    released = await store.release_claims(LATER, LATER, AT, LATER)
+    assert released == 2  # the unstarted claims of the gone senders; never "live"'s, never a started one
+    states = {d.delivery_id: d.state for d in await store.deliveries_by_id(ids)}
+    assert states[ids[0]] == S.sending
+    assert [states[i] for i in ids[1:3]] == [S.planned, S.planned]
+    assert [states[i] for i in ids[3:]] == [S.claimed] * 3
+    assert {d.delivery_id for d in await store.due_deliveries(LATER, 10)} == set(
+        ids[1:3]
+    )  # sent again at once
+    assert [e[1] for e in await store.delivery_events(ids[1])] == ["queued", "claimed", "planned"]
+    # A stopping sender gives its own back; any claim older than the stale bound goes too.
+    assert await store.release_claims(LATER, LATER, AT, LATER, owner="live") == 3
+    await store.queue_deliveries(ids[3:], LATER)
+    await store.claim_deliveries(ids[3:], "live", LATER)
+    assert await store.release_claims(LATER, AT, MUCH_LATER, MUCH_LATER) == 3
+
+
+async def test_fanout_progress_reads_the_oldest_due_and_the_last_take(store: Store) -> None:
+    iid = await _incident(store)
+    await store.apply_plan([PutNotice(notice(iid))])
+    assert await store.fanout_progress(LATER) == (None, None)
+    ds = [delivery(iid, i) for i in range(1, 4)]
+    ds[2] = msgspec.structs.replace(ds[2], not_before=MUCH_LATER)  # quiet hours: not due yet
+    await store.add_deliveries(ds)
+    retry = DeliveryChange(delivery_id=ds[1].delivery_id, expect=frozenset({S.planned}), to=S.retry,
+                           next_attempt_at=LATER)  # fmt: skip
+    await store.change_delivery(retry, AT)
+    await store.renew_sender("a", LATER, AT)
+    await store.renew_sender("b", LATER, LATER)
+    await store.renew_sender("a", MUCH_LATER, None)  # a renewal without a take keeps the last take
+    assert await store.fanout_progress(LATER) == (AT, LATER)
+    await store.queue_deliveries([ds[0].delivery_id], LATER)
+    assert (await store.fanout_progress(LATER))[0] == LATER  # the retry, due since LATER
+    assert (await store.fanout_progress(AT))[0] is None  # nothing due yet at AT
+
+
+async def test_deliveries_whose_final_status_is_overdue_are_found_longest_waiting_first(store: Store) -> None:
+    iid = await _incident(store)
+    await store.apply_plan([PutNotice(notice(iid))])
+    ds = [delivery(iid, 1), delivery(iid, 2, "voice"), delivery(iid, 3, "push", "token-3"), delivery(iid, 4)]
+    await store.add_deliveries(ds)
+    planned = frozenset({S.planned})
+    for d, to, at in (
+        (ds[0], S.sent, LATER),
+        (ds[1], S.ringing, AT),
+        (ds[2], S.sent, AT),
+        (ds[3], S.delivered, AT),
+    ):
+        change = DeliveryChange(delivery_id=d.delivery_id, expect=planned, to=to, carrier_sid=f"SID{d.seq}")
+        assert await store.change_delivery(change, at) is not None
+    overdue = await store.awaiting_final(MUCH_LATER, 10)
+    assert [d.seq for d in overdue] == [2, 1]  # push has no receipts, delivered is final
+    assert [d.seq for d in await store.awaiting_final(LATER, 10)] == [2]
+    assert [d.seq for d in await store.awaiting_final(MUCH_LATER, 1)] == [2]
+
+
+async def test_an_inbound_message_is_recorded_once(store: Store) -> None:
+    assert await store.record_inbound("SM" + "1" * 32, AT) is True
+    assert await store.record_inbound("SM" + "1" * 32, LATER) is False
+    await store.forget_inbound("SM" + "1" * 32)
+    assert await store.record_inbound("SM" + "1" * 32, LATER) is True

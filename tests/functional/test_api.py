@@ -15,7 +15,10 @@ pytestmark = pytest.mark.usefixtures("blockbuster")
 
 async def test_health_and_metrics_need_no_token(api: Api) -> None:
     status, body = await api.call("GET", "/healthz", who=None)
-    assert status == 200 and body == {"status": "ok", "checks": {"store": "ok", "broker": "ok"}}
+    assert status == 200 and body == {
+        "status": "ok",
+        "checks": {"store": "ok", "broker": "ok", "fanout": "ok"},
+    }
     await api.declare()
     status, text = await api.call("GET", "/metrics", who=None)
     assert status == 200

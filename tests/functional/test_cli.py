@@ -114,7 +114,7 @@ def test_serve_works_and_stops_cleanly_on_sigterm(start: Callable[[], Server]) -
     server = start()
     assert server.request("GET", "/healthz") == (
         200,
-        {"status": "ok", "checks": {"store": "ok", "broker": "ok", "ingest": "ok"}},
+        {"status": "ok", "checks": {"store": "ok", "broker": "ok", "ingest": "ok", "fanout": "ok"}},
     )
     code, log = server.stop(signal.SIGTERM)
     assert code == 0

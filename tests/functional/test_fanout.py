@@ -13,7 +13,7 @@ from aiohttp.web import Application
 
 from incident.app import create_app
 from incident.clock import ManualClock
-from incident.keys import NOTIFY, PUBLIC_URL, STORE
+from incident.keys import NOTIFY, PUBLIC_URL, SETTINGS, STORE
 from incident.settings import Settings, load_settings
 from incident.store import Store
 from tests.conftest import Broker, Tokens, kafka_env
@@ -72,10 +72,8 @@ async def test_an_approved_notice_reaches_every_number_exactly_once(sending_api:
     async def all_handed_over() -> bool:
         _, d = await api.call("GET", f"/api/incidents/{inc['id']}/deliveries")
         sms = d["counts"].get("sms", {})
-        return (
-            sum(n for state, n in sms.items() if state not in ("draft", "planned", "queued", "sending"))
-            == numbers
-        )
+        waiting = ("draft", "planned", "queued", "claimed", "sending")
+        return sum(n for state, n in sms.items() if state not in waiting) == numbers
 
     await wait_for(all_handed_over)
     drill = api.client.app[NOTIFY].drill
@@ -430,3 +428,168 @@ async def test_a_send_whose_answer_is_lost_is_looked_up_not_sent_again(
             r for r in rows if any("reconciled" in e[2] for e in await store.delivery_events(r.delivery_id))
         ]
         assert len(looked_up) == 1 and looked_up[0].attempts == 1
+
+
+async def test_a_dead_senders_claims_are_released_and_sent_once_and_only_started_ones_looked_up(
+    settings: Settings,  # before the app's client: the database outlives the app
+    aiohttp_client: Callable[[Application], Awaitable[Client]],
+    tokens: Tokens,
+    broker: Broker,
+) -> None:
+    """The state a kill -9 mid-fan-out leaves: most deliveries claimed by the dead instance
+    (carrier call not started), a few started (one of them the carrier took). A new instance
+    sends the claimed ones at once, without asking the carrier, and looks up only the
+    started ones: every number gets the notice once."""
+    from datetime import UTC, datetime, timedelta
+
+    from incident.notify.drill import serve_drill
+    from incident.notify.drill_config import DrillConfig
+    from incident.notify.states import DeliveryState
+
+    broker_env = kafka_env(broker, send=True)
+    async with serve_drill(DrillConfig(callbacks=False)) as carrier:
+        # Planned and approved by an instance that does not send.
+        planner = await _external_api(aiohttp_client, settings, tokens, kafka_env(broker), carrier.url)
+        incident_id, numbers = await _plan_and_approve(planner)
+        store = planner.client.app[STORE]
+        rows = sorted(await store.list_deliveries(incident_id, "", 10_000), key=lambda d: d.seq)
+        ids = [r.delivery_id for r in rows]
+        before = (datetime.now(UTC) - timedelta(minutes=5)).isoformat(timespec="microseconds")
+        await store.queue_deliveries(ids, before)
+        assert len(await store.claim_deliveries(ids, "killed-instance", before)) == numbers
+        taken, lost = rows[0], rows[1]  # their calls started; the carrier got only the first
+        assert await store.start_deliveries([taken.delivery_id, lost.delivery_id], before) == [
+            taken.delivery_id,
+            lost.delivery_id,
+        ]
+        texted = await planner.client.app[NOTIFY].carrier.send_sms(
+            taken.address, "+15025550000", "Boil water", "http://127.0.0.1:9/s"
+        )
+        await planner.client.close()
+
+        sender = await _external_api(aiohttp_client, settings, tokens, broker_env, carrier.url,
+                                     INCIDENT_TWILIO__MESSAGES_PER_SECOND="500",
+                                     INCIDENT_NOTIFY__SENDING_TIMEOUT_S="1")  # fmt: skip
+        store = sender.client.app[STORE]
+        await wait_for(lambda: every_delivery_handed_over(store, incident_id, numbers))
+        sent = Counter(m.to for m in carrier.carrier.messages)
+        assert len(sent) == numbers and set(sent.values()) == {1}  # no gap, no duplicate
+        got = {d.delivery_id: d for d in await store.list_deliveries(incident_id, "", 10_000)}
+        assert (got[taken.delivery_id].carrier_sid, got[taken.delivery_id].attempts) == (texted.sid, 1)
+        assert got[lost.delivery_id].attempts == 2  # looked up, not found, sent
+        for delivery_id in ids:
+            details = [e[2] for e in await store.delivery_events(delivery_id)]
+            looked_up = any(d.startswith("reconciled") for d in details)
+            assert looked_up == (delivery_id in (taken.delivery_id, lost.delivery_id)), details
+            if not looked_up:  # released, then claimed and started by the new instance
+                assert [e[1] for e in await store.delivery_events(delivery_id)][:5] == [
+                    "queued", "claimed", "planned", "queued", "claimed",
+                ]  # fmt: skip
+        assert got[ids[2]].state is DeliveryState.accepted
+
+
+async def test_a_push_without_an_answer_is_given_up_never_pushed_twice(
+    settings: Settings,  # before the app's client: the database outlives the app
+    aiohttp_client: Callable[[Application], Awaitable[Client]],
+    tokens: Tokens,
+    broker: Broker,
+) -> None:
+    """The gateway takes every push but the answer never comes: as with a push cut short by
+    a crash (the gateway keeps nothing to ask), it is failed `outcome_unknown`, not retried."""
+    from aiohttp import web
+    from aiohttp.test_utils import TestServer
+
+    from incident.notify.drill import serve_drill
+    from incident.notify.drill_config import DrillConfig
+    from incident.notify.states import DeliveryState
+
+    pushed: list[str] = []
+
+    async def swallow(request: web.Request) -> web.StreamResponse:
+        pushed.append((await request.json())["message"]["token"])
+        assert request.transport is not None
+        request.transport.close()  # taken, answer lost
+        return web.Response()
+
+    gateway_app = web.Application()
+    gateway_app.router.add_post("/v1/projects/p/messages:send", swallow)
+    gateway = TestServer(gateway_app)
+    await gateway.start_server()
+    try:
+        async with serve_drill(DrillConfig(callbacks=False)) as carrier:
+            api = await _external_api(
+                aiohttp_client, settings, tokens, kafka_env(broker, send=True), carrier.url,
+                INCIDENT_PUSH__URL=str(gateway.make_url("/v1/projects/p/messages:send")),
+                INCIDENT_PUSH__TOKEN="t", INCIDENT_NOTIFY__RETRY_BASE_S="0.01",
+            )  # fmt: skip
+            inc = await api.declare(area=BOX)
+            _, planned = await api.call("POST", f"/api/incidents/{inc['id']}/notices", json={
+                "template": "boil_water", "channels": ["push"], "facts": {"area": "Maple St"}})  # fmt: skip
+            total = planned["notice"]["counts"]["by_channel"]["push"]
+            await api.call(
+                "POST", f"/api/incidents/{inc['id']}/notices/{planned['notice']['notice_id']}/approve"
+            )
+            store = api.client.app[STORE]
+
+            async def all_failed() -> bool:
+                rows = await store.list_deliveries(inc["id"], "", 10_000)
+                return len(rows) == total and all(r.state is DeliveryState.failed for r in rows)
+
+            await wait_for(all_failed)
+            await asyncio.sleep(0.3)  # a retry would come within a few hundredths of a second
+            rows = await store.list_deliveries(inc["id"], "", 10_000)
+            assert {(r.error_code, r.attempts) for r in rows} == {("outcome_unknown", 1)}
+            assert len(pushed) == total and len(set(pushed)) == total  # each app once
+    finally:
+        await gateway.close()
+
+
+async def test_fan_out_health_names_a_stall_and_the_oldest_due_delivery_has_an_age(
+    client: Client, api: Api, clock: ManualClock
+) -> None:
+    """Deliveries due and nobody taking them for stall_after_s: /healthz says so (503,
+    'fanout'), and the gauge gives the age of the oldest due delivery."""
+    from datetime import timedelta
+
+    from incident.clock import isoformat
+    from incident.keys import METRICS
+    from incident.notify.records import Delivery, Notice
+    from incident.notify.states import DeliveryState
+    from incident.store.base import PutNotice
+
+    inc = await api.declare()
+    store, engine = client.app[STORE], client.app[NOTIFY].engine
+    at = isoformat(clock.now())
+    notice_id = f"{inc['id']}-N1"
+    await store.apply_plan([PutNotice(Notice(notice_id=notice_id, incident_id=inc["id"], template="main_break",
+                                             channels=["sms"], status="approved", created_by="alice",
+                                             created_at=at))])  # fmt: skip
+    await store.add_deliveries([
+        Delivery(delivery_id=f"{notice_id}:{i}", notice_id=notice_id, incident_id=inc["id"], seq=i, channel="sms",
+                 address=f"+1502555030{i}", account_id=f"A{i}", language="en", priority_rank=3,
+                 state=DeliveryState.planned, updated_at=at)
+        for i in range(3)
+    ])  # fmt: skip
+    stall_after = client.app[SETTINGS].notify.stall_after_s
+
+    def oldest_due() -> float:
+        value = client.app[METRICS].registry.get_sample_value("incident_notify_oldest_due_seconds")
+        assert value is not None
+        return value
+
+    assert await engine.probe() is None  # due just now
+    status, health = await api.call("GET", "/healthz", who=None)
+    assert health["checks"]["fanout"] == "ok"
+    clock.advance(timedelta(seconds=stall_after + 1))
+    reason = await engine.probe()
+    assert reason is not None and "none taken" in reason
+    assert oldest_due() == stall_after + 1
+    status, health = await api.call("GET", "/healthz", who=None)
+    assert status == 503 and health["checks"]["fanout"] == reason
+    # Another instance takes one: the fan-out moves, whoever does the sending.
+    await store.renew_sender(
+        "other-instance", isoformat(clock.now() + timedelta(seconds=5)), isoformat(clock.now())
+    )
+    assert await engine.probe() is None
+    status, health = await api.call("GET", "/healthz", who=None)
+    assert health["checks"]["fanout"] == "ok"

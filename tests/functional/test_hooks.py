@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import timedelta
 from pathlib import Path
 from urllib.parse import urlencode
@@ -529,3 +529,107 @@ async def test_keyword_parsing_edge_cases() -> None:
     assert parse_keyword("YES") is None
     assert parse_keyword("stop the leak") is None
     assert parse_keyword("info") is Keyword.help
+
+
+async def test_a_replayed_inbound_sms_changes_nothing(hooks: Client, hapi: Api, clock: ManualClock) -> None:
+    """The same MessageSid again (Twilio retrying, a resend): no second report on the
+    timeline, no second opt-out change (a STOP replayed after START must not opt out again),
+    and no second reply SMS."""
+    from incident.notify.drill_twilio import inbound_sms_params
+
+    world = await World.make(hapi, clock)
+    await world.delivery("H-1", sid="SM" + "9" * 32)
+
+    def sms(sid: str, body: str) -> dict[str, str]:
+        return inbound_sms_params("AC" + "0" * 32, sid, SMS["H-1"], OUR_NUMBER, body, 1)
+
+    reply, stop, start = ("SM" + c * 32 for c in "abc")
+    for _ in range(2):
+        status, text = await post(hooks, INBOUND, sms(reply, "no water on Elm St"))
+        assert status == 200
+    assert "Thank you" not in text  # the replay is not thanked again
+    stopped = await post(hooks, INBOUND, sms(stop, "STOP"))
+    assert "unsubscribed" in stopped[1]
+    clock.advance(timedelta(seconds=5))
+    await post(hooks, INBOUND, sms(start, "START"))
+    clock.advance(timedelta(seconds=5))
+    status, text = await post(hooks, INBOUND, sms(stop, "STOP"))  # the old STOP, replayed
+    assert status == 200 and "<Message>" not in text
+    assert await world.store.opt_out_state(SMS["H-1"], "sms") is False
+    timeline = await world.store.timeline(world.incident_id)
+    assert [e.data["message_sid"] for e in timeline if e.type == "household_reply"] == [reply]
+    assert counted(hooks, "inbound", "replay") == 2
+
+
+# --- final statuses whose callbacks never came -------------------------------------------------
+
+
+@pytest.fixture
+async def looked_up(
+    aiohttp_client: Callable[[web.Application], Awaitable[Client]],
+    settings: Settings,
+    clock: ManualClock,
+    households: Path,
+) -> AsyncIterator[tuple[Client, DrillConfig]]:
+    """The real app on a manual clock, its carrier a drill carrier that posts no callbacks
+    (they were lost while the service was down) and whose messages end at once."""
+    from incident.notify.drill_config import CallOutcome
+    from incident.settings import CarrierSettings
+
+    config = DrillConfig(
+        auth_token=TOKEN, callbacks=False, latency_ms=(0, 0),
+        sms_overrides={SMS["H-1"]: SmsOutcome.delivered, SMS["H-2"]: SmsOutcome.unreachable},
+        call_overrides={VOICE["H-1"]: CallOutcome.no_answer},
+    )  # fmt: skip
+    async with serve_drill(config) as drill:
+        twilio = msgspec.structs.replace(settings.twilio, auth_token=TOKEN, account_sid=config.account_sid,
+                                         from_number=OUR_NUMBER, api_base_url=drill.url)  # fmt: skip
+        settings = msgspec.structs.replace(
+            settings, twilio=twilio, carrier=CarrierSettings(mode="twilio"),
+            area=AreaSettings(households=str(households), layers="", network="", valves=""),
+        )  # fmt: skip
+        yield await aiohttp_client(create_app(settings, clock=clock)), config
+
+
+async def test_overdue_final_statuses_are_looked_up_and_settled_as_their_callbacks_would(
+    looked_up: tuple[Client, DrillConfig], tokens: Tokens, clock: ManualClock
+) -> None:
+    from incident.keys import NOTIFY, SETTINGS
+
+    client, _ = looked_up
+    hapi = Api(client, tokens)
+    world = await World.make(hapi, clock)
+    runtime = client.app[NOTIFY]
+
+    async def handed_over(account: str, channel: str) -> Delivery:
+        d = await world.delivery(account, channel)
+        callback = str(client.make_url(STATUS))
+        if channel == "sms":
+            accepted = await runtime.carrier.send_sms(d.address, OUR_NUMBER, "Boil water", callback)
+        else:
+            accepted = await runtime.carrier.call(d.address, OUR_NUMBER, "<Response/>", callback)
+        return await world.send(d, accepted.sid)
+
+    delivered, unreachable, unanswered = (
+        await handed_over("H-1", "sms"), await handed_over("H-2", "sms"), await handed_over("H-1", "voice")
+    )  # fmt: skip
+    forgotten = await world.delivery("H-3", sid="SM" + "f" * 32)  # a SID the carrier does not know
+    assert await runtime.engine.settle_overdue() == 0  # not overdue yet: callbacks may still come
+    clock.advance(timedelta(seconds=client.app[SETTINGS].notify.finality_after_s + 1))
+
+    assert await runtime.engine.settle_overdue() == 3
+    got = await world.get(forgotten.delivery_id)  # kept, looked at again later, not first in line
+    assert (got.state, got.updated_at) == (S.accepted, world.at)
+    assert (await world.store.delivery_events(got.delivery_id))[-1][2] == "look-up failed: 20404"
+    assert (await world.get(delivered.delivery_id)).state == S.delivered
+    got = await world.get(unreachable.delivery_id)
+    assert (got.state, got.error_code) == (S.undelivered, "30003")
+    got = await world.get(unanswered.delivery_id)  # not answered: tried again, as on its callback
+    assert (got.state, got.next_attempt_at) == (S.retry, isoformat(clock.now() + timedelta(minutes=10)))
+    fallback = [d for d in await world.all() if d.fallback_of == unreachable.delivery_id]
+    assert [(d.channel, d.address, d.state) for d in fallback] == [("voice", VOICE["H-2"], S.planned)]
+    assert counted(client, "lookup", "applied") == 2 and counted(client, "lookup", "fallback") == 1
+
+    clock.advance(timedelta(seconds=client.app[SETTINGS].notify.finality_after_s + 1))
+    assert await runtime.engine.settle_overdue() == 0  # all final (or waiting to be sent): nothing to ask
+    assert len([d for d in await world.all() if d.fallback_of]) == 1  # one fallback call, not two

@@ -11,7 +11,7 @@ from incident.api.endpoint import ALL_ROLES, Endpoint, json_response
 from incident.api.openapi import build_openapi
 from incident.api.schemas import Health, Me
 from incident.errors import StoreError
-from incident.keys import ENDPOINTS, KAFKA, METRICS, PRINCIPAL, STORE
+from incident.keys import ENDPOINTS, KAFKA, METRICS, NOTIFY, PRINCIPAL, STORE
 
 #: How to ask one named part of the service: "ok", what is wrong with it, or None when this
 #: instance does not run that part (an API-only instance has no ingest).
@@ -42,11 +42,16 @@ async def _ingest_health(app: web.Application) -> str | None:
     return runtime.ingestor.stall() or "ok"
 
 
+async def _fanout_health(app: web.Application) -> str | None:
+    return app[NOTIFY].engine.stall_reason() or "ok"
+
+
 #: The parts /healthz names, in order; adding a part is one line here.
 HEALTH_CHECKS: tuple[tuple[str, HealthCheck], ...] = (
     ("store", _store_health),
     ("broker", _broker_health),
     ("ingest", _ingest_health),
+    ("fanout", _fanout_health),
 )
 
 

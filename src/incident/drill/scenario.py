@@ -71,8 +71,8 @@ SCENARIO_SUFFIXES = (".yaml", ".yml")
 
 #: Delivery states that mean "not handed to the carrier yet" (``wait_for: deliveries_final``).
 NOT_HANDED_OVER = frozenset(
-    {DeliveryState.planned, DeliveryState.queued, DeliveryState.sending, DeliveryState.retry,
-     DeliveryState.unknown}
+    {DeliveryState.planned, DeliveryState.queued, DeliveryState.claimed, DeliveryState.sending,
+     DeliveryState.retry, DeliveryState.unknown}
 )  # fmt: skip
 
 #: Room left in a report id for the run suffix (``-r`` and 6 characters) within the contract's 200.

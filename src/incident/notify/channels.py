@@ -70,6 +70,17 @@ class Accepted:
     status: str
 
 
+@dataclass(frozen=True)
+class CarrierStatus:
+    """A message's or a call's status as the carrier reports it when asked by SID: the same
+    facts a status callback posts (Twilio's status word, error code, AnsweredBy)."""
+
+    sid: str
+    status: str
+    error_code: str | None = None
+    answered_by: str | None = None
+
+
 def twiml_for(text: str, language: str, gather_action: str) -> str:
     """Speak the notice in the household's language, then gather one digit (press 1)."""
     voice, lang = VOICES.get(language, VOICES["en"])
@@ -234,6 +245,18 @@ class TwilioCarrier:
         found = await self._call(self._client.calls.list_async(to=to, start_time_after=since, limit=20))
         return [(c.sid, c.status) for c in found]
 
+    async def message_status(self, sid: str) -> CarrierStatus:
+        """The message's status now (Twilio's Message resource, fetched by SID): for a final
+        status whose callback never came (it arrived while we were down)."""
+        m = await self._call(self._client.messages(sid).fetch_async())
+        code = None if m.error_code is None else str(m.error_code)
+        return CarrierStatus(sid, str(m.status or ""), code)
+
+    async def call_status(self, sid: str) -> CarrierStatus:
+        """The call's status now (Twilio's Call resource, fetched by SID)."""
+        c = await self._call(self._client.calls(sid).fetch_async())
+        return CarrierStatus(sid, str(c.status or ""), answered_by=c.answered_by or None)
+
     async def find_sms(self, to: str, since: datetime) -> list[tuple[str, str, str]]:
         """Messages to ``to`` sent since ``since``: (sid, status, body), to learn the fate of a
         send interrupted before its answer was recorded."""
@@ -267,8 +290,17 @@ class PushGateway:
                     answer = await resp.json(content_type=None)
                     status = resp.status
                     retry_after = resp.headers.get("Retry-After")
+        except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError) as err:
+            # Nothing went out: safe to try again.
+            raise CarrierError(f"push gateway not reached ({type(err).__name__})", retryable=True) from err
         except (TimeoutError, aiohttp.ClientError, ValueError) as err:
-            raise CarrierError(f"push gateway did not answer ({type(err).__name__})", retryable=True) from err
+            # The gateway may have taken it, and it keeps nothing we could ask: the sender gives
+            # it up rather than push twice (the same rule as an SMS whose answer was lost).
+            raise CarrierError(
+                f"push gateway did not answer ({type(err).__name__}); the outcome is unknown",
+                retryable=True,
+                outcome_unknown=True,
+            ) from err
         if status == 200 and isinstance(answer, dict) and "name" in answer:
             return Accepted(str(answer["name"]), "sent")
         retryable = status == 429 or status >= 500

@@ -17,7 +17,7 @@ from incident.notify.channels import PushGateway, TwilioCarrier
 from incident.notify.drill import DrillServer, serve_drill
 from incident.notify.drill_config import DEFAULT_ACCOUNT_SID, DEFAULT_AUTH_TOKEN, DrillConfig
 from incident.notify.records import Delivery
-from incident.notify.sender import NotifyEngine
+from incident.notify.sender import NotifyEngine, Settle
 from incident.notify.templates import NoticeTemplates
 from incident.settings import Settings
 from incident.store import Store
@@ -80,6 +80,7 @@ async def notify_runtime(
     embedded: bool,
     public_url: PublicUrl,
     on_change: Callable[[Delivery], None] | None = None,
+    settle: Settle | None = None,
 ) -> AsyncIterator[NotifyRuntime]:
     creds = credentials(settings)
     async with contextlib.AsyncExitStack() as stack:
@@ -107,7 +108,7 @@ async def notify_runtime(
             embedded=embedded, from_number=creds.from_number, push=push,
             public_url=lambda: public_url.value or settings.twilio.public_base_url
             or f"http://{settings.http.host}:{settings.http.port}",
-            on_change=on_change,
+            on_change=on_change, settle=settle,
         )  # fmt: skip
         runtime = NotifyRuntime(engine, carrier, drill, push is not None)
         if settings.notify.send:
@@ -117,6 +118,8 @@ async def notify_runtime(
                 asyncio.create_task(engine.run_dispatcher(), name="notify-dispatcher"),
                 asyncio.create_task(engine.run_worker(), name="notify-worker"),
                 asyncio.create_task(engine.run_reconciler(), name="notify-reconciler"),
+                asyncio.create_task(engine.run_housekeeping(), name="notify-housekeeping"),
+                asyncio.create_task(engine.run_finality(), name="notify-finality"),
             ]
         try:
             yield runtime

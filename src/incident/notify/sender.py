@@ -5,11 +5,19 @@ the carrier, exactly once per delivery.
   and publishes a job. Jobs lost with a broker restart are found again: a delivery still
   ``queued`` after ``requeue_s`` goes back to ``planned`` and is published again.
 - A sender (any instance in the consumer group) takes a job only by moving its delivery
-  ``queued`` -> ``sending`` in the store (compare-and-set): a replayed or duplicated job
-  finds it taken and does nothing. Only then does it call the carrier.
+  ``queued`` -> ``claimed`` (by this instance) in the store (compare-and-set): a replayed or
+  duplicated job finds it taken and does nothing. Just before the carrier calls, a few at a
+  time, ``claimed`` -> ``sending`` (compare-and-set again): only a delivery this instance
+  started is handed to the carrier.
+- Claims of an instance that is gone (its lease, renewed every second or so, ran out) are
+  released to ``planned`` and sent at once: their carrier call never started.
 - A send whose outcome is unknown (the process died between the carrier call and recording
   the answer, or the call got no answer) stays ``sending``: the reconciler asks the carrier
-  for messages to that number since the attempt began before anything is sent again.
+  for messages to that number since the attempt began before anything is sent again. App
+  push has nothing to ask: such a push is given up (``failed``, ``outcome_unknown``), never
+  pushed twice.
+- A delivery the carrier took whose final status never came is looked up by its SID after
+  ``finality_after_s`` and settled as if the callback had come.
 """
 
 from __future__ import annotations
@@ -17,9 +25,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import random
+import socket
+import uuid
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import quote_plus
@@ -33,7 +44,14 @@ from incident.clock import Clock, isoformat
 from incident.errors import StoreError
 from incident.geo.household import Channel
 from incident.kafka import group_timeouts, make_producer
-from incident.notify.channels import CONNECTIONS, CarrierError, PushGateway, TwilioCarrier, twiml_for
+from incident.notify.channels import (
+    CONNECTIONS,
+    CarrierError,
+    CarrierStatus,
+    PushGateway,
+    TwilioCarrier,
+    twiml_for,
+)
 from incident.notify.context import NoticeContext
 from incident.notify.ratelimit import TokenBucket
 from incident.notify.records import Delivery, DeliveryChange, Notice
@@ -50,8 +68,22 @@ MAX_IN_FLIGHT = 2000
 JOB_SIZE = 50
 #: Jobs per sender batch (so at most JOB_SIZE x this many deliveries in a batch).
 JOBS_PER_BATCH = 10
-#: A sender takes (marks `sending`) only what its channel's rate lets it send this soon.
+#: A sender claims only what its channel's rate lets it send this soon.
 TAKE_AHEAD_S = 5.0
+#: It marks `sending` (carrier call started) what its rate sends this soon, at most
+#: ``START_MOST`` at a time: after a crash only those few are looked up, the rest released.
+START_AHEAD_S = 0.25
+START_MOST = 2 * CONNECTIONS
+#: No live sender holds a claim this long (it claims what it sends within seconds): one that
+#: old is released whoever holds it (e.g. a start its store write lost).
+CLAIM_STALE_S = 60.0
+#: Seconds between looks at the fan-out's progress (one read of the store).
+PROBE_S = 5.0
+#: Deliveries looked up at the carrier per finality sweep, at most.
+FINALITY_BATCH = 100
+#: Records a carrier status found by a look-up exactly as its callback would have (the
+#: webhooks' code); True when it moved the delivery on.
+Settle = Callable[[Delivery, CarrierStatus], Awaitable[bool]]
 #: Carrier answers wait this long to be recorded together: one transaction for a few
 #: hundred answers costs the store far less than one per handful.
 FLUSH_AFTER_S = 0.01
@@ -213,6 +245,7 @@ class NotifyEngine:
         public_url: Callable[[], str],
         push: PushGateway | None = None,
         on_change: Callable[[Delivery], None] | None = None,
+        settle: Settle | None = None,
     ) -> None:
         self._settings = settings
         self._n = settings.notify
@@ -239,6 +272,15 @@ class NotifyEngine:
         #: Carrier calls at once, as many as the carrier client has connections.
         self._sending = asyncio.Semaphore(CONNECTIONS)
         self._answers = AnswerBook(store, clock, self._recorded)
+        self._settle = settle
+        #: This process's name on its claims and lease: unique per start (a restarted
+        #: instance is another owner; its predecessor's claims are released by lease).
+        self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        #: When this instance last claimed deliveries (written with its lease).
+        self._taken_at: str | None = None
+        self._probed_at = float("-inf")
+        self._oldest_due_s = 0.0
+        self._stalled: str | None = None
 
     def wake(self) -> None:
         """Something became due (a notice was approved): look now, not at the next tick."""
@@ -255,6 +297,15 @@ class NotifyEngine:
 
     async def stop(self) -> None:
         await self._answers.close()
+        # The senders are stopped: what they claimed and did not start goes to others now.
+        now = isoformat(self._clock.now())
+        try:
+            released = await self._store.release_claims(now, now, now, now, owner=self.owner)
+        except StoreError as err:
+            log.warning("claims not released at stop (%s): released when the lease runs out", err)
+        else:
+            if released:
+                log.info("%d claimed deliveries released at stop", released)
         if self._consumer is not None:
             await self._consumer.stop()
         if self._producer is not None:
@@ -310,21 +361,30 @@ class NotifyEngine:
             await asyncio.gather(*futures)
         return published
 
-    async def requeue_lost(self) -> int:
-        """Jobs the broker lost (it restarted): their deliveries go back to planned."""
-        cutoff = isoformat(self._clock.now() - timedelta(seconds=self._n.requeue_s))
-        moved = 0
-        for d in await self._store.deliveries_in([S.queued], 1000):
-            if d.updated_at < cutoff:
-                back = DeliveryChange(delivery_id=d.delivery_id, expect=frozenset({S.queued}), to=S.planned,
-                                      detail="job not taken in time: publish again")  # fmt: skip
-                if await self._store.change_delivery(back, isoformat(self._clock.now())) is not None:
-                    moved += 1
-        return moved
+    async def requeue_lost(self, after_s: float | None = None) -> int:
+        """Jobs the broker lost (it restarted): their deliveries go back to planned, those
+        queued longer than ``after_s`` (default ``requeue_s``), in one store call."""
+        now = self._clock.now()
+        cutoff = isoformat(now - timedelta(seconds=self._n.requeue_s if after_s is None else after_s))
+        back = [
+            DeliveryChange(delivery_id=d.delivery_id, expect=frozenset({S.queued}), to=S.planned,
+                           detail="job not taken in time: publish again")
+            for d in await self._store.deliveries_in([S.queued], 1000) if d.updated_at <= cutoff
+        ]  # fmt: skip
+        if not back:
+            return 0
+        return sum(r is not None for r in await self._store.change_deliveries(back, isoformat(now)))
 
     async def run_dispatcher(self) -> None:
+        # The embedded broker keeps jobs in memory only, and was started with this process:
+        # jobs published before a restart are gone, so publish their deliveries again now.
+        broker_new = self._embedded
         while True:
             try:
+                if broker_new:
+                    while await self.requeue_lost(0.0):
+                        pass
+                    broker_new = False
                 published = await self.dispatch_once()
                 if published < 0:  # senders are busy: look again soon
                     await asyncio.sleep(0.05)
@@ -389,28 +449,75 @@ class NotifyEngine:
         await asyncio.gather(*(self._send_channel(c, ids) for c, ids in by_channel.items()))
 
     async def _send_channel(self, channel: Channel, waiting: list[str]) -> None:
-        # Take just in time: a delivery is `sending` only from shortly before its carrier call,
-        # however slow its channel's rate, so the reconciler never takes one waiting for its
-        # turn for a send cut short (and sends it again).
+        # Claim just in time: only what the channel's rate sends within TAKE_AHEAD_S, however
+        # slow the rate, so that little waits claimed when this instance dies.
         limit = self._limits.get(channel)
         size = max(1, int(limit.rate * TAKE_AHEAD_S)) if limit is not None else len(waiting)
         for start in range(0, len(waiting), size):
             # One statement per chunk; a replayed job finds its delivery taken.
-            taken = await self._store.take_deliveries(
-                waiting[start : start + size], isoformat(self._clock.now())
-            )
-            await self._send_all(taken)
+            now = isoformat(self._clock.now())
+            claimed = await self._store.claim_deliveries(waiting[start : start + size], self.owner, now)
+            if claimed:
+                self._taken_at = now
+            await self._send_all(channel, claimed)
 
-    async def _send_all(self, taken: list[Delivery]) -> None:
+    def _start_size(self, channel: Channel) -> int:
+        limit = self._limits.get(channel)
+        if limit is None:
+            return START_MOST
+        return max(1, min(START_MOST, int(limit.rate * START_AHEAD_S)))
+
+    async def _start(self, claimed: list[Delivery]) -> list[Delivery]:
+        """Mark ``claimed`` as started (their carrier calls follow at once), in one store call;
+        the ones still held (a released one is not: another sender has it now)."""
+        if not claimed:
+            return []
+        try:
+            started = set(
+                await self._store.start_deliveries(
+                    [d.delivery_id for d in claimed], isoformat(self._clock.now())
+                )
+            )
+        except StoreError as err:
+            log.error("%d deliveries not started (%s): released later, sent then", len(claimed), err)
+            return []
+        return [
+            msgspec.structs.replace(d, state=S.sending, attempts=d.attempts + 1)
+            for d in claimed
+            if d.delivery_id in started
+        ]
+
+    async def _send_all(self, channel: Channel, claimed: list[Delivery]) -> None:
         """A few senders, each sending one delivery after another, rather than a task per
-        delivery (which cost the event loop more than the sends). A sender does not wait
-        for an answer to be recorded before its next send: the recordings are awaited at
-        the end, before the jobs are committed."""
-        line = iter(taken)
+        delivery (which cost the event loop more than the sends). They are fed a small
+        handful at a time, each handful marked started in one store call, the next one while
+        the last one is sent. A sender does not wait for an answer to be recorded before its
+        next send: the recordings are awaited at the end, before the jobs are committed."""
+        size = self._start_size(channel)
+        handfuls = [claimed[i : i + size] for i in range(0, len(claimed), size)]
+        line: deque[Delivery] = deque()
+        turn = asyncio.Lock()
+        upcoming: list[asyncio.Task[list[Delivery]]] = []
         recordings: set[asyncio.Future[list[Delivery | None]]] = set()
 
+        def start_next() -> None:
+            if handfuls:
+                upcoming.append(asyncio.create_task(self._start(handfuls.pop(0))))
+
+        async def next_delivery() -> Delivery | None:
+            while not line:
+                async with turn:
+                    if line:
+                        break
+                    if not upcoming:
+                        return None
+                    started = await upcoming.pop(0)
+                    start_next()  # marked while these are sent
+                    line.extend(started)
+            return line.popleft()
+
         async def sender() -> None:
-            for delivery in line:
+            while (delivery := await next_delivery()) is not None:
                 try:
                     recording = await self._send_taken(delivery)
                     if recording is not None:
@@ -422,7 +529,12 @@ class NotifyEngine:
                         err,
                     )
 
-        await asyncio.gather(*(sender() for _ in range(min(CONNECTIONS, len(taken)))))
+        start_next()
+        try:
+            await asyncio.gather(*(sender() for _ in range(min(CONNECTIONS, len(claimed)))))
+        finally:
+            for task in upcoming:  # cancelled mid-way: what it marked is looked up later
+                task.cancel()
         # Shielded: the futures are shared by every sender of the batch and beyond.
         outcomes = await asyncio.gather(*(asyncio.shield(r) for r in recordings), return_exceptions=True)
         for outcome in outcomes:
@@ -440,14 +552,11 @@ class NotifyEngine:
 
     async def send(self, delivery_id: str) -> Delivery | None:
         """Send one delivery if nobody else has: the heart of exactly-once."""
-        now = isoformat(self._clock.now())
-        taken = await self._store.change_delivery(
-            DeliveryChange(delivery_id=delivery_id, expect=frozenset({S.queued}), to=S.sending,
-                           count_attempt=True, detail="sending"),
-            now,
-        )  # fmt: skip
-        if taken is None:
+        claimed = await self._store.claim_deliveries([delivery_id], self.owner, isoformat(self._clock.now()))
+        started = await self._start(claimed)
+        if not started:
             return None  # a replayed or duplicated job: someone already has it
+        taken = started[0]
         recording = await self._send_taken(taken)
         if recording is None:
             return taken  # outcome unknown: still `sending`, for the reconciler
@@ -467,6 +576,11 @@ class NotifyEngine:
         try:
             to, sid, error = await self._hand_over(taken, notice)
         except CarrierError as err:
+            if err.outcome_unknown and taken.channel == Channel.push.value:
+                # A push gateway keeps nothing to ask: rather a gap (the household still has its
+                # other channels) than a second push. The same rule as a push cut short.
+                log.warning("delivery %s: %s; not pushed again", taken.delivery_id, err)
+                return self._finish(taken, S.failed, error_code="outcome_unknown")
             if err.outcome_unknown:
                 log.warning("delivery %s: %s; left to the reconciler", taken.delivery_id, err)
                 return None
@@ -539,7 +653,7 @@ class NotifyEngine:
                 continue
             if d.channel == Channel.push.value:
                 # A push gateway keeps no list to ask: rather a gap (the household still has its
-                # other channels) than a second notice.
+                # other channels) than a second notice. The same rule as a push left unanswered.
                 gave_up = DeliveryChange(
                     delivery_id=d.delivery_id, expect=frozenset({S.sending}), to=S.failed,
                     error_code="outcome_unknown", detail="reconciled: cut short, not sent again",
@@ -583,3 +697,114 @@ class NotifyEngine:
                 raise
             except Exception:
                 log.exception("reconciler failed; retrying")
+
+    # --- claims of instances that are gone, and the fan-out's health --------------------------
+
+    async def keep_house(self) -> int:
+        """Renew this instance's lease (noting when it last took a delivery), release the claims
+        of instances that are gone, and look at the fan-out's progress every few seconds.
+        Returns how many claims were released."""
+        now = self._clock.now()
+        lease = timedelta(seconds=self._n.sender_lease_s)
+        await self._store.renew_sender(self.owner, isoformat(now + lease), self._taken_at)
+        released = await self._store.release_claims(
+            isoformat(now), isoformat(now - lease), isoformat(now - timedelta(seconds=CLAIM_STALE_S)),
+            isoformat(now),
+        )  # fmt: skip
+        if released:
+            log.warning("%d deliveries released: claimed by a sender that stopped before calling", released)
+            self.wake()
+        if asyncio.get_running_loop().time() - self._probed_at >= PROBE_S:
+            await self.probe()
+        return released
+
+    async def probe(self) -> str | None:
+        """Read how long due deliveries have waited and when any instance last took one;
+        returns (and keeps, for :meth:`stall_reason`) why the fan-out is stalled, or None."""
+        self._probed_at = asyncio.get_running_loop().time()
+        now = self._clock.now()
+        due_since, taken_at = await self._store.fanout_progress(isoformat(now))
+        self._oldest_due_s = _age_s(now, due_since)
+        idle_s = _age_s(now, taken_at) if taken_at else None
+        limit = self._n.stall_after_s
+        stalled = self._oldest_due_s > limit and (idle_s is None or idle_s > limit)
+        self._stalled = (
+            f"deliveries due for {self._oldest_due_s:.0f} s and none taken"
+            + (" yet" if idle_s is None else f" for {idle_s:.0f} s")
+            if stalled
+            else None
+        )
+        return self._stalled
+
+    def stall_reason(self) -> str | None:
+        """Why the fan-out is stalled (deliveries due, none taken for ``stall_after_s``), as of
+        the last look; None when it is not (or this instance does not send)."""
+        return self._stalled
+
+    def oldest_due_s(self) -> float:
+        """Age of the oldest due delivery at the last look, in seconds (0: none due)."""
+        return self._oldest_due_s
+
+    async def run_housekeeping(self) -> None:
+        while True:
+            try:
+                await self.keep_house()
+            except asyncio.CancelledError:
+                raise
+            except Exception as err:  # a store hiccup: the lease has a few renewals of slack
+                log.error("notify housekeeping failed (%s); retrying", err)
+            await asyncio.sleep(self._n.sender_lease_s / 4)
+
+    # --- final statuses whose callbacks never came -------------------------------------------------
+
+    async def settle_overdue(self) -> int:
+        """Look up at the carrier, by SID, deliveries that have waited ``finality_after_s`` for
+        their final status (the callback came while we were down, or never), and record what
+        the carrier says as its callback would have been (fallback and retries included).
+        Those still not final are looked at again ``finality_after_s`` later. Returns how
+        many moved on."""
+        if self._settle is None:
+            return 0
+        now = self._clock.now()
+        overdue = await self._store.awaiting_final(
+            isoformat(now - timedelta(seconds=self._n.finality_after_s)), FINALITY_BATCH
+        )
+        moved = 0
+        # Not final at the carrier either, or not found: looked at again finality_after_s
+        # later (their updated_at is renewed), so they never hold up the ones behind them.
+        unchanged: list[DeliveryChange] = []
+        for d in overdue:
+            assert d.carrier_sid is not None  # awaiting_final gives only those with one
+            try:
+                if d.channel == Channel.sms.value:
+                    status = await self._carrier.message_status(d.carrier_sid)
+                else:
+                    status = await self._carrier.call_status(d.carrier_sid)
+            except CarrierError as err:
+                log.warning("delivery %s: final status not looked up (%s)", d.delivery_id, err)
+                detail = f"look-up failed: {err.carrier_code or 'no answer'}"
+            else:
+                if await self._settle(d, status):
+                    moved += 1
+                    continue
+                detail = f"looked up: twilio {status.status}"
+            unchanged.append(DeliveryChange(
+                delivery_id=d.delivery_id, expect=frozenset({d.state}), to=d.state, detail=detail,
+            ))  # fmt: skip
+        if unchanged:
+            await self._store.change_deliveries(unchanged, isoformat(self._clock.now()))
+        return moved
+
+    async def run_finality(self) -> None:
+        while True:
+            await asyncio.sleep(min(60.0, self._n.finality_after_s / 4))
+            try:
+                await self.settle_overdue()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("finality sweep failed; retrying")
+
+
+def _age_s(now: datetime, since: str | None) -> float:
+    return max(0.0, (now - datetime.fromisoformat(since)).total_seconds()) if since else 0.0

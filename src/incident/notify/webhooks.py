@@ -11,7 +11,11 @@ gets 403 and changes nothing. Then:
 - ``POST /hooks/twilio/gather``: ``Digits=1`` confirms the call's delivery.
 - ``POST /hooks/twilio/inbound``: STOP / START / HELP (and 退订 / 订阅 / 帮助) change the
   sender's SMS opt-out; any other text is a report from the household on the incident's
-  timeline.
+  timeline. Each MessageSid is handled once: a replay changes nothing and is answered with
+  no reply SMS.
+
+A final status found by looking a delivery up at the carrier (its callback never came) is
+applied by the same code as the callback (:func:`apply_status`, through :func:`make_settle`).
 
 An unknown SID or sender is counted and answered 200 (Twilio retries nothing useful on an
 error). Phone numbers are personal data: they never go into logs, events, errors or labels.
@@ -44,10 +48,12 @@ from incident.errors import Forbidden
 from incident.geo.household import Channel, Household
 from incident.keys import CLOCK, INCIDENTS, METRICS, SERVICE_AREA, SETTINGS, STORE
 from incident.metrics import Metrics
+from incident.notify.channels import CarrierStatus
 from incident.notify.language import primary_subtag
 from incident.notify.records import Delivery, DeliveryChange
 from incident.notify.runtime import credentials
-from incident.notify.states import TWILIO_STATUS, DeliveryState, moves_forward
+from incident.notify.sender import Settle
+from incident.notify.states import BEFORE_SEND, TWILIO_STATUS, DeliveryState, moves_forward
 from incident.store import Store
 
 __all__ = [
@@ -59,11 +65,13 @@ __all__ = [
     "HookOptions",
     "Keyword",
     "StatusReport",
+    "apply_status",
     "decide_change",
     "expect_for",
     "gather",
     "inbound_sms",
     "install_hooks",
+    "make_settle",
     "make_status_callback",
     "parse_keyword",
     "parse_status",
@@ -86,7 +94,7 @@ MAX_REPLY_CHARS: Final = 1000
 FALLBACK_CODES: Final = frozenset({"30003", "30005", "30006", "21614"})
 #: Before a send (or between tries): only the sender moves a delivery on from these, never a
 #: callback (a late callback of the previous try must not overtake the retry).
-_BEFORE_SEND = frozenset(s for s in DeliveryState if s.value in ("draft", "planned", "queued", "retry"))
+_BEFORE_SEND = BEFORE_SEND
 _SMS_ENDED_BADLY = frozenset({S.undelivered, S.failed})
 _NOT_ANSWERED = frozenset({S.no_answer, S.busy})
 
@@ -118,6 +126,7 @@ class Outcome(StrEnum):
     help = "help"
     reply = "reply"
     unknown_sender = "unknown_sender"
+    replay = "replay"
 
 
 class HookMetrics:
@@ -126,7 +135,8 @@ class HookMetrics:
     def __init__(self, registry: CollectorRegistry) -> None:
         self.webhooks = Counter(
             "incident_twilio_webhooks",
-            "Twilio webhooks by hook (status, gather, inbound) and what they did",
+            "Twilio webhooks by hook (status, gather, inbound; lookup: a status found by asking"
+            " the carrier) and what they did",
             ["hook", "outcome"],
             registry=registry,
         )
@@ -216,6 +226,12 @@ class StatusReport:
     state: DeliveryState | None
     error_code: str | None = None
     answered_by: str | None = None
+
+
+def report_of(found: CarrierStatus) -> StatusReport:
+    """A status looked up at the carrier, as the callback would have posted it."""
+    status = found.status.strip().lower()
+    return StatusReport(found.sid, status, TWILIO_STATUS.get(status), found.error_code, found.answered_by)
 
 
 def parse_status(form: MultiDictProxy[str] | dict[str, str]) -> StatusReport | None:
@@ -403,7 +419,11 @@ def _xml(body: str) -> web.Response:
 
 
 def _options(request: web.Request, fixed: HookOptions | None) -> HookOptions:
-    return fixed if fixed is not None else request.app.get(HOOK_OPTIONS, HookOptions())
+    return _options_of(request.app, fixed)
+
+
+def _options_of(app: web.Application, fixed: HookOptions | None) -> HookOptions:
+    return fixed if fixed is not None else app.get(HOOK_OPTIONS, HookOptions())
 
 
 def _household(app: web.Application, account_id: str) -> Household | None:
@@ -428,6 +448,54 @@ async def add_voice_fallback(app: web.Application, sms: Delivery, options: HookO
         log.info("delivery %s: SMS error %s, voice call %s planned", sms.delivery_id, sms.error_code,
                  fallback.delivery_id)  # fmt: skip
     return added
+
+
+async def apply_status(
+    app: web.Application,
+    delivery: Delivery,
+    report: StatusReport,
+    options: HookOptions,
+    *,
+    early: bool = False,
+) -> tuple[Outcome, bool]:
+    """Record a message's or call's status on its delivery (a compare-and-set that only moves
+    it forward) and plan the voice fallback of an SMS that ended badly: what a status callback
+    does, and a look-up whose callback never came. ``early``: the delivery has no SID yet
+    (called back before the send's answer was recorded). Returns the outcome and whether a
+    fallback call was planned."""
+    store: Store = app[STORE]
+    now = app[CLOCK].now()
+    at = isoformat(now)
+    change = decide_change(delivery, report, options, now)
+    if change is not None and early:
+        change = msgspec.structs.replace(change, carrier_sid=report.sid)
+    outcome = Outcome.stale
+    current: Delivery | None = delivery
+    if change is not None:
+        changed = await store.change_delivery(change, at)
+        if changed is not None:
+            outcome = Outcome.retry if changed.state == S.retry else Outcome.applied
+            current = changed
+        else:  # another callback got there first: judge the fallback on what it left
+            current = await store.get_delivery(delivery.delivery_id)
+    # Also on a repeat: the first time may have stopped between the change and the plan.
+    fallback = current is not None and await add_voice_fallback(app, current, options, at)
+    return outcome, fallback
+
+
+def make_settle(app: web.Application) -> Settle:
+    """What the fan-out's finality sweep calls with a status it looked up: the callback's code,
+    counted under hook ``lookup``. True when the delivery moved on."""
+
+    async def settle(delivery: Delivery, found: CarrierStatus) -> bool:
+        metrics = hook_metrics(app)
+        outcome, fallback = await apply_status(app, delivery, report_of(found), _options_of(app, None))
+        metrics.count("lookup", outcome)
+        if fallback:
+            metrics.count("lookup", Outcome.fallback)
+        return outcome is not Outcome.stale
+
+    return settle
 
 
 def make_status_callback(fixed: HookOptions | None = None) -> Handler:
@@ -456,23 +524,9 @@ def make_status_callback(fixed: HookOptions | None = None) -> Handler:
             metrics.count("status", Outcome.unknown_sid)
             return json_response({"outcome": Outcome.unknown_sid.value})
         options = _options(request, fixed)
-        now = request.app[CLOCK].now()
-        at = isoformat(now)
-        change = decide_change(delivery, report, options, now)
-        if change is not None and early:
-            change = msgspec.structs.replace(change, carrier_sid=report.sid)
-        outcome = Outcome.stale
-        current: Delivery | None = delivery
-        if change is not None:
-            changed = await store.change_delivery(change, at)
-            if changed is not None:
-                outcome = Outcome.retry if changed.state == S.retry else Outcome.applied
-                current = changed
-            else:  # another callback got there first: judge the fallback on what it left
-                current = await store.get_delivery(delivery.delivery_id)
+        outcome, fallback = await apply_status(request.app, delivery, report, options, early=early)
         metrics.count("status", outcome)
-        # Also on a repeat: the first time may have stopped between the change and the plan.
-        if current is not None and await add_voice_fallback(request.app, current, options, at):
+        if fallback:
             metrics.count("status", Outcome.fallback)
         return json_response({"outcome": outcome.value})
 
@@ -513,15 +567,34 @@ async def inbound_sms(request: web.Request) -> web.Response:
     metrics = hook_metrics(request.app)
     app = request.app
     store: Store = app[STORE]
-    notify = app[SETTINGS].notify
     sender = form.get("From", "").strip()
     body = form.get("Body", "")
     if not sender:
         metrics.count("inbound", Outcome.invalid)
         return _xml(twiml_message(None))
+    sid = form.get("MessageSid", "").strip()
+    at = isoformat(app[CLOCK].now())
+    # Noted before it is handled, forgotten if handling fails: a replay (Twilio retrying, or a
+    # resend) finds it and changes nothing, not even a second reply SMS. A crash between
+    # noting and handling loses that one message (the household can text again): rather that
+    # than a second opt-out change or a second report on the timeline.
+    if sid and not await store.record_inbound(sid, at):
+        metrics.count("inbound", Outcome.replay)
+        return _xml(twiml_message(None))
+    try:
+        return await _handle_inbound(app, sender, body, sid, at)
+    except Exception:
+        if sid:
+            await store.forget_inbound(sid)
+        raise
+
+
+async def _handle_inbound(app: web.Application, sender: str, body: str, sid: str, at: str) -> web.Response:
+    metrics = hook_metrics(app)
+    store: Store = app[STORE]
+    notify = app[SETTINGS].notify
     latest = await store.latest_delivery_to(sender)
     language = latest.language if latest is not None else notify.default_language
-    at = isoformat(app[CLOCK].now())
     keyword = parse_keyword(body)
     if keyword is Keyword.opt_out or keyword is Keyword.opt_in:
         await store.set_opt_out(sender, Channel.sms.value, keyword is Keyword.opt_out, at)
@@ -539,7 +612,7 @@ async def inbound_sms(request: web.Request) -> web.Response:
         "channel": Channel.sms.value,
         "text": text,
         "notice_id": latest.notice_id,
-        "message_sid": form.get("MessageSid", ""),
+        "message_sid": sid,
     }
     draft = EventDraft(type=HOUSEHOLD_REPLY, actor="household", data=data)
     appended = await store.append(latest.incident_id, lambda _state: [draft])

@@ -137,8 +137,52 @@ class Store(Protocol):
         ...
 
     async def take_deliveries(self, delivery_ids: Sequence[str], at: str) -> list[Delivery]:
-        """Senders take jobs: the ``queued`` ones of ``delivery_ids`` become ``sending`` with
-        one more attempt, in one go; returns those taken (a replayed job finds none)."""
+        """Claim and start in one step: the ``queued`` ones of ``delivery_ids`` become
+        ``sending`` with one more attempt, in one go; returns those taken (a replayed job finds
+        none). The fan-out itself claims, then starts (:meth:`claim_deliveries`)."""
+        ...
+
+    async def claim_deliveries(self, delivery_ids: Sequence[str], owner: str, at: str) -> list[Delivery]:
+        """A sender claims jobs: the ``queued`` ones of ``delivery_ids`` become ``claimed`` by
+        ``owner`` (no attempt counted: no carrier call yet), in one go; returns those claimed."""
+        ...
+
+    async def start_deliveries(self, delivery_ids: Sequence[str], at: str) -> list[str]:
+        """Just before their carrier calls: the ``claimed`` ones of ``delivery_ids`` become
+        ``sending`` with one more attempt, in one go; returns the ids started (one released
+        meanwhile is not: its sender must not call)."""
+        ...
+
+    async def renew_sender(self, owner: str, alive_until: str, taken_at: str | None) -> None:
+        """Extend ``owner``'s sender lease to ``alive_until`` and, if given, note when it last
+        took a delivery; leases over a day old are forgotten."""
+        ...
+
+    async def release_claims(
+        self, alive_at: str, claimed_before: str, stale_before: str, at: str, owner: str | None = None
+    ) -> int:
+        """``claimed`` deliveries go back to ``planned`` (their carrier call never started):
+        those of ``owner`` if given; else those claimed before ``claimed_before`` by an owner
+        whose lease does not reach past ``alive_at``, and any claimed before ``stale_before``.
+        Returns how many."""
+        ...
+
+    async def fanout_progress(self, now: str) -> tuple[str | None, str | None]:
+        """Since when the oldest delivery due at ``now`` (planned or retry) has been due, and
+        when any sender last took one (None: none due / never)."""
+        ...
+
+    async def awaiting_final(self, before: str, limit: int) -> list[Delivery]:
+        """Deliveries the carrier has (a SID) whose final status has not come since ``before``:
+        accepted, sent, ringing or answered, push excepted; the longest waiting first."""
+        ...
+
+    async def record_inbound(self, message_sid: str, at: str) -> bool:
+        """Note an inbound SMS as handled; False when it was already (a replay)."""
+        ...
+
+    async def forget_inbound(self, message_sid: str) -> None:
+        """Undo :meth:`record_inbound` (handling it failed: a resend must be handled)."""
         ...
 
     async def get_delivery(self, delivery_id: str) -> Delivery | None: ...

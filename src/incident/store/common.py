@@ -5,17 +5,18 @@ from __future__ import annotations
 import hashlib
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import msgspec
 import orjson
 
+from incident.clock import isoformat
 from incident.correlate import Candidate, Sighting
 from incident.domain import OPEN_STATUSES, Incident
 from incident.geo.household import Channel, Household, Priority
 from incident.notify.records import Delivery, DeliveryChange, Notice
-from incident.notify.states import DeliveryState
+from incident.notify.states import AWAITING_FINAL, NO_RECEIPTS, NOT_TRIED, RELEASABLE, DeliveryState
 from incident.reports import Report, ReportStatus, StoredReport
 from incident.store.base import DueTimer, HouseholdUpsert, IdempotencyRecord
 
@@ -289,10 +290,60 @@ LOCK_TAKE = (
     " RETURNING timer_id"
 )
 
+
+def _sql_list(states: Iterable[DeliveryState]) -> str:
+    return ", ".join(f"'{s.value}'" for s in sorted(states))
+
+
 # Per notice: deliveries not yet tried, and the earliest a held one (quiet hours) may go.
 PENDING_BY_NOTICE = (
-    "SELECT notice_id, count(*), min(not_before) FROM deliveries WHERE incident_id = {0}"
-    " AND state IN ('planned', 'queued', 'sending') GROUP BY notice_id"
+    "SELECT notice_id, count(*), min(not_before) FROM deliveries WHERE incident_id = {0}"  # noqa: S608
+    f" AND state IN ({_sql_list(NOT_TRIED)}) GROUP BY notice_id"
+)
+
+# --- the fan-out under crashes ----------------------------------------------------------------
+
+(CLAIMED,) = (s.value for s in RELEASABLE)
+# Claims to release: every claim of owner {3} (it is stopping), else claims older than {2}
+# (no live sender holds one that long: it claims what it sends within seconds), and claims of
+# a sender that is gone (no lease reaching past {1}), claimed before {0} (a sender renews its
+# lease before it claims, and this grace covers a claim made just before the first renewal).
+RELEASABLE_WHERE = (
+    f"state = '{CLAIMED}' AND"  # noqa: S608 - constants only
+    f" (claimed_by = {{3}} OR ({{3}} IS NULL AND (updated_at < {{2}}"
+    " OR (updated_at < {0} AND NOT EXISTS (SELECT 1 FROM notify_senders s"
+    " WHERE s.owner = deliveries.claimed_by AND s.alive_until > {1})))))"
+)
+SENDER_RENEW = (
+    "INSERT INTO notify_senders (owner, alive_until, last_taken_at) VALUES ({0}, {1}, {2})"
+    " ON CONFLICT (owner) DO UPDATE SET alive_until = excluded.alive_until,"
+    " last_taken_at = coalesce(excluded.last_taken_at, notify_senders.last_taken_at)"
+)
+SENDERS_FORGET = "DELETE FROM notify_senders WHERE alive_until < {0}"
+
+
+def day_before(at: str) -> str:
+    """Leases that ran out longer ago than this are forgotten."""
+    return isoformat(datetime.fromisoformat(at) - timedelta(days=1))
+
+
+# When the oldest due delivery became due (its retry time, the end of its quiet hours, or when
+# it was approved or put back). Read through the state index: the due ones, not every row.
+OLDEST_DUE = (
+    "SELECT min(coalesce(next_attempt_at, not_before, updated_at)) FROM deliveries"
+    " WHERE state IN ('planned', 'retry') AND (not_before IS NULL OR not_before <= {0})"
+    " AND (next_attempt_at IS NULL OR next_attempt_at <= {0})"
+)
+LAST_TAKEN = "SELECT max(last_taken_at) FROM notify_senders"
+AWAITING_FINAL_WHERE = (
+    f"state IN ({_sql_list(AWAITING_FINAL)}) AND channel <> '{NO_RECEIPTS}' AND carrier_sid IS NOT NULL"
+    " AND updated_at < {0} ORDER BY updated_at LIMIT {1}"
+)
+INBOUND_FORGET = "DELETE FROM inbound_messages WHERE message_sid = {0}"
+RELEASED = "released: its sender stopped before the carrier call"
+INBOUND_RECORD = (
+    "INSERT INTO inbound_messages (message_sid, received_at) VALUES ({0}, {1})"
+    " ON CONFLICT (message_sid) DO NOTHING RETURNING message_sid"
 )
 
 

@@ -240,4 +240,34 @@ MIGRATIONS += (
     Migration(version=10, name="idempotency keys", sqlite=_V10_IDEMPOTENCY, postgres=_V10_IDEMPOTENCY),
 )
 
+# The fan-out under crashes (version 11; 9 and 10 are other changes of the same release, and
+# the runner applies any version it has not applied, so the order of merging does not matter):
+# - deliveries.claimed_by: the sender instance holding a `claimed` delivery (no carrier call
+#   started yet). Not among the columns a Delivery reads: only claiming and releasing use it.
+# - notify_senders: each sending instance's lease, renewed every second, and when it last took
+#   a delivery (the fan-out's health across instances). Claims of an instance whose lease ran
+#   out are released, those of a live one never.
+# - inbound_messages: the MessageSids of inbound SMS already handled (a replay changes nothing).
+_V11_FANOUT = """
+ALTER TABLE deliveries ADD COLUMN claimed_by TEXT;
+CREATE TABLE notify_senders (
+    owner TEXT PRIMARY KEY,
+    alive_until TEXT NOT NULL,
+    last_taken_at TEXT
+);
+CREATE TABLE inbound_messages (
+    message_sid TEXT PRIMARY KEY,
+    received_at TEXT NOT NULL
+);
+"""
+
+MIGRATIONS += (
+    Migration(
+        version=11,
+        name="fan-out claims, sender leases, inbound SMS seen",
+        sqlite=_V11_FANOUT,
+        postgres=_V11_FANOUT,
+    ),
+)
+
 LATEST = max(m.version for m in MIGRATIONS)

@@ -45,17 +45,27 @@ from incident.store.base import (
     incident_counter,
 )
 from incident.store.common import (
+    AWAITING_FINAL_WHERE,
+    CLAIMED,
     COUNTS_SQL,
     DELIVERY_COLUMNS,
     DUE_SQL,
     HOUSEHOLD_COLUMNS,
     HOUSEHOLD_UPSERT,
     IDEMPOTENCY_COLUMNS,
+    INBOUND_FORGET,
+    INBOUND_RECORD,
+    LAST_TAKEN,
     LOCK_TAKE,
     NOTICE_UPSERT,
+    OLDEST_DUE,
     OPEN,
     PENDING_BY_NOTICE,
+    RELEASABLE_WHERE,
+    RELEASED,
     REPORT_COLUMNS,
+    SENDER_RENEW,
+    SENDERS_FORGET,
     SIGHTINGS_SQL,
     TIMER_CLAIMABLE,
     TIMER_COLUMNS,
@@ -64,6 +74,7 @@ from incident.store.common import (
     ChangeGroup,
     candidates,
     change_groups,
+    day_before,
     delivery_of,
     delivery_row,
     household_of,
@@ -151,6 +162,16 @@ def _change_statement(group: ChangeGroup, at: str) -> tuple[str, list[Any]]:
     columns: list[list[Any]] = [[d for _, d, _ in group.items]]
     columns += [[values[i] for _, _, values in group.items] for i in range(n)]
     return sql, [group.to, at, *columns, list(group.expect)]
+
+
+async def _add_events(conn: Any, at: str, state: str, detail: str, delivery_ids: list[str]) -> None:
+    """One delivery event each, in one statement."""
+    if delivery_ids:
+        await conn.execute(
+            "INSERT INTO delivery_events (delivery_id, at, state, detail)"
+            " SELECT d, $2, $3, $4 FROM unnest($1::text[]) AS d",
+            delivery_ids, at, state, detail,
+        )  # fmt: skip
 
 
 class PostgresStore:
@@ -439,10 +460,11 @@ class PostgresStore:
     async def release_deliveries(self, notice_id: str, not_before: str | None) -> int:
         status = await self._run(
             lambda c: c.execute(
-                "UPDATE deliveries SET state = 'planned', not_before = $1"
+                "UPDATE deliveries SET state = 'planned', not_before = $1, updated_at = $3"
                 " WHERE notice_id = $2 AND state = 'draft'",
                 not_before,
                 notice_id,
+                isoformat(self._clock.now()),
             )
         )
         return int(str(status).rsplit(" ", 1)[-1])
@@ -536,6 +558,70 @@ class PostgresStore:
             return taken
 
         return await self._run(run)
+
+    async def claim_deliveries(self, delivery_ids: Sequence[str], owner: str, at: str) -> list[Delivery]:
+        async def run(conn: Any) -> list[Delivery]:
+            rows = await conn.fetch(
+                f"UPDATE deliveries SET state = '{CLAIMED}', claimed_by = $3, updated_at = $1"  # noqa: S608
+                f" WHERE delivery_id = ANY($2::text[]) AND state = 'queued' RETURNING {DELIVERY_COLUMNS}",
+                at, list(delivery_ids), owner,
+            )  # fmt: skip
+            claimed = [delivery_of(r) for r in rows]
+            await _add_events(conn, at, CLAIMED, "claimed by a sender", [d.delivery_id for d in claimed])
+            return claimed
+
+        return await self._run(run)
+
+    async def start_deliveries(self, delivery_ids: Sequence[str], at: str) -> list[str]:
+        async def run(conn: Any) -> list[str]:
+            rows = await conn.fetch(
+                "UPDATE deliveries SET state = 'sending', attempts = attempts + 1, updated_at = $1"  # noqa: S608
+                f" WHERE delivery_id = ANY($2::text[]) AND state = '{CLAIMED}' RETURNING delivery_id",
+                at, list(delivery_ids),
+            )  # fmt: skip
+            started = [r[0] for r in rows]
+            await _add_events(conn, at, "sending", "carrier call started", started)
+            return started
+
+        return await self._run(run)
+
+    async def renew_sender(self, owner: str, alive_until: str, taken_at: str | None) -> None:
+        async def run(conn: Any) -> None:
+            await conn.execute(SENDER_RENEW.format("$1", "$2", "$3"), owner, alive_until, taken_at)
+            await conn.execute(SENDERS_FORGET.format("$1"), day_before(alive_until))
+
+        await self._run(run)
+
+    async def release_claims(
+        self, alive_at: str, claimed_before: str, stale_before: str, at: str, owner: str | None = None
+    ) -> int:
+        async def run(conn: Any) -> int:
+            rows = await conn.fetch(
+                "UPDATE deliveries SET state = 'planned', claimed_by = NULL, updated_at = $5"  # noqa: S608
+                f" WHERE {RELEASABLE_WHERE.format('$1', '$2', '$3', '$4::text')} RETURNING delivery_id",
+                claimed_before, alive_at, stale_before, owner, at,
+            )  # fmt: skip
+            ids = [r[0] for r in rows]
+            await _add_events(conn, at, "planned", RELEASED, ids)
+            return len(ids)
+
+        return await self._run(run)
+
+    async def fanout_progress(self, now: str) -> tuple[str | None, str | None]:
+        async def run(conn: Any) -> tuple[str | None, str | None]:
+            return await conn.fetchval(OLDEST_DUE.format("$1"), now), await conn.fetchval(LAST_TAKEN)
+
+        return await self._run(run, transaction=False)
+
+    async def awaiting_final(self, before: str, limit: int) -> list[Delivery]:
+        return await self._deliveries(AWAITING_FINAL_WHERE.format("$1", "$2"), before, limit)
+
+    async def record_inbound(self, message_sid: str, at: str) -> bool:
+        row = await self._run(lambda c: c.fetchval(INBOUND_RECORD.format("$1", "$2"), message_sid, at))
+        return row is not None
+
+    async def forget_inbound(self, message_sid: str) -> None:
+        await self._run(lambda c: c.execute(INBOUND_FORGET.format("$1"), message_sid))
 
     async def _deliveries(self, where: str, *args: Any) -> list[Delivery]:
         sql = f"SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE {where}"  # noqa: S608

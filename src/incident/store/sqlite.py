@@ -46,17 +46,27 @@ from incident.store.base import (
     incident_counter,
 )
 from incident.store.common import (
+    AWAITING_FINAL_WHERE,
+    CLAIMED,
     COUNTS_SQL,
     DELIVERY_COLUMNS,
     DUE_SQL,
     HOUSEHOLD_COLUMNS,
     HOUSEHOLD_UPSERT,
     IDEMPOTENCY_COLUMNS,
+    INBOUND_FORGET,
+    INBOUND_RECORD,
+    LAST_TAKEN,
     LOCK_TAKE,
     NOTICE_UPSERT,
+    OLDEST_DUE,
     OPEN,
     PENDING_BY_NOTICE,
+    RELEASABLE_WHERE,
+    RELEASED,
     REPORT_COLUMNS,
+    SENDER_RENEW,
+    SENDERS_FORGET,
     SIGHTINGS_SQL,
     TIMER_CLAIMABLE,
     TIMER_COLUMNS,
@@ -65,6 +75,7 @@ from incident.store.common import (
     ChangeGroup,
     candidates,
     change_groups,
+    day_before,
     delivery_of,
     delivery_row,
     household_of,
@@ -179,17 +190,30 @@ def _change_sql(group: ChangeGroup) -> tuple[str, str]:
     return pick, update
 
 
-def _change_group(conn: sqlite3.Connection, group: ChangeGroup, at: str) -> list[Delivery]:
-    """Apply a group of changes of one shape; the deliveries they changed."""
+def _apply_group(conn: sqlite3.Connection, group: ChangeGroup, at: str) -> list[str]:
+    """Apply a group of changes of one shape; the ids of the deliveries they changed."""
     pick, update = _change_sql(group)
     ids = _json([delivery_id for _, delivery_id, _ in group.items])
     # The writer's transaction is exclusive: what holds now still holds for the UPDATE.
-    holding = _json_list(conn, pick, [ids, *group.expect])
-    if not holding:
-        return []
-    rows = _json([[delivery_id, *values] for _, delivery_id, values in group.items])
-    conn.execute(update, [group.to, at, rows, *group.expect])
-    return _deliveries_in(conn, holding)
+    holding: list[str] = _json_list(conn, pick, [ids, *group.expect])
+    if holding:
+        rows = _json([[delivery_id, *values] for _, delivery_id, values in group.items])
+        conn.execute(update, [group.to, at, rows, *group.expect])
+    return holding
+
+
+def _change_group(conn: sqlite3.Connection, group: ChangeGroup, at: str) -> list[Delivery]:
+    """Apply a group of changes of one shape; the deliveries they changed."""
+    holding = _apply_group(conn, group, at)
+    return _deliveries_in(conn, holding) if holding else []
+
+
+_RELEASABLE = RELEASABLE_WHERE.format("?1", "?2", "?3", "?4")
+_RELEASE_PICK = f"SELECT json_group_array(delivery_id) FROM deliveries WHERE {_RELEASABLE}"  # noqa: S608
+_RELEASE = (
+    "UPDATE deliveries SET state = 'planned', claimed_by = NULL, updated_at = ?"  # noqa: S608
+    f" WHERE delivery_id IN (SELECT value FROM json_each(?)) AND state = '{CLAIMED}'"
+)
 
 
 class _Job:
@@ -554,9 +578,9 @@ class SqliteStore:
     async def release_deliveries(self, notice_id: str, not_before: str | None) -> int:
         def run(conn: sqlite3.Connection) -> int:
             cur = conn.execute(
-                "UPDATE deliveries SET state = 'planned', not_before = ?"
+                "UPDATE deliveries SET state = 'planned', not_before = ?, updated_at = ?"
                 " WHERE notice_id = ? AND state = 'draft'",
-                (not_before, notice_id),
+                (not_before, isoformat(self._clock.now()), notice_id),
             )
             return cur.rowcount
 
@@ -628,6 +652,64 @@ class SqliteStore:
             return taken
 
         return await self._write(run)
+
+    async def claim_deliveries(self, delivery_ids: Sequence[str], owner: str, at: str) -> list[Delivery]:
+        def run(conn: sqlite3.Connection) -> list[Delivery]:
+            claim = ChangeGroup(to=CLAIMED, expect=("queued",), count_attempt=False, columns=("claimed_by",),
+                                items=[(i, d, (owner,)) for i, d in enumerate(delivery_ids)])  # fmt: skip
+            claimed = _change_group(conn, claim, at)
+            _add_events(conn, at, [(d.delivery_id, CLAIMED, "claimed by a sender") for d in claimed])
+            return claimed
+
+        return await self._write(run)
+
+    async def start_deliveries(self, delivery_ids: Sequence[str], at: str) -> list[str]:
+        def run(conn: sqlite3.Connection) -> list[str]:
+            start = ChangeGroup(to="sending", expect=(CLAIMED,), count_attempt=True, columns=(),
+                                items=[(i, d, ()) for i, d in enumerate(delivery_ids)])  # fmt: skip
+            started = _apply_group(conn, start, at)
+            _add_events(conn, at, [(d, "sending", "carrier call started") for d in started])
+            return started
+
+        return await self._write(run)
+
+    async def renew_sender(self, owner: str, alive_until: str, taken_at: str | None) -> None:
+        def run(conn: sqlite3.Connection) -> None:
+            conn.execute(SENDER_RENEW.format("?", "?", "?"), (owner, alive_until, taken_at))
+            conn.execute(SENDERS_FORGET.format("?"), (day_before(alive_until),))
+
+        await self._write(run)
+
+    async def release_claims(
+        self, alive_at: str, claimed_before: str, stale_before: str, at: str, owner: str | None = None
+    ) -> int:
+        def run(conn: sqlite3.Connection) -> int:
+            ids = _json_list(conn, _RELEASE_PICK, [claimed_before, alive_at, stale_before, owner])
+            if ids:
+                conn.execute(_RELEASE, [at, _json(ids)])
+                _add_events(conn, at, [(d, "planned", RELEASED) for d in ids])
+            return len(ids)
+
+        return await self._write(run)
+
+    async def fanout_progress(self, now: str) -> tuple[str | None, str | None]:
+        def run(conn: sqlite3.Connection) -> tuple[str | None, str | None]:
+            due = conn.execute(OLDEST_DUE.format("?1"), (now,)).fetchone()
+            taken = conn.execute(LAST_TAKEN).fetchone()
+            return (due[0] if due else None), (taken[0] if taken else None)
+
+        return await self._read(run)
+
+    async def awaiting_final(self, before: str, limit: int) -> list[Delivery]:
+        return await self._deliveries(AWAITING_FINAL_WHERE.format("?", "?"), [before, limit])
+
+    async def record_inbound(self, message_sid: str, at: str) -> bool:
+        sql = INBOUND_RECORD.format("?", "?")
+        row = await self._write(lambda c: c.execute(sql, (message_sid, at)).fetchone())
+        return row is not None
+
+    async def forget_inbound(self, message_sid: str) -> None:
+        await self._write(lambda c: c.execute(INBOUND_FORGET.format("?"), (message_sid,)))
 
     async def _deliveries(self, where: str, args: Sequence[Any], tail: str = "") -> list[Delivery]:
         sql = f"SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE {where} {tail}"  # noqa: S608
