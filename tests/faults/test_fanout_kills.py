@@ -37,7 +37,7 @@ async def sending_service(faults: Faults, carrier: Carrier, tmp: Path) -> tuple[
         INCIDENT_TWILIO__FROM_NUMBER="+15025550000",
         INCIDENT_TWILIO__MESSAGES_PER_SECOND=str(RATE),
         # Lost callbacks are looked up at the carrier after this long (Twilio never resends them).
-        # INCIDENT_NOTIFY__FINALITY_AFTER_S="3",  (the finality sweep: once merged)
+        INCIDENT_NOTIFY__FINALITY_AFTER_S="3",
         INCIDENT_NOTIFY__REQUEUE_S="3",
     )
     return service, numbers
