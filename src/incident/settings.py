@@ -23,6 +23,7 @@ ENV_PREFIX = "INCIDENT_"
 Port = Annotated[int, msgspec.Meta(ge=0, le=65535)]
 Positive = Annotated[int, msgspec.Meta(ge=1)]
 PositiveFloat = Annotated[float, msgspec.Meta(gt=0)]
+NonNegativeFloat = Annotated[float, msgspec.Meta(ge=0)]
 
 
 class HttpSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
@@ -43,6 +44,9 @@ class StoreSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_
     url: str = "sqlite:///var/incident.db"
     #: Connections in the PostgreSQL pool.
     pool_size: Positive = 10
+    #: Seconds a store call keeps retrying transient database errors (connection lost, server
+    #: restarting, serialization failure, SQLite busy) before it fails with a retryable error.
+    retry_budget_s: NonNegativeFloat = 10.0
 
     def __post_init__(self) -> None:
         if not (self.url.startswith("sqlite:///") or self.url.startswith(("postgresql://", "postgres://"))):

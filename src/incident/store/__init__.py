@@ -5,17 +5,19 @@ from __future__ import annotations
 from incident.clock import Clock
 from incident.settings import StoreSettings, sqlite_path
 from incident.store.base import Appended, Decider, Opener, Store
+from incident.store.common import Backoff
 
 
 def open_store(settings: StoreSettings, clock: Clock) -> Store:
     """The store for ``settings.url`` (not yet opened: call ``await store.open()``)."""
+    backoff = Backoff(budget_s=settings.retry_budget_s)
     if settings.url.startswith("sqlite:///"):
         from incident.store.sqlite import SqliteStore
 
-        return SqliteStore(sqlite_path(settings.url), clock)
+        return SqliteStore(sqlite_path(settings.url), clock, backoff=backoff)
     from incident.store.postgres import PostgresStore
 
-    return PostgresStore(settings.url, clock, settings.pool_size)
+    return PostgresStore(settings.url, clock, settings.pool_size, backoff=backoff)
 
 
 __all__ = ["Appended", "Decider", "Opener", "Store", "open_store"]

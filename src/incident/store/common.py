@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import hashlib
+import random
+import time
 from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -28,6 +31,41 @@ OPEN = tuple(s.value for s in OPEN_STATUSES)
 
 _encode = msgspec.json.Encoder().encode
 _decode_report = msgspec.json.Decoder(Report).decode
+
+
+#: Answered when a write's COMMIT was in flight as the connection died and whether it took
+#: effect could not be learnt within the retry budget (never when it is known to have failed).
+OUTCOME_UNKNOWN = "store_outcome_unknown"
+
+
+@dataclass(frozen=True)
+class Backoff:
+    """How long a store keeps trying after transient database errors (both stores)."""
+
+    #: Seconds from the first try after which a transient error is given up on (0: no retry).
+    budget_s: float = 10.0
+    first_s: float = 0.05
+    max_s: float = 1.0
+
+
+class Retry:
+    """One operation's retries: exponential pauses with jitter until the budget runs out."""
+
+    def __init__(self, backoff: Backoff, now: Callable[[], float] = time.monotonic) -> None:
+        self._backoff = backoff
+        self._now = now
+        self._deadline = now() + backoff.budget_s
+        self._tries = 0
+
+    def pause(self) -> float | None:
+        """The pause before the next try (the last one lands on the deadline), or None once the
+        budget is spent."""
+        ceiling = min(self._backoff.max_s, self._backoff.first_s * 2**self._tries)
+        # Jitter: instances that lost the same server do not all come back at once.
+        delay = ceiling * random.uniform(0.5, 1.0)  # noqa: S311
+        self._tries += 1
+        left = self._deadline - self._now()
+        return min(delay, left) if left > 0 else None
 
 
 def report_row(report: Report, origin: str, received_at: str) -> tuple[Any, ...]:

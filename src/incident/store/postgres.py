@@ -6,13 +6,32 @@ instances never deadlock), runs each ``decide`` against the current state, and w
 events and projections in one transaction. The row locks keep each incident's sequence
 gapless and its chain linear whichever instance appends; a refused command is simply left
 out of the batch, so it writes nothing.
+
+Database faults. :func:`transient_error` says which errors may pass (the connection or the
+server went away, PostgreSQL rolled back a serialization failure or a deadlock); every store
+call retries those with backoff for ``[store] retry_budget_s`` and only then raises
+``StoreError(retryable=True)``. Everything else is permanent (``retryable=False``) at once.
+A retry never doubles a write and never answers wrongly:
+
+- reads, and writes whose repetition changes nothing and answers the same (upserts that
+  keep the newest, ON CONFLICT DO NOTHING without a count, lease take/give-back), are
+  simply run again (``verify=False``);
+- every other write transaction (appends, plans, ingest, counters, delivery and timer
+  compare-and-set changes, inserts that count what was new) learns its transaction id first.
+  If the connection dies while its COMMIT is in flight, the outcome is asked of the server
+  (``pg_xact_status``) on another connection: committed -> the answer computed in that
+  transaction is returned; aborted -> run again. A compare-and-set retried after it had
+  committed would find "no row changed" and read as a refusal; this is why it is verified,
+  not blindly retried. When the outcome cannot be learnt within the budget the error says so
+  (code ``store_outcome_unknown``) instead of claiming a failure.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Awaitable, Callable, Collection, Sequence
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import asyncpg
 import msgspec
@@ -20,7 +39,7 @@ import orjson
 
 from incident.clock import Clock, isoformat
 from incident.domain import Incident, Status, TimelineEvent, incident_id
-from incident.errors import Conflict, IncidentError, NotFound, StoreError
+from incident.errors import Conflict, NotFound, StoreError
 from incident.geo.household import Household
 from incident.notify.records import Delivery, DeliveryChange, Notice
 from incident.notify.states import DeliveryState
@@ -60,6 +79,7 @@ from incident.store.common import (
     NOTICE_UPSERT,
     OLDEST_DUE,
     OPEN,
+    OUTCOME_UNKNOWN,
     PENDING_BY_NOTICE,
     RELEASABLE_WHERE,
     RELEASED,
@@ -71,7 +91,9 @@ from incident.store.common import (
     TIMER_COLUMNS,
     TIMER_INSERT,
     TIMER_REARM,
+    Backoff,
     ChangeGroup,
+    Retry,
     candidates,
     change_groups,
     day_before,
@@ -113,17 +135,58 @@ def _event(row: Any) -> TimelineEvent:
     )
 
 
-def _store_error(err: Exception) -> StoreError:
-    retryable = isinstance(
-        err,
-        OSError
-        | TimeoutError
-        | asyncpg.exceptions.PostgresConnectionError
-        | asyncpg.exceptions.SerializationError
-        | asyncpg.exceptions.DeadlockDetectedError
-        | asyncpg.exceptions.InterfaceError,
-    )
-    return StoreError(f"PostgreSQL: {err}", retryable=retryable)
+#: What the driver and the network raise; converted to StoreError at this boundary.
+_VENDOR = (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError, asyncpg.InternalClientError)
+#: PostgreSQL rolled the transaction back itself: trying again is safe and may succeed.
+_ROLLED_BACK = (asyncpg.exceptions.SerializationError, asyncpg.exceptions.DeadlockDetectedError)
+_GONE = (
+    OSError,  # refused, reset (ConnectionResetError), unreachable
+    TimeoutError,
+    asyncpg.exceptions.PostgresConnectionError,  # class 08: connection lost / does not exist
+    asyncpg.exceptions.AdminShutdownError,  # pg_terminate_backend, server shutting down
+    asyncpg.exceptions.CrashShutdownError,
+    asyncpg.exceptions.CannotConnectNowError,  # starting up, recovering
+    # Class 53 (too many connections, disk full, out of memory) passes, and is not the data's
+    # fault: a report must wait for it, never be dead-lettered because of it.
+    asyncpg.exceptions.InsufficientResourcesError,
+)
+
+
+def _connection_lost(err: BaseException) -> bool:
+    """The connection (or the server) went away: a COMMIT in flight may or may not have landed."""
+    if isinstance(err, _GONE):
+        return True
+    if isinstance(err, asyncpg.InternalClientError):
+        # "cannot switch to state 15; another operation (2) is in progress": the server's
+        # goodbye arrived while the protocol was idle. Other internal errors are bugs.
+        return "another operation" in str(err)
+    if isinstance(err, asyncpg.InterfaceError):
+        # "connection is closed", "the underlying connection is closed"; not misuse such as
+        # "another operation is in progress" on a shared connection, or "pool is closed".
+        return "connection is closed" in str(err)
+    return False
+
+
+def transient_error(err: BaseException) -> bool:
+    """True when the same call may succeed if tried again (the SQLite store has its twin)."""
+    return isinstance(err, _ROLLED_BACK) or _connection_lost(err)
+
+
+def _store_error(err: BaseException) -> StoreError:
+    return StoreError(f"PostgreSQL: {type(err).__name__}: {err}", retryable=transient_error(err))
+
+
+class _CommitUnknown(Exception):
+    """The connection died during COMMIT; ``xid`` tells whether it landed."""
+
+    def __init__(self, xid: str, result: Any) -> None:
+        super().__init__(xid)
+        self.xid = xid
+        self.result = result
+
+
+#: /healthz must answer promptly: a ping gets this long, and no backoff.
+_PING_TIMEOUT_S = 2.0
 
 
 _MAX_BATCH = 256
@@ -175,10 +238,21 @@ async def _add_events(conn: Any, at: str, state: str, detail: str, delivery_ids:
 
 
 class PostgresStore:
-    def __init__(self, url: str, clock: Clock, pool_size: int = 10) -> None:
+    def __init__(
+        self,
+        url: str,
+        clock: Clock,
+        pool_size: int = 10,
+        *,
+        backoff: Backoff | None = None,
+        application_name: str = "incident",
+    ) -> None:
         self._url = url
         self._clock = clock
         self._pool_size = pool_size
+        self._backoff = backoff or Backoff()
+        #: Names the pool's sessions in pg_stat_activity (an application_name in the URL wins).
+        self._application_name = application_name
         self._pool: asyncpg.Pool | None = None
         self._pending: list[_Job] = []
         self._wakeup = asyncio.Event()
@@ -186,13 +260,25 @@ class PostgresStore:
         self._closing = False
 
     async def open(self) -> None:
-        try:
-            self._pool = await asyncpg.create_pool(
-                self._url, min_size=1, max_size=self._pool_size, command_timeout=30
-            )
-        except (OSError, asyncpg.PostgresError) as err:
-            raise _store_error(err) from err
-        await self._run(self._migrate)
+        settings = {} if "application_name=" in self._url else {"application_name": self._application_name}
+        retry = Retry(self._backoff)
+        while self._pool is None:
+            try:
+                self._pool = await asyncpg.create_pool(
+                    self._url,
+                    min_size=1,
+                    max_size=self._pool_size,
+                    command_timeout=30,
+                    # A black-holed server must not hold a retrying call far past its budget.
+                    timeout=min(max(self._backoff.budget_s, 1.0), 10.0),
+                    server_settings=settings,
+                )
+            except _VENDOR as err:
+                pause = retry.pause() if transient_error(err) else None
+                if pause is None:
+                    raise _store_error(err) from err
+                await asyncio.sleep(pause)
+        await self._run(self._migrate, verify=False)
         self._committer = asyncio.create_task(self._commit_loop(), name="postgres-group-commit")
 
     async def close(self) -> None:
@@ -206,19 +292,100 @@ class PostgresStore:
             await self._pool.close()
             self._pool = None
 
-    async def _run(self, fn: Callable[[Any], Awaitable[T]], *, transaction: bool = True) -> T:
+    async def _run(
+        self, fn: Callable[[Any], Awaitable[T]], *, transaction: bool = True, verify: bool = True
+    ) -> T:
+        """Run ``fn`` on a pooled connection (in a transaction unless told otherwise), retrying
+        transient errors within the budget. ``fn`` must be safe to run again: it is, whenever
+        its transaction did not commit. ``verify``: see the module's notes."""
+        retry = Retry(self._backoff)
+        while True:
+            try:
+                return await self._once(fn, transaction=transaction, verify=transaction and verify)
+            except _CommitUnknown as unknown:
+                if await self._committed(unknown.xid, retry):
+                    return cast(T, unknown.result)
+                err: BaseException = unknown.__cause__ or unknown
+            except _VENDOR as vendor:
+                err = vendor
+                if not transient_error(err):
+                    raise _store_error(err) from err
+            if _connection_lost(err):
+                # A lost server takes every pooled connection with it: start afresh rather
+                # than meet each dead one in turn.
+                await self._expire_connections()
+            pause = retry.pause()
+            if pause is None:
+                raise _store_error(err) from err
+            await asyncio.sleep(pause)
+
+    async def _once(self, fn: Callable[[Any], Awaitable[T]], *, transaction: bool, verify: bool) -> T:
         if self._pool is None:
             raise StoreError("the store is not open", retryable=False)
+        pool = self._pool
+        conn = await pool.acquire()
         try:
-            async with self._pool.acquire() as conn:
-                if not transaction:
-                    return await fn(conn)
-                async with conn.transaction():
-                    return await fn(conn)
-        except IncidentError:
+            return await self._on(conn, fn, transaction=transaction, verify=verify)
+        finally:
+            # Giving the connection back resets it, which fails if the backend has died since:
+            # the outcome is known by now (it must not turn a commit into a retry) and the
+            # pool replaces the connection.
+            with contextlib.suppress(*_VENDOR):
+                await pool.release(conn)
+
+    @staticmethod
+    async def _on(conn: Any, fn: Callable[[Any], Awaitable[T]], *, transaction: bool, verify: bool) -> T:
+        """``fn`` on ``conn``; with ``verify`` a COMMIT cut off raises :class:`_CommitUnknown`."""
+        if not transaction:
+            return await fn(conn)
+        tx = conn.transaction()
+        await tx.start()
+        try:
+            xid = str(await conn.fetchval("SELECT pg_current_xact_id()")) if verify else None
+            result = await fn(conn)
+        except BaseException:
+            # On a dead connection the server has rolled back already.
+            with contextlib.suppress(*_VENDOR):
+                await tx.rollback()
             raise
-        except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as err:
-            raise _store_error(err) from err
+        try:
+            await tx.commit()
+        except _VENDOR as err:
+            if xid is not None and _connection_lost(err):
+                raise _CommitUnknown(xid, result) from err
+            raise
+        return result
+
+    async def _committed(self, xid: str, retry: Retry) -> bool:
+        """Whether transaction ``xid``, whose COMMIT was cut off, committed (asked on another
+        connection). Raises StoreError(store_outcome_unknown) if the server cannot say in time."""
+        unknown = StoreError(
+            "PostgreSQL: the connection was lost during COMMIT and whether the write took effect"
+            " could not be learnt; read before writing again",
+            code=OUTCOME_UNKNOWN,
+        )
+        while True:
+            status: str | None = None
+            try:
+                if self._pool is not None:
+                    status = await self._pool.fetchval("SELECT pg_xact_status($1::text::xid8)", xid)
+            except _VENDOR as err:
+                if not transient_error(err):
+                    raise unknown from err
+            if status == "committed":
+                return True
+            if status == "aborted":
+                return False
+            # Unreachable yet, or "in progress": the cut-off backend has not finished.
+            pause = retry.pause()
+            if pause is None:
+                raise unknown
+            await asyncio.sleep(pause)
+
+    async def _expire_connections(self) -> None:
+        if self._pool is not None:
+            # Connections in use are replaced when given back; idle ones at the next acquire.
+            await self._pool.expire_connections()
 
     @staticmethod
     async def _migrate(conn: Any) -> None:
@@ -237,7 +404,29 @@ class PostgresStore:
             )
 
     async def ping(self) -> None:
-        await self._run(lambda c: c.fetchval("SELECT 1"), transaction=False)
+        # No backoff: /healthz must say "down" promptly.
+        try:
+            async with asyncio.timeout(_PING_TIMEOUT_S):
+                await self._ping()
+        except TimeoutError as err:  # asyncio.timeout's own: the driver's are StoreErrors by now
+            raise StoreError(f"PostgreSQL: no answer within {_PING_TIMEOUT_S:g} s") from err
+
+    async def _ping(self) -> None:
+        async def select_1(conn: Any) -> None:
+            await conn.fetchval("SELECT 1")
+
+        try:
+            await self._once(select_1, transaction=False, verify=False)
+        except _VENDOR as err:
+            if not _connection_lost(err):
+                raise _store_error(err) from err
+            # A second try at once: a pooled connection killed by an earlier blip is not an
+            # outage of the server.
+            await self._expire_connections()
+            try:
+                await self._once(select_1, transaction=False, verify=False)
+            except _VENDOR as again:
+                raise _store_error(again) from again
 
     async def schema_version(self) -> int:
         value = await self._run(
@@ -444,7 +633,8 @@ class PostgresStore:
                 " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
                 key,
                 value,
-            )
+            ),
+            verify=False,  # the same value again: repeating changes nothing
         )
 
     async def next_value(self, name: str) -> int:
@@ -725,7 +915,10 @@ class PostgresStore:
     async def _commit_batch(self, batch: list[_Job]) -> None:
         outcomes: list[Appended | BaseException] = []
 
-        async def run(conn: Any) -> None:
+        async def run(conn: Any) -> list[Appended | BaseException]:
+            # Each try decides afresh against the state it locked.
+            nonlocal outcomes
+            outcomes = []
             ids = sorted({job.incident_id for job in batch})
             rows = await conn.fetch(
                 "SELECT id, state FROM incidents WHERE id = ANY($1::text[]) ORDER BY id FOR UPDATE", ids
@@ -753,9 +946,11 @@ class PostgresStore:
             if events:
                 await self._write_events(conn, events)
                 await self._update_incidents(conn, list(changed.values()))
+            return outcomes
 
         try:
-            await self._run(run)
+            # Verified: after a COMMIT cut off, the outcomes of the try that committed count.
+            outcomes = await self._run(run)
         except Exception as err:  # the committer must outlive any failure: fail this batch only
             failure = (
                 err if isinstance(err, StoreError) else StoreError(f"PostgreSQL: {err}", retryable=False)
@@ -819,7 +1014,8 @@ class PostgresStore:
                 " ON CONFLICT (address, channel) DO UPDATE SET opted_out = excluded.opted_out,"
                 " updated_at = excluded.updated_at WHERE excluded.updated_at >= opt_outs.updated_at",
                 address, channel, opted_out, at,
-            )
+            ),
+            verify=False,  # newest wins: repeating changes nothing
         )  # fmt: skip
 
     async def opted_out_addresses(self, channel: str) -> set[str]:
@@ -895,8 +1091,9 @@ class PostgresStore:
 
     async def lock_incident(self, incident_id: str, owner: str, now: str, until: str) -> bool:
         sql = LOCK_TAKE.format("$1", "$2", "$3", "$4", "$5")
+        # Taken again by its owner it is extended: a repeat answers True as the first did.
         row = await self._run(
-            lambda c: c.fetchrow(sql, f"{incident_id}:lock", incident_id, now, owner, until)
+            lambda c: c.fetchrow(sql, f"{incident_id}:lock", incident_id, now, owner, until), verify=False
         )
         return row is not None
 
@@ -907,7 +1104,8 @@ class PostgresStore:
                 now,
                 f"{incident_id}:lock",
                 owner,
-            )
+            ),
+            verify=False,  # only its owner's lease is ended: repeating changes nothing
         )
 
     # --- idempotency keys of the HTTP API ----------------------------------------------------

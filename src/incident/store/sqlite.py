@@ -3,6 +3,14 @@
 Blocking sqlite3 calls never run on the event loop. The writer takes every job queued
 while it was busy, runs each in its own savepoint (one failing job rolls back alone) and
 commits them together: under load many appends share one commit.
+
+Database faults (see :func:`transient_error`): another process holding the write lock is
+waited for by SQLite's busy handler for ``[store] retry_budget_s``; a busy, locked or disk
+I/O error that still comes up rolls the whole batch back and the writer runs it again after a
+pause, until the budget is spent (then ``StoreError(retryable=True)``). Such a rollback is
+clean and the jobs are functions of the connection, so running them again doubles nothing.
+A COMMIT that fails and leaves no transaction open is the one case whose outcome is not
+known: it is answered ``store_outcome_unknown``, not retried.
 """
 
 from __future__ import annotations
@@ -11,6 +19,7 @@ import asyncio
 import queue
 import sqlite3
 import threading
+import time
 from collections.abc import Callable, Collection, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -61,6 +70,7 @@ from incident.store.common import (
     NOTICE_UPSERT,
     OLDEST_DUE,
     OPEN,
+    OUTCOME_UNKNOWN,
     PENDING_BY_NOTICE,
     RELEASABLE_WHERE,
     RELEASED,
@@ -72,7 +82,9 @@ from incident.store.common import (
     TIMER_COLUMNS,
     TIMER_INSERT,
     TIMER_REARM,
+    Backoff,
     ChangeGroup,
+    Retry,
     candidates,
     change_groups,
     day_before,
@@ -98,8 +110,9 @@ _decode_incident = msgspec.json.Decoder(Incident).decode
 _encode = msgspec.json.Encoder().encode
 
 
-def _connect(path: Path, *, readonly: bool) -> sqlite3.Connection:
-    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=10.0)
+def _connect(path: Path, *, readonly: bool, busy_s: float) -> sqlite3.Connection:
+    # ``timeout``: how long SQLite's busy handler waits for another connection's lock.
+    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=busy_s)
     conn.execute("PRAGMA journal_mode=WAL")
     # NORMAL in WAL mode is durable against a process crash; an OS crash may lose the last
     # transactions but never corrupts the file or the chain.
@@ -110,9 +123,26 @@ def _connect(path: Path, *, readonly: bool) -> sqlite3.Connection:
     return conn
 
 
+#: Primary result codes that pass: another connection's lock (BUSY, LOCKED), a disk I/O
+#: error, a full disk (not the data's fault: a report waits for space, never dead-letters).
+_TRANSIENT_CODES = frozenset(
+    {sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED, sqlite3.SQLITE_IOERR, sqlite3.SQLITE_FULL}
+)
+_TRANSIENT_WORDS = ("database is locked", "database table is locked", "busy", "disk i/o error")
+
+
+def transient_error(err: BaseException) -> bool:
+    """True when the same call may succeed if tried again (the PostgreSQL store has its twin)."""
+    if not isinstance(err, sqlite3.OperationalError):
+        return False  # IntegrityError, ProgrammingError, ...: the same again fails the same
+    code = getattr(err, "sqlite_errorcode", None)
+    if code is not None:
+        return code & 0xFF in _TRANSIENT_CODES  # extended codes keep the primary in the low byte
+    return any(word in str(err).lower() for word in _TRANSIENT_WORDS)
+
+
 def _store_error(err: sqlite3.Error) -> StoreError:
-    retryable = isinstance(err, sqlite3.OperationalError)
-    return StoreError(f"SQLite: {err}", retryable=retryable)
+    return StoreError(f"SQLite: {err}", retryable=transient_error(err))
 
 
 #: JSON functions built in (3.38), UPDATE ... FROM (3.33).
@@ -235,9 +265,10 @@ def _settle(future: asyncio.Future[Any], ok: bool, value: Any) -> None:
 
 
 class _Writer(threading.Thread):
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, backoff: Backoff) -> None:
         super().__init__(name="sqlite-writer", daemon=True)
         self._path = path
+        self._backoff = backoff
         self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
 
     def submit(self, fn: Callable[[sqlite3.Connection], T]) -> asyncio.Future[T]:
@@ -249,7 +280,7 @@ class _Writer(threading.Thread):
         self._jobs.put(None)
 
     def run(self) -> None:
-        conn = _connect(self._path, readonly=False)
+        conn = _connect(self._path, readonly=False, busy_s=self._backoff.budget_s)
         try:
             while (first := self._jobs.get()) is not None:
                 batch = [first]
@@ -278,8 +309,27 @@ class _Writer(threading.Thread):
                     closed = StoreError("the store is closing", retryable=True)
                     job.loop.call_soon_threadsafe(_settle, job.future, False, closed)
 
+    def _run_batch(self, conn: sqlite3.Connection, batch: list[_Job]) -> None:
+        retry = Retry(self._backoff)
+        while True:
+            try:
+                outcomes = self._try_batch(conn, batch)
+                break
+            except sqlite3.Error as err:
+                pause = retry.pause() if transient_error(err) else None
+                if pause is None:
+                    outcomes = [(False, _store_error(err))] * len(batch)
+                    break
+                time.sleep(pause)  # the writer's own thread: nothing else can write meanwhile
+            except StoreError as unknown:
+                outcomes = [(False, unknown)] * len(batch)
+                break
+        for job, (ok, value) in zip(batch, outcomes, strict=True):
+            job.loop.call_soon_threadsafe(_settle, job.future, ok, value)
+
     @staticmethod
-    def _run_batch(conn: sqlite3.Connection, batch: list[_Job]) -> None:
+    def _try_batch(conn: sqlite3.Connection, batch: list[_Job]) -> list[tuple[bool, Any]]:
+        """Run the batch in one transaction; a transient error rolls all of it back and is raised."""
         outcomes: list[tuple[bool, Any]] = []
         try:
             conn.execute("BEGIN IMMEDIATE")
@@ -289,19 +339,28 @@ class _Writer(threading.Thread):
                     outcomes.append((True, job.fn(conn)))
                     conn.execute("RELEASE job")
                 except Exception as err:  # one job's failure must not sink the batch
+                    if isinstance(err, sqlite3.Error) and transient_error(err):
+                        raise  # not this job's fault: the whole batch goes again
                     conn.execute("ROLLBACK TO job")
                     conn.execute("RELEASE job")
                     if isinstance(err, sqlite3.Error):
                         err = _store_error(err)
                     outcomes.append((False, err))
-            conn.execute("COMMIT")
-        except sqlite3.Error as err:
+        except sqlite3.Error:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
-            failure = _store_error(err)
-            outcomes = [(False, failure)] * len(batch)
-        for job, (ok, value) in zip(batch, outcomes, strict=True):
-            job.loop.call_soon_threadsafe(_settle, job.future, ok, value)
+            raise
+        try:
+            conn.execute("COMMIT")
+        except sqlite3.Error as err:
+            if conn.in_transaction:  # the COMMIT did not happen (SQLite keeps the transaction)
+                conn.execute("ROLLBACK")
+                raise
+            raise StoreError(
+                f"SQLite: COMMIT failed ({err}) and whether the write took effect is not known",
+                code=OUTCOME_UNKNOWN,
+            ) from err
+        return outcomes
 
 
 _EVENT_COLUMNS = "incident_id, seq, type, actor, at, data, prev_hash, hash"
@@ -351,9 +410,10 @@ def _write(conn: sqlite3.Connection, state: Incident, events: list[TimelineEvent
 
 
 class SqliteStore:
-    def __init__(self, path: Path, clock: Clock) -> None:
+    def __init__(self, path: Path, clock: Clock, *, backoff: Backoff | None = None) -> None:
         self.path = path
         self._clock = clock
+        self._backoff = backoff or Backoff()
         self._writer: _Writer | None = None
         self._reader: sqlite3.Connection | None = None
         self._read_pool: ThreadPoolExecutor | None = None
@@ -368,12 +428,12 @@ class SqliteStore:
                 retryable=False,
             )
         await asyncio.to_thread(self.path.parent.mkdir, parents=True, exist_ok=True)
-        self._writer = _Writer(self.path)
+        self._writer = _Writer(self.path, self._backoff)
         self._writer.start()
         await self._write(self._migrate)
         self._read_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite-reader")
         self._reader = await asyncio.get_running_loop().run_in_executor(
-            self._read_pool, lambda: _connect(self.path, readonly=True)
+            self._read_pool, lambda: _connect(self.path, readonly=True, busy_s=self._backoff.budget_s)
         )
 
     async def close(self) -> None:
@@ -413,23 +473,25 @@ class SqliteStore:
             raise StoreError("the store is not open", retryable=False)
         return await self._writer.submit(fn)
 
-    async def _read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+    async def _read(self, fn: Callable[[sqlite3.Connection], T], *, retry: bool = True) -> T:
         if self._read_pool is None or self._reader is None:
             raise StoreError("the store is not open", retryable=False)
-        reader = self._reader
-
-        def run() -> T:
+        reader, pool = self._reader, self._read_pool
+        tries = Retry(self._backoff)
+        while True:
             try:
-                return fn(reader)
+                return await asyncio.get_running_loop().run_in_executor(pool, fn, reader)
             except sqlite3.Error as err:
-                raise _store_error(err) from err
-
-        return await asyncio.get_running_loop().run_in_executor(self._read_pool, run)
+                pause = tries.pause() if retry and transient_error(err) else None
+                if pause is None:
+                    raise _store_error(err) from err
+                await asyncio.sleep(pause)
 
     # --- the interface -------------------------------------------------------------------
 
     async def ping(self) -> None:
-        await self._read(lambda c: c.execute("SELECT 1").fetchone())
+        # No retry: /healthz must say "down" promptly.
+        await self._read(lambda c: c.execute("SELECT 1").fetchone(), retry=False)
 
     async def schema_version(self) -> int:
         row = await self._read(lambda c: c.execute("SELECT max(version) FROM schema_migrations").fetchone())
