@@ -41,10 +41,17 @@ class Idempotency(enum.Enum):
 
     #: Every write of the route appends to the incident of its path (its last seq moves).
     incident = "incident"
+    #: Like ``incident``, and the route writes once (one append): a store failure that says it
+    #: wrote nothing (``store_unavailable``, not ``store_outcome_unknown``) proves it.
+    one_append = "one_append"
     #: The route creates an incident (the year's incident counter moves).
     new_incident = "new_incident"
     #: The write refuses a repeat by itself (a report's triage status is checked): re-run it.
     refuses_repeat = "refuses_repeat"
+
+
+#: Routes whose one write, refused cleanly by the store, left nothing behind: a retry may run.
+ONE_WRITE = frozenset({Idempotency.one_append, Idempotency.new_incident, Idempotency.refuses_repeat})
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,13 @@ sequence number; for a declaration, the incident counter). A retry with the key 
 when the guard proves that nothing was written (or the route's write refuses a repeat by
 itself); else it is 409 ``idempotency_outcome_unknown`` and the client must look at the
 timeline before sending the change again under a new key. So a retry never doubles a write.
+
+A route that writes once (one append, a declaration) and whose write the store refused with
+``store_unavailable`` wrote nothing: the store answers that only when its transaction did not
+commit (a COMMIT cut off is checked on the server; if that cannot be learnt the code is
+``store_outcome_unknown``). Its record becomes ``failed`` and a retry runs whatever the guard
+says, so a busy incident, whose last sequence number moves all the time, does not turn every
+database blip into a 409.
 """
 
 from __future__ import annotations
@@ -25,7 +32,7 @@ from datetime import timedelta
 from aiohttp import web
 from aiohttp.typedefs import Middleware
 
-from incident.api.endpoint import Handler, Idempotency, raw_body
+from incident.api.endpoint import ONE_WRITE, Handler, Idempotency, raw_body
 from incident.api.middleware import error_response
 from incident.clock import isoformat
 from incident.errors import Conflict, IncidentError, InvalidInput, MalformedRequest, StoreError
@@ -62,7 +69,7 @@ def valid_key(key: str) -> bool:
 async def guard_of(request: web.Request, how: Idempotency) -> str | None:
     """The value the route's writes move, read now (None: the write refuses a repeat itself)."""
     store = request.app[STORE]
-    if how is Idempotency.incident:
+    if how in (Idempotency.incident, Idempotency.one_append):
         incident = await store.get_incident(request.match_info["incident_id"])
         return f"seq={incident.last_seq}" if incident is not None else "seq=none"
     if how is Idempotency.new_incident:
@@ -122,7 +129,7 @@ def idempotency_middleware() -> Middleware:
         lease = await _take(request, record, endpoint.idempotent, expired_before)
         if isinstance(lease, web.Response):
             return lease
-        return await _run(request, handler, lease)
+        return await _run(request, handler, lease, endpoint.idempotent)
 
     return idempotency
 
@@ -149,7 +156,8 @@ async def _take(
     if found.state == "pending" and found.updated_at > stale:
         raise KeyInProgress(f"a request with {HEADER} {record.key!r} is still running; try again shortly")
     # The first request failed (5xx) or died with its instance: did it write?
-    if how is not Idempotency.refuses_repeat and found.guard != record.guard:
+    # ``failed``: the store refused the one write cleanly, so nothing was written.
+    if found.state != "failed" and how is not Idempotency.refuses_repeat and found.guard != record.guard:
         raise OutcomeUnknown(
             f"the first request with {HEADER} {record.key!r} failed after it may have been written"
             f" ({found.guard} then, {record.guard} now): look at the timeline, and send it again"
@@ -161,15 +169,17 @@ async def _take(
     return _Lease((record.scope, record.key), record.updated_at)
 
 
-async def _run(request: web.Request, handler: Handler, lease: _Lease) -> web.StreamResponse:
+async def _run(request: web.Request, handler: Handler, lease: _Lease, how: Idempotency) -> web.StreamResponse:
     """Run the request holding the lease; a final answer is stored with the key."""
     heartbeat = asyncio.create_task(_keep(request, lease), name="idempotency-lease")
     response: web.StreamResponse | None = None
+    clean = False
     try:
         try:
             response = await handler(request)
         except IncidentError as err:
             if err.status >= 500:
+                clean = how in ONE_WRITE and isinstance(err, StoreError) and err.code == StoreError.code
                 raise
             response = error_response(err.status, err.code, err.message)
     finally:
@@ -177,19 +187,21 @@ async def _run(request: web.Request, handler: Handler, lease: _Lease) -> web.Str
         with contextlib.suppress(asyncio.CancelledError):
             await heartbeat
         final = response is not None and response.status < 500 and isinstance(response, web.Response)
-        await _settle(request, lease, response if final else None)
+        await _settle(request, lease, response if final else None, clean=clean)
     assert response is not None  # the handler answered, or its error went on up
     return response
 
 
-async def _settle(request: web.Request, lease: _Lease, response: web.StreamResponse | None) -> None:
+async def _settle(
+    request: web.Request, lease: _Lease, response: web.StreamResponse | None, *, clean: bool = False
+) -> None:
     now = isoformat(request.app[CLOCK].now())
     if isinstance(response, web.Response) and isinstance(response.body, bytes):
         change = IdempotencyChange(
             state="done", updated_at=now, status=response.status, response=response.body.decode()
         )
     else:
-        change = IdempotencyChange(state="unknown", updated_at=now)
+        change = IdempotencyChange(state="failed" if clean else "unknown", updated_at=now)
     try:
         await request.app[STORE].update_idempotency_key(lease.scope, lease.key, lease.updated_at, change)
     except StoreError as err:

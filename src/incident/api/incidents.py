@@ -207,7 +207,7 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         STEER,
         body=StatusBody,
         response=Incident,
-        idempotent=Idempotency.incident,
+        idempotent=Idempotency.one_append,
     ),
     Endpoint(
         "POST",
@@ -217,7 +217,7 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         STEER,
         body=SeverityBody,
         response=Incident,
-        idempotent=Idempotency.incident,
+        idempotent=Idempotency.one_append,
     ),
     Endpoint(
         "POST",
@@ -228,7 +228,7 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         body=NoteBody,
         response=TimelineEvent,
         status=201,
-        idempotent=Idempotency.incident,
+        idempotent=Idempotency.one_append,
     ),
     Endpoint(
         "POST",
@@ -238,7 +238,7 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         STEER,
         body=HandoverBody,
         response=Incident,
-        idempotent=Idempotency.incident,
+        idempotent=Idempotency.one_append,
     ),
     Endpoint(
         "POST",
@@ -247,7 +247,7 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         "Confirm an incident an automatic rule opened; an unowned one becomes the caller's",
         DECLARE,
         response=Incident,
-        idempotent=Idempotency.incident,
+        idempotent=Idempotency.one_append,
     ),
     Endpoint(
         "GET",
