@@ -286,11 +286,20 @@ async def test_a_claim_is_started_once_and_only_a_gone_senders_unstarted_claims_
         ids[1:3]
     )  # sent again at once
     assert [e[1] for e in await store.delivery_events(ids[1])] == ["queued", "claimed", "planned"]
+    # The started one's sender is gone: its call is for the reconciler to look up at once;
+    # a started call of a live sender is not.
+    assert [d.delivery_id for d in await store.orphaned_sending(LATER, 10)] == [ids[0]]
+    assert await store.start_deliveries([ids[3]], LATER) == [ids[3]]
+    assert [d.delivery_id for d in await store.orphaned_sending(LATER, 10)] == [ids[0]]
+    assert {d.delivery_id for d in await store.orphaned_sending(MUCH_LATER, 10)} == {ids[0], ids[3]}
+    await store.release_claims(LATER, LATER, AT, LATER, owner="live")
+    await store.queue_deliveries(ids[3:], LATER)  # ids[3] is sending: left alone
+    await store.claim_deliveries(ids[4:], "live", LATER)
     # A stopping sender gives its own back; any claim older than the stale bound goes too.
-    assert await store.release_claims(LATER, LATER, AT, LATER, owner="live") == 3
-    await store.queue_deliveries(ids[3:], LATER)
-    await store.claim_deliveries(ids[3:], "live", LATER)
-    assert await store.release_claims(LATER, AT, MUCH_LATER, MUCH_LATER) == 3
+    assert await store.release_claims(LATER, LATER, AT, LATER, owner="live") == 2
+    await store.queue_deliveries(ids[4:], LATER)
+    await store.claim_deliveries(ids[4:], "live", LATER)
+    assert await store.release_claims(LATER, AT, MUCH_LATER, MUCH_LATER) == 2
 
 
 async def test_fanout_progress_reads_the_oldest_due_and_the_last_take(store: Store) -> None:

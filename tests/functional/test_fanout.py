@@ -458,7 +458,10 @@ async def test_a_dead_senders_claims_are_released_and_sent_once_and_only_started
         await store.queue_deliveries(ids, before)
         assert len(await store.claim_deliveries(ids, "killed-instance", before)) == numbers
         taken, lost = rows[0], rows[1]  # their calls started; the carrier got only the first
-        assert await store.start_deliveries([taken.delivery_id, lost.delivery_id], before) == [
+        # Started just now: looked up as soon as the new instance sees their sender is gone,
+        # not after `sending_timeout_s` (left at its default).
+        just_now = datetime.now(UTC).isoformat(timespec="microseconds")
+        assert await store.start_deliveries([taken.delivery_id, lost.delivery_id], just_now) == [
             taken.delivery_id,
             lost.delivery_id,
         ]
@@ -468,8 +471,7 @@ async def test_a_dead_senders_claims_are_released_and_sent_once_and_only_started
         await planner.client.close()
 
         sender = await _external_api(aiohttp_client, settings, tokens, broker_env, carrier.url,
-                                     INCIDENT_TWILIO__MESSAGES_PER_SECOND="500",
-                                     INCIDENT_NOTIFY__SENDING_TIMEOUT_S="1")  # fmt: skip
+                                     INCIDENT_TWILIO__MESSAGES_PER_SECOND="500")  # fmt: skip
         store = sender.client.app[STORE]
         await wait_for(lambda: every_delivery_handed_over(store, incident_id, numbers))
         sent = Counter(m.to for m in carrier.carrier.messages)

@@ -646,11 +646,16 @@ class NotifyEngine:
     async def reconcile(self) -> int:
         """Deliveries left ``sending`` (a sender died mid-call): ask the carrier what happened
         before anything is sent again."""
-        cutoff = self._clock.now() - timedelta(seconds=self._n.sending_timeout_s)
-        fixed = 0
+        now_at = self._clock.now()
+        cutoff = isoformat(now_at - timedelta(seconds=self._n.sending_timeout_s))
+        # Calls of a sender that is gone are looked up as soon as its lease has run out; a live
+        # sender's only after the carrier call's own time limit could have passed.
+        candidates = {d.delivery_id: d for d in await self._store.orphaned_sending(isoformat(now_at), 500)}
         for d in await self._store.deliveries_in([S.sending], 500):
-            if d.updated_at >= isoformat(cutoff):
-                continue
+            if d.updated_at < cutoff:
+                candidates.setdefault(d.delivery_id, d)
+        fixed = 0
+        for d in candidates.values():
             if d.channel == Channel.push.value:
                 # A push gateway keeps no list to ask: rather a gap (the household still has its
                 # other channels) than a second notice. The same rule as a push left unanswered.
@@ -690,7 +695,7 @@ class NotifyEngine:
 
     async def run_reconciler(self) -> None:
         while True:
-            await asyncio.sleep(max(1.0, self._n.sending_timeout_s / 4))
+            await asyncio.sleep(max(1.0, min(self._n.sending_timeout_s / 4, self._n.sender_lease_s)))
             try:
                 await self.reconcile()
             except asyncio.CancelledError:

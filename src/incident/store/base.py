@@ -158,6 +158,11 @@ class Store(Protocol):
         took a delivery; leases over a day old are forgotten."""
         ...
 
+    async def orphaned_sending(self, alive_at: str, limit: int) -> list[Delivery]:
+        """``sending`` deliveries of senders whose lease does not reach past ``alive_at``: their
+        carrier call may have started, and nobody will record its answer."""
+        ...
+
     async def release_claims(
         self, alive_at: str, claimed_before: str, stale_before: str, at: str, owner: str | None = None
     ) -> int:

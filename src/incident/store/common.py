@@ -352,6 +352,13 @@ RELEASABLE_WHERE = (
     " OR (updated_at < {0} AND NOT EXISTS (SELECT 1 FROM notify_senders s"
     " WHERE s.owner = deliveries.claimed_by AND s.alive_until > {1})))))"
 )
+# Deliveries whose carrier call started under a sender that is gone (no lease reaching past
+# {0}; ``claimed_by`` stays set from the claim): the reconciler looks them up at once rather
+# than after ``sending_timeout_s``.
+ORPHANED_SENDING_WHERE = (
+    "state = 'sending' AND NOT EXISTS (SELECT 1 FROM notify_senders s"
+    " WHERE s.owner = deliveries.claimed_by AND s.alive_until > {0})"
+)
 SENDER_RENEW = (
     "INSERT INTO notify_senders (owner, alive_until, last_taken_at) VALUES ({0}, {1}, {2})"
     " ON CONFLICT (owner) DO UPDATE SET alive_until = excluded.alive_until,"

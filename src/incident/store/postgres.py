@@ -79,6 +79,7 @@ from incident.store.common import (
     NOTICE_UPSERT,
     OLDEST_DUE,
     OPEN,
+    ORPHANED_SENDING_WHERE,
     OUTCOME_UNKNOWN,
     PENDING_BY_NOTICE,
     RELEASABLE_WHERE,
@@ -837,6 +838,11 @@ class PostgresStore:
     async def due_deliveries(self, now: str, limit: int, notice_id: str | None = None) -> list[Delivery]:
         rows = await self._run(lambda c: c.fetch(_DUE, now, notice_id, limit), transaction=False)
         return [delivery_of(r) for r in rows]
+
+    async def orphaned_sending(self, alive_at: str, limit: int) -> list[Delivery]:
+        return await self._deliveries(
+            f"{ORPHANED_SENDING_WHERE.format('$1')} ORDER BY updated_at LIMIT $2", alive_at, limit
+        )
 
     async def deliveries_in(self, states: Collection[DeliveryState], limit: int) -> list[Delivery]:
         return await self._deliveries(

@@ -70,6 +70,7 @@ from incident.store.common import (
     NOTICE_UPSERT,
     OLDEST_DUE,
     OPEN,
+    ORPHANED_SENDING_WHERE,
     OUTCOME_UNKNOWN,
     PENDING_BY_NOTICE,
     RELEASABLE_WHERE,
@@ -799,6 +800,11 @@ class SqliteStore:
         rows = await self._read(lambda c: _json_list(c, _DUE_JSON, [*args, *args, limit]))
         # The order is the query's, but an aggregate's input order is not promised: sort here.
         return sorted((delivery_of(r) for r in rows), key=lambda d: (d.priority_rank, d.seq))
+
+    async def orphaned_sending(self, alive_at: str, limit: int) -> list[Delivery]:
+        return await self._deliveries(
+            ORPHANED_SENDING_WHERE.format("?"), [alive_at, limit], "ORDER BY updated_at LIMIT ?"
+        )
 
     async def deliveries_in(self, states: Collection[DeliveryState], limit: int) -> list[Delivery]:
         marks = ", ".join("?" * len(states))
