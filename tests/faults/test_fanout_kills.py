@@ -26,8 +26,10 @@ EVERYWHERE = {
 }
 
 
-async def sending_service(faults: Faults, carrier: Carrier, tmp: Path) -> tuple[Service, set[str]]:
-    path, numbers = await asyncio.to_thread(households_file, tmp / "households.csv", HOUSEHOLDS)
+async def sending_service(
+    faults: Faults, carrier: Carrier, tmp: Path, households: int = HOUSEHOLDS, rate: float = RATE
+) -> tuple[Service, set[str]]:
+    path, numbers = await asyncio.to_thread(households_file, tmp / "households.csv", households)
     service = await faults.service(
         INCIDENT_AREA__HOUSEHOLDS=str(path),
         INCIDENT_CARRIER__MODE="twilio",
@@ -35,7 +37,7 @@ async def sending_service(faults: Faults, carrier: Carrier, tmp: Path) -> tuple[
         INCIDENT_TWILIO__ACCOUNT_SID=DEFAULT_ACCOUNT_SID,
         INCIDENT_TWILIO__AUTH_TOKEN=DEFAULT_AUTH_TOKEN,
         INCIDENT_TWILIO__FROM_NUMBER="+15025550000",
-        INCIDENT_TWILIO__MESSAGES_PER_SECOND=str(RATE),
+        INCIDENT_TWILIO__MESSAGES_PER_SECOND=str(rate),
         # Lost callbacks are looked up at the carrier after this long (Twilio never resends them).
         INCIDENT_NOTIFY__FINALITY_AFTER_S="3",
         INCIDENT_NOTIFY__REQUEUE_S="3",
