@@ -12,6 +12,7 @@ from bench import (
     ingest,
     notify_render,
     playbook_path,
+    recovery,
     timeline_append,
 )
 
@@ -21,6 +22,8 @@ if __name__ == "__main__":
     asyncio.run(ingest.main([]))
     print()
     asyncio.run(fanout.main([]))
+    print()
+    asyncio.run(recovery.main([]))
     print()
     playbook_path.main([])
     for sync_bench in (geo_area, geo_isolation, geo_memory, notify_render):
