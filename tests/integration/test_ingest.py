@@ -597,7 +597,7 @@ async def test_healthz_names_ingest_while_it_is_stalled_and_recovers(
     }
     settings = await asyncio.to_thread(load_settings, None, env)
     client = await aiohttp_client(create_app(settings))
-    assert await _health(client) == (200, {"store": "ok", "broker": "ok", "ingest": "ok"})
+    assert await _health(client) == (200, {"store": "ok", "broker": "ok", "ingest": "ok", "fanout": "ok"})
 
     locker = await asyncpg.connect(postgres_schema_url)
     try:
