@@ -5,16 +5,21 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+from collections.abc import Awaitable, Callable
+from datetime import timedelta
 from typing import Any
 
 import msgspec
 import pytest
+from aiohttp.web import Application
 
-from incident.clock import isoformat
+from incident.app import create_app
+from incident.clock import ManualClock, isoformat
 from incident.keys import CLOCK, STORE
 from incident.settings import Settings
 from incident.store.base import IdempotencyChange, IdempotencyRecord
-from tests.functional.conftest import Api
+from tests.conftest import Tokens
+from tests.functional.conftest import Api, Client
 from tests.functional.test_areas import BOX
 
 
@@ -218,3 +223,38 @@ async def test_brackets_inside_strings_do_not_count(api: Api) -> None:
     text = '[{"' * 300 + '\\"[['
     status, event = await api.call("POST", f"/api/incidents/{incident['id']}/notes", json={"text": text})
     assert status == 201 and event["data"]["text"] == text
+
+
+async def test_an_answer_is_kept_when_the_request_ends_during_a_refresh_of_its_hold(
+    settings: Settings,
+    aiohttp_client: Callable[[Application], Awaitable[Client]],
+    tokens: Tokens,
+    clock: ManualClock,
+) -> None:
+    """A request refreshes the hold on its key while it runs. When it ends with a refresh
+    under way, that refresh may still land (SQLite's writer runs a write handed to it even if
+    its caller is cancelled); the answer must be stored with the key all the same, so that a
+    retry gets it rather than a 409. Holds refreshed every millisecond, with time moving,
+    make a request end during a refresh nearly every time."""
+    quick = msgspec.structs.replace(
+        settings, http=msgspec.structs.replace(settings.http, idempotency_lease_s=0.004)
+    )
+    api = Api(await aiohttp_client(create_app(quick, clock=clock)), tokens)
+    incident = await api.declare()
+    path = f"/api/incidents/{incident['id']}/notes"
+
+    async def tick() -> None:
+        while True:
+            clock.advance(timedelta(milliseconds=1))
+            await asyncio.sleep(0.001)
+
+    ticking = asyncio.create_task(tick())
+    try:
+        for n in range(100):
+            status, body, _ = await keyed(api, "POST", path, f"note-{n}", json={"text": f"crew {n}"})
+            assert status == 201, body
+            again = await keyed(api, "POST", path, f"note-{n}", json={"text": f"crew {n}"})
+            assert again[:2] == (201, body), (n, again)
+    finally:
+        ticking.cancel()
+    assert await note_count(api, incident["id"]) == 100
