@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import sqlite3
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import Any
 
+import asyncpg
 import msgspec
 import pytest
 from aiohttp.web import Application
@@ -258,3 +260,62 @@ async def test_an_answer_is_kept_when_the_request_ends_during_a_refresh_of_its_h
     finally:
         ticking.cancel()
     assert await note_count(api, incident["id"]) == 100
+
+
+async def _refuse_releases(url: str, refuse: bool) -> None:
+    """A database fault that hits only the release of a notice's draft deliveries."""
+    if url.startswith("sqlite:///"):
+
+        def run() -> None:
+            conn = sqlite3.connect(url.removeprefix("sqlite:///"), isolation_level=None)
+            try:
+                conn.execute(
+                    "CREATE TRIGGER refuse_release BEFORE UPDATE OF state ON deliveries WHEN old.state = 'draft'"
+                    " BEGIN SELECT RAISE(ABORT, 'injected fault'); END"
+                    if refuse
+                    else "DROP TRIGGER refuse_release"
+                )
+            finally:
+                conn.close()
+
+        await asyncio.to_thread(run)
+        return
+    conn = await asyncpg.connect(url)
+    try:
+        if refuse:
+            await conn.execute(
+                "CREATE FUNCTION refuse_release() RETURNS trigger AS"
+                " $$ BEGIN RAISE EXCEPTION 'injected fault'; END $$ LANGUAGE plpgsql;"
+                " CREATE TRIGGER refuse_release BEFORE UPDATE ON deliveries FOR EACH ROW"
+                " WHEN (OLD.state = 'draft') EXECUTE FUNCTION refuse_release()"
+            )
+        else:
+            await conn.execute("DROP TRIGGER refuse_release ON deliveries")
+    finally:
+        await conn.close()
+
+
+async def test_an_approval_the_store_fails_part_way_is_not_left_approved_with_nothing_to_send(
+    api: Api, settings: Settings
+) -> None:
+    """The approval's writes fail after the notice is marked approved but before its deliveries
+    are released: nothing may stay half done (an approved notice whose households are never
+    sent to, and whose approval cannot be repeated). Once the store takes writes again, the
+    retry approves it and its deliveries go out."""
+    incident = await api.declare(area=BOX)
+    path = f"/api/incidents/{incident['id']}/notices"
+    body = {"template": "boil_water", "channels": ["sms"], "facts": {"area": "Maple St"}}
+    status, planned = await api.call("POST", path, json=body)
+    assert status == 201
+    notice_id = planned["notice"]["notice_id"]
+    await _refuse_releases(settings.store.url, True)
+    failed = await keyed(api, "POST", f"{path}/{notice_id}/approve", "approve-1")
+    assert failed[0] >= 500
+    await _refuse_releases(settings.store.url, False)
+    retried = await keyed(api, "POST", f"{path}/{notice_id}/approve", "approve-1")
+    assert retried[0] == 200, retried[1]
+    store = api.client.app[STORE]
+    rows = await store.list_deliveries(incident["id"], "", 10_000)
+    assert rows and {r.state.value for r in rows} == {"planned"}
+    _, timeline = await api.call("GET", f"/api/incidents/{incident['id']}/timeline")
+    assert [e["type"] for e in timeline["events"]].count("notice_approved") == 1

@@ -368,6 +368,9 @@ class PutNotice:
     """Insert or replace a notice record (its timeline event is a separate ``AppendTo``)."""
 
     notice: Notice
+    #: Also its ``draft`` deliveries become ``planned`` (``not_before``: the notice's
+    #: ``send_after``), in the same transaction: an approval is never half done.
+    release_drafts: bool = False
 
 
 PlanStep = NewIncident | AppendTo | SetReport | PutNotice
