@@ -476,7 +476,7 @@ class NotifyEngine:
         try:
             started = set(
                 await self._store.start_deliveries(
-                    [d.delivery_id for d in claimed], isoformat(self._clock.now())
+                    [d.delivery_id for d in claimed], isoformat(self._clock.now()), self.owner
                 )
             )
         except StoreError as err:

@@ -762,12 +762,15 @@ class PostgresStore:
 
         return await self._run(run)
 
-    async def start_deliveries(self, delivery_ids: Sequence[str], at: str) -> list[str]:
+    async def start_deliveries(
+        self, delivery_ids: Sequence[str], at: str, owner: str | None = None
+    ) -> list[str]:
         async def run(conn: Any) -> list[str]:
             rows = await conn.fetch(
                 "UPDATE deliveries SET state = 'sending', attempts = attempts + 1, updated_at = $1"  # noqa: S608
-                f" WHERE delivery_id = ANY($2::text[]) AND state = '{CLAIMED}' RETURNING delivery_id",
-                at, list(delivery_ids),
+                f" WHERE delivery_id = ANY($2::text[]) AND state = '{CLAIMED}'"
+                " AND ($3::text IS NULL OR claimed_by = $3) RETURNING delivery_id",
+                at, list(delivery_ids), owner,
             )  # fmt: skip
             started = [r[0] for r in rows]
             await _add_events(conn, at, "sending", "carrier call started", started)
