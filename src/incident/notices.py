@@ -195,16 +195,16 @@ class NoticeService:
             "deliveries": notice.counts.get("deliveries", 0),
             "send_after": approved.send_after,
         }
+        # One transaction: a store failure must not leave it approved with nothing released.
         result = await self._store.apply_plan(
             [
-                PutNotice(approved),
+                PutNotice(approved, release_drafts=True),
                 AppendTo(
                     incident_id,
                     lambda s: [domain.EventDraft(type="notice_approved", actor=by.name, data=data)],
                 ),
             ]
         )
-        await self._store.release_deliveries(notice_id, approved.send_after)
         self._incidents.publish(result.appended)
         self.on_approved()
         return approved

@@ -346,3 +346,22 @@ async def test_an_inbound_message_is_recorded_once(store: Store) -> None:
     assert await store.record_inbound("SM" + "1" * 32, LATER) is False
     await store.forget_inbound("SM" + "1" * 32)
     assert await store.record_inbound("SM" + "1" * 32, LATER) is True
+
+
+async def test_a_sender_starts_only_its_own_claims(store: Store) -> None:
+    """A sender whose claim was released under it (its lease lapsed in a store outage) and
+    claimed by another instance meanwhile must not start it: the other instance holds it, and
+    if it is started, a crash is looked up by the holder's lease."""
+    iid = await _incident(store)
+    await store.apply_plan([PutNotice(notice(iid))])
+    d = delivery(iid, 1)
+    await store.add_deliveries([d])
+    await store.queue_deliveries([d.delivery_id], AT)
+    await store.claim_deliveries([d.delivery_id], "lapsed", AT)
+    assert await store.release_claims(LATER, LATER, AT, LATER) == 1  # "lapsed" has no lease
+    await store.queue_deliveries([d.delivery_id], LATER)
+    assert [c.delivery_id for c in await store.claim_deliveries([d.delivery_id], "other", LATER)] == [
+        d.delivery_id
+    ]
+    assert await store.start_deliveries([d.delivery_id], LATER, owner="lapsed") == []
+    assert await store.start_deliveries([d.delivery_id], LATER, owner="other") == [d.delivery_id]

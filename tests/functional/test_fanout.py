@@ -331,6 +331,53 @@ async def test_sends_cut_short_are_looked_up_at_the_carrier_before_any_retry(
         assert len(list(carrier.carrier.calls)) == 1 and len(list(carrier.carrier.messages)) == 1
 
 
+async def test_a_started_call_of_a_sender_whose_lease_lapsed_is_not_sent_again_while_it_may_be_in_flight(
+    settings: Settings,  # before the app's client: the database outlives the app
+    aiohttp_client: Callable[[Application], Awaitable[Client]],
+    tokens: Tokens,
+    broker: Broker,
+) -> None:
+    """A live sender could not renew its lease (a database blip longer than the lease, well
+    within the store's retry budget; or its clock runs behind) while its carrier call is on
+    its way. The carrier does not have that message yet: another look must not take that for
+    "never got it" and send it again, until no call of it can still be in flight."""
+    from datetime import UTC, datetime, timedelta
+
+    from incident.notify.drill import serve_drill
+    from incident.notify.drill_config import DrillConfig
+    from incident.notify.records import Delivery, Notice
+    from incident.notify.states import DeliveryState
+    from incident.store.base import PutNotice
+
+    async with serve_drill(DrillConfig(callbacks=False)) as carrier:
+        api = await _external_api(aiohttp_client, settings, tokens, kafka_env(broker), carrier.url)
+        inc = await api.declare()
+        store, runtime = api.client.app[STORE], api.client.app[NOTIFY]
+        now = datetime.now(UTC)
+        notice_id = f"{inc['id']}-N1"
+        await store.apply_plan([PutNotice(Notice(notice_id=notice_id, incident_id=inc["id"], template="main_break",
+                                                 channels=["sms"], status="approved", created_by="alice",
+                                                 created_at=now.isoformat()))])  # fmt: skip
+        ids = [f"{notice_id}:{seq}" for seq in (1, 2)]
+        await store.add_deliveries([
+            Delivery(delivery_id=d, notice_id=notice_id, incident_id=inc["id"], seq=seq, channel="sms",
+                     address=f"+1502555030{seq}", account_id=f"A{seq}", language="en", priority_rank=3,
+                     state=DeliveryState.queued, updated_at=now.isoformat())
+            for seq, d in enumerate(ids, 1)
+        ])  # fmt: skip
+        await store.claim_deliveries(ids, "lapsed", now.isoformat())
+        await store.renew_sender("lapsed", (now - timedelta(seconds=1)).isoformat(), None)
+        # One call started just now (it may still be on its way), one long enough ago that
+        # no call of it can be: the carrier has neither.
+        await store.start_deliveries(ids[:1], now.isoformat())
+        await store.start_deliveries(ids[1:], (now - timedelta(minutes=1)).isoformat())
+        assert await runtime.engine.reconcile() == 1
+        got = {d.delivery_id: d for d in await store.deliveries_by_id(ids)}
+        assert got[ids[0]].state is DeliveryState.sending  # looked at again later
+        assert got[ids[1]].state is DeliveryState.retry  # the carrier never got it: send it
+        assert list(carrier.carrier.messages) == []
+
+
 async def test_deliveries_waiting_for_a_slow_rate_are_not_taken_early(
     settings: Settings,  # before the app's client: the database outlives the app
     aiohttp_client: Callable[[Application], Awaitable[Client]],
@@ -458,9 +505,10 @@ async def test_a_dead_senders_claims_are_released_and_sent_once_and_only_started
         await store.queue_deliveries(ids, before)
         assert len(await store.claim_deliveries(ids, "killed-instance", before)) == numbers
         taken, lost = rows[0], rows[1]  # their calls started; the carrier got only the first
-        # Started just now: looked up as soon as the new instance sees their sender is gone,
-        # not after `sending_timeout_s` (left at its default).
-        just_now = datetime.now(UTC).isoformat(timespec="microseconds")
+        # Started 20 s ago: looked up as soon as the new instance sees their sender is gone,
+        # not after `sending_timeout_s` (left at its default, 30 s); the one the carrier does
+        # not have is sent again once no call of it can still be on its way (15 s).
+        just_now = (datetime.now(UTC) - timedelta(seconds=20)).isoformat(timespec="microseconds")
         assert await store.start_deliveries([taken.delivery_id, lost.delivery_id], just_now) == [
             taken.delivery_id,
             lost.delivery_id,

@@ -5,16 +5,23 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import sqlite3
+from collections.abc import Awaitable, Callable
+from datetime import timedelta
 from typing import Any
 
+import asyncpg
 import msgspec
 import pytest
+from aiohttp.web import Application
 
-from incident.clock import isoformat
+from incident.app import create_app
+from incident.clock import ManualClock, isoformat
 from incident.keys import CLOCK, STORE
 from incident.settings import Settings
 from incident.store.base import IdempotencyChange, IdempotencyRecord
-from tests.functional.conftest import Api
+from tests.conftest import Tokens
+from tests.functional.conftest import Api, Client
 from tests.functional.test_areas import BOX
 
 
@@ -218,3 +225,97 @@ async def test_brackets_inside_strings_do_not_count(api: Api) -> None:
     text = '[{"' * 300 + '\\"[['
     status, event = await api.call("POST", f"/api/incidents/{incident['id']}/notes", json={"text": text})
     assert status == 201 and event["data"]["text"] == text
+
+
+async def test_an_answer_is_kept_when_the_request_ends_during_a_refresh_of_its_hold(
+    settings: Settings,
+    aiohttp_client: Callable[[Application], Awaitable[Client]],
+    tokens: Tokens,
+    clock: ManualClock,
+) -> None:
+    """A request refreshes the hold on its key while it runs. When it ends with a refresh
+    under way, that refresh may still land (SQLite's writer runs a write handed to it even if
+    its caller is cancelled); the answer must be stored with the key all the same, so that a
+    retry gets it rather than a 409. Holds refreshed every millisecond, with time moving,
+    make a request end during a refresh nearly every time."""
+    quick = msgspec.structs.replace(
+        settings, http=msgspec.structs.replace(settings.http, idempotency_lease_s=0.004)
+    )
+    api = Api(await aiohttp_client(create_app(quick, clock=clock)), tokens)
+    incident = await api.declare()
+    path = f"/api/incidents/{incident['id']}/notes"
+
+    async def tick() -> None:
+        while True:
+            clock.advance(timedelta(milliseconds=1))
+            await asyncio.sleep(0.001)
+
+    ticking = asyncio.create_task(tick())
+    try:
+        for n in range(100):
+            status, body, _ = await keyed(api, "POST", path, f"note-{n}", json={"text": f"crew {n}"})
+            assert status == 201, body
+            again = await keyed(api, "POST", path, f"note-{n}", json={"text": f"crew {n}"})
+            assert again[:2] == (201, body), (n, again)
+    finally:
+        ticking.cancel()
+    assert await note_count(api, incident["id"]) == 100
+
+
+async def _refuse_releases(url: str, refuse: bool) -> None:
+    """A database fault that hits only the release of a notice's draft deliveries."""
+    if url.startswith("sqlite:///"):
+
+        def run() -> None:
+            conn = sqlite3.connect(url.removeprefix("sqlite:///"), isolation_level=None)
+            try:
+                conn.execute(
+                    "CREATE TRIGGER refuse_release BEFORE UPDATE OF state ON deliveries WHEN old.state = 'draft'"
+                    " BEGIN SELECT RAISE(ABORT, 'injected fault'); END"
+                    if refuse
+                    else "DROP TRIGGER refuse_release"
+                )
+            finally:
+                conn.close()
+
+        await asyncio.to_thread(run)
+        return
+    conn = await asyncpg.connect(url)
+    try:
+        if refuse:
+            await conn.execute(
+                "CREATE FUNCTION refuse_release() RETURNS trigger AS"
+                " $$ BEGIN RAISE EXCEPTION 'injected fault'; END $$ LANGUAGE plpgsql;"
+                " CREATE TRIGGER refuse_release BEFORE UPDATE ON deliveries FOR EACH ROW"
+                " WHEN (OLD.state = 'draft') EXECUTE FUNCTION refuse_release()"
+            )
+        else:
+            await conn.execute("DROP TRIGGER refuse_release ON deliveries")
+    finally:
+        await conn.close()
+
+
+async def test_an_approval_the_store_fails_part_way_is_not_left_approved_with_nothing_to_send(
+    api: Api, settings: Settings
+) -> None:
+    """The approval's writes fail after the notice is marked approved but before its deliveries
+    are released: nothing may stay half done (an approved notice whose households are never
+    sent to, and whose approval cannot be repeated). Once the store takes writes again, the
+    retry approves it and its deliveries go out."""
+    incident = await api.declare(area=BOX)
+    path = f"/api/incidents/{incident['id']}/notices"
+    body = {"template": "boil_water", "channels": ["sms"], "facts": {"area": "Maple St"}}
+    status, planned = await api.call("POST", path, json=body)
+    assert status == 201
+    notice_id = planned["notice"]["notice_id"]
+    await _refuse_releases(settings.store.url, True)
+    failed = await keyed(api, "POST", f"{path}/{notice_id}/approve", "approve-1")
+    assert failed[0] >= 500
+    await _refuse_releases(settings.store.url, False)
+    retried = await keyed(api, "POST", f"{path}/{notice_id}/approve", "approve-1")
+    assert retried[0] == 200, retried[1]
+    store = api.client.app[STORE]
+    rows = await store.list_deliveries(incident["id"], "", 10_000)
+    assert rows and {r.state.value for r in rows} == {"planned"}
+    _, timeline = await api.call("GET", f"/api/incidents/{incident['id']}/timeline")
+    assert [e["type"] for e in timeline["events"]].count("notice_approved") == 1

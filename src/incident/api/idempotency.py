@@ -171,7 +171,8 @@ async def _take(
 
 async def _run(request: web.Request, handler: Handler, lease: _Lease, how: Idempotency) -> web.StreamResponse:
     """Run the request holding the lease; a final answer is stored with the key."""
-    heartbeat = asyncio.create_task(_keep(request, lease), name="idempotency-lease")
+    ended = asyncio.Event()
+    heartbeat = asyncio.create_task(_keep(request, lease, ended), name="idempotency-lease")
     response: web.StreamResponse | None = None
     clean = False
     try:
@@ -183,9 +184,10 @@ async def _run(request: web.Request, handler: Handler, lease: _Lease, how: Idemp
                 raise
             response = error_response(err.status, err.code, err.message)
     finally:
-        heartbeat.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await heartbeat
+        # Stopped, not cancelled: a refresh already handed to the store may land even if its
+        # caller is cancelled, and the answer is stored against the hold's last refresh.
+        ended.set()
+        await heartbeat
         final = response is not None and response.status < 500 and isinstance(response, web.Response)
         await _settle(request, lease, response if final else None, clean=clean)
     assert response is not None  # the handler answered, or its error went on up
@@ -209,11 +211,15 @@ async def _settle(
         log.warning("idempotency key not settled: %s", err.message)
 
 
-async def _keep(request: web.Request, lease: _Lease) -> None:
+async def _keep(request: web.Request, lease: _Lease, ended: asyncio.Event) -> None:
     every = request.app[SETTINGS].http.idempotency_lease_s / 4
     store, clock = request.app[STORE], request.app[CLOCK]
     while True:
-        await asyncio.sleep(every)
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(every):
+                await ended.wait()
+        if ended.is_set():
+            return
         now = isoformat(clock.now())
         with contextlib.suppress(StoreError):
             change = IdempotencyChange(state="pending", updated_at=now)

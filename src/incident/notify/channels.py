@@ -34,6 +34,9 @@ VOICE_MAY_HELP = frozenset({21614, 30003, 30005, 30006})
 #: Connections to the carrier at once; sends beyond it wait for one (the fan-out sends
 #: at most this many at a time, waiting in line costs more than it gains).
 CONNECTIONS = 64
+#: The longest a carrier call may take (the client's own timeout): after that, a call that
+#: started is over, whether or not its answer was recorded.
+CALL_TIMEOUT_S = 15.0
 
 #: Text-to-speech voice and language per template language (Chinese needs Polly.Zhiyu).
 VOICES: dict[str, tuple[str, str]] = {
@@ -196,7 +199,7 @@ class TwilioCarrier:
         auth_token: str,
         api_base_url: str,
         *,
-        timeout_s: float = 15.0,
+        timeout_s: float = CALL_TIMEOUT_S,
         connections: int = CONNECTIONS,
     ) -> None:
         self._http = _QuietTwilioHttpClient(connections=connections, timeout_s=timeout_s)

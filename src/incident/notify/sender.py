@@ -45,6 +45,7 @@ from incident.errors import StoreError
 from incident.geo.household import Channel
 from incident.kafka import group_timeouts, make_producer
 from incident.notify.channels import (
+    CALL_TIMEOUT_S,
     CONNECTIONS,
     CarrierError,
     CarrierStatus,
@@ -475,7 +476,7 @@ class NotifyEngine:
         try:
             started = set(
                 await self._store.start_deliveries(
-                    [d.delivery_id for d in claimed], isoformat(self._clock.now())
+                    [d.delivery_id for d in claimed], isoformat(self._clock.now()), self.owner
                 )
             )
         except StoreError as err:
@@ -651,6 +652,10 @@ class NotifyEngine:
         # Calls of a sender that is gone are looked up as soon as its lease has run out; a live
         # sender's only after the carrier call's own time limit could have passed.
         candidates = {d.delivery_id: d for d in await self._store.orphaned_sending(isoformat(now_at), 500)}
+        # "The carrier never got it" is believed only of a call that cannot still be on its way:
+        # a sender whose lease lapsed (a database blip, a clock behind) may be alive and calling.
+        call_s = min(CALL_TIMEOUT_S, self._n.sending_timeout_s)
+        in_flight_since = isoformat(now_at - timedelta(seconds=call_s))
         for d in await self._store.deliveries_in([S.sending], 500):
             if d.updated_at < cutoff:
                 candidates.setdefault(d.delivery_id, d)
@@ -682,6 +687,8 @@ class NotifyEngine:
                     delivery_id=d.delivery_id, expect=sending, to=S.accepted, carrier_sid=sid,
                     detail="reconciled: the carrier has it",
                 )  # fmt: skip
+            elif d.updated_at >= in_flight_since:
+                continue  # looked at again next time
             else:
                 change = DeliveryChange(
                     delivery_id=d.delivery_id, expect=sending, to=S.retry, next_attempt_at=now,

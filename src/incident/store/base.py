@@ -147,10 +147,13 @@ class Store(Protocol):
         ``owner`` (no attempt counted: no carrier call yet), in one go; returns those claimed."""
         ...
 
-    async def start_deliveries(self, delivery_ids: Sequence[str], at: str) -> list[str]:
-        """Just before their carrier calls: the ``claimed`` ones of ``delivery_ids`` become
-        ``sending`` with one more attempt, in one go; returns the ids started (one released
-        meanwhile is not: its sender must not call)."""
+    async def start_deliveries(
+        self, delivery_ids: Sequence[str], at: str, owner: str | None = None
+    ) -> list[str]:
+        """Just before their carrier calls: the ``claimed`` ones of ``delivery_ids`` (claimed by
+        ``owner``, if given) become ``sending`` with one more attempt, in one go; returns the
+        ids started (one released meanwhile, or claimed by another since, is not: its sender
+        must not call)."""
         ...
 
     async def renew_sender(self, owner: str, alive_until: str, taken_at: str | None) -> None:
@@ -368,6 +371,9 @@ class PutNotice:
     """Insert or replace a notice record (its timeline event is a separate ``AppendTo``)."""
 
     notice: Notice
+    #: Also its ``draft`` deliveries become ``planned`` (``not_before``: the notice's
+    #: ``send_after``), in the same transaction: an approval is never half done.
+    release_drafts: bool = False
 
 
 PlanStep = NewIncident | AppendTo | SetReport | PutNotice

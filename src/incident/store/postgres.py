@@ -191,6 +191,10 @@ _PING_TIMEOUT_S = 2.0
 
 
 _MAX_BATCH = 256
+_RELEASE_DRAFTS = (
+    "UPDATE deliveries SET state = 'planned', not_before = $1, updated_at = $3"
+    " WHERE notice_id = $2 AND state = 'draft'"
+)
 
 
 _DUE = DUE_SQL.format(*(["$1", "$1", "$2::text", "$2", "$3"] * 2), "$3")
@@ -521,9 +525,10 @@ class PostgresStore:
                         appended.append(Appended(new_state, events))
                 case PutNotice(notice=notice):
                     marks = ", ".join(f"${n}" for n in range(1, 9))
-                    await conn.execute(
-                        NOTICE_UPSERT.format(marks), *notice_row(notice, isoformat(self._clock.now()))
-                    )
+                    now = isoformat(self._clock.now())
+                    await conn.execute(NOTICE_UPSERT.format(marks), *notice_row(notice, now))
+                    if step.release_drafts:
+                        await conn.execute(_RELEASE_DRAFTS, notice.send_after, notice.notice_id, now)
                 case SetReport():
                     status = await conn.fetchval(
                         "SELECT status FROM reports WHERE report_id = $1 FOR UPDATE", step.report_id
@@ -650,13 +655,7 @@ class PostgresStore:
 
     async def release_deliveries(self, notice_id: str, not_before: str | None) -> int:
         status = await self._run(
-            lambda c: c.execute(
-                "UPDATE deliveries SET state = 'planned', not_before = $1, updated_at = $3"
-                " WHERE notice_id = $2 AND state = 'draft'",
-                not_before,
-                notice_id,
-                isoformat(self._clock.now()),
-            )
+            lambda c: c.execute(_RELEASE_DRAFTS, not_before, notice_id, isoformat(self._clock.now()))
         )
         return int(str(status).rsplit(" ", 1)[-1])
 
@@ -763,12 +762,15 @@ class PostgresStore:
 
         return await self._run(run)
 
-    async def start_deliveries(self, delivery_ids: Sequence[str], at: str) -> list[str]:
+    async def start_deliveries(
+        self, delivery_ids: Sequence[str], at: str, owner: str | None = None
+    ) -> list[str]:
         async def run(conn: Any) -> list[str]:
             rows = await conn.fetch(
                 "UPDATE deliveries SET state = 'sending', attempts = attempts + 1, updated_at = $1"  # noqa: S608
-                f" WHERE delivery_id = ANY($2::text[]) AND state = '{CLAIMED}' RETURNING delivery_id",
-                at, list(delivery_ids),
+                f" WHERE delivery_id = ANY($2::text[]) AND state = '{CLAIMED}'"
+                " AND ($3::text IS NULL OR claimed_by = $3) RETURNING delivery_id",
+                at, list(delivery_ids), owner,
             )  # fmt: skip
             started = [r[0] for r in rows]
             await _add_events(conn, at, "sending", "carrier call started", started)

@@ -239,6 +239,14 @@ def _change_group(conn: sqlite3.Connection, group: ChangeGroup, at: str) -> list
     return _deliveries_in(conn, holding) if holding else []
 
 
+_RELEASE_DRAFTS = (
+    "UPDATE deliveries SET state = 'planned', not_before = ?, updated_at = ?"
+    " WHERE notice_id = ? AND state = 'draft'"
+)
+_HELD_BY = (
+    "SELECT json_group_array(delivery_id) FROM deliveries"
+    " WHERE delivery_id IN (SELECT value FROM json_each(?)) AND claimed_by = ?"
+)
 _RELEASABLE = RELEASABLE_WHERE.format("?1", "?2", "?3", "?4")
 _RELEASE_PICK = f"SELECT json_group_array(delivery_id) FROM deliveries WHERE {_RELEASABLE}"  # noqa: S608
 _RELEASE = (
@@ -527,10 +535,10 @@ class SqliteStore:
                     if more.events:
                         appended.append(more)
                 case PutNotice(notice=notice):
-                    conn.execute(
-                        NOTICE_UPSERT.format(", ".join("?" * 8)),
-                        notice_row(notice, isoformat(self._clock.now())),
-                    )
+                    now = isoformat(self._clock.now())
+                    conn.execute(NOTICE_UPSERT.format(", ".join("?" * 8)), notice_row(notice, now))
+                    if step.release_drafts:
+                        conn.execute(_RELEASE_DRAFTS, (notice.send_after, now, notice.notice_id))
                 case SetReport():
                     row = conn.execute(
                         "SELECT status FROM reports WHERE report_id = ?", (step.report_id,)
@@ -640,12 +648,8 @@ class SqliteStore:
 
     async def release_deliveries(self, notice_id: str, not_before: str | None) -> int:
         def run(conn: sqlite3.Connection) -> int:
-            cur = conn.execute(
-                "UPDATE deliveries SET state = 'planned', not_before = ?, updated_at = ?"
-                " WHERE notice_id = ? AND state = 'draft'",
-                (not_before, isoformat(self._clock.now()), notice_id),
-            )
-            return cur.rowcount
+            now = isoformat(self._clock.now())
+            return conn.execute(_RELEASE_DRAFTS, (not_before, now, notice_id)).rowcount
 
         return await self._write(run)
 
@@ -726,10 +730,18 @@ class SqliteStore:
 
         return await self._write(run)
 
-    async def start_deliveries(self, delivery_ids: Sequence[str], at: str) -> list[str]:
+    async def start_deliveries(
+        self, delivery_ids: Sequence[str], at: str, owner: str | None = None
+    ) -> list[str]:
         def run(conn: sqlite3.Connection) -> list[str]:
+            # The writer's transaction is exclusive: who holds each claim still holds it below.
+            ids = (
+                list(delivery_ids)
+                if owner is None
+                else _json_list(conn, _HELD_BY, [_json(list(delivery_ids)), owner])
+            )
             start = ChangeGroup(to="sending", expect=(CLAIMED,), count_attempt=True, columns=(),
-                                items=[(i, d, ()) for i, d in enumerate(delivery_ids)])  # fmt: skip
+                                items=[(i, d, ()) for i, d in enumerate(ids)])  # fmt: skip
             started = _apply_group(conn, start, at)
             _add_events(conn, at, [(d, "sending", "carrier call started") for d in started])
             return started
