@@ -37,7 +37,7 @@ class HttpSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_o
     max_json_depth: Positive = 32
     #: Seconds a request holding an Idempotency-Key keeps its hold without refreshing it (it
     #: refreshes every quarter of this); a hold older than this belongs to a request that died.
-    idempotency_lease_s: PositiveFloat = 15.0
+    idempotency_lease_s: PositiveFloat = 60.0
 
 
 class StoreSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
