@@ -113,3 +113,14 @@ class StoreError(IncidentError):
     def __init__(self, message: str, *, retryable: bool = True, code: str | None = None) -> None:
         super().__init__(message, code=code)
         self.retryable = retryable
+
+    @property
+    def outcome_unknown(self) -> bool:
+        """A write's COMMIT was cut off and whether it took effect could not be learnt."""
+        return self.code == OUTCOME_UNKNOWN
+
+
+#: The code of a StoreError answered when a write's COMMIT was in flight as the connection died
+#: and whether it took effect could not be learnt within the retry budget (never when it is
+#: known to have failed).
+OUTCOME_UNKNOWN = "store_outcome_unknown"

@@ -44,7 +44,7 @@ from twilio.request_validator import RequestValidator  # type: ignore[import-unt
 from incident.api.endpoint import Handler, json_response
 from incident.clock import isoformat
 from incident.domain import EventDraft
-from incident.errors import Forbidden
+from incident.errors import Forbidden, StoreError
 from incident.geo.household import Channel, Household
 from incident.keys import CLOCK, INCIDENTS, METRICS, SERVICE_AREA, SETTINGS, STORE
 from incident.metrics import Metrics
@@ -583,8 +583,10 @@ async def inbound_sms(request: web.Request) -> web.Response:
         return _xml(twiml_message(None))
     try:
         return await _handle_inbound(app, sender, body, sid, at)
-    except Exception:
-        if sid:
+    except Exception as err:
+        # Forgotten, so the carrier's retry is handled, only when nothing of it was written:
+        # a write whose outcome is unknown may already be on the timeline.
+        if sid and not (isinstance(err, StoreError) and err.outcome_unknown):
             await store.forget_inbound(sid)
         raise
 

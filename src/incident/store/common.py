@@ -33,11 +33,6 @@ _encode = msgspec.json.Encoder().encode
 _decode_report = msgspec.json.Decoder(Report).decode
 
 
-#: Answered when a write's COMMIT was in flight as the connection died and whether it took
-#: effect could not be learnt within the retry budget (never when it is known to have failed).
-OUTCOME_UNKNOWN = "store_outcome_unknown"
-
-
 @dataclass(frozen=True)
 class Backoff:
     """How long a store keeps trying after transient database errors (both stores)."""

@@ -39,7 +39,7 @@ import orjson
 
 from incident.clock import Clock, isoformat
 from incident.domain import Incident, Status, TimelineEvent, incident_id
-from incident.errors import Conflict, NotFound, StoreError
+from incident.errors import OUTCOME_UNKNOWN, Conflict, NotFound, StoreError
 from incident.geo.household import Household
 from incident.notify.records import Delivery, DeliveryChange, Notice
 from incident.notify.states import DeliveryState
@@ -80,7 +80,6 @@ from incident.store.common import (
     OLDEST_DUE,
     OPEN,
     ORPHANED_SENDING_WHERE,
-    OUTCOME_UNKNOWN,
     PENDING_BY_NOTICE,
     RELEASABLE_WHERE,
     RELEASED,
