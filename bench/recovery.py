@@ -45,18 +45,21 @@ async def one_run(store_url: str, broker: Broker, households: int, rate: float, 
     async with carrier_process(config) as carrier:
         faults = Faults(tmp, broker, store_url)
         service, numbers = await sending_service(faults, carrier, tmp, households, rate)
-        await service.start()
-        await declare_and_approve(service)
-        await wait_for(lambda: _reached(carrier, len(numbers) // 3), "a third sent", limit=300)
-        await service.kill()
-        killed_at = time.monotonic()
-        left = len(numbers) - len(await carrier.messages())
-        await service.start()
-        restarted_s = time.monotonic() - killed_at
-        await wait_for(lambda: _reached(carrier, len(numbers)), "everyone sent", limit=600)
-        done_s = time.monotonic() - killed_at
-        sent = await carrier.count_by_number()
-        await service.stop()
+        try:
+            await service.start()
+            await declare_and_approve(service)
+            await wait_for(lambda: _reached(carrier, len(numbers) // 3), "a third sent", limit=300)
+            await service.kill()
+            killed_at = time.monotonic()
+            left = len(numbers) - len(await carrier.messages())
+            await service.start()
+            restarted_s = time.monotonic() - killed_at
+            await wait_for(lambda: _reached(carrier, len(numbers)), "everyone sent", limit=600)
+            done_s = time.monotonic() - killed_at
+            sent = await carrier.count_by_number()
+            await service.stop()
+        finally:
+            await service.kill()
     twice = sum(1 for c in sent.values() if c > 1)
     bound = left / rate
     return (

@@ -242,6 +242,8 @@ class Faults:
     broker: Broker
     store_url: str
     suffix: str = field(default_factory=lambda: uuid.uuid4().hex[:10])
+    #: Every service made, so that a test that fails half-way leaves no process behind.
+    services: list[Service] = field(default_factory=list)
 
     @property
     def reports_topic(self) -> str:
@@ -281,15 +283,20 @@ class Faults:
             "INCIDENT_LOG__LEVEL": "WARNING",
             **overrides,
         }
-        return Service(env, port, tokens)
+        service = Service(env, port, tokens)
+        self.services.append(service)
+        return service
 
     def store(self) -> Store:
         return open_store(StoreSettings(url=self.store_url, pool_size=4), SystemClock())
 
 
 @pytest.fixture
-def faults(tmp_path: Path, broker: Broker, store_url: str) -> Faults:
-    return Faults(tmp_path, broker, store_url)
+async def faults(tmp_path: Path, broker: Broker, store_url: str) -> AsyncIterator[Faults]:
+    f = Faults(tmp_path, broker, store_url)
+    yield f
+    for service in f.services:
+        await service.kill()
 
 
 @pytest.fixture

@@ -19,7 +19,7 @@ from aiokafka import AIOKafkaProducer
 
 from incident.kafka import broker_binary, tansu_command
 from tests.conftest import Broker
-from tests.faults.conftest import Faults, report, wait_for
+from tests.faults.conftest import Faults, Service, report, wait_for
 
 
 class RestartableBroker(Broker):
@@ -70,6 +70,13 @@ async def test_a_broker_restart_mid_stream_loses_nothing_it_delivered(
 ) -> None:
     faults = Faults(tmp_path, own_broker, store_url)
     service = await faults.service()
+    try:
+        await stream_across_a_restart(faults, own_broker, service)
+    finally:
+        await service.kill()
+
+
+async def stream_across_a_restart(faults: Faults, own_broker: RestartableBroker, service: Service) -> None:
     await service.start()
     before = [f"before-{i}" for i in range(500)]
     after = [f"after-{i}" for i in range(500)]
