@@ -26,7 +26,7 @@ import pytest
 from incident import domain
 from incident.clock import ManualClock
 from incident.domain import Declaration, Kind, Severity, Utility
-from incident.errors import StoreError
+from incident.errors import OUTCOME_UNKNOWN, StoreError
 from incident.incidents import verify_incident
 from incident.notify.records import Delivery, DeliveryChange
 from incident.notify.states import DeliveryState
@@ -34,7 +34,6 @@ from incident.reports import Location, Report
 from incident.settings import CorrelationSettings, StoreSettings
 from incident.store import Store, open_store
 from incident.store.base import IncomingReport, PutNotice
-from incident.store.common import OUTCOME_UNKNOWN
 from incident.store.postgres import transient_error as pg_transient
 from incident.store.sqlite import transient_error as sqlite_transient
 from incident.triage import ingest_planner
