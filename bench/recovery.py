@@ -13,31 +13,15 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import tempfile
 import time
-import uuid
-from collections.abc import AsyncIterator
 from pathlib import Path
 
-import asyncpg
-from tests.conftest import POSTGRES_URL, Broker
+from tests.conftest import POSTGRES_URL, Broker, postgres_schema
 from tests.faults.conftest import Carrier, Faults, carrier_process, wait_for
 from tests.faults.test_fanout_kills import declare_and_approve, sending_service
 
 from incident.notify.drill_config import DrillConfig, SmsOutcome
-
-
-@contextlib.asynccontextmanager
-async def postgres_schema(url: str) -> AsyncIterator[str]:
-    schema = f"bench_{uuid.uuid4().hex[:10]}"
-    conn = await asyncpg.connect(url)
-    try:
-        await conn.execute(f"CREATE SCHEMA {schema}")
-        yield f"{url}{'&' if '?' in url else '?'}search_path={schema}"
-        await conn.execute(f"DROP SCHEMA {schema} CASCADE")
-    finally:
-        await conn.close()
 
 
 async def one_run(store_url: str, broker: Broker, households: int, rate: float, tmp: Path) -> str:
@@ -88,7 +72,7 @@ async def main(argv: list[str]) -> None:
             print("SQLite")
             print(await one_run(f"sqlite:///{tmp}/bench.db", broker, args.households, args.rate, Path(tmp)))
         if args.postgres:
-            async with postgres_schema(args.postgres) as url:
+            async with postgres_schema(args.postgres, "bench") as url:
                 with tempfile.TemporaryDirectory() as tmp:
                     print("PostgreSQL")
                     print(await one_run(url, broker, args.households, args.rate, Path(tmp)))

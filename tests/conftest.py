@@ -8,6 +8,7 @@ answers.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import socket
 import subprocess
@@ -62,10 +63,10 @@ def postgres_url() -> str:
     return POSTGRES_URL
 
 
-@pytest.fixture
-async def postgres_schema_url(postgres_url: str) -> AsyncIterator[str]:
-    """A URL whose connections use a fresh, empty schema; dropped afterwards."""
-    schema = f"t_{uuid.uuid4().hex[:12]}"
+@contextlib.asynccontextmanager
+async def postgres_schema(postgres_url: str, prefix: str = "t") -> AsyncIterator[str]:
+    """A URL whose connections use a fresh, empty schema; dropped afterwards (tests, bench)."""
+    schema = f"{prefix}_{uuid.uuid4().hex[:12]}"
     conn = await asyncpg.connect(postgres_url)
     try:
         await conn.execute(f"CREATE SCHEMA {schema}")
@@ -74,6 +75,12 @@ async def postgres_schema_url(postgres_url: str) -> AsyncIterator[str]:
         await conn.execute(f"DROP SCHEMA {schema} CASCADE")
     finally:
         await conn.close()
+
+
+@pytest.fixture
+async def postgres_schema_url(postgres_url: str) -> AsyncIterator[str]:
+    async with postgres_schema(postgres_url) as url:
+        yield url
 
 
 @pytest.fixture
