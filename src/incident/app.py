@@ -22,7 +22,7 @@ from incident.api import notices as notice_views
 from incident.api import playbooks as playbook_views
 from incident.api import reports as report_views
 from incident.api import system as system_views
-from incident.api.endpoint import ALL_ROLES, Endpoint
+from incident.api.endpoint import ALL_ROLES, Endpoint, Query
 from incident.api.idempotency import idempotency_middleware
 from incident.api.live import live
 from incident.api.middleware import authentication, errors_and_metrics
@@ -83,7 +83,9 @@ LIVE_ENDPOINT = Endpoint(
     tag="live",
     status=101,
     self_auth=True,
-    errors=(401,),
+    query=(Query("incident", "only events of this incident (repeatable)", repeated=True),),
+    errors=(400,),
+    uses_store=False,
 )
 
 

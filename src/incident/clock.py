@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from typing import Protocol
+from typing import Annotated, Protocol
+
+import msgspec
 
 
 class Clock(Protocol):
@@ -28,6 +30,11 @@ class ManualClock:
 
     def advance(self, delta: timedelta) -> None:
         self._now += delta
+
+
+#: A timestamp as the API shows it: the text of :func:`isoformat` (RFC 3339), described as
+#: such in the OpenAPI document.
+Timestamp = Annotated[str, msgspec.Meta(extra_json_schema={"format": "date-time"})]
 
 
 def isoformat(at: datetime) -> str:

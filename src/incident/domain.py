@@ -14,6 +14,7 @@ from typing import Annotated, Any
 
 import msgspec
 
+from incident.clock import Timestamp
 from incident.errors import IllegalTransition, InvalidInput, NotOwner
 
 
@@ -110,19 +111,19 @@ class Incident(msgspec.Struct, frozen=True, kw_only=True):
     #: The playbook stage the incident is in (None: no playbook, or not started).
     stage: str | None = None
     #: Estimated time of restoration (ISO), once given.
-    etr: str | None = None
+    etr: Timestamp | None = None
     #: Planned work: start and end (ISO), from the declaration.
-    start: str | None = None
-    end: str | None = None
+    start: Timestamp | None = None
+    end: Timestamp | None = None
     #: The affected area as GeoJSON (lon/lat), once drawn or derived.
     area: dict[str, Any] | None = None
     #: How the area was made: parts added or removed (drawn, zones, around, isolation).
     area_parts: list[dict[str, Any]] = msgspec.field(default_factory=list)
     #: Households in the area, when it was last set.
     households: int | None = None
-    declared_at: str
-    updated_at: str
-    closed_at: str | None = None
+    declared_at: Timestamp
+    updated_at: Timestamp
+    closed_at: Timestamp | None = None
     #: Opened by an automatic rule and waiting for a dispatcher to confirm it.
     awaiting_confirmation: bool = False
     #: Reports linked to this incident.
@@ -150,7 +151,7 @@ class TimelineEvent(msgspec.Struct, frozen=True, kw_only=True):
     seq: int
     type: str
     actor: str
-    at: str
+    at: Timestamp
     data: dict[str, Any]
     prev_hash: str
     hash: str

@@ -135,12 +135,16 @@ class IncidentService:
             raise NotFound(f"no incident {incident_id}")
         return incident
 
-    async def list_incidents(self, statuses: Collection[Status] | None, limit: int) -> list[Incident]:
-        return await self.store.list_incidents(statuses, limit)
+    async def list_incidents(
+        self, statuses: Collection[Status] | None, limit: int, after: tuple[str, str] | None = None
+    ) -> list[Incident]:
+        return await self.store.list_incidents(statuses, limit, after)
 
-    async def timeline(self, incident_id: str, after_seq: int = 0) -> list[TimelineEvent]:
+    async def timeline(
+        self, incident_id: str, after_seq: int = 0, limit: int | None = None
+    ) -> list[TimelineEvent]:
         await self.get(incident_id)
-        return await self.store.timeline(incident_id, after_seq)
+        return await self.store.timeline(incident_id, after_seq, limit)
 
     async def verify(self, incident_id: str) -> Integrity:
         return await verify_incident(self.store, incident_id)

@@ -12,7 +12,7 @@ from typing import Annotated, Any
 
 import msgspec
 
-from incident.clock import isoformat
+from incident.clock import Timestamp, isoformat
 from incident.domain import Kind, Severity, Utility
 
 ReportId = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
@@ -61,7 +61,7 @@ class StoredReport(msgspec.Struct, frozen=True, kw_only=True):
     report: Report
     status: ReportStatus
     incident_id: str | None = None
-    received_at: str
+    received_at: Timestamp
     #: topic/partition/offset, or "api" for reports entered by hand.
     origin: str
     #: Why it was linked, declared or dismissed; and by whom.

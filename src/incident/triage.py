@@ -119,8 +119,10 @@ class TriageService:
             raise NotFound(f"no report {report_id}")
         return report
 
-    async def list_reports(self, statuses: Collection[ReportStatus] | None, limit: int) -> list[StoredReport]:
-        return await self._store.list_reports(statuses, limit)
+    async def list_reports(
+        self, statuses: Collection[ReportStatus] | None, limit: int, after: tuple[str, str] | None = None
+    ) -> list[StoredReport]:
+        return await self._store.list_reports(statuses, limit, after)
 
     async def link(self, report_id: str, incident_id: str, by: Principal, reason: str | None) -> StoredReport:
         stored = await self.get(report_id)

@@ -138,6 +138,12 @@ async def test_bad_query_parameters(api: Api) -> None:
     assert status == 422 and "status must be one of" in err["error"]["message"]
     status, err = await api.call("GET", "/api/incidents?limit=lots")
     assert status == 422 and "'limit' must be a whole number" in err["error"]["message"]
+    # The bounds the OpenAPI document states are the ones enforced, on every route that declares them.
+    for path in ("/api/incidents", "/api/reports"):
+        status, err = await api.call("GET", f"{path}?limit=0")
+        assert status == 422 and "between 1 and 1000" in err["error"]["message"], path
+    status, err = await api.call("GET", "/api/incidents?cursor=bm90LWEtY3Vyc29y")
+    assert status == 422 and err["error"]["code"] == "invalid_cursor"
 
 
 async def test_unknown_incident_and_route(api: Api) -> None:
@@ -149,6 +155,8 @@ async def test_unknown_incident_and_route(api: Api) -> None:
     assert status == 404 and err["error"]["code"] == "not_found"
     status, err = await api.call("DELETE", "/api/incidents")
     assert status == 405 and err["error"]["code"] == "method_not_allowed"
+    async with api.client.request("DELETE", "/api/incidents", headers=api.tokens.header("alice")) as resp:
+        assert resp.status == 405 and set(resp.headers["Allow"].split(", ")) == {"GET", "HEAD", "POST"}
 
 
 async def test_lifecycle_and_illegal_transitions(api: Api) -> None:

@@ -109,10 +109,10 @@ async def vendor_file(request: web.Request) -> web.Response:
 
 ENDPOINTS: tuple[Endpoint, ...] = (
     Endpoint("GET", "/", index, "The web console (sign in with a token)", None, tag="console",
-             content_type="text/html", errors=(404,)),
+             content_type="text/html", errors=(404,), uses_store=False),
     Endpoint("GET", "/console/{file}", console_file, "A file of the web console (modules, styles)",
-             None, tag="console", content_type="*/*", errors=(404,)),
+             None, tag="console", content_type="*/*", errors=(404,), uses_store=False),
     Endpoint("GET", "/console/vendor/{package}/{file}", vendor_file,
              "A library the console uses, as published on the npm registry, with its licence",
-             None, tag="console", content_type="*/*", errors=(404,)),
+             None, tag="console", content_type="*/*", errors=(404,), uses_store=False),
 )  # fmt: skip

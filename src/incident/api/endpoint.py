@@ -10,7 +10,7 @@ import enum
 import itertools
 import re
 import typing
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -29,10 +29,53 @@ ALL_ROLES = frozenset(Role)
 
 @dataclass(frozen=True)
 class Query:
+    """A query parameter. Its schema is the rule: the OpenAPI document states it and
+    :func:`check_query` enforces it on every request before the handler runs."""
+
     name: str
     description: str
-    schema: dict[str, Any] = field(default_factory=lambda: {"type": "string"})
+    schema: dict[str, Any] = field(default_factory=lambda: {"type": "string", "maxLength": 200})
     repeated: bool = False
+
+    @classmethod
+    def integer(cls, name: str, description: str, *, default: int, lo: int, hi: int) -> Query:
+        schema = {"type": "integer", "minimum": lo, "maximum": hi, "default": default}
+        return cls(name, f"{description} ({lo}-{hi}, default {default})", schema)
+
+    @classmethod
+    def choice(cls, name: str, description: str, choices: Iterable[str], *, default: str) -> Query:
+        return cls(name, description, {"type": "string", "enum": list(choices), "default": default})
+
+    def check(self, raw: str) -> None:
+        """Refuse ``raw`` unless it fits the schema (the subset of JSON Schema used here)."""
+        s, what = self.schema, f"query parameter {self.name!r}"
+        if s.get("type") == "integer":
+            try:
+                value = int(raw)
+            except ValueError:
+                raise InvalidInput(f"{what} must be a whole number, got {raw!r}") from None
+            lo, hi = s.get("minimum"), s.get("maximum")
+            if (lo is not None and value < lo) or (hi is not None and value > hi):
+                raise InvalidInput(f"{what} must be between {lo} and {hi}, got {value}")
+            return
+        if "enum" in s and raw not in s["enum"]:
+            choices = ", ".join(s["enum"])
+            raise InvalidInput(f"{self.name} must be one of: {choices} ({self.description}); got {raw!r}")
+        if len(raw) < s.get("minLength", 0) or len(raw) > s.get("maxLength", len(raw)):
+            raise InvalidInput(f"{what} must be {s.get('minLength', 0)} to {s['maxLength']} characters")
+        if "pattern" in s and re.search(s["pattern"], raw) is None:
+            raise InvalidInput(f"{what} has characters it cannot have")
+
+
+def check_query(endpoint: Endpoint, request: web.Request) -> None:
+    """Every declared query parameter given fits its schema (so the document and the
+    behaviour cannot disagree); parameters not declared are ignored."""
+    for q in endpoint.query:
+        values = request.query.getall(q.name, [])
+        if len(values) > 1 and not q.repeated:
+            raise InvalidInput(f"query parameter {q.name!r} may be given once")
+        for raw in values:
+            q.check(raw)
 
 
 class Idempotency(enum.Enum):
@@ -71,9 +114,34 @@ class Endpoint:
     self_auth: bool = False
     #: Content type of the success response, when not JSON.
     content_type: str = "application/json"
-    errors: tuple[int, ...] = (400, 401, 403, 404, 409, 413, 422)
+    #: Other content types the success response may have (chosen by a query parameter).
+    alternatives: tuple[str, ...] = ()
+    #: Error statuses beyond those :meth:`error_statuses` derives from the route's shape.
+    errors: tuple[int, ...] = ()
     #: Takes an ``Idempotency-Key`` header: every POST that creates or changes something.
     idempotent: Idempotency | None = None
+    #: Reads or writes the store (so a store failure is a 503).
+    uses_store: bool = True
+
+    def error_statuses(self) -> tuple[int, ...]:
+        """Every error status the route can answer, derived from what it takes, so a new
+        route is described as it behaves without anyone listing them."""
+        codes = set(self.errors)
+        if self.roles is not None:
+            codes |= {401, 403}  # no or unknown token; a role outside ``roles``
+        if "{" in self.path:
+            codes.add(404)  # nothing of that id
+        if self.query:
+            codes.add(422)  # a query parameter outside its schema
+        if self.body is not None:
+            codes |= {400, 413, 422}  # not JSON; too large; against the schema or a rule
+        if self.method in ("POST", "PUT", "PATCH", "DELETE"):
+            codes |= {404, 409}  # a write can name what is not there, or meet a state that forbids it
+        if self.idempotent is not None:
+            codes |= {400, 409, 422}  # a malformed key; the key in use; the key with another body
+        if self.uses_store:
+            codes.add(503)
+        return tuple(sorted(codes))
 
 
 _encoder = msgspec.json.Encoder()

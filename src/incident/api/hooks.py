@@ -6,7 +6,8 @@ from __future__ import annotations
 from incident.api.endpoint import Endpoint
 from incident.notify.webhooks import HookOptions, gather, inbound_sms, make_status_callback
 
-_SIGNED = (403, 413)
+#: A form that cannot be read; a wrong signature; too large.
+_SIGNED = (400, 403, 413)
 
 
 def hook_endpoints(options: HookOptions | None = None) -> tuple[Endpoint, ...]:

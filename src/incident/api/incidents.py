@@ -15,6 +15,7 @@ from incident.api.endpoint import (
     query_int,
     read_body,
 )
+from incident.api.paging import CURSOR, LIMIT, cut, page_request, pair
 from incident.api.schemas import HandoverBody, IncidentList, NoteBody, SeverityBody, StatusBody, Timeline
 from incident.domain import OPEN_STATUSES, Declaration, Incident, Role, Status, TimelineEvent
 from incident.errors import InvalidInput, NotFound
@@ -50,13 +51,17 @@ async def declare(request: web.Request) -> web.Response:
     return json_response(appended.incident, status=201)
 
 
+_STATUS = Query.choice(
+    "status", "open (default), closed, all, or one status", _STATUS_FILTERS, default="open"
+)
+
+
 async def list_incidents(request: web.Request) -> web.Response:
-    key = request.query.get("status", "open")
-    if key not in _STATUS_FILTERS:
-        raise InvalidInput(f"status must be one of: {', '.join(_STATUS_FILTERS)}; got {key!r}")
-    limit = query_int(request, "limit", 100, lo=1, hi=1000)
-    incidents = await request.app[INCIDENTS].list_incidents(_STATUS_FILTERS[key], limit)
-    return json_response(IncidentList(incidents))
+    key = request.query.get(_STATUS.name, "open")
+    size, after = page_request(request, "incidents", (str, str))
+    rows = await request.app[INCIDENTS].list_incidents(_STATUS_FILTERS[key], size + 1, pair(after))
+    page, cursor = cut(rows, size, "incidents", lambda i: (i.declared_at, i.id))
+    return json_response(IncidentList(page, cursor))
 
 
 async def get_incident(request: web.Request) -> web.Response:
@@ -101,14 +106,23 @@ async def hand_over(request: web.Request) -> web.Response:
 
 
 _TIMELINE_FORMATS = ("json", "csv", "cap")
+_FORMAT = Query.choice(
+    "format",
+    "json or csv (the timeline; json a page at a time) or cap (CAP 1.2 alerts)",
+    _TIMELINE_FORMATS,
+    default="json",
+)
+_AFTER = Query.integer(
+    "after", "only events after this sequence number (json, csv)", default=0, lo=0, hi=2**62
+)
+#: A timeline page is larger than other lists' (the review reads whole timelines).
+_EVENTS = Query.integer("limit", "format=json: at most this many events", default=1000, lo=1, hi=5000)
 
 
 async def timeline(request: web.Request) -> web.Response:
     incident_id = _incident_id(request)
-    fmt = request.query.get("format", "json")
-    if fmt not in _TIMELINE_FORMATS:
-        raise InvalidInput(f"format must be json or csv (the timeline) or cap (CAP 1.2 alerts); got {fmt!r}")
-    after = query_int(request, "after", 0, lo=0, hi=2**62)
+    fmt = request.query.get(_FORMAT.name, "json")
+    after = query_int(request, _AFTER.name, 0, lo=0, hi=2**62)
     service = request.app[INCIDENTS]
     if fmt == "cap":
         return await _cap(request, incident_id)
@@ -120,10 +134,14 @@ async def timeline(request: web.Request) -> web.Response:
             charset="utf-8",
             headers={"Content-Disposition": f'attachment; filename="{incident_id}-timeline.csv"'},
         )
+    size, cursor = page_request(request, "timeline", (int,), _EVENTS)
+    if cursor is not None:
+        after = max(after, int(cursor[0]))
     integrity = await service.verify(incident_id)
     incident: Incident = await service.get(incident_id)
-    events = await service.timeline(incident_id, after)
-    return json_response(Timeline(incident=incident, events=events, integrity=integrity))
+    rows = await service.timeline(incident_id, after, size + 1)
+    events, next_cursor = cut(rows, size, "timeline", lambda e: (e.seq,))
+    return json_response(Timeline(incident, events, integrity, next_cursor))
 
 
 async def _cap(request: web.Request, incident_id: str) -> web.Response:
@@ -186,17 +204,10 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         "GET",
         "/api/incidents",
         list_incidents,
-        "List incidents, newest first",
+        "List incidents, newest first, a page at a time",
         ALL_ROLES,
         response=IncidentList,
-        query=(
-            Query(
-                "status",
-                "open (default), closed, all, or one status",
-                {"type": "string", "enum": list(_STATUS_FILTERS)},
-            ),
-            Query("limit", "at most this many (1-1000, default 100)", {"type": "integer"}),
-        ),
+        query=(_STATUS, LIMIT, CURSOR),
     ),
     Endpoint("GET", _ID, get_incident, "One incident's current state", ALL_ROLES, response=Incident),
     Endpoint(
@@ -253,16 +264,18 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         "GET",
         _ID + "/timeline",
         timeline,
-        "The full ordered timeline with its integrity check, as JSON or CSV; or the CAP 1.2 alerts "
-        "of the incident's public notices (format=cap: application/xml, <alerts> around complete "
-        "CAP <alert> elements; with alert=IDENTIFIER one alert as application/cap+xml)",
+        "The ordered timeline with its integrity check: as JSON a page at a time (limit, cursor), "
+        "as CSV whole (text/csv); or the CAP 1.2 alerts of the incident's public notices (format=cap: "
+        "application/xml, <alerts> around complete CAP <alert> elements; with alert=IDENTIFIER one "
+        "alert as application/cap+xml)",
         ALL_ROLES,
         response=Timeline,
+        alternatives=("text/csv", "application/xml", "application/cap+xml"),
         query=(
-            Query(
-                "format", "json (default), csv or cap", {"type": "string", "enum": list(_TIMELINE_FORMATS)}
-            ),
-            Query("after", "only events after this sequence number (json, csv)", {"type": "integer"}),
+            _FORMAT,
+            _AFTER,
+            _EVENTS,
+            CURSOR,
             Query("alert", "format=cap: only this alert (its CAP identifier), as a standalone document"),
         ),
     ),

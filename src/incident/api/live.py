@@ -16,7 +16,7 @@ from aiohttp import WSCloseCode, WSMsgType, web
 
 from incident.api.endpoint import Endpoint
 from incident.api.middleware import authorize, bearer_token
-from incident.errors import AuthError
+from incident.errors import AuthError, MalformedRequest
 from incident.keys import ENDPOINTS, HUB, LIVE_SOCKETS, METRICS, TOKENS
 from incident.live import Subscriber
 
@@ -69,10 +69,13 @@ async def _watch_drop(
 async def live(request: web.Request) -> web.WebSocketResponse:
     endpoint: Endpoint = request.app[ENDPOINTS][request.match_info.route]
     header_token = bearer_token(request)
-    if header_token is not None or "Authorization" in request.headers:
+    ws = web.WebSocketResponse(heartbeat=30.0)
+    upgrade = ws.can_prepare(request).ok
+    if header_token is not None or "Authorization" in request.headers or not upgrade:
         # A client that can send headers is checked before the upgrade: a plain 401/403.
         principal = authorize(request.app[TOKENS], header_token, endpoint)
-    ws = web.WebSocketResponse(heartbeat=30.0)
+    if not upgrade:
+        raise MalformedRequest("/api/live is a WebSocket: send an upgrade request", code="not_websocket")
     await ws.prepare(request)
     try:
         if header_token is None:

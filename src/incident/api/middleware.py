@@ -7,7 +7,7 @@ import time
 
 from aiohttp import web
 
-from incident.api.endpoint import Endpoint, Handler, json_response
+from incident.api.endpoint import Endpoint, Handler, check_query, json_response
 from incident.auth import Principal, TokenRegistry
 from incident.errors import Forbidden, IncidentError, Unauthenticated
 from incident.keys import ENDPOINTS, METRICS, PRINCIPAL, TOKENS
@@ -74,7 +74,11 @@ async def errors_and_metrics(request: web.Request, handler: Handler) -> web.Stre
             message = f"no such endpoint: {request.method} {request.path} (see /api/openapi.json)"
         elif status == 405:
             message = f"{request.method} is not allowed on {request.path}"
-        return error_response(status, code, message)
+        response = error_response(status, code, message)
+        if isinstance(err, web.HTTPMethodNotAllowed):  # RFC 9110: a 405 names what is allowed
+            allowed = set(err.allowed_methods) | ({"HEAD"} if "GET" in err.allowed_methods else set())
+            response.headers["Allow"] = ", ".join(sorted(allowed))
+        return response
     except Exception:
         log.exception("unexpected error on %s %s", request.method, template)
         return error_response(500, "internal", "internal error; it has been logged")
@@ -85,7 +89,10 @@ async def errors_and_metrics(request: web.Request, handler: Handler) -> web.Stre
 
 @web.middleware
 async def authentication(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """The caller's role, then the declared query parameters, before the handler runs."""
     endpoint = request.app[ENDPOINTS].get(request.match_info.route)
-    if endpoint is not None and endpoint.roles is not None and not endpoint.self_auth:
-        request[PRINCIPAL] = authorize(request.app[TOKENS], bearer_token(request), endpoint)
+    if endpoint is not None:
+        if endpoint.roles is not None and not endpoint.self_auth:
+            request[PRINCIPAL] = authorize(request.app[TOKENS], bearer_token(request), endpoint)
+        check_query(endpoint, request)
     return await handler(request)

@@ -6,8 +6,10 @@ from __future__ import annotations
 import msgspec
 from aiohttp import web
 
-from incident.api.endpoint import ALL_ROLES, Endpoint, Idempotency, json_response, query_int, read_body
+from incident.api.endpoint import ALL_ROLES, Endpoint, Idempotency, Query, json_response, read_body
 from incident.api.incidents import DECLARE, STEER
+from incident.api.paging import CURSOR, LIMIT, cut, page_request
+from incident.clock import Timestamp
 from incident.keys import INCIDENTS, NOTICES, PRINCIPAL, SERVICE_AREA, SETTINGS, STORE
 from incident.notices import NoticeRequest, PlannedNotice
 from incident.notify.records import Delivery, Notice
@@ -29,7 +31,7 @@ class DeliveryRow(msgspec.Struct, frozen=True):
     state: str
     attempts: int
     error_code: str | None
-    updated_at: str
+    updated_at: Timestamp
 
 
 class Deliveries(msgspec.Struct, frozen=True):
@@ -37,7 +39,10 @@ class Deliveries(msgspec.Struct, frozen=True):
     #: channel -> state -> count
     counts: dict[str, dict[str, int]]
     rows: list[DeliveryRow]
+    #: The delivery id to pass as ``after`` for the next page (kept for older clients).
     next_after: str | None
+    #: The cursor of the next page, as every paged list answers; None on the last.
+    next_cursor: str | None = None
 
 
 def mask(address: str) -> str:
@@ -85,14 +90,18 @@ async def approve(request: web.Request) -> web.Response:
 async def deliveries(request: web.Request) -> web.Response:
     incident_id = _incident_id(request)
     await request.app[INCIDENTS].get(incident_id)
-    limit = query_int(request, "limit", 100, lo=1, hi=1000)
-    after = request.query.get("after", "")
+    size, cursor = page_request(request, "deliveries", (str,))
+    after = str(cursor[0]) if cursor is not None else request.query.get(_AFTER.name, "")
     store = request.app[STORE]
-    rows = await store.list_deliveries(incident_id, after, limit)
-    next_after = rows[-1].delivery_id if len(rows) == limit else None
-    return json_response(
-        Deliveries(incident_id, await store.delivery_counts(incident_id), [_row(d) for d in rows], next_after)
-    )
+    rows = await store.list_deliveries(incident_id, after, size + 1)
+    page, next_cursor = cut(rows, size, "deliveries", lambda d: (d.delivery_id,))
+    next_after = page[-1].delivery_id if next_cursor else None
+    counts = await store.delivery_counts(incident_id)
+    return json_response(Deliveries(incident_id, counts, [_row(d) for d in page], next_after, next_cursor))
+
+
+_AFTER = Query("after", "older form of cursor: the next_after of the previous page",
+               {"type": "string", "maxLength": 200})  # fmt: skip
 
 
 _N = "/api/incidents/{incident_id}/notices"
@@ -107,6 +116,6 @@ ENDPOINTS: tuple[Endpoint, ...] = (
     Endpoint("POST", _N + "/{notice_id}/approve", approve, "Approve a planned notice for sending",
              DECLARE, tag="notices", response=Notice, idempotent=Idempotency.incident),
     Endpoint("GET", "/api/incidents/{incident_id}/deliveries", deliveries,
-             "Deliveries: counts by channel and status, and rows (addresses masked; ?after=&limit= to page)",
-             ALL_ROLES, tag="notices", response=Deliveries),
+             "Deliveries: counts by channel and status, and a page of rows (addresses masked)",
+             ALL_ROLES, tag="notices", response=Deliveries, query=(LIMIT, CURSOR, _AFTER)),
 )  # fmt: skip

@@ -25,12 +25,75 @@ _IDEMPOTENCY_KEY: dict[str, Any] = {
 }
 
 
+def _formats(types: list[Any], components: dict[str, Any]) -> None:
+    """msgspec describes a ``datetime`` (and a date, time, UUID) as a bare string: add the
+    ``format`` of every such field of every struct in the document."""
+    seen: set[type[Any]] = set()
+
+    def walk(t: msgspec.inspect.Type) -> str | None:
+        """The format of ``t`` (unwrapping optional and annotated), and walk into structs."""
+        if isinstance(t, msgspec.inspect.Metadata):
+            return walk(t.type)
+        if isinstance(t, msgspec.inspect.UnionType):
+            found = [walk(u) for u in t.types]
+            return next((f for f in found if f), None)
+        if isinstance(t, msgspec.inspect.StructType):
+            struct(t)
+        elif isinstance(t, _COLLECTIONS):
+            walk(t.item_type)
+        elif isinstance(t, msgspec.inspect.DictType):
+            walk(t.value_type)
+        return _FORMATS.get(type(t))
+
+    def struct(t: msgspec.inspect.StructType) -> None:
+        if t.cls in seen:
+            return
+        seen.add(t.cls)
+        props = components.get(t.cls.__name__, {}).get("properties", {})
+        for f in t.fields:
+            fmt = walk(f.type)
+            if fmt and f.encode_name in props:
+                prop = props[f.encode_name]
+                for choice in prop.get("anyOf", [prop]):
+                    if choice.get("type") == "string":
+                        choice.setdefault("format", fmt)
+
+    for t in msgspec.inspect.multi_type_info(types):
+        walk(t)
+
+
+_COLLECTIONS = (msgspec.inspect.ListType, msgspec.inspect.SetType, msgspec.inspect.FrozenSetType)
+_FORMATS: dict[type[Any], str] = {
+    msgspec.inspect.DateTimeType: "date-time",
+    msgspec.inspect.DateType: "date",
+    msgspec.inspect.TimeType: "time",
+    msgspec.inspect.UUIDType: "uuid",
+}
+
+
+def _error(error_ref: dict[str, Any], description: str) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": error_ref}}}
+
+
+_WHY = {
+    400: "the request cannot be read (not JSON, a malformed Idempotency-Key, not a WebSocket upgrade)",
+    401: "no token, or an unknown one",
+    403: "the token's role may not do this (or, on webhooks, the signature is wrong)",
+    404: "nothing of that id",
+    409: "the current state forbids it, or the Idempotency-Key is in use",
+    413: "the body is larger than the limit",
+    422: "a value breaks the schema or a rule (or the Idempotency-Key came with another body)",
+    503: "the store is unavailable; try again",
+}
+
+
 def build_openapi(endpoints: Iterable[Endpoint]) -> dict[str, Any]:
     endpoints = list(endpoints)
     types: list[Any] = [ErrorBody]
     for e in endpoints:
         types += [t for t in (e.body, e.response) if t is not None]
     schemas, components = msgspec.json.schema_components(types, ref_template="#/components/schemas/{name}")
+    _formats(types, components)
     schema_of = dict(zip(map(id, types), schemas, strict=True))
     error_ref = schema_of[id(ErrorBody)]
 
@@ -70,13 +133,11 @@ def build_openapi(endpoints: Iterable[Endpoint]) -> dict[str, Any]:
             success["content"] = {e.content_type: {"schema": schema_of[id(e.response)]}}
         elif e.content_type != "application/json":
             success["content"] = {e.content_type: {"schema": {"type": "string"}}}
+        for other in e.alternatives:
+            success.setdefault("content", {})[other] = {"schema": {"type": "string"}}
         responses: dict[str, Any] = {str(e.status): success}
-        errors = e.errors if e.roles is not None else tuple(c for c in e.errors if c not in (401, 403))
-        for code in errors:
-            responses[str(code)] = {
-                "description": "error",
-                "content": {"application/json": {"schema": error_ref}},
-            }
+        for code in e.error_statuses():
+            responses[str(code)] = _error(error_ref, _WHY.get(code, "error"))
         op["responses"] = responses
         if e.roles is not None:
             op["security"] = [{"bearer": []}]
@@ -90,7 +151,8 @@ def build_openapi(endpoints: Iterable[Endpoint]) -> dict[str, Any]:
         "info": {
             "title": "Incident command and mass notification",
             "version": __version__,
-            "description": "Each operation lists the roles it allows under x-roles.",
+            "description": "Each operation lists the roles it allows under x-roles. Lists that can grow"
+            " are paged: ?limit= and ?cursor= (the previous page's next_cursor, null on the last page).",
         },
         "paths": paths,
         "components": {

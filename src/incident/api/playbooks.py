@@ -11,6 +11,7 @@ from aiohttp import web
 import incident.playbook.clocks as clocks
 from incident.api.endpoint import ALL_ROLES, Endpoint, Idempotency, json_response, read_body
 from incident.api.incidents import STEER
+from incident.clock import Timestamp
 from incident.domain import Incident
 from incident.errors import NotFound
 from incident.keys import CLOCK, INCIDENTS, PLAYBOOKS, PRINCIPAL, STORE
@@ -42,7 +43,7 @@ class StageView(msgspec.Struct, frozen=True, kw_only=True):
 
 class TimerView(msgspec.Struct, frozen=True, kw_only=True):
     timer: str
-    due_at: str
+    due_at: Timestamp
     state: str
 
 
@@ -51,12 +52,12 @@ class PlaybookView(msgspec.Struct, frozen=True, kw_only=True):
     playbook: str | None
     title: str | None
     stage: str | None
-    entered_at: str | None
+    entered_at: Timestamp | None
     stages: list[StageView]
     slas: list[clocks.SlaClock]
     timers: list[TimerView]
     advisory: str | None
-    etr: str | None
+    etr: Timestamp | None
 
 
 class PlaybookSummary(msgspec.Struct, frozen=True, kw_only=True):

@@ -7,10 +7,10 @@ from typing import Annotated
 import msgspec
 from aiohttp import web
 
-from incident.api.endpoint import ALL_ROLES, Endpoint, Idempotency, Query, json_response, query_int, read_body
+from incident.api.endpoint import ALL_ROLES, Endpoint, Idempotency, Query, json_response, read_body
 from incident.api.incidents import DECLARE, STEER
+from incident.api.paging import CURSOR, LIMIT, cut, page_request, pair
 from incident.domain import Incident, IncidentId, Severity, Title
-from incident.errors import InvalidInput
 from incident.keys import INCIDENTS, PRINCIPAL, TRIAGE
 from incident.reports import ReportStatus, StoredReport
 
@@ -42,6 +42,8 @@ class DismissBody(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
 
 class ReportList(msgspec.Struct, frozen=True):
     reports: list[StoredReport]
+    #: The cursor of the next page; None on the last.
+    next_cursor: str | None = None
 
 
 class Declared(msgspec.Struct, frozen=True):
@@ -53,12 +55,17 @@ def _report_id(request: web.Request) -> str:
     return request.match_info["report_id"]
 
 
+_STATUS = Query.choice(
+    "status", "unassigned (default), linked, dismissed or all", _FILTERS, default="unassigned"
+)
+
+
 async def list_reports(request: web.Request) -> web.Response:
-    key = request.query.get("status", "unassigned")
-    if key not in _FILTERS:
-        raise InvalidInput(f"status must be one of: {', '.join(_FILTERS)}; got {key!r}")
-    limit = query_int(request, "limit", 100, lo=1, hi=1000)
-    return json_response(ReportList(await request.app[TRIAGE].list_reports(_FILTERS[key], limit)))
+    key = request.query.get(_STATUS.name, "unassigned")
+    size, after = page_request(request, "reports", (str, str))
+    rows = await request.app[TRIAGE].list_reports(_FILTERS[key], size + 1, pair(after))
+    page, cursor = cut(rows, size, "reports", lambda r: (r.received_at, r.report.report_id))
+    return json_response(ReportList(page, cursor))
 
 
 async def get_report(request: web.Request) -> web.Response:
@@ -93,13 +100,9 @@ _ID = "/api/reports/{report_id}"
 
 ENDPOINTS: tuple[Endpoint, ...] = (
     Endpoint(
-        "GET", "/api/reports", list_reports, "The triage queue (default: unassigned reports), newest first",
-        ALL_ROLES, tag="reports", response=ReportList,
-        query=(
-            Query("status", "unassigned (default), linked, dismissed or all",
-                  {"type": "string", "enum": list(_FILTERS)}),
-            Query("limit", "at most this many (1-1000, default 100)", {"type": "integer"}),
-        ),
+        "GET", "/api/reports", list_reports,
+        "The triage queue (default: unassigned reports), newest first, a page at a time",
+        ALL_ROLES, tag="reports", response=ReportList, query=(_STATUS, LIMIT, CURSOR),
     ),
     Endpoint("GET", _ID, get_report, "One report with its triage status", ALL_ROLES, tag="reports",
              response=StoredReport),

@@ -34,12 +34,17 @@ class HandoverBody(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
 
 class IncidentList(msgspec.Struct, frozen=True):
     incidents: list[Incident]
+    #: The cursor of the next page; None on the last.
+    next_cursor: str | None = None
 
 
 class Timeline(msgspec.Struct, frozen=True):
     incident: Incident
+    #: A page of events in sequence order (``next_cursor`` goes on).
     events: list[TimelineEvent]
+    #: The check of the whole chain, whichever page this is.
     integrity: Integrity
+    next_cursor: str | None = None
 
 
 class Health(msgspec.Struct, frozen=True):

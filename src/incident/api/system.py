@@ -99,9 +99,9 @@ ENDPOINTS_: tuple[Endpoint, ...] = (
         tag="system",
         response=None,
         content_type="text/plain",
-        errors=(),
+        uses_store=False,
     ),
-    Endpoint("GET", "/api/openapi.json", openapi, "This document", None, tag="system", errors=()),
+    Endpoint("GET", "/api/openapi.json", openapi, "This document", None, tag="system", uses_store=False),
     Endpoint(
         "GET",
         "/api/me",
@@ -110,6 +110,6 @@ ENDPOINTS_: tuple[Endpoint, ...] = (
         ALL_ROLES,
         tag="system",
         response=Me,
-        errors=(401,),
+        uses_store=False,
     ),
 )

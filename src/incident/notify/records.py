@@ -6,6 +6,7 @@ from typing import Any
 
 import msgspec
 
+from incident.clock import Timestamp
 from incident.notify.states import DeliveryState
 
 
@@ -19,11 +20,11 @@ class Notice(msgspec.Struct, frozen=True, kw_only=True):
     #: planning -> planned -> approved -> sending -> sent (or cancelled)
     status: str
     created_by: str
-    created_at: str
+    created_at: Timestamp
     approved_by: str | None = None
-    approved_at: str | None = None
+    approved_at: Timestamp | None = None
     #: Quiet hours: not before this time (ISO, UTC), or None.
-    send_after: str | None = None
+    send_after: Timestamp | None = None
     counts: dict[str, Any] = msgspec.field(default_factory=dict)
     #: The rendering context (utility, area description, ETR, drill, ...).
     context: dict[str, Any] = msgspec.field(default_factory=dict)

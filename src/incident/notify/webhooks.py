@@ -44,7 +44,7 @@ from twilio.request_validator import RequestValidator  # type: ignore[import-unt
 from incident.api.endpoint import Handler, json_response
 from incident.clock import isoformat
 from incident.domain import EventDraft
-from incident.errors import Forbidden, StoreError
+from incident.errors import Forbidden, MalformedRequest, StoreError
 from incident.geo.household import Channel, Household
 from incident.keys import CLOCK, INCIDENTS, METRICS, SERVICE_AREA, SETTINGS, STORE
 from incident.metrics import Metrics
@@ -195,7 +195,10 @@ async def verified_form(request: web.Request, hook: str) -> MultiDictProxy[str]:
     twilio = settings.twilio
     auth_token = credentials(settings).auth_token  # the drill carrier's own when drilling
     signature = request.headers.get(SIGNATURE_HEADER, "")
-    posted = await request.post()
+    try:
+        posted = await request.post()
+    except ValueError as err:  # e.g. multipart/form-data without a boundary
+        raise MalformedRequest(f"the form cannot be read: {err}", code="malformed_form") from err
     form: MultiDict[str] = MultiDict()
     for name, value in posted.items():
         if not isinstance(value, str):  # a file upload: Twilio never sends one

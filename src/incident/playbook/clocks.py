@@ -19,7 +19,7 @@ from typing import Any, Literal
 
 import msgspec
 
-from incident.clock import isoformat
+from incident.clock import Timestamp, isoformat
 from incident.domain import EventType, Status, TimelineEvent
 from incident.playbook.model import (
     Condition,
@@ -162,11 +162,11 @@ class SlaClock(msgspec.Struct, frozen=True, kw_only=True):
     sla: str
     title: str
     state: ClockState
-    started_at: str | None = None
-    due_at: str | None = None
-    met_at: str | None = None
+    started_at: Timestamp | None = None
+    due_at: Timestamp | None = None
+    met_at: Timestamp | None = None
     #: When the breach became true: ``due_at`` of a breached clock.
-    breached_at: str | None = None
+    breached_at: Timestamp | None = None
     #: A ``sla_breached`` event for this SLA is already on the timeline.
     breach_recorded: bool = False
     #: Rotas to page on breach (the SLA's ``escalate``), so a breach needs no playbook lookup.

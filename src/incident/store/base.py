@@ -70,8 +70,14 @@ class Store(Protocol):
     async def get_incident(self, incident_id: str) -> Incident | None: ...
 
     async def list_incidents(
-        self, statuses: Collection[Status] | None = None, limit: int = 100
-    ) -> list[Incident]: ...
+        self,
+        statuses: Collection[Status] | None = None,
+        limit: int = 100,
+        after: tuple[str, str] | None = None,
+    ) -> list[Incident]:
+        """Newest first (``declared_at``, then ``id``, descending); ``after`` is the
+        ``(declared_at, id)`` of the row a page ended with: the rows after it in that order."""
+        ...
 
     async def timeline(
         self, incident_id: str, after_seq: int = 0, limit: int | None = None
@@ -223,8 +229,14 @@ class Store(Protocol):
     async def set_meta(self, key: str, value: str) -> None: ...
 
     async def list_reports(
-        self, statuses: Collection[ReportStatus] | None = None, limit: int = 100
-    ) -> list[StoredReport]: ...
+        self,
+        statuses: Collection[ReportStatus] | None = None,
+        limit: int = 100,
+        after: tuple[str, str] | None = None,
+    ) -> list[StoredReport]:
+        """Newest first (``received_at`` descending, then ``report_id``); ``after`` is the
+        ``(received_at, report_id)`` of the row a page ended with: the rows after it."""
+        ...
 
     # --- opt-outs by reply (STOP / START) and inbound replies ------------------------------
 

@@ -270,4 +270,15 @@ MIGRATIONS += (
     ),
 )
 
+# Version 12: the orders the paged lists read in (newest first, with the id as tie-breaker),
+# so a page further down costs what the first one does, whatever the status filter.
+_V12_PAGING = """
+CREATE INDEX incidents_by_declared ON incidents (declared_at, id);
+CREATE INDEX reports_by_received ON reports (received_at, report_id);
+"""
+
+MIGRATIONS += (
+    Migration(version=12, name="indexes for paged lists", sqlite=_V12_PAGING, postgres=_V12_PAGING),
+)
+
 LATEST = max(m.version for m in MIGRATIONS)

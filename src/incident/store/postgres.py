@@ -885,15 +885,20 @@ class PostgresStore:
         return stored_report(row) if row else None
 
     async def list_reports(
-        self, statuses: Collection[ReportStatus] | None = None, limit: int = 100
+        self,
+        statuses: Collection[ReportStatus] | None = None,
+        limit: int = 100,
+        after: tuple[str, str] | None = None,
     ) -> list[StoredReport]:
         values = None if statuses is None else [s.value for s in statuses]
+        at, rid = after if after is not None else (None, None)
         rows = await self._run(
             lambda c: c.fetch(
                 f"SELECT {REPORT_COLUMNS} FROM reports"  # noqa: S608
                 " WHERE ($1::text[] IS NULL OR status = ANY($1::text[]))"
+                " AND ($3::text IS NULL OR received_at < $3 OR (received_at = $3 AND report_id > $4))"
                 " ORDER BY received_at DESC, report_id LIMIT $2",
-                values, limit,
+                values, limit, at, rid,
             ),
             transaction=False,
         )  # fmt: skip
@@ -980,21 +985,22 @@ class PostgresStore:
         return _decode_incident(raw) if raw is not None else None
 
     async def list_incidents(
-        self, statuses: Collection[Status] | None = None, limit: int = 100
+        self,
+        statuses: Collection[Status] | None = None,
+        limit: int = 100,
+        after: tuple[str, str] | None = None,
     ) -> list[Incident]:
-        if statuses is None:
-            query = lambda c: c.fetch(  # noqa: E731
-                "SELECT state FROM incidents ORDER BY declared_at DESC, id DESC LIMIT $1", limit
-            )
-        else:
-            values = [s.value for s in statuses]
-            query = lambda c: c.fetch(  # noqa: E731
-                "SELECT state FROM incidents WHERE status = ANY($1::text[])"
+        values = None if statuses is None else [s.value for s in statuses]
+        at, iid = after if after is not None else (None, None)
+        rows = await self._run(
+            lambda c: c.fetch(
+                "SELECT state FROM incidents WHERE ($1::text[] IS NULL OR status = ANY($1::text[]))"
+                " AND ($3::text IS NULL OR declared_at < $3 OR (declared_at = $3 AND id < $4))"
                 " ORDER BY declared_at DESC, id DESC LIMIT $2",
-                values,
-                limit,
-            )
-        rows = await self._run(query, transaction=False)
+                values, limit, at, iid,
+            ),
+            transaction=False,
+        )  # fmt: skip
         return [_decode_incident(r[0]) for r in rows]
 
     async def timeline(

@@ -860,13 +860,20 @@ class SqliteStore:
         return stored_report(row) if row else None
 
     async def list_reports(
-        self, statuses: Collection[ReportStatus] | None = None, limit: int = 100
+        self,
+        statuses: Collection[ReportStatus] | None = None,
+        limit: int = 100,
+        after: tuple[str, str] | None = None,
     ) -> list[StoredReport]:
         def run(conn: sqlite3.Connection) -> list[Any]:
-            sql, args = f"SELECT {REPORT_COLUMNS} FROM reports", []  # noqa: S608
+            where, args = ["1 = 1"], []
             if statuses is not None:
-                sql += f" WHERE status IN ({', '.join('?' * len(statuses))})"
-                args = [s.value for s in statuses]
+                where.append(f"status IN ({', '.join('?' * len(statuses))})")
+                args += [s.value for s in statuses]
+            if after is not None:
+                where.append("(received_at < ? OR (received_at = ? AND report_id > ?))")
+                args += [after[0], after[0], after[1]]
+            sql = f"SELECT {REPORT_COLUMNS} FROM reports WHERE {' AND '.join(where)}"  # noqa: S608
             sql += " ORDER BY received_at DESC, report_id LIMIT ?"
             return conn.execute(sql, [*args, limit]).fetchall()
 
@@ -894,15 +901,20 @@ class SqliteStore:
         return _decode_incident(row[0]) if row else None
 
     async def list_incidents(
-        self, statuses: Collection[Status] | None = None, limit: int = 100
+        self,
+        statuses: Collection[Status] | None = None,
+        limit: int = 100,
+        after: tuple[str, str] | None = None,
     ) -> list[Incident]:
         def run(conn: sqlite3.Connection) -> list[Any]:
-            if statuses is None:
-                sql, args = "SELECT state FROM incidents", []
-            else:
-                marks = ", ".join("?" for _ in statuses)
-                sql = f"SELECT state FROM incidents WHERE status IN ({marks})"  # noqa: S608
-                args = [s.value for s in statuses]
+            where, args = ["1 = 1"], []
+            if statuses is not None:
+                where.append(f"status IN ({', '.join('?' for _ in statuses)})")
+                args += [s.value for s in statuses]
+            if after is not None:
+                where.append("(declared_at < ? OR (declared_at = ? AND id < ?))")
+                args += [after[0], after[0], after[1]]
+            sql = f"SELECT state FROM incidents WHERE {' AND '.join(where)}"  # noqa: S608
             sql += " ORDER BY declared_at DESC, id DESC LIMIT ?"
             return conn.execute(sql, [*args, limit]).fetchall()
 
