@@ -130,27 +130,24 @@ def served(tmp_path_factory: pytest.TempPathFactory, broker: Broker, people: Tok
     served.stop()
 
 
-def _call(served: Served, method: str, path: str, who: str = "alice", body: Any = None) -> Any:
-    headers = {"Authorization": f"Bearer {served_tokens[who]}"}
-    resp = requests.request(method, served.url + path, json=body, headers=headers, timeout=30)
-    assert resp.status_code < 300, (method, path, resp.status_code, resp.text)
-    return resp.json()
-
-
-served_tokens: dict[str, str] = {}
-
-
 @pytest.fixture(scope="module")
 def known_ids(served: Served, people: Tokens) -> dict[str, str]:
     """Things that exist, for the path parameters of the same names."""
-    served_tokens.update(people.by_name)
-    incident = _call(served, "POST", "/api/incidents", body={
+
+    def _call(method: str, path: str, body: Any = None) -> Any:
+        resp = requests.request(
+            method, served.url + path, json=body, headers=people.header("alice"), timeout=30
+        )
+        assert resp.status_code < 300, (method, path, resp.status_code, resp.text)
+        return resp.json()
+
+    incident = _call("POST", "/api/incidents", body={
         "kind": "main_break", "utility": "water", "title": "Main break on Elm St", "severity": "high",
     })  # fmt: skip
     iid = incident["id"]
-    _call(served, "PUT", f"/api/incidents/{iid}/area",
+    _call("PUT", f"/api/incidents/{iid}/area",
           body={"around": {"lon": -85.6, "lat": 38.04, "radius_m": 300}})  # fmt: skip
-    notice = _call(served, "POST", f"/api/incidents/{iid}/notices",
+    notice = _call("POST", f"/api/incidents/{iid}/notices",
                    body={"template": "main_break", "channels": ["sms", "voice"],
                          "facts": {"area": "Elm St between 1st and 5th Ave"}})  # fmt: skip
     report = Report(
@@ -162,7 +159,7 @@ def known_ids(served: Served, people: Tokens) -> dict[str, str]:
                                                 ingest_planner(CorrelationSettings())))  # fmt: skip
     network = served.app[SERVICE_AREA].network
     assert network is not None
-    playbooks = _call(served, "GET", "/api/playbooks")["playbooks"]
+    playbooks = _call("GET", "/api/playbooks")["playbooks"]
     return {
         "incident_id": iid,
         "notice_id": notice["notice"]["notice_id"],

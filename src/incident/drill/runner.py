@@ -249,7 +249,8 @@ class _Run:
         """Print what the service did by itself on the run's incident since the last look."""
         if self.incident_id is None:
             return
-        _, timeline = await self.call("GET", self._incident_path("/timeline"))
+        # Only what is new: a page (up to 1,000 events) each look, the next look goes on from there.
+        _, timeline = await self.call("GET", self._incident_path(f"/timeline?after={self.seen_seq}"))
         for event in timeline.get("events", []):
             if event["seq"] <= self.seen_seq:
                 continue

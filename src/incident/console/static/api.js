@@ -78,6 +78,19 @@ export async function api(method, path, body) {
 }
 
 export const get = (path) => api("GET", path);
+
+/** A paged list whole: follows `next_cursor` and joins the pages' `key` rows (the answer is
+ *  the last page's, with every row). */
+export async function getAll(path, key) {
+  const sep = path.includes("?") ? "&" : "?";
+  let page = await get(path);
+  const rows = [...page[key]];
+  for (let n = 0; page.next_cursor && n < 1000; n++) {
+    page = await get(`${path}${sep}cursor=${encodeURIComponent(page.next_cursor)}`);
+    rows.push(...page[key]);
+  }
+  return { ...page, [key]: rows };
+}
 export const post = (path, body = {}) => api("POST", path, body);
 export const put = (path, body) => api("PUT", path, body);
 
@@ -120,7 +133,15 @@ export async function download(path, fallbackName) {
   const blob = await resp.blob();
   const disposition = resp.headers.get("Content-Disposition") || "";
   const match = /filename="([^"]+)"/.exec(disposition);
-  const name = match ? match[1] : fallbackName;
+  return saveBlob(blob, match ? match[1] : fallbackName);
+}
+
+/** Save JSON the console already holds as a file (e.g. a timeline read page by page). */
+export function saveJson(value, name) {
+  return saveBlob(new Blob([JSON.stringify(value, null, 2)], { type: "application/json" }), name);
+}
+
+function saveBlob(blob, name) {
   const url = URL.createObjectURL(blob);
   const a = document.createElement("a");
   a.href = url;

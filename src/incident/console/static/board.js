@@ -1,7 +1,7 @@
 // The command board: every open incident on one screen (a wall display), live.
 // Stage, SLA clocks counting down, households, deliveries by channel, and the areas on a map.
 
-import { enc, get } from "./api.js";
+import { enc, get, getAll } from "./api.js";
 import { append, h, leafletText, replace } from "./dom.js";
 import { dateTime, label, number, t, time } from "./i18n.js";
 import { SEVERITY_COLOURS, createMap } from "./map.js";
@@ -73,7 +73,7 @@ class Board {
   }
 
   async load() {
-    const { incidents } = await get("/api/incidents?status=open");
+    const { incidents } = await getAll("/api/incidents?status=open", "incidents");
     if (this.unmounted) return;
     const seen = new Set();
     await Promise.all(incidents.map(async (incident) => {

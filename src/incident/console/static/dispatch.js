@@ -2,7 +2,7 @@
 // area (drawn polygon, zones, or the isolation of a broken pipe), the notice composer with
 // previews and approval, playbook stages, ETR, notes and hand-over.
 
-import { ApiError, can, enc, get, post, put } from "./api.js";
+import { ApiError, can, enc, get, getAll, post, put } from "./api.js";
 import { append, ask, h, leafletText, replace, tabs, toast } from "./dom.js";
 import { dateTime, describeEvent, label, languageName, list, number, relative, t } from "./i18n.js";
 import { PolygonDraw, SEVERITY_COLOURS, areaLayer, createMap, layerSwitches } from "./map.js";
@@ -120,7 +120,7 @@ class DispatchView {
   }
 
   async loadLists() {
-    const [reports, incidents] = await Promise.all([get("/api/reports?status=unassigned"), get("/api/incidents?status=open")]);
+    const [reports, incidents] = await Promise.all([getAll("/api/reports?status=unassigned", "reports"), getAll("/api/incidents?status=open", "incidents")]);
     this.reports = reports.reports;
     this.incidents = incidents.incidents;
     this.renderSide();
@@ -435,7 +435,7 @@ class DispatchView {
     const base = `/api/incidents/${enc(id)}`;
     const [incident, area, notices, deliveries, playbook, timeline] = await Promise.all([
       get(base), get(`${base}/area`), get(`${base}/notices`), get(`${base}/deliveries?limit=1`),
-      get(`${base}/playbook`).catch(() => null), get(`${base}/timeline`),
+      get(`${base}/playbook`).catch(() => null), getAll(`${base}/timeline`, "events"),
     ]).catch((err) => {
       toast(t("common.error", { message: err.message }), "error");
       return [];

@@ -1,7 +1,7 @@
 // The reviewer's view: an incident's timeline with filters, its integrity check, and exports
 // (CSV, CAP 1.2, the after-action report), downloaded with the token and saved as files.
 
-import { can, download, enc, get } from "./api.js";
+import { can, download, enc, getAll, saveJson } from "./api.js";
 import { append, h, replace, toast } from "./dom.js";
 import { dateTime, dateTimeSeconds, describeEvent, label, number, t } from "./i18n.js";
 import { severityBadge, statusBadge } from "./widgets.js";
@@ -77,7 +77,7 @@ class Review {
   }
 
   async loadList() {
-    const { incidents } = await get(`/api/incidents?status=${this.status}&limit=1000`);
+    const { incidents } = await getAll(`/api/incidents?status=${this.status}&limit=1000`, "incidents");
     this.incidents = incidents;
     this.renderList();
   }
@@ -104,7 +104,7 @@ class Review {
 
   async loadTimeline(id) {
     try {
-      const timeline = await get(`/api/incidents/${enc(id)}/timeline`);
+      const timeline = await getAll(`/api/incidents/${enc(id)}/timeline`, "events");
       if (this.selected !== id || this.unmounted) return;
       this.timeline = timeline;
       this.render();
@@ -118,7 +118,8 @@ class Review {
       const button = ev.currentTarget;
       button.disabled = true;
       try {
-        const file = await download(path, name);
+        // The JSON timeline is paged: save the whole one this view read, not a first page.
+        const file = typeof path === "function" ? path() : await download(path, name);
         toast(t("review.downloaded", { file }));
       } catch (err) {
         toast(t("common.error", { message: err.message }), "error");
@@ -165,7 +166,7 @@ class Review {
         this.exportButton(t("review.export.csv"), `${base}/timeline?format=csv`, `${inc.id}-timeline.csv`, "export-csv"),
         this.exportButton(t("review.export.cap"), `${base}/timeline?format=cap`, `${inc.id}-cap.xml`, "export-cap"),
         can("GET", "/api/incidents/{incident_id}/report") ? this.exportButton(t("review.export.report"), `${base}/report`, `${inc.id}-report.html`, "export-report") : null,
-        this.exportButton(t("review.export.json"), `${base}/timeline`, `${inc.id}-timeline.json`, "export-json")),
+        this.exportButton(t("review.export.json"), () => saveJson(this.timeline, `${inc.id}-timeline.json`), `${inc.id}-timeline.json`, "export-json")),
       h("div", { class: "filters row" },
         h("div", { class: "field" }, h("label", { for: "filter-type" }, t("review.filter.type")), typeSelect),
         h("div", { class: "field" }, h("label", { for: "filter-actor" }, t("review.filter.actor")), actorSelect),
