@@ -4,10 +4,15 @@ An area is a list of parts, each added or removed: a drawn polygon, zones, a dis
 point, or an isolation trace from a broken pipe. The households affected are those inside
 the added polygons or on the pipes an isolation leaves dry, less those inside a removed
 part. Pure: the service area and the parts in, geometry and households out.
+
+Everything here is CPU work: callers run it in a worker thread with a :class:`Deadline`
+(:mod:`incident.area_worker`), and an area from a request is bounded by :class:`AreaLimits`
+before any geometry is built.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -17,7 +22,7 @@ import numpy as np
 import shapely
 from shapely.geometry import mapping
 
-from incident.errors import InvalidInput
+from incident.errors import AreaTooComplex, InvalidInput
 from incident.geo import (
     GeoError,
     Selection,
@@ -32,6 +37,41 @@ from incident.geo import (
 )
 
 Op = Literal["add", "remove"]
+
+
+@dataclass(frozen=True)
+class AreaLimits:
+    """Bounds on an area from a request (``[area] max_vertices``, ``max_parts``)."""
+
+    max_vertices: int = 10_000
+    max_parts: int = 20
+
+
+DEFAULT_LIMITS = AreaLimits()
+
+
+class Deadline:
+    """When an area computation must give up; checked between its steps, so a thread that
+    ran over its time limit stops at the next step instead of running on unseen."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self._at = time.monotonic() + seconds
+
+    def check(self) -> None:
+        if time.monotonic() > self._at:
+            raise too_complex(self.seconds)
+
+
+#: No time limit (benchmarks, loading).
+NO_DEADLINE = Deadline(float("inf"))
+
+
+def too_complex(seconds: float) -> AreaTooComplex:
+    return AreaTooComplex(
+        f"the area took longer than the limit of {seconds:g} s to compute ([area] compute_timeout_s): "
+        "use fewer parts, zones, or a simpler drawing"
+    )
 
 
 class Around(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -85,17 +125,25 @@ def _geo(err: GeoError) -> InvalidInput:
     return InvalidInput(err.message, code=err.code)
 
 
-def make_part(service: ServiceArea, request: AreaRequest, op: Op, buffer_m: float) -> dict[str, Any]:
+def make_part(
+    service: ServiceArea, request: AreaRequest, op: Op, buffer_m: float, limits: AreaLimits = DEFAULT_LIMITS
+) -> dict[str, Any]:
     """The stored form of one part: how it was derived and its polygon (lon/lat GeoJSON)."""
     method = request.method()
     try:
         part: dict[str, Any]
         if method == "geometry":
             assert request.geometry is not None
-            area = area_from_geojson(request.geometry, extent=service.extent, repair=request.repair)
+            area = area_from_geojson(
+                request.geometry,
+                extent=service.extent,
+                repair=request.repair,
+                max_vertices=limits.max_vertices,
+            )
             part = {"method": "drawn", "repaired": request.repair and area.geometry.is_valid}
         elif method in ("zone", "zones"):
-            ids = [request.zone] if request.zone is not None else list(request.zones or [])
+            # A zone named twice is the same zone (and a long list of repeats no extra work).
+            ids = list(dict.fromkeys([request.zone] if request.zone is not None else request.zones or []))
             area = area_from_zones(service.zones, ids)
             part = {"method": "zones", "zones": ids}
         elif method == "around":
@@ -105,12 +153,13 @@ def make_part(service: ServiceArea, request: AreaRequest, op: Op, buffer_m: floa
             part = {"method": "around", "lon": a.lon, "lat": a.lat, "radius_m": a.radius_m}
         else:
             assert request.isolate is not None
-            iso = isolate_pipe(service, request.isolate.pipe, request.isolate.inoperable, buffer_m)
+            inoperable = list(dict.fromkeys(request.isolate.inoperable))
+            iso = isolate_pipe(service, request.isolate.pipe, inoperable, buffer_m)
             area = iso.area
             part = {
                 "method": "isolation",
                 "pipe": request.isolate.pipe,
-                "inoperable": list(request.isolate.inoperable),
+                "inoperable": inoperable,
                 "valves_to_close": list(iso.trace.valves_to_close),
                 "affected_pipes": list(iso.trace.affected_links),
             }
@@ -119,7 +168,9 @@ def make_part(service: ServiceArea, request: AreaRequest, op: Op, buffer_m: floa
     return {"op": op, **part, "geometry": mapping(area.geometry)}
 
 
-def resolve(service: ServiceArea, parts: Sequence[dict[str, Any]], buffer_m: float) -> Resolved:
+def resolve(
+    service: ServiceArea, parts: Sequence[dict[str, Any]], buffer_m: float, deadline: Deadline = NO_DEADLINE
+) -> Resolved:
     """The geometry and households of all ``parts`` together."""
     index = service.households
     chosen = Selection(np.empty(0, dtype=np.int64))
@@ -129,6 +180,7 @@ def resolve(service: ServiceArea, parts: Sequence[dict[str, Any]], buffer_m: flo
     try:
         # Parts apply in order, to the households and to the polygon alike, so the two agree.
         for part in parts:
+            deadline.check()
             if part["method"] == "isolation":
                 iso = isolate_pipe(service, part["pipe"], part.get("inoperable", []), buffer_m)
                 selection, geometry = iso.households, iso.area.geometry
@@ -159,10 +211,20 @@ def counts(service: ServiceArea, selection: Selection) -> dict[str, Any]:
 
 
 def new_parts(
-    current: Sequence[dict[str, Any]], request: AreaRequest, service: ServiceArea, buffer_m: float
+    current: Sequence[dict[str, Any]],
+    request: AreaRequest,
+    service: ServiceArea,
+    buffer_m: float,
+    limits: AreaLimits = DEFAULT_LIMITS,
 ) -> list[dict[str, Any]]:
     if request.op == "replace":
-        return [make_part(service, request, "add", buffer_m)]
+        return [make_part(service, request, "add", buffer_m, limits)]
     if request.op == "remove" and not current:
         raise InvalidInput("the incident has no area to remove a part from")
-    return [*current, make_part(service, request, request.op, buffer_m)]
+    if len(current) >= limits.max_parts:
+        raise InvalidInput(
+            f"the area already has {len(current)} parts, the most allowed ([area] max_parts = "
+            f"{limits.max_parts}): replace it with a simpler area (op replace, or zones)",
+            code="area_too_many_parts",
+        )
+    return [*current, make_part(service, request, request.op, buffer_m, limits)]
