@@ -8,6 +8,7 @@ from aiohttp import web
 
 from incident.api.endpoint import ALL_ROLES, Endpoint, Idempotency, json_response, query_int, read_body
 from incident.api.incidents import DECLARE, STEER
+from incident.api.playbooks import check_etr_now
 from incident.keys import INCIDENTS, NOTICES, PRINCIPAL, SERVICE_AREA, SETTINGS, STORE
 from incident.notices import NoticeRequest, PlannedNotice
 from incident.notify.records import Delivery, Notice
@@ -56,6 +57,8 @@ def _incident_id(request: web.Request) -> str:
 
 async def plan(request: web.Request) -> web.Response:
     body = await read_body(request, NoticeRequest)
+    if body.facts.etr is not None:  # the same bounds as the incident's ETR
+        check_etr_now(request, body.facts.etr)
     planned = await request.app[NOTICES].plan(
         _incident_id(request), body, request[PRINCIPAL], request.app[SERVICE_AREA],
         request.app[SETTINGS].area.isolation_buffer_m,

@@ -109,15 +109,20 @@ async def move_stage(request: web.Request) -> web.Response:
     return json_response(await request.app[INCIDENTS].get(incident_id))
 
 
-async def set_etr(request: web.Request) -> web.Response:
-    body = await read_body(request, EtrBody)
+def check_etr_now(request: web.Request, etr: datetime) -> None:
+    """Refuse an ETR in the past or too far ahead ([incidents] etr_grace_s, etr_horizon_days)."""
     limits = request.app[SETTINGS].incidents
     check_etr(
-        body.etr,
+        etr,
         request.app[CLOCK].now(),
         timedelta(seconds=limits.etr_grace_s),
         timedelta(days=limits.etr_horizon_days),
     )
+
+
+async def set_etr(request: web.Request) -> web.Response:
+    body = await read_body(request, EtrBody)
+    check_etr_now(request, body.etr)
     appended = await request.app[INCIDENTS].set_etr(
         request.match_info["incident_id"], body.etr, request[PRINCIPAL], body.reason
     )
