@@ -12,7 +12,7 @@ from typing import Any
 
 from incident import domain
 from incident.area_worker import AreaWorker
-from incident.areas import AreaLimits, AreaRequest, Deadline, Resolved, counts, new_parts, resolve
+from incident.areas import AreaLimits, AreaRequest, Deadline, Resolved, change, counts
 from incident.auth import Principal
 from incident.domain import Declaration, Incident, Role, Severity, Status, TimelineEvent
 from incident.errors import Conflict, InvalidInput, NotFound, NotOwner
@@ -177,17 +177,15 @@ def _area_change(
     limits: AreaLimits, deadline: Deadline,
 ) -> tuple[dict[str, Any], Resolved]:  # fmt: skip
     """What an ``area_changed`` event records: the parts, the polygon, households before and after."""
-    before = resolve(service, current, buffer_m, deadline) if current else None
-    parts = new_parts(current, request, service, buffer_m, limits)
-    deadline.check()
-    after = resolve(service, parts, buffer_m, deadline)
+    changed = change(service, current, request, buffer_m, limits, deadline)
+    after = changed.after
     found = counts(service, after.selection)
     data = {
         "op": request.op,
-        "part": parts[-1],
-        "parts": parts,
+        "part": changed.parts[-1],
+        "parts": changed.parts,
         "geometry": after.geometry,
-        "households_before": len(before.selection) if before else 0,
+        "households_before": changed.households_before,
         "households_after": found["households"],
         "by_priority": found["by_priority"],
         "by_language": found["by_language"],

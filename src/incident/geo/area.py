@@ -206,8 +206,8 @@ def area_around_point(lon: float, lat: float, radius_m: float, *, extent: Extent
             f"{limit:,.0f} m (the diagonal of its extent)",
             code="radius_too_large",
         )
-    local = LocalMetric(lon, lat)
-    disc = local.unproject(Point(0.0, 0.0).buffer(radius_m, quad_segs=16))
+    local = LocalMetric.near(lon, lat)
+    disc = local.unproject(local.project(Point(lon, lat)).buffer(radius_m, quad_segs=16))
     derivation = Derivation("radius", (("lon", lon), ("lat", lat), ("radius_m", float(radius_m))))
     return _area(disc, derivation, "radius")
 
