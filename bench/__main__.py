@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 
 from bench import (
+    area_api,
     fanout,
     geo_area,
     geo_isolation,
@@ -26,6 +27,6 @@ if __name__ == "__main__":
     asyncio.run(recovery.main([]))
     print()
     playbook_path.main([])
-    for sync_bench in (geo_area, geo_isolation, geo_memory, notify_render):
+    for sync_bench in (geo_area, geo_isolation, area_api, geo_memory, notify_render):
         print()
         sync_bench.main([])

@@ -26,6 +26,8 @@ from incident.api.endpoint import ALL_ROLES, Endpoint, Query
 from incident.api.idempotency import idempotency_middleware
 from incident.api.live import live
 from incident.api.middleware import authentication, errors_and_metrics
+from incident.area_worker import AreaWorker
+from incident.areas import AreaLimits
 from incident.auth import TokenRegistry, read_tokens
 from incident.clock import Clock, SystemClock
 from incident.errors import StoreError
@@ -109,10 +111,13 @@ async def _store_ctx(app: web.Application) -> AsyncIterator[None]:
     app[STORE] = store
     hub = LiveHub(app[METRICS], app[SETTINGS].live.client_queue)
     app[HUB] = hub
-    app[INCIDENTS] = IncidentService(store, hub, app[METRICS])
+    a = app[SETTINGS].area
+    areas = AreaWorker(AreaLimits(a.max_vertices, a.max_parts), a.compute_timeout_s)
+    app[INCIDENTS] = IncidentService(store, hub, app[METRICS], areas)
     app[TRIAGE] = TriageService(app[INCIDENTS])
     log.info("store open (schema version %d)", await store.schema_version())
     yield
+    areas.close()
     await store.close()
 
 

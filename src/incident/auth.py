@@ -74,6 +74,10 @@ class TokenRegistry:
     def names(self) -> frozenset[str]:
         return frozenset(p.name for p in self._by_digest.values())
 
+    def role_of(self, name: str) -> Role | None:
+        """The role of the person named ``name``; None when nobody of that name has a token."""
+        return next((p.role for p in self._by_digest.values() if p.name == name), None)
+
     def authenticate(self, token: str) -> Principal | None:
         # Comparing digests, not tokens: a lookup's timing reveals nothing usable.
         return self._by_digest.get(token_digest(token))

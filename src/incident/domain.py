@@ -8,7 +8,7 @@ look at the current state and return the events to append, or raise.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Annotated, Any
 
@@ -398,6 +398,24 @@ def set_etr(state: Incident, etr: datetime, actor: str, reason: str | None) -> l
         raise InvalidInput("etr needs a time zone (e.g. 2026-11-24T18:00:00+08:00)")
     at = etr.astimezone(UTC).isoformat(timespec="microseconds")
     return [EventDraft(type="etr_set", actor=actor, data={"etr": at, "reason": reason or ""})]
+
+
+def check_etr(etr: datetime, now: datetime, grace: timedelta, horizon: timedelta) -> None:
+    """An ETR is a promise to households: refuse one already past (beyond ``grace``, a time
+    that went by while it was typed) or further ahead than ``horizon`` (a wrong year or month)."""
+    if etr.tzinfo is None:
+        raise InvalidInput("etr needs a time zone (e.g. 2026-11-24T18:00:00+08:00)")
+    shown = f"{etr.isoformat()} (now {now.astimezone(UTC).isoformat(timespec='minutes')})"
+    if etr < now - grace:
+        raise InvalidInput(
+            f"the ETR {shown} is in the past; give a restoration time still to come", code="etr_in_past"
+        )
+    if etr > now + horizon:
+        raise InvalidInput(
+            f"the ETR {shown} is more than {horizon.total_seconds() / 86400:g} days ahead "
+            "([incidents] etr_horizon_days): check the date",
+            code="etr_too_far",
+        )
 
 
 def hand_over(state: Incident, to: str, actor: str, role: Role, reason: str | None) -> list[EventDraft]:

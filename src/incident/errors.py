@@ -6,6 +6,7 @@
     ├── InvalidInput              a request or file breaks a rule (HTTP 400/413/422)
     │   ├── MalformedRequest      not JSON at all (400)
     │   ├── geo.GeoError          a geometry, zone, pipe or file the geo package refuses
+    │   ├── AreaTooComplex        an area took longer to compute than allowed (422)
     │   └── PayloadTooLarge
     ├── AuthError
     │   ├── Unauthenticated       no or unknown token (401)
@@ -15,7 +16,8 @@
     ├── Conflict                  the request fights the current state (409)
     │   └── IllegalTransition
     ├── IntegrityError            a timeline chain does not verify
-    └── StoreError                the database failed; ``retryable`` says whether to try again
+    ├── StoreError                the database failed; ``retryable`` says whether to try again
+    └── Busy                      no worker free to start the work in time (503, retry)
 
 Vendor errors (sqlite3, asyncpg, aiokafka, twilio) are converted to these at the adapter
 boundary with ``raise ... from err``; nothing above the adapters catches a vendor type.
@@ -61,6 +63,10 @@ class MalformedRequest(InvalidInput):
 
     code = "malformed_json"
     status = 400
+
+
+class AreaTooComplex(InvalidInput):
+    code = "area_too_complex"
 
 
 class PayloadTooLarge(InvalidInput):
@@ -118,6 +124,11 @@ class StoreError(IncidentError):
     def outcome_unknown(self) -> bool:
         """A write's COMMIT was cut off and whether it took effect could not be learnt."""
         return self.code == OUTCOME_UNKNOWN
+
+
+class Busy(IncidentError):
+    code = "busy"
+    status = 503
 
 
 #: The code of a StoreError answered when a write's COMMIT was in flight as the connection died

@@ -11,7 +11,8 @@ from datetime import datetime
 from typing import Any
 
 from incident import domain
-from incident.areas import AreaRequest, Resolved, counts, new_parts, resolve
+from incident.area_worker import AreaWorker
+from incident.areas import AreaLimits, AreaRequest, Deadline, Resolved, change, counts
 from incident.auth import Principal
 from incident.domain import Declaration, Incident, Role, Severity, Status, TimelineEvent
 from incident.errors import Conflict, InvalidInput, NotFound, NotOwner
@@ -23,10 +24,14 @@ from incident.timeline import Integrity, verify
 
 
 class IncidentService:
-    def __init__(self, store: Store, hub: LiveHub, metrics: Metrics) -> None:
+    def __init__(
+        self, store: Store, hub: LiveHub, metrics: Metrics, area_worker: AreaWorker | None = None
+    ) -> None:
         self.store = store
         self.hub = hub
         self._metrics = metrics
+        #: Runs area geometry off the event loop, bounded and with a time limit.
+        self.area_worker = area_worker or AreaWorker()
         #: Told of every committed change (the playbook engine reacts to them).
         self.listeners: list[Callable[[str, Sequence[TimelineEvent]], None]] = []
 
@@ -63,7 +68,10 @@ class IncidentService:
             # A drawn area comes with the declaration: check it and count its households
             # first, so a bad area refuses the whole declaration and nothing is stored.
             request = AreaRequest(geometry=declaration.area)
-            data, _ = await asyncio.to_thread(_area_change, service, [], request, buffer_m)
+            limits = self.area_worker.limits
+            data, _ = await self.area_worker.run(
+                lambda deadline: _area_change(service, [], request, buffer_m, limits, deadline)
+            )
             drafts.append(domain.EventDraft(type=domain.EventType.area_changed, actor=by.name, data=data))
         appended = await self.store.create_incident(lambda _id: drafts)
         self.count_declared(declaration)
@@ -117,7 +125,10 @@ class IncidentService:
         _require_owner_or_command(current, by)
 
         # Geometry and household queries are CPU work: keep the event loop free meanwhile.
-        data, resolved = await asyncio.to_thread(_area_change, service, current.area_parts, request, buffer_m)
+        limits = self.area_worker.limits
+        data, resolved = await self.area_worker.run(
+            lambda deadline: _area_change(service, current.area_parts, request, buffer_m, limits, deadline)
+        )
         if action is not None:  # a playbook action: its key marks it done
             data["action"] = action
 
@@ -166,19 +177,19 @@ async def verify_incident(store: Store, incident_id: str) -> Integrity:
 
 
 def _area_change(
-    service: ServiceArea, current: list[dict[str, Any]], request: AreaRequest, buffer_m: float
-) -> tuple[dict[str, Any], Resolved]:
+    service: ServiceArea, current: list[dict[str, Any]], request: AreaRequest, buffer_m: float,
+    limits: AreaLimits, deadline: Deadline,
+) -> tuple[dict[str, Any], Resolved]:  # fmt: skip
     """What an ``area_changed`` event records: the parts, the polygon, households before and after."""
-    before = resolve(service, current, buffer_m) if current else None
-    parts = new_parts(current, request, service, buffer_m)
-    after = resolve(service, parts, buffer_m)
+    changed = change(service, current, request, buffer_m, limits, deadline)
+    after = changed.after
     found = counts(service, after.selection)
     data = {
         "op": request.op,
-        "part": parts[-1],
-        "parts": parts,
+        "part": changed.parts[-1],
+        "parts": changed.parts,
         "geometry": after.geometry,
-        "households_before": len(before.selection) if before else 0,
+        "households_before": changed.households_before,
         "households_after": found["households"],
         "by_priority": found["by_priority"],
         "by_language": found["by_language"],

@@ -158,6 +158,13 @@ class AreaSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_o
     service_distance_m: Annotated[float, msgspec.Meta(gt=0)] = 100.0
     #: Width (metres) of the band drawn around the pipes an isolation leaves dry.
     isolation_buffer_m: Annotated[float, msgspec.Meta(gt=0)] = 30.0
+    #: Most vertices in a drawn area (all its rings together); more is 422 area_too_complex.
+    max_vertices: Positive = 10_000
+    #: Most parts (added or removed) in an incident's area; more is 422 area_too_many_parts.
+    max_parts: Positive = 20
+    #: Seconds an area change or a pipe look-up may compute (in a worker thread, off the
+    #: event loop) before it is answered with 422 area_too_complex.
+    compute_timeout_s: PositiveFloat = 5.0
 
 
 class NotifySettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
@@ -264,11 +271,19 @@ class PlaybookSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True, 
     sweep_s: PositiveFloat = 60.0
 
 
+class IncidentSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    #: Seconds an ETR may lie in the past when it is set (a time just gone while typing).
+    etr_grace_s: NonNegativeFloat = 900.0
+    #: Days an ETR may lie ahead; further is refused as a typo (a wrong year or month).
+    etr_horizon_days: PositiveFloat = 30.0
+
+
 class Settings(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
     http: HttpSettings = msgspec.field(default_factory=HttpSettings)
     store: StoreSettings = msgspec.field(default_factory=StoreSettings)
     kafka: KafkaSettings = msgspec.field(default_factory=KafkaSettings)
     correlation: CorrelationSettings = msgspec.field(default_factory=CorrelationSettings)
+    incidents: IncidentSettings = msgspec.field(default_factory=IncidentSettings)
     carrier: CarrierSettings = msgspec.field(default_factory=CarrierSettings)
     twilio: TwilioSettings = msgspec.field(default_factory=TwilioSettings)
     push: PushSettings = msgspec.field(default_factory=PushSettings)

@@ -249,3 +249,65 @@ async def test_concurrent_requests_keep_the_chain(api: Api) -> None:
     assert sorted(body["seq"] for _, body in results) == list(range(2, 52))
     _, result = await api.call("GET", base + "/integrity")
     assert result["ok"] and result["events"] == 51
+
+
+async def test_an_unknown_playbook_is_refused_naming_the_known_ones(api: Api) -> None:
+    status, err = await api.call(
+        "POST",
+        "/api/incidents",
+        json={"kind": "main_break", "utility": "water", "title": "t", "severity": "high", "playbook": "nope"},
+    )
+    assert status == 422, err
+    assert err["error"]["code"] == "unknown_playbook"
+    assert "'nope'" in err["error"]["message"] and "water_main_break" in err["error"]["message"]
+    _, listed = await api.call("GET", "/api/incidents?status=all")
+    assert listed["incidents"] == []
+    inc = await api.declare(playbook="water_main_break")  # a known one is taken
+    assert inc["playbook"] == "water_main_break"
+
+
+@pytest.mark.parametrize(
+    ("to", "code"),
+    [("rita", "handover_role"), ("root", "handover_role"), ("nobody", "unknown_person")],
+    ids=["reviewer", "admin", "unknown"],
+)
+async def test_hand_over_only_to_a_dispatcher_or_command(api: Api, to: str, code: str) -> None:
+    inc = await api.declare(who="alice")
+    base = f"/api/incidents/{inc['id']}"
+    status, err = await api.call("POST", base + "/handover", who="alice", json={"to": to})
+    assert status == 422, err
+    assert err["error"]["code"] == code and repr(to) in err["error"]["message"]
+    _, again = await api.call("GET", base)
+    assert again["owner"] == "alice" and again["last_seq"] == 1
+    for ok in ("carol", "bob"):  # command staff, then a dispatcher
+        status, body = await api.call("POST", base + "/handover", who="carol", json={"to": ok})
+        assert status == 200 and body["owner"] == ok, body
+
+
+@pytest.mark.parametrize(
+    ("etr", "code"),
+    [
+        ("0001-01-01T00:00:00+00:00", "etr_in_past"),
+        ("1970-01-01T00:00:00+00:00", "etr_in_past"),
+        ("2026-11-22T07:00:00+00:00", "etr_in_past"),  # 75 min before the test clock's 08:15
+        ("2026-12-23T08:15:00+00:00", "etr_too_far"),  # 31 days ahead
+        ("9999-12-31T23:59:59+00:00", "etr_too_far"),
+    ],
+    ids=["year-1", "1970", "past-beyond-grace", "31-days", "year-9999"],
+)
+async def test_an_etr_in_the_past_or_too_far_ahead_is_refused(api: Api, etr: str, code: str) -> None:
+    inc = await api.declare()
+    base = f"/api/incidents/{inc['id']}"
+    status, err = await api.call("POST", base + "/etr", json={"etr": etr})
+    assert status == 422, err
+    assert err["error"]["code"] == code and err["error"]["message"]
+    _, again = await api.call("GET", base)
+    assert again["etr"] is None and again["last_seq"] == 1
+
+
+async def test_an_etr_just_past_within_the_grace_or_weeks_ahead_is_taken(api: Api) -> None:
+    inc = await api.declare()
+    base = f"/api/incidents/{inc['id']}"
+    for etr in ("2026-11-22T08:05:00+00:00", "2026-12-20T08:00:00+08:00"):
+        status, body = await api.call("POST", base + "/etr", json={"etr": etr})
+        assert status == 200, body

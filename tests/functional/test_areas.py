@@ -2,16 +2,27 @@
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import json
+import threading
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import pytest
 import shapely
+from aiohttp.web import Application
 from shapely.geometry import Point, shape
 
-from tests.functional.conftest import Api
+import incident.api.areas
+import incident.areas
+from incident.app import create_app
+from incident.clock import ManualClock
+from incident.settings import Settings
+from tests.conftest import Tokens
+from tests.functional.conftest import Api, Client
 
 SAMPLE = Path(__file__).resolve().parents[2] / "config" / "sample"
 
@@ -29,6 +40,31 @@ def zones() -> dict[str, Any]:
         for feature in json.loads(path.read_text())["features"]:
             out[feature["id"]] = shape(feature["geometry"])
     return out
+
+
+async def _api_with(
+    settings: Settings, aiohttp_client: Callable[[Application], Awaitable[Client]], clock: ManualClock,
+    tokens: Tokens, **area: Any,
+) -> Api:  # fmt: skip
+    changed = msgspec.structs.replace(settings, area=msgspec.structs.replace(settings.area, **area))
+    return Api(await aiohttp_client(create_app(changed, clock=clock)), tokens)
+
+
+@pytest.fixture
+async def limited_api(
+    settings: Settings, aiohttp_client: Callable[[Application], Awaitable[Client]], clock: ManualClock,
+    tokens: Tokens,
+) -> Api:  # fmt: skip
+    """Small limits, so that a body under the tests' 4 KiB can pass them."""
+    return await _api_with(settings, aiohttp_client, clock, tokens, max_vertices=30, max_parts=3)
+
+
+@pytest.fixture
+async def slow_api(
+    settings: Settings, aiohttp_client: Callable[[Application], Awaitable[Client]], clock: ManualClock,
+    tokens: Tokens,
+) -> Api:  # fmt: skip
+    return await _api_with(settings, aiohttp_client, clock, tokens, compute_timeout_s=0.3)
 
 
 def inside(points: list[tuple[str, Point]], geometry: Any) -> set[str]:
@@ -216,3 +252,175 @@ async def test_add_remove_add_keeps_polygon_and_households_in_step(
     assert result["households"] == len(expected)
     # The stored polygon holds exactly those households (boundary included).
     assert inside(sample_points, shape(result["area"])) == expected
+
+
+@pytest.mark.parametrize(
+    ("radius", "code"),
+    [(2e7, "radius_too_large"), (1e308, "radius_too_large"), (60_000, "radius_too_large"), (0, "bad_radius")],
+    ids=["2e7", "1e308", "60km", "zero"],
+)
+async def test_a_radius_must_fit_the_service_area(api: Api, radius: float, code: str) -> None:
+    inc = await api.declare(kind="gas_leak", utility="gas", title="Gas smell on Walnut Rd")
+    body = {"around": {"lon": -85.545, "lat": 38.035, "radius_m": radius}}
+    status, err = await api.call("PUT", f"/api/incidents/{inc['id']}/area", json=body)
+    assert status == 422, err
+    assert err["error"]["code"] == code, err
+    if code == "radius_too_large":  # the message names the limit, the service area's size
+        assert "at most" in err["error"]["message"] and " m " in err["error"]["message"]
+    _, again = await api.call("GET", f"/api/incidents/{inc['id']}")
+    assert again["last_seq"] == 1 and again["area_parts"] == []
+    # The whole service area is still within reach of one radius.
+    body["around"]["radius_m"] = 20_000
+    assert (await api.call("PUT", f"/api/incidents/{inc['id']}/area", json=body))[0] == 200
+
+
+def _ring(n: int) -> list[list[float]]:
+    """A closed ring of ``n`` distinct vertices around the middle of BOX."""
+    import math
+
+    pts = [[-85.545 + 0.01 * math.cos(2 * math.pi * i / n), 38.035 + 0.01 * math.sin(2 * math.pi * i / n)]
+           for i in range(n)]  # fmt: skip
+    return [*pts, pts[0]]
+
+
+@pytest.mark.parametrize(
+    ("geometry", "code"),
+    [
+        ({"type": "Polygon", "coordinates": [_ring(40)]}, "area_too_complex"),
+        (
+            {"type": "MultiPolygon", "coordinates": [[_ring(12)], [_ring(12)], [_ring(12)]]},
+            "area_too_complex",
+        ),
+        ({"type": "Polygon", "coordinates": [[_ring(4)]]}, "geometry_invalid"),  # nested one level too deep
+        ({"type": "Polygon", "coordinates": [[[-85.5, 38.0, 1, 2, 3]] * 4]}, "geometry_invalid"),
+        ({"type": "Polygon", "coordinates": [[["-85.5", "38.0"]] * 4]}, "geometry_invalid"),
+        (
+            {
+                "type": "Polygon",
+                "coordinates": [[[-85.5, 1e308], [-85.4, 38.0], [-85.4, 38.1], [-85.5, 1e308]]],
+            },
+            "not_lonlat",
+        ),
+        (
+            {"type": "GeometryCollection", "geometries": [{"type": "Polygon", "coordinates": [_ring(4)]}]},
+            "not_a_polygon",
+        ),
+    ],
+    ids=[
+        "vertices",
+        "multi-vertices",
+        "too-deep",
+        "long-position",
+        "text-position",
+        "huge-lat",
+        "collection",
+    ],
+)
+async def test_a_drawn_area_is_bounded(limited_api: Api, geometry: dict[str, Any], code: str) -> None:
+    inc = await limited_api.declare()
+    status, err = await limited_api.call(
+        "PUT", f"/api/incidents/{inc['id']}/area", json={"geometry": geometry}
+    )
+    assert status == 422, err
+    assert err["error"]["code"] == code, err
+    # The same checks on a declaration with an area.
+    body = {"kind": "main_break", "utility": "water", "title": "t", "severity": "high", "area": geometry}
+    status, err = await limited_api.call("POST", "/api/incidents", json=body)
+    assert status == 422 and err["error"]["code"] == code, err
+
+
+async def test_an_area_has_a_bounded_number_of_parts(limited_api: Api) -> None:
+    inc = await limited_api.declare()
+    path = f"/api/incidents/{inc['id']}/area"
+    assert (await limited_api.call("PUT", path, json={"geometry": BOX}))[0] == 200
+    for _ in range(2):  # limit 3 parts
+        status, _ = await limited_api.call("PUT", path, json={"zone": "PZ-01", "op": "add"})
+        assert status == 200
+    status, err = await limited_api.call("PUT", path, json={"zone": "PZ-01", "op": "remove"})
+    assert status == 422 and err["error"]["code"] == "area_too_many_parts", err
+    assert "3" in err["error"]["message"]
+    status, _ = await limited_api.call("PUT", path, json={"zone": "PZ-01"})  # replace starts afresh
+    assert status == 200
+
+
+async def test_the_pipe_look_up_takes_valves_that_cannot_be_closed(api: Api) -> None:
+    _, plain = await api.call("GET", "/api/network/pipes/P-10")
+    seized = plain["properties"]["if_broken"]["valves_to_close"][0]
+    inc = await api.declare()
+    body = {"isolate": {"pipe": "P-10", "inoperable": [seized]}}
+    status, area = await api.call("PUT", f"/api/incidents/{inc['id']}/area", json=body)
+    assert status == 200, area
+    assert seized not in area["valves_to_close"]
+    status, pipe = await api.call("GET", f"/api/network/pipes/P-10?inoperable={seized}", who="rita")
+    assert status == 200, pipe
+    if_broken = pipe["properties"]["if_broken"]
+    assert if_broken["valves_to_close"] == area["valves_to_close"]
+    assert if_broken["affected_pipes"] == len(area["affected_pipes"])
+    assert if_broken["inoperable"] == [seized]
+    # Repeated parameter: two valves that cannot be closed.
+    second = area["valves_to_close"][0]
+    body = {"isolate": {"pipe": "P-10", "inoperable": [seized, second]}}
+    _, area2 = await api.call("PUT", f"/api/incidents/{inc['id']}/area", json=body)
+    _, pipe2 = await api.call("GET", f"/api/network/pipes/P-10?inoperable={seized}&inoperable={second}")
+    assert pipe2["properties"]["if_broken"]["valves_to_close"] == area2["valves_to_close"]
+    status, err = await api.call("GET", "/api/network/pipes/P-10?inoperable=V-NOPE")
+    assert status == 422 and err["error"]["code"] == "unknown_valve", err
+
+
+class Stuck:
+    """Stands in for a geometry function that takes very long: it blocks its thread until
+    released (at most 10 s, so a test of the old code fails instead of hanging)."""
+
+    def __init__(self, real: Callable[..., Any]) -> None:
+        self.real = real
+        self.loop = asyncio.get_running_loop()
+        self.entered = asyncio.Event()
+        self.release = threading.Event()
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        self.loop.call_soon_threadsafe(self.entered.set)
+        self.release.wait(10)
+        return self.real(*args, **kwargs)
+
+
+async def _while_stuck(api: Api, stuck: Stuck, method: str, path: str, body: Any = None) -> tuple[int, Any]:
+    """Send the slow request; while its geometry is stuck, other requests must answer."""
+    slow = asyncio.create_task(api.call(method, path, json=body))
+    try:
+        async with asyncio.timeout(10):
+            await stuck.entered.wait()
+        status, _ = await api.call("GET", "/healthz", who=None)
+        assert status == 200 and not stuck.release.is_set()
+        status, listed = await api.call("GET", "/api/incidents", who="rita")
+        assert status == 200 and listed["incidents"] and not stuck.release.is_set()
+        async with asyncio.timeout(10):
+            answer = await slow
+        assert not stuck.release.is_set()  # it answered while the geometry was still at work
+        return answer
+    finally:
+        stuck.release.set()
+        slow.cancel()
+
+
+async def test_a_slow_area_is_cut_off_and_the_service_keeps_answering(
+    slow_api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    stuck = Stuck(incident.areas.area_around_point)
+    monkeypatch.setattr(incident.areas, "area_around_point", stuck)
+    inc = await slow_api.declare(kind="gas_leak", utility="gas", title="Gas smell on Walnut Rd")
+    body = {"around": {"lon": -85.545, "lat": 38.035, "radius_m": 300}}
+    status, err = await _while_stuck(slow_api, stuck, "PUT", f"/api/incidents/{inc['id']}/area", body)
+    assert status == 422 and err["error"]["code"] == "area_too_complex", err
+    assert "0.3 s" in err["error"]["message"]
+    _, again = await slow_api.call("GET", f"/api/incidents/{inc['id']}")
+    assert again["last_seq"] == 1 and again["area_parts"] == []
+
+
+async def test_a_slow_pipe_look_up_is_cut_off_and_the_service_keeps_answering(
+    slow_api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    stuck = Stuck(incident.api.areas.isolate)
+    monkeypatch.setattr(incident.api.areas, "isolate", stuck)
+    await slow_api.declare()
+    status, err = await _while_stuck(slow_api, stuck, "GET", "/api/network/pipes/P-10")
+    assert status == 422 and err["error"]["code"] == "area_too_complex", err

@@ -115,3 +115,18 @@ async def test_priority_audience_first(api: Api) -> None:
     assert status == 201
     counts = planned["notice"]["counts"]
     assert set(counts["by_priority"]) <= {"medical"}
+
+
+async def test_a_notice_etr_in_the_past_or_too_far_ahead_is_refused(api: Api) -> None:
+    inc = await api.declare()
+    await api.call("PUT", f"/api/incidents/{inc['id']}/area", json={"geometry": BOX})
+    path = f"/api/incidents/{inc['id']}/notices"
+    for etr, code in (
+        ("1970-01-01T00:00:00+00:00", "etr_in_past"),
+        ("2027-11-22T18:00:00+00:00", "etr_too_far"),
+    ):
+        body = {"template": "etr_update", "channels": ["sms"], "facts": {"area": "Maple St", "etr": etr}}
+        status, err = await api.call("POST", path, json=body)
+        assert status == 422 and err["error"]["code"] == code, err
+    _, listed = await api.call("GET", path)
+    assert listed["notices"] == []

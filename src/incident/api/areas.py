@@ -9,9 +9,9 @@ import msgspec
 from aiohttp import web
 from shapely.geometry import mapping
 
-from incident.api.endpoint import ALL_ROLES, Endpoint, json_response, read_body
+from incident.api.endpoint import ALL_ROLES, Endpoint, Query, json_response, read_body
 from incident.api.incidents import STEER
-from incident.areas import AreaRequest, counts
+from incident.areas import AreaRequest, Deadline, counts
 from incident.errors import NotFound
 from incident.geo import GeoError, ServiceArea, households_on_links, isolate
 from incident.keys import INCIDENTS, PRINCIPAL, SERVICE_AREA, SETTINGS
@@ -123,6 +123,30 @@ async def layers(request: web.Request) -> web.Response:
     return json_response(await asyncio.to_thread(build))
 
 
+def _pipe_look_up(
+    service: ServiceArea, pipe_id: str, inoperable: list[str], deadline: Deadline
+) -> dict[str, Any]:
+    """The pipe, its households, and what a break there would isolate with ``inoperable``
+    valves left open: the same trace as ``PUT …/area`` with ``isolate``."""
+    assert service.segments is not None
+    try:
+        trace = isolate(service.segments, pipe_id, inoperable)
+        deadline.check()
+        on_pipe = households_on_links(service.households, [pipe_id])
+        dry = counts(service, households_on_links(service.households, trace.affected_links))
+    except GeoError as err:
+        if err.code == "unknown_pipe":
+            raise NotFound(err.message) from err
+        raise
+    if_broken = {
+        "valves_to_close": list(trace.valves_to_close),
+        "affected_pipes": len(trace.affected_links),
+        "inoperable": inoperable,
+        **dry,
+    }
+    return _pipe_feature(service, pipe_id, households=len(on_pipe), if_broken=if_broken)
+
+
 async def pipe(request: web.Request) -> web.Response:
     service = request.app[SERVICE_AREA]
     pipe_id = request.match_info["pipe_id"]
@@ -130,18 +154,10 @@ async def pipe(request: web.Request) -> web.Response:
         raise NotFound("no pipe network is loaded ([area] network)")
     if pipe_id not in service.network.link_index:
         raise NotFound(f"no pipe {pipe_id} in the network")
-    try:
-        trace = isolate(service.segments, pipe_id, ())
-        on_pipe = households_on_links(service.households, [pipe_id])
-    except GeoError as err:
-        raise NotFound(err.message) from err
-    dry = counts(service, households_on_links(service.households, trace.affected_links))
-    if_broken = {
-        "valves_to_close": list(trace.valves_to_close),
-        "affected_pipes": len(trace.affected_links),
-        **dry,
-    }
-    feature = _pipe_feature(service, pipe_id, households=len(on_pipe), if_broken=if_broken)
+    inoperable = list(dict.fromkeys(request.query.getall("inoperable", [])))
+    feature = await request.app[INCIDENTS].area_worker.run(
+        lambda deadline: _pipe_look_up(service, pipe_id, inoperable, deadline)
+    )
     return json_response(feature)
 
 
@@ -170,13 +186,16 @@ async def network(request: web.Request) -> web.Response:
 
 
 _AREA = "/api/incidents/{incident_id}/area"
+#: 422 area_too_complex past the time limit; 503 area_busy when no area worker was free.
+#: Beyond what the route's shape implies: refused areas and a busy area worker.
+_AREA_ERRORS = (422, 503)
 
 ENDPOINTS: tuple[Endpoint, ...] = (
     Endpoint(
         "PUT", _AREA, put_area,
         "Set the area (geometry | zone(s) | around a point | isolate a pipe), or add/remove a part;"
         " answers with the households affected",
-        STEER, tag="areas", body=AreaRequest, response=AreaResult,
+        STEER, tag="areas", body=AreaRequest, response=AreaResult, errors=_AREA_ERRORS,
     ),
     Endpoint("GET", _AREA, get_area, "The area, valves to close and dry pipes as GeoJSON", ALL_ROLES,
              tag="areas"),
@@ -186,6 +205,11 @@ ENDPOINTS: tuple[Endpoint, ...] = (
              "The pipe network as GeoJSON lines with their ids (empty when none is loaded)", ALL_ROLES,
              tag="areas", uses_store=False),
     Endpoint("GET", "/api/network/pipes/{pipe_id}", pipe,
-             "A pipe as GeoJSON, with its households and what a break there would isolate", ALL_ROLES,
-             tag="areas", uses_store=False),
+             "A pipe as GeoJSON, with its households and what a break there would isolate"
+             " (if_broken: valves to close, dry pipes, households), the same trace as PUT"
+             " /api/incidents/{incident_id}/area with isolate", ALL_ROLES, tag="areas",
+             query=(Query("inoperable", "a valve that cannot be closed (stuck, paved over); repeat for"
+                          " each: the isolation widens across it, as with isolate.inoperable",
+                          repeated=True),),
+             errors=_AREA_ERRORS),
 )  # fmt: skip

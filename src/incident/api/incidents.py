@@ -19,7 +19,17 @@ from incident.api.paging import CURSOR, LIMIT, cut, page_request, pair
 from incident.api.schemas import HandoverBody, IncidentList, NoteBody, SeverityBody, StatusBody, Timeline
 from incident.domain import OPEN_STATUSES, Declaration, Incident, Role, Status, TimelineEvent
 from incident.errors import InvalidInput, NotFound
-from incident.keys import CLOCK, INCIDENTS, PRINCIPAL, SERVICE_AREA, SETTINGS, STORE, TEMPLATES, TOKENS
+from incident.keys import (
+    CLOCK,
+    INCIDENTS,
+    PLAYBOOKS,
+    PRINCIPAL,
+    SERVICE_AREA,
+    SETTINGS,
+    STORE,
+    TEMPLATES,
+    TOKENS,
+)
 from incident.review.cap import alerts_document
 from incident.review.exports import after_action_report, cap_export
 from incident.review.timeline import timeline_csv
@@ -42,8 +52,20 @@ def _incident_id(request: web.Request) -> str:
     return request.match_info["incident_id"]
 
 
+#: Who can be handed an incident: people who can then act on it (a reviewer cannot; an admin
+#: runs the system, not incidents).
+HANDOVER_TARGETS = frozenset({Role.dispatcher, Role.command})
+
+
 async def declare(request: web.Request) -> web.Response:
     body = await read_body(request, Declaration)
+    known = request.app[PLAYBOOKS].playbooks
+    if body.playbook is not None and body.playbook not in known:
+        raise InvalidInput(
+            f"no playbook {body.playbook!r}; the playbooks are: {', '.join(sorted(known)) or 'none loaded'}"
+            " (or leave playbook out: one is chosen by kind and utility)",
+            code="unknown_playbook",
+        )
     buffer_m = request.app[SETTINGS].area.isolation_buffer_m
     appended = await request.app[INCIDENTS].declare(
         body, request[PRINCIPAL], request.app[SERVICE_AREA], buffer_m
@@ -97,8 +119,18 @@ async def confirm(request: web.Request) -> web.Response:
 
 async def hand_over(request: web.Request) -> web.Response:
     body = await read_body(request, HandoverBody)
-    if body.to not in request.app[TOKENS].names():
-        raise InvalidInput(f"nobody named {body.to!r} has a token: hand over to a person who can sign in")
+    role = request.app[TOKENS].role_of(body.to)
+    if role is None:
+        raise InvalidInput(
+            f"nobody named {body.to!r} has a token: hand over to a person who can sign in",
+            code="unknown_person",
+        )
+    if role not in HANDOVER_TARGETS:
+        raise InvalidInput(
+            f"{body.to!r} is a {role.value}, who cannot act on an incident: hand over to a dispatcher "
+            "or command staff",
+            code="handover_role",
+        )
     appended = await request.app[INCIDENTS].hand_over(
         _incident_id(request), body.to, request[PRINCIPAL], body.reason
     )
@@ -193,7 +225,8 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         "POST",
         "/api/incidents",
         declare,
-        "Declare an incident; the declaring dispatcher owns it",
+        "Declare an incident; the declaring dispatcher owns it. An unknown playbook is 422"
+        " unknown_playbook (GET /api/playbooks lists them)",
         DECLARE,
         body=Declaration,
         response=Incident,
@@ -245,7 +278,8 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         "POST",
         _ID + "/handover",
         hand_over,
-        "Hand the incident over to another person (recorded on the timeline)",
+        "Hand the incident over to another person, a dispatcher or command staff (recorded on the"
+        " timeline); anyone else is 422 (unknown_person, handover_role)",
         STEER,
         body=HandoverBody,
         response=Incident,

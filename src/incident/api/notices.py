@@ -9,6 +9,7 @@ from aiohttp import web
 from incident.api.endpoint import ALL_ROLES, Endpoint, Idempotency, Query, json_response, read_body
 from incident.api.incidents import DECLARE, STEER
 from incident.api.paging import CURSOR, LIMIT, cut, page_request
+from incident.api.playbooks import check_etr_now
 from incident.clock import Timestamp
 from incident.keys import INCIDENTS, NOTICES, PRINCIPAL, SERVICE_AREA, SETTINGS, STORE
 from incident.notices import NoticeRequest, PlannedNotice
@@ -61,6 +62,8 @@ def _incident_id(request: web.Request) -> str:
 
 async def plan(request: web.Request) -> web.Response:
     body = await read_body(request, NoticeRequest)
+    if body.facts.etr is not None:  # the same bounds as the incident's ETR
+        check_etr_now(request, body.facts.etr)
     planned = await request.app[NOTICES].plan(
         _incident_id(request), body, request[PRINCIPAL], request.app[SERVICE_AREA],
         request.app[SETTINGS].area.isolation_buffer_m,

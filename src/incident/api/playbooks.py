@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Annotated
 
 import msgspec
@@ -12,9 +12,9 @@ import incident.playbook.clocks as clocks
 from incident.api.endpoint import ALL_ROLES, Endpoint, Idempotency, json_response, read_body
 from incident.api.incidents import STEER
 from incident.clock import Timestamp
-from incident.domain import Incident
+from incident.domain import Incident, check_etr
 from incident.errors import NotFound
-from incident.keys import CLOCK, INCIDENTS, PLAYBOOKS, PRINCIPAL, STORE
+from incident.keys import CLOCK, INCIDENTS, PLAYBOOKS, PRINCIPAL, SETTINGS, STORE
 from incident.playbook.engine import advisory_in_force
 from incident.playbook.model import to_data
 
@@ -110,8 +110,20 @@ async def move_stage(request: web.Request) -> web.Response:
     return json_response(await request.app[INCIDENTS].get(incident_id))
 
 
+def check_etr_now(request: web.Request, etr: datetime) -> None:
+    """Refuse an ETR in the past or too far ahead ([incidents] etr_grace_s, etr_horizon_days)."""
+    limits = request.app[SETTINGS].incidents
+    check_etr(
+        etr,
+        request.app[CLOCK].now(),
+        timedelta(seconds=limits.etr_grace_s),
+        timedelta(days=limits.etr_horizon_days),
+    )
+
+
 async def set_etr(request: web.Request) -> web.Response:
     body = await read_body(request, EtrBody)
+    check_etr_now(request, body.etr)
     appended = await request.app[INCIDENTS].set_etr(
         request.match_info["incident_id"], body.etr, request[PRINCIPAL], body.reason
     )
@@ -158,7 +170,9 @@ ENDPOINTS = (
         "POST",
         _ID + "/etr",
         set_etr,
-        "Set the estimated time of restoration (notices and pages name it)",
+        "Set the estimated time of restoration (notices and pages name it); one in the past"
+        " (422 etr_in_past, beyond [incidents] etr_grace_s) or too far ahead (422 etr_too_far,"
+        " beyond [incidents] etr_horizon_days) is refused",
         STEER,
         body=EtrBody,
         response=Incident,

@@ -7,6 +7,7 @@ union and difference. Metre distances are applied in a local equidistant project
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -24,6 +25,9 @@ from incident.geo.projection import LocalMetric
 from incident.geo.segments import IsolationTrace
 
 Param = str | float | int | bool | tuple[str, ...]
+
+#: Largest radius around a point when the service area's extent is unknown (metres).
+MAX_RADIUS_M = 100_000.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,8 +67,60 @@ def _area(geometry: BaseGeometry, derivation: Derivation, what: str) -> Area:
     return Area(result, derivation)
 
 
+def _is_number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def check_polygon_json(geometry: Mapping[str, Any], max_vertices: int) -> None:
+    """Check the shape of a GeoJSON Polygon or MultiPolygon before Shapely sees it: the
+    nesting of its coordinates, positions of 2 (or 3) numbers, rings of at least 3 positions,
+    and at most ``max_vertices`` positions in all (code ``area_too_complex``). The work is
+    bounded by ``max_vertices``, whatever the request holds."""
+    kind = geometry.get("type")
+    if kind not in ("Polygon", "MultiPolygon"):
+        what = kind if isinstance(kind, str) else "geometry without a type"
+        raise InvalidGeometry(
+            f"a drawn area must be a Polygon or MultiPolygon, not a {what}", code="not_a_polygon"
+        )
+    raw = geometry.get("coordinates")
+    polygons = [raw] if kind == "Polygon" else raw
+    bad = InvalidGeometry(
+        f"not a GeoJSON {kind}: coordinates must be "
+        + ("" if kind == "Polygon" else "a list of polygons, each ")
+        + "a list of rings, each a list of [lon, lat] positions",
+        code="geometry_invalid",
+    )
+    if not isinstance(polygons, list | tuple):
+        raise bad
+    count = 0
+    for polygon in polygons:
+        if not isinstance(polygon, list | tuple) or not polygon:
+            raise bad
+        for ring in polygon:
+            if not isinstance(ring, list | tuple) or len(ring) < 3:
+                raise bad
+            count += len(ring)
+            if count > max_vertices:
+                raise InvalidGeometry(
+                    f"the drawn area has more than {max_vertices:,} vertices: draw it with fewer "
+                    "points, or use zones",
+                    code="area_too_complex",
+                )
+            for position in ring:
+                if not (
+                    isinstance(position, list | tuple)
+                    and 2 <= len(position) <= 3
+                    and all(map(_is_number, position))
+                ):
+                    raise bad
+
+
 def area_from_geojson(
-    geometry: Mapping[str, Any], *, extent: Extent | None = None, repair: bool = False
+    geometry: Mapping[str, Any],
+    *,
+    extent: Extent | None = None,
+    repair: bool = False,
+    max_vertices: int | None = None,
 ) -> Area:
     """A drawn Polygon or MultiPolygon (lon/lat).
 
@@ -72,12 +128,18 @@ def area_from_geojson(
     crosses) unless ``repair`` is set: how a bow-tie or a loop drawn twice was meant is a
     guess, and the dispatcher should see the repaired shape before households are counted.
     With the service area's ``extent``, an area that lies wholly outside it is refused, and
-    one whose lon/lat are swapped is named as such (code ``coordinates_swapped``).
+    one whose lon/lat are swapped is named as such (code ``coordinates_swapped``). More than
+    ``max_vertices`` positions is refused (code ``area_too_complex``) before any geometry work;
+    give it for every area that comes from a request.
     """
     if isinstance(geometry, Mapping) and geometry.get("type") in ("Polygon", "MultiPolygon"):
         raw = geometry.get("coordinates")
         if not raw or (isinstance(raw, list) and not any(raw)):
             raise InvalidGeometry("the drawn area is empty: it has no coordinates", code="geometry_empty")
+    if not isinstance(geometry, Mapping):
+        raise InvalidGeometry("a drawn area must be a GeoJSON object", code="geometry_invalid")
+    if max_vertices is not None:  # from a request: check its shape before Shapely builds it
+        check_polygon_json(geometry, max_vertices)
     geom = geometry_from_geojson(geometry)
     if geom.geom_type not in ("Polygon", "MultiPolygon"):
         raise InvalidGeometry(
@@ -131,12 +193,21 @@ def area_around_point(lon: float, lat: float, radius_m: float, *, extent: Extent
     """A disc of ``radius_m`` metres around a point (e.g. a gas-leak evacuation radius).
 
     With the service area's ``extent``, a point far outside it is refused, and a point whose
-    lon and lat are swapped is named as such (code ``coordinates_swapped``)."""
+    lon and lat are swapped is named as such (code ``coordinates_swapped``); so is a radius
+    larger than the service area (the diagonal of its extent; :data:`MAX_RADIUS_M` without
+    one), code ``radius_too_large``: buffering a huge radius is slow and means a typo."""
     check_lonlat(np.array([[lon, lat]], np.float64), f"point ({lon}, {lat})", extent)
-    if not radius_m > 0:
-        raise InvalidGeometry("the radius must be more than 0 m", code="bad_radius")
-    local = LocalMetric(lon, lat)
-    disc = local.unproject(Point(0.0, 0.0).buffer(radius_m, quad_segs=16))
+    if not (math.isfinite(radius_m) and radius_m > 0):
+        raise InvalidGeometry("the radius must be a number of metres more than 0", code="bad_radius")
+    limit = extent.diagonal_m() if extent is not None else MAX_RADIUS_M
+    if radius_m > limit:
+        raise InvalidGeometry(
+            f"a radius of {radius_m:.6g} m is larger than the service area: give at most "
+            f"{limit:,.0f} m (the diagonal of its extent)",
+            code="radius_too_large",
+        )
+    local = LocalMetric.near(lon, lat)
+    disc = local.unproject(local.project(Point(lon, lat)).buffer(radius_m, quad_segs=16))
     derivation = Derivation("radius", (("lon", lon), ("lat", lat), ("radius_m", float(radius_m))))
     return _area(disc, derivation, "radius")
 

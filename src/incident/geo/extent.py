@@ -20,6 +20,7 @@ from incident.geo.errors import InvalidGeometry
 #: Metres of slack around the network's extent (a zone or a radius may reach a little beyond).
 MARGIN_M = 5000.0
 _M_PER_DEG = 111_320.0
+_EARTH_RADIUS_M = 6_371_008.8
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,6 +46,14 @@ class Extent:
             float(lon.max()) + dlon,
             min(north + dlat, 90.0),
         )
+
+    def diagonal_m(self) -> float:
+        """Great-circle distance from the south-west corner to the north-east one, in metres:
+        the service area's size (a radius larger than this covers all of it)."""
+        lat0, lat1 = math.radians(self.south), math.radians(self.north)
+        dlat, dlon = lat1 - lat0, math.radians(self.east - self.west)
+        h = math.sin(dlat / 2) ** 2 + math.cos(lat0) * math.cos(lat1) * math.sin(dlon / 2) ** 2
+        return 2 * _EARTH_RADIUS_M * math.asin(min(1.0, math.sqrt(h)))
 
     def intersects_box(self, west: float, south: float, east: float, north: float) -> bool:
         return west <= self.east and east >= self.west and south <= self.north and north >= self.south

@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import numpy as np
 import shapely
@@ -204,6 +205,22 @@ class HouseholdIndex:
     def __len__(self) -> int:
         return len(self.households)
 
+    @cached_property
+    def by_link(self) -> tuple[NDArray[np.int32], NDArray[np.int64]]:
+        """Households grouped by their pipe, for isolations (made on first use, once): the
+        positions ordered by pipe, and where the run of each link position starts (the
+        unattached, -1, come first)."""
+        order = np.argsort(self.pipe_position, kind="stable").astype(np.int32)
+        n_links = len(self.network.links) if self.network is not None else 0
+        starts = np.searchsorted(self.pipe_position[order], np.arange(n_links + 1)).astype(np.int64)
+        return order, starts
+
+    @cached_property
+    def unattached(self) -> Selection:
+        """Households with no pipe within reach (counted by area in an isolation)."""
+        order, starts = self.by_link
+        return Selection(np.sort(order[: starts[0]]).astype(np.int64))
+
     def all(self) -> Selection:
         return Selection(np.arange(len(self.households), dtype=np.int64))
 
@@ -232,8 +249,15 @@ def households_on_links(index: HouseholdIndex, links: Iterable[str]) -> Selectio
         raise UnknownReference(
             f"link(s) not in the network: {', '.join(sorted(unknown)[:5])}", code="unknown_pipe"
         )
-    wanted = np.fromiter((known[k] for k in links), np.int64)
-    return Selection(np.flatnonzero(np.isin(index.pipe_position, wanted)).astype(np.int64))
+    wanted = np.unique(np.fromiter((known[k] for k in links), np.int64, len(links)))
+    # The runs of the wanted links in the households ordered by pipe: work in proportion to
+    # the households found, not to all of them.
+    order, starts = index.by_link
+    begin, end = starts[wanted], starts[wanted + 1]
+    lengths = end - begin
+    skip = np.repeat(begin - (np.cumsum(lengths) - lengths), lengths)
+    at = np.arange(int(lengths.sum()), dtype=np.int64) + skip
+    return Selection(np.sort(order[at]).astype(np.int64))
 
 
 def households_affected(index: HouseholdIndex, trace: IsolationTrace) -> Selection:

@@ -101,6 +101,7 @@ def build_service_area(
     )
     repaired = tuple(z.id for z in zones.zones if z.repaired)
     segments = build_segments(network, valves) if network else None
+    index.by_link  # noqa: B018 - made now, so the first isolation does not wait for it
     parts = unsourced_parts(segments) if segments else ()
     warnings = list(base.warnings)
     for part in parts:
@@ -150,6 +151,5 @@ def isolate_pipe(
     trace = isolate(service.segments, pipe, inoperable)
     area = area_around_trace(service.network, trace, buffer_m)
     on_pipes = households_affected(service.households, trace)
-    loose = Selection(np.flatnonzero(service.households.pipe_position < 0).astype(np.int64))
-    loose_inside = households_in_area_among(service.households, area, loose)
+    loose_inside = households_in_area_among(service.households, area, service.households.unattached)
     return Isolation(trace, area, on_pipes | loose_inside)
