@@ -53,13 +53,14 @@ ACCEPTED = ["2xx", "3xx", "401", "403", "404", "409", "429"]
 def _rules_beyond_the_schema(doc: dict[str, Any]) -> list[dict[str, Any]]:
     """Operations that may answer 422 to a request the schema allows: a body breaking a rule
     no schema states (no stage of that name, nobody of that name has a token), an
-    Idempotency-Key sent again with another body, a cursor this list never gave. Elsewhere a
+    Idempotency-Key sent again with another body, a cursor this list never gave, a valve the
+    network does not have (``inoperable``). Elsewhere a
     422 means the document failed to state a rule (a bound, an enum) and fails the test."""
     ids = []
     for ops in doc["paths"].values():
         for op in ops.values():
             names = {p["name"] for p in op.get("parameters", [])}
-            if "requestBody" in op or names & {"Idempotency-Key", "cursor"}:
+            if "requestBody" in op or names & {"Idempotency-Key", "cursor", "inoperable"}:
                 ids.append(op["operationId"])
     return [
         {
