@@ -57,7 +57,7 @@ def _incident_id(request: web.Request) -> str:
 async def plan(request: web.Request) -> web.Response:
     body = await read_body(request, NoticeRequest)
     planned = await request.app[NOTICES].plan(
-        _incident_id(request), body, request[PRINCIPAL], request.app[SERVICE_AREA],
+        _incident_id(request), body, request[PRINCIPAL], request.app[SERVICE_AREA].value,
         request.app[SETTINGS].area.isolation_buffer_m,
     )  # fmt: skip
     return json_response(planned, status=201)
