@@ -136,7 +136,8 @@ def tokens() -> None:
 @click.option("--replace", is_flag=True, help="Issue a new token for an existing name.")
 @_config_option
 def tokens_add(name: str, role: str, replace: bool, config_file: Path | None) -> None:
-    """Create a token NAME with ROLE; prints the token once (only its hash is kept)."""
+    """Create a token NAME with ROLE; prints the token once (only its hash is kept). A running
+    service takes it within seconds ([auth] reload_s), no restart."""
     settings = _settings(config_file)
     try:
         token = add_token(Path(settings.auth.tokens_file), name, Role(role), replace=replace)
