@@ -68,10 +68,9 @@ def _plan(country_code: int) -> _FixedLinePlan:
             if region == "001"
             else PhoneMetadata.metadata_for_region(region)
         )
-        if metadata is not None and metadata.national_prefix_for_parsing:
-            prefix = f"(?:{metadata.national_prefix_for_parsing})"
-            if prefix not in prefixes:  # NANP: 25 regions, a handful of distinct prefixes
-                prefixes.append(prefix)
+        # Parsing strips with the country code's main region's prefix only (US for +1).
+        if region == regions[0] and metadata is not None and metadata.national_prefix_for_parsing:
+            prefixes.append(f"(?:{metadata.national_prefix_for_parsing})")
         pattern = _distinct_fixed(metadata)
         if pattern is None:
             continue
