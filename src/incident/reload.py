@@ -2,8 +2,9 @@
 
 ``incident tokens add`` rewrites ``[auth] tokens_file``; ``incident households import`` writes
 the household registry in the store and a new ``households.version``. The service looks at
-both every few seconds (``[auth] reload_s``, ``[area] reload_s``) and swaps in the new
-tokens or service area whole: a request sees the old one or the new one, never a mix. A file
+both every few seconds (``[auth] reload_s``, ``[area] reload_s``; a changed tokens file is
+read once it has stayed the same for one look) and swaps in the new tokens or service area
+whole: a request sees the old one or the new one, never a mix. A file
 that cannot be read keeps the old tokens and says why, once per change of the file.
 """
 
@@ -53,13 +54,20 @@ class TokenReloader:
     tokens: TokenRegistry
     metrics: Metrics
     stamp: tuple[int, int, int] | None = None
+    #: A change seen at the last look, read once it has stayed the same for one more look:
+    #: a file being written by hand is not read half-way (an empty file would revoke all).
+    settling: tuple[int, int, int] | None = None
 
     async def check(self) -> None:
-        """Read the tokens file again if it changed since the last look."""
+        """Read the tokens file again if it changed since the last look and has settled."""
         stamp = await asyncio.to_thread(file_stamp, self.path)
         if stamp == self.stamp:
+            self.settling = None
             return
-        self.stamp = stamp  # a bad file is reported once, not every poll
+        if stamp != self.settling:
+            self.settling = stamp
+            return
+        self.stamp, self.settling = stamp, None  # a bad file is reported once, not every look
         try:
             tokens = await asyncio.to_thread(read_tokens, self.path)
         except IncidentError as err:

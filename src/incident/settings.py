@@ -149,8 +149,9 @@ class PushSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_o
 class AuthSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
     tokens_file: str = "var/tokens.toml"
     #: Seconds between looks at the tokens file: a token added or removed with
-    #: ``incident tokens add`` is in force this soon, without a restart.
-    reload_s: Annotated[float, msgspec.Meta(gt=0, le=10)] = 2.0
+    #: ``incident tokens add`` is in force within twice this (a change is read once it has
+    #: stayed for one look), without a restart. At most 5: the README promises 10 s.
+    reload_s: Annotated[float, msgspec.Meta(gt=0, le=5)] = 2.0
 
 
 class AreaSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
@@ -168,7 +169,7 @@ class AreaSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_o
     default_region: str = ""
     #: Seconds between looks at the household registry: households imported with
     #: ``incident households import`` are in the service area this soon (plus the rebuild).
-    reload_s: Annotated[float, msgspec.Meta(gt=0, le=10)] = 3.0
+    reload_s: Annotated[float, msgspec.Meta(gt=0, le=5)] = 3.0
 
     def __post_init__(self) -> None:
         import phonenumbers

@@ -111,3 +111,30 @@ async def _is(value: Awaitable[int], want: int) -> bool:
 
 async def _true(value: bool) -> bool:
     return value
+
+
+async def test_a_changed_tokens_file_is_read_once_it_has_settled(tmp_path: Path) -> None:
+    """A file caught half-way through an edit (here: emptied) is not read: that would revoke
+    every token. A change is read at the look after it was first seen, if it stayed."""
+    from incident.auth import TokenRegistry, read_tokens
+    from incident.metrics import Metrics
+    from incident.reload import TokenReloader, file_stamp
+
+    path = tmp_path / "tokens.toml"
+    file = Tokens(path)
+    token = await asyncio.to_thread(file.add, "alice", Role.dispatcher)
+    registry = TokenRegistry(await asyncio.to_thread(read_tokens, path))
+    reloader = TokenReloader(path, registry, Metrics(), await asyncio.to_thread(file_stamp, path))
+    full = await asyncio.to_thread(path.read_text)
+    await asyncio.to_thread(path.write_text, "")  # an editor truncates, then writes
+    await reloader.check()
+    assert registry.authenticate(token) is not None  # the empty file was not read
+    await asyncio.to_thread(path.write_text, full)
+    await reloader.check()
+    await reloader.check()
+    assert registry.authenticate(token) is not None
+    bob = await asyncio.to_thread(file.add, "bob", Role.command)
+    await reloader.check()
+    assert registry.authenticate(bob) is None  # seen, not yet read
+    await reloader.check()
+    assert registry.authenticate(bob) is not None
