@@ -243,7 +243,7 @@ async def _tokens_ctx(app: web.Application) -> AsyncIterator[None]:
     if not registry:
         log.warning("no API tokens in %s: create one with `incident tokens add NAME --role ROLE`", path)
     app[TOKENS] = registry
-    # `incident tokens add` while the service runs: the token works within [auth] reload_s.
+    # `incident tokens add` while the service runs: the token works within 2 x [auth] reload_s.
     reloader = TokenReloader(path, registry, app[METRICS], stamp)
     task = asyncio.create_task(poll(auth.reload_s, reloader.check, "tokens"), name="tokens-reload")
     try:
