@@ -80,10 +80,10 @@ async def main(csv, sample, tmp, send_seconds):
         inc = await app[INCIDENTS].declare(Declaration(kind=Kind.main_break, utility=Utility.water,
                                                        title="bench", severity=Severity.high), who)
         iid = inc.incident.id
-        await app[INCIDENTS].set_area(iid, AreaRequest(zones=zones), who, app[SERVICE_AREA], 30.0)
+        await app[INCIDENTS].set_area(iid, AreaRequest(zones=zones), who, app[SERVICE_AREA].value, 30.0)
         t = time.perf_counter()
         planned = await app[NOTICES].plan(iid, NoticeRequest(template=TemplateKey.boil_water, channels=[Channel.sms],
-                                          facts=NoticeFacts(area="everywhere")), who, app[SERVICE_AREA], 30.0)
+                                          facts=NoticeFacts(area="everywhere")), who, app[SERVICE_AREA].value, 30.0)
         phases["plan (render, store every delivery)"] = (time.perf_counter() - t, peak["v"], mb("VmHWM"))
         await app[NOTICES].approve(iid, planned.notice.notice_id, who)
         t = time.perf_counter()

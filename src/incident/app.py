@@ -32,7 +32,7 @@ from incident.auth import TokenRegistry, read_tokens
 from incident.clock import Clock, SystemClock
 from incident.errors import StoreError
 from incident.geo.household import Channel
-from incident.households import load_service_area
+from incident.households import build_area, import_if_changed, phone_rules, read_area_files, registry_version
 from incident.incidents import IncidentService
 from incident.kafka_runtime import kafka_runtime
 from incident.keys import (
@@ -70,6 +70,7 @@ from incident.notify.webhooks import (
 )
 from incident.playbook import load_oncall, load_playbooks
 from incident.playbook.engine import PlaybookEngine
+from incident.reload import AreaReloader, CurrentArea, TokenReloader, file_stamp, poll
 from incident.settings import Settings
 from incident.store import open_store
 from incident.triage import TriageService
@@ -127,12 +128,32 @@ async def _kafka_ctx(app: web.Application) -> AsyncIterator[None]:
         yield
 
 
+async def _stop(task: asyncio.Task[None]) -> None:
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
 async def _area_ctx(app: web.Application) -> AsyncIterator[None]:
-    app[SERVICE_AREA] = await load_service_area(app[SETTINGS].area, app[STORE])
+    settings, store = app[SETTINGS].area, app[STORE]
+    files = await read_area_files(settings)
+    if settings.households:
+        await import_if_changed(store, Path(settings.households), files.extent, phone_rules(settings))
+    version = await registry_version(store)  # before the registry is read: see AreaReloader
+    current = CurrentArea(await build_area(files, settings, store), files, version)
+    app[SERVICE_AREA] = current
     # Importing and indexing a million households leaves ~150 MB of freed scratch memory that
     # the C allocator keeps; hand it back, so a fan-out starts from what the service needs.
     await asyncio.to_thread(release_free_memory)
-    yield
+    # `incident households import` while the service runs: in the service area within seconds.
+    reloader = AreaReloader(settings, store, current, app[METRICS])
+    task = asyncio.create_task(
+        poll(settings.reload_s, reloader.check, "households"), name="households-reload"
+    )
+    try:
+        yield
+    finally:
+        await _stop(task)
 
 
 async def _notify_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -206,7 +227,7 @@ async def _playbook_ctx(app: web.Application) -> AsyncIterator[None]:
         await runtime.carrier.send_sms(phone, sender, text, status)
 
     engine = PlaybookEngine(
-        p, playbooks, app[STORE], app[INCIDENTS], app[NOTICES], lambda: app[SERVICE_AREA], app[CLOCK],
+        p, playbooks, app[STORE], app[INCIDENTS], app[NOTICES], lambda: app[SERVICE_AREA].value, app[CLOCK],
         buffer_m=settings.area.isolation_buffer_m, oncall=oncall, pager=page,
     )  # fmt: skip
     app[PLAYBOOKS] = engine
@@ -222,12 +243,20 @@ async def _playbook_ctx(app: web.Application) -> AsyncIterator[None]:
 
 
 async def _tokens_ctx(app: web.Application) -> AsyncIterator[None]:
-    path = Path(app[SETTINGS].auth.tokens_file)
+    auth = app[SETTINGS].auth
+    path = Path(auth.tokens_file)
+    stamp = await asyncio.to_thread(file_stamp, path)
     registry = TokenRegistry(await asyncio.to_thread(read_tokens, path))
     if not registry:
         log.warning("no API tokens in %s: create one with `incident tokens add NAME --role ROLE`", path)
     app[TOKENS] = registry
-    yield
+    # `incident tokens add` while the service runs: the token works within 2 x [auth] reload_s.
+    reloader = TokenReloader(path, registry, app[METRICS], stamp)
+    task = asyncio.create_task(poll(auth.reload_s, reloader.check, "tokens"), name="tokens-reload")
+    try:
+        yield
+    finally:
+        await _stop(task)
 
 
 async def _close_live_sockets(app: web.Application) -> None:

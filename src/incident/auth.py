@@ -68,6 +68,10 @@ class TokenRegistry:
     def __init__(self, tokens: TokensFile) -> None:
         self._by_digest = {t.token_sha256: Principal(t.name, t.role) for t in tokens.tokens}
 
+    def replace(self, tokens: TokensFile) -> None:
+        """Put ``tokens`` in force at once (one assignment: no request sees half of them)."""
+        self._by_digest = {t.token_sha256: Principal(t.name, t.role) for t in tokens.tokens}
+
     def __len__(self) -> int:
         return len(self._by_digest)
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import re
 import signal
 import sys
 from pathlib import Path
@@ -20,7 +19,7 @@ from incident.errors import IncidentError
 from incident.geo.files import Progress
 from incident.households import ImportResult as ImportResultT
 from incident.memory import limit_allocator_arenas
-from incident.settings import Settings, load_settings
+from incident.settings import Settings, environment_warnings, load_settings, settings_toml
 
 log = logging.getLogger("incident")
 
@@ -34,6 +33,8 @@ _config_option = click.option(
 
 
 def _settings(config_file: Path | None) -> Settings:
+    for warning in environment_warnings(os.environ):
+        click.echo(f"Warning: {warning}", err=True)
     try:
         return load_settings(config_file, os.environ)
     except IncidentError as err:
@@ -135,7 +136,8 @@ def tokens() -> None:
 @click.option("--replace", is_flag=True, help="Issue a new token for an existing name.")
 @_config_option
 def tokens_add(name: str, role: str, replace: bool, config_file: Path | None) -> None:
-    """Create a token NAME with ROLE; prints the token once (only its hash is kept)."""
+    """Create a token NAME with ROLE; prints the token once (only its hash is kept). A running
+    service takes it within seconds ([auth] reload_s), no restart."""
     settings = _settings(config_file)
     try:
         token = add_token(Path(settings.auth.tokens_file), name, Role(role), replace=replace)
@@ -261,25 +263,11 @@ def timeline_export(incident_id: str, fmt: str, output: Path | None, config_file
 @main.command("config")
 @_config_option
 def show_config(config_file: Path | None) -> None:
-    """Check the settings and print them as the service would use them (secrets hidden)."""
-    import msgspec
-
+    """Check the settings (each key, and keys that go together, such as Twilio's) and print
+    them as TOML, as the service would use them (secrets hidden). Exit 1 with one line
+    naming the key when they would not start the service."""
     settings = _settings(config_file)
-    data = msgspec.to_builtins(settings)
-    for section, values in data.items():
-        click.echo(f"[{section}]")
-        for key, value in values.items():
-            click.echo(f"{key} = {_shown(key, value)!r}")
-        click.echo()
-
-
-def _shown(key: str, value: object) -> object:
-    """Secrets hidden: token/password/secret keys, and passwords inside URLs."""
-    if not isinstance(value, str) or not value:
-        return value
-    if any(word in key for word in ("token", "password", "secret")):
-        return "********"
-    return re.sub(r"(://[^:/@]*:)[^@/]*@", r"\1********@", value)
+    click.echo(settings_toml(settings), nl=False)
 
 
 # --- reports ------------------------------------------------------------------------------
@@ -372,9 +360,11 @@ def households() -> None:
 
 
 async def _import(settings: Settings, path: Path, total: int, quiet: bool) -> ImportResultT:
-    from incident.households import import_households
+    from incident.households import import_households, phone_rules, read_area_files
     from incident.store import open_store
 
+    # The service area's extent: rows outside it (or with lon and lat swapped) are refused.
+    extent = (await read_area_files(settings.area)).extent
     store = open_store(settings.store, SystemClock())
     await store.open()
     try:
@@ -388,7 +378,9 @@ async def _import(settings: Settings, path: Path, total: int, quiet: bool) -> Im
                     bar.update(p.bytes_read - done)
                 done = p.bytes_read
 
-            return await import_households(store, path, progress=progress)
+            return await import_households(
+                store, path, progress=progress, extent=extent, phones=phone_rules(settings.area)
+            )
     finally:
         await store.close()
 
@@ -399,7 +391,10 @@ async def _import(settings: Settings, path: Path, total: int, quiet: bool) -> Im
 @_config_option
 def households_import(file: Path, quiet: bool, config_file: Path | None) -> None:
     """Import a households FILE (CSV or GeoJSON points): good rows are added or updated by
-    account_id; bad rows are listed with their line and reason. Exit 1 if any was rejected."""
+    account_id; bad rows (including positions outside the service area) are listed with
+    their line and reason, and so are rows loaded with a change (a fixed-line sms number
+    moved to voice). Exit 1 if any was rejected. A running service picks the change up
+    within seconds ([area] reload_s)."""
     settings = _settings(config_file)
     try:
         result = asyncio.run(_import(settings, file, file.stat().st_size, quiet))
@@ -407,6 +402,8 @@ def households_import(file: Path, quiet: bool, config_file: Path | None) -> None
         raise click.ClickException(err.message) from err
     for row in result.rejected:
         click.echo(f"{file}: {row}", err=True)
+    for note in result.notes:
+        click.echo(f"{file}: {note}", err=True)
     click.echo(result.summary())
     if result.rejected:
         sys.exit(1)

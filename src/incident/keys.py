@@ -8,7 +8,6 @@ from aiohttp import web
 
 from incident.auth import Principal, TokenRegistry
 from incident.clock import Clock
-from incident.geo import ServiceArea
 from incident.incidents import IncidentService
 from incident.kafka_runtime import KafkaRuntime
 from incident.live import LiveHub
@@ -17,6 +16,7 @@ from incident.notices import NoticeService
 from incident.notify.runtime import NotifyRuntime, PublicUrl
 from incident.notify.templates import NoticeTemplates
 from incident.playbook.engine import PlaybookEngine
+from incident.reload import CurrentArea
 from incident.settings import Settings
 from incident.store import Store
 from incident.triage import TriageService
@@ -33,7 +33,8 @@ HUB = web.AppKey("hub", LiveHub)
 TOKENS = web.AppKey("tokens", TokenRegistry)
 INCIDENTS = web.AppKey("incidents", IncidentService)
 TRIAGE = web.AppKey("triage", TriageService)
-SERVICE_AREA = web.AppKey("service_area", ServiceArea)
+#: The service area in use (``.value``); replaced whole when households are imported.
+SERVICE_AREA = web.AppKey("service_area", CurrentArea)
 TEMPLATES = web.AppKey("templates", NoticeTemplates)
 NOTICES = web.AppKey("notices", NoticeService)
 NOTIFY = web.AppKey("notify", NotifyRuntime)

@@ -27,6 +27,12 @@ class Metrics:
         self.incidents_declared = Counter(
             "incident_incidents_declared", "Incidents declared", ["kind", "utility"], registry=r
         )
+        self.reloads = Counter(
+            "incident_reloads",
+            "Looks that found tokens or households changed from the command line, by outcome",
+            ["what", "outcome"],
+            registry=r,
+        )
         self.live_clients = Gauge("incident_live_clients", "Connected live-feed clients", registry=r)
         self.live_dropped = Counter(
             "incident_live_clients_dropped", "Live clients dropped for falling behind", registry=r

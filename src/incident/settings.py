@@ -6,6 +6,8 @@ Only :func:`load_settings` looks at the environment, and only at the mapping it 
 
 from __future__ import annotations
 
+import json
+import math
 import re
 import tomllib
 from collections.abc import Mapping
@@ -146,6 +148,10 @@ class PushSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_o
 
 class AuthSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
     tokens_file: str = "var/tokens.toml"
+    #: Seconds between looks at the tokens file: a token added or removed with
+    #: ``incident tokens add`` is in force within twice this (a change is read once it has
+    #: stayed for one look), without a restart. At most 5: the README promises 10 s.
+    reload_s: Annotated[float, msgspec.Meta(gt=0, le=5)] = 2.0
 
 
 class AreaSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
@@ -165,6 +171,21 @@ class AreaSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_o
     #: Seconds an area change or a pipe look-up may compute (in a worker thread, off the
     #: event loop) before it is answered with 422 area_too_complex.
     compute_timeout_s: PositiveFloat = 5.0
+    #: Region (ISO 3166, e.g. "CN") of phone numbers written without "+" and a country code
+    #: ("0577 8812 3456"); empty: households files must give E.164 numbers.
+    default_region: str = ""
+    #: Seconds between looks at the household registry: households imported with
+    #: ``incident households import`` are in the service area this soon (plus the rebuild).
+    reload_s: Annotated[float, msgspec.Meta(gt=0, le=5)] = 3.0
+
+    def __post_init__(self) -> None:
+        import phonenumbers
+
+        if self.default_region and self.default_region not in phonenumbers.SUPPORTED_REGIONS:
+            raise ValueError(
+                f"default_region {self.default_region!r} is not a region code phonenumbers knows "
+                "(ISO 3166, e.g. CN, US, GB)"
+            )
 
 
 class NotifySettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
@@ -340,6 +361,62 @@ def _from_env(environ: Mapping[str, str]) -> tuple[dict[str, dict[str, Any]], di
     return values, sources
 
 
+#: Environment variables that start with INCIDENT_ and are not settings: the CLI's own
+#: (``drill run --token``) and the test suite's. Anything else with the prefix is a warning.
+NOT_SETTINGS = frozenset({"INCIDENT_TOKEN", "INCIDENT_TEST_POSTGRES_URL"})
+
+
+def _suggest(rest: str) -> str | None:
+    """INCIDENT_HTTP_PORT -> INCIDENT_HTTP__PORT, when some spelling matches a key."""
+    sections = _section_types()
+    lowered = rest.lower()
+    for section, struct in sections.items():
+        for key in (f.name for f in msgspec.structs.fields(struct)):
+            if lowered.replace("_", "") == (section + key).replace("_", ""):
+                return f"{ENV_PREFIX}{section.upper()}__{key.upper()}"
+    return None
+
+
+def environment_warnings(environ: Mapping[str, str]) -> list[str]:
+    """A warning for each ``INCIDENT_*`` variable that sets nothing (e.g. one underscore
+    where two are needed), with the right spelling when one is near."""
+    out: list[str] = []
+    for name in sorted(environ):
+        if not name.startswith(ENV_PREFIX) or "__" in name or name in NOT_SETTINGS:
+            continue
+        hint = _suggest(name[len(ENV_PREFIX) :])
+        fix = (
+            f"did you mean {hint}?"
+            if hint
+            else f"settings are {ENV_PREFIX}<SECTION>__<KEY> (two underscores)"
+        )
+        out.append(f"environment {name} sets nothing and is ignored: {fix}")
+    return out
+
+
+def _cross_checks(settings: Settings, sources: Mapping[tuple[str, str], str], file: str) -> None:
+    """Checks that span keys (or sections), so that a setting that passes `incident config`
+    does not stop the service at start."""
+    if settings.carrier.mode == "twilio":
+        t = settings.twilio
+        missing = [
+            k for k in ("account_sid", "auth_token", "from_number", "public_base_url") if not getattr(t, k)
+        ]
+        if missing:
+            raise ConfigError(
+                f'{file}: [carrier] mode = "twilio" needs [twilio] {", ".join(missing)} '
+                f'(e.g. INCIDENT_TWILIO__{missing[0].upper()}); or use mode = "drill"'
+            )
+        if not t.public_base_url.startswith(("https://", "http://")):
+            where = sources.get(("twilio", "public_base_url"), file)
+            raise ConfigError(
+                f"{where}: [twilio] public_base_url must be the http(s) URL where Twilio reaches this service"
+            )
+        if not re.fullmatch(r"\+[1-9][0-9]{6,14}", t.from_number):
+            where = sources.get(("twilio", "from_number"), file)
+            raise ConfigError(f"{where}: [twilio] from_number must be an E.164 number (+ and digits)")
+
+
 def load_settings(path: Path | None = None, environ: Mapping[str, str] | None = None) -> Settings:
     """Build the settings from ``path`` (built-in defaults when None) and ``environ``."""
     file = str(path) if path is not None else "built-in defaults"
@@ -358,9 +435,72 @@ def load_settings(path: Path | None = None, environ: Mapping[str, str] | None = 
             raise ConfigError(f"{file}: [{section}] must be a table")
         data[section] = {**(current or {}), **items}
     try:
-        return msgspec.convert(data, Settings)
+        settings = msgspec.convert(data, Settings)
     except msgspec.ValidationError as err:
         raise ConfigError(_explain(err, sources, file)) from err
+    _cross_checks(settings, sources, file)
+    return settings
+
+
+_SECRET_KEY = re.compile(r"(?:^|_)(?:token|password|secret)$")
+
+
+def shown(key: str, value: object) -> object:
+    """A value as `incident config` shows it: secrets (keys ending in token, password or
+    secret; passwords inside URLs) masked."""
+    if not isinstance(value, str) or not value:
+        return value
+    if _SECRET_KEY.search(key):
+        return "********"
+    return re.sub(r"(://[^:/@]*:)[^@/]*@", r"\1********@", value)
+
+
+def _toml_value(value: object) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        if math.isnan(value):
+            return "nan"
+        if math.isinf(value):
+            return "inf" if value > 0 else "-inf"
+        return repr(value)
+    if isinstance(value, str):
+        # A JSON string is a TOML basic string, but for DEL, which TOML wants escaped.
+        return json.dumps(value, ensure_ascii=False).replace("\x7f", "\\u007F")
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    raise TypeError(f"no TOML for {type(value).__name__}")
+
+
+def _toml_table(name: str, values: Mapping[str, Any]) -> list[str]:
+    lines = [f"[{name}]"]
+    tables: list[tuple[str, Mapping[str, Any]]] = []
+    arrays: list[tuple[str, list[Mapping[str, Any]]]] = []
+    for key, value in values.items():
+        if isinstance(value, dict):
+            tables.append((key, value))
+        elif isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
+            arrays.append((key, value))
+        else:
+            lines.append(f"{key} = {_toml_value(shown(key, value))}")
+    for key, table in tables:
+        lines += ["", *_toml_table(f"{name}.{key}", table)]
+    for key, items in arrays:
+        for item in items:
+            lines += ["", f"[[{name}.{key}]]"]
+            lines += [f"{k} = {_toml_value(shown(k, v))}" for k, v in item.items()]
+    return lines
+
+
+def settings_toml(settings: Settings) -> str:
+    """The settings as a TOML file that loads back to the same settings (secrets masked)."""
+    data: dict[str, Mapping[str, Any]] = msgspec.to_builtins(settings)
+    out: list[str] = []
+    for section, values in data.items():
+        out += [*_toml_table(section, values), ""]
+    return "\n".join(out)
 
 
 def sqlite_path(url: str) -> Path:

@@ -281,6 +281,8 @@ class Faults:
             "INCIDENT_NOTIFY__QUIET_HOURS": "",
             "INCIDENT_PLAYBOOKS__ENABLED": "false",
             "INCIDENT_LOG__LEVEL": "WARNING",
+            # Where a carrier calls back ([carrier] mode = "twilio" requires it).
+            "INCIDENT_TWILIO__PUBLIC_BASE_URL": f"http://127.0.0.1:{port}",
             **overrides,
         }
         service = Service(env, port, tokens)

@@ -158,7 +158,7 @@ def known_ids(served: Served, people: Tokens) -> dict[str, str]:
     )  # fmt: skip
     served.run(served.app[STORE].ingest_reports([IncomingReport(report, "test")],
                                                 ingest_planner(CorrelationSettings())))  # fmt: skip
-    network = served.app[SERVICE_AREA].network
+    network = served.app[SERVICE_AREA].value.network
     assert network is not None
     playbooks = _call("GET", "/api/playbooks")["playbooks"]
     return {

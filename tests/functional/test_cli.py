@@ -240,3 +240,108 @@ def test_households_import_reports_bad_rows_and_updates_by_account(
     second = run(["households", "import", str(path)], env)
     assert second.returncode == 0
     assert "3 rows: 1 added, 1 updated, 1 unchanged" in second.stdout
+
+
+def _poll(what: str, check: Callable[[], bool], timeout: float = 30.0) -> None:
+    """Bounded wait: the promise is 10 s; the bound is generous for a loaded test machine."""
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, f"{what}: not in force after {timeout:.0f} s"
+        time.sleep(0.25)
+
+
+def test_tokens_and_households_from_the_command_line_reach_the_running_service(
+    start: Callable[[], Server], env: dict[str, str], tmp_path: Path
+) -> None:
+    env["INCIDENT_PLAYBOOKS__ENABLED"] = "false"  # no playbook changes the area under the test
+    server = start()
+    token = run(["tokens", "add", "alice", "--role", "dispatcher"], env).stdout.strip()
+    _poll(
+        "a token added while the service runs",
+        lambda: server.request("GET", "/api/incidents", token)[0] == 200,
+    )
+
+    status, inc = server.request("POST", "/api/incidents", token, DECLARE)
+    assert status == 201
+    around = {"around": {"lon": -85.5501, "lat": 38.0301, "radius_m": 20}}
+
+    def households() -> int:
+        status, body = server.request("PUT", f"/api/incidents/{inc['id']}/area", token, around)
+        assert status == 200, body
+        return int(body["households"])
+
+    before = households()
+    path = tmp_path / "more.csv"
+    path.write_text(
+        "account_id,lon,lat,address,language,sms,voice,app_token,priority,opt_out\n"
+        "NEW-1,-85.5501,38.0301,1 New St,en,+15025550101,,,,\n"
+        "NEW-2,-85.5502,38.0302,2 New St,en,,+15025550102,,,\n"
+    )
+    imported = run(["households", "import", "--quiet", str(path)], env)
+    assert imported.returncode == 0, imported.stderr
+    _poll("households imported while the service runs", lambda: households() == before + 2)
+    code, log = server.stop()
+    assert code == 0 and "Traceback" not in log
+
+
+def test_households_import_normalises_numbers_and_rejects_positions_outside_the_area(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    path = tmp_path / "households.csv"
+    path.write_text(
+        "account_id,lon,lat,address,language,sms,voice,app_token,priority,opt_out\n"
+        "N-1,-85.55,38.03,1 Elm St,en,(502) 555-0101,502-555-0199,,,\n"  # national format
+        "N-2,-85.55,38.03,2 Elm St,zh-CN,+8657788123456,,,,\n"  # a fixed line in sms
+        "N-3,38.03,-85.55,3 Elm St,en,,,,,\n"  # lon and lat swapped
+        "N-4,2.35,48.85,4 Elm St,en,,,,,\n"  # Paris: far outside the service area
+    )
+    refused = run(["households", "import", str(path)], env)
+    assert "line 2 (N-1): sms number is not E.164" in refused.stderr  # no default region: as before
+
+    result = run(["households", "import", str(path)], {**env, "INCIDENT_AREA__DEFAULT_REGION": "US"})
+    assert result.returncode == 1
+    # N-2 came in with the first import already.
+    assert "4 rows: 1 added, 0 updated, 1 unchanged; 2 rejected; 1 changed" in result.stdout
+    assert "line 3 (N-2): the sms number is a fixed line: moved to voice" in result.stderr
+    assert "line 4 (N-3): position (38.03, -85.55) is outside the service area" in result.stderr
+    assert "look swapped" in result.stderr
+    assert "line 5 (N-4): position (2.35, 48.85) is outside the service area (lon " in result.stderr
+    assert "8812" not in result.stderr + result.stdout
+    conn = sqlite3.connect(tmp_path / "db.sqlite")
+    rows = dict(conn.execute("SELECT account_id, sms || '/' || voice FROM households"))
+    conn.close()
+    assert rows == {"N-1": "+15025550101/+15025550199", "N-2": "/+8657788123456"}
+
+
+def test_twilio_mode_without_credentials_stops_config_and_serve_with_one_line(env: dict[str, str]) -> None:
+    twilio = {**env, "INCIDENT_CARRIER__MODE": "twilio", "INCIDENT_TWILIO__ACCOUNT_SID": "AC1"}
+    for command in (["config"], ["serve"]):
+        result = run(command, twilio)
+        assert result.returncode != 0, command
+        assert "Traceback" not in result.stderr
+        assert result.stderr.strip().splitlines() == [
+            'Error: built-in defaults: [carrier] mode = "twilio" needs [twilio] auth_token, from_number, '
+            'public_base_url (e.g. INCIDENT_TWILIO__AUTH_TOKEN); or use mode = "drill"'
+        ]
+
+
+def test_a_misspelt_environment_variable_is_named_with_the_right_spelling(env: dict[str, str]) -> None:
+    result = run(["config"], {**env, "INCIDENT_HTTP_PORT": "8099", "INCIDENT_TOKEN": "not a setting"})
+    assert result.returncode == 0
+    assert result.stderr.strip().splitlines() == [
+        "Warning: environment INCIDENT_HTTP_PORT sets nothing and is ignored: did you mean INCIDENT_HTTP__PORT?"
+    ]
+
+
+def test_config_prints_toml_that_loads_back(env: dict[str, str], tmp_path: Path) -> None:
+    import tomllib
+
+    result = run(["config"], {**env, "INCIDENT_NOTIFY__UTILITY_NAME": 'Wasser "Süd"'})
+    assert result.returncode == 0
+    data = tomllib.loads(result.stdout)
+    assert data["http"]["port"] == 0 and data["notify"]["utility_name"] == 'Wasser "Süd"'
+    assert data["correlation"]["auto_declare"][0]["kind"] == "gas_leak"
+    saved = tmp_path / "saved.toml"
+    saved.write_text(result.stdout)
+    clean = {k: v for k, v in env.items() if not k.startswith("INCIDENT_")}
+    assert run(["config", "--config", str(saved)], clean).stdout == result.stdout

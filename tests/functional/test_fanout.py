@@ -121,6 +121,8 @@ async def _external_api(
         "INCIDENT_STORE__URL": settings.store.url, "INCIDENT_AUTH__TOKENS_FILE": str(tokens.path), **broker_env,
         "INCIDENT_NOTIFY__QUIET_HOURS": "", "INCIDENT_TWILIO__FROM_NUMBER": "+15025550000",
         "INCIDENT_CARRIER__MODE": "twilio", "INCIDENT_TWILIO__API_BASE_URL": carrier_url,
+        # Required with mode twilio; the test's own address replaces it below.
+        "INCIDENT_TWILIO__PUBLIC_BASE_URL": "http://127.0.0.1:9",
         "INCIDENT_TWILIO__ACCOUNT_SID": DEFAULT_ACCOUNT_SID, "INCIDENT_TWILIO__AUTH_TOKEN": DEFAULT_AUTH_TOKEN,
         **extra,
     }  # fmt: skip

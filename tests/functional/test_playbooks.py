@@ -386,7 +386,7 @@ async def test_an_auto_notice_cut_short_before_its_approval_is_approved_on_the_n
         template=TemplateKey.low_pressure, channels=[Channel.sms], facts=NoticeFacts(area="x")
     )
     planned = await app[NOTICES].plan(inc["id"], request, Principal("system:playbook", Role.admin),
-                                      app[SERVICE_AREA], 30.0, action="assess#1:timer:x:1", auto_approve=True)  # fmt: skip
+                                      app[SERVICE_AREA].value, 30.0, action="assess#1:timer:x:1", auto_approve=True)  # fmt: skip
     await engine.evaluate(inc["id"])
     _, notice = await api.call("GET", f"/api/incidents/{inc['id']}/notices/{planned.notice.notice_id}")
     assert notice["status"] == "approved"

@@ -1,11 +1,13 @@
 from __future__ import annotations
 
+import tomllib
 from pathlib import Path
 
+import msgspec
 import pytest
 
 from incident.errors import ConfigError
-from incident.settings import Settings, load_settings
+from incident.settings import Settings, environment_warnings, load_settings, settings_toml
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -73,3 +75,107 @@ def test_settings_are_frozen() -> None:
     s = Settings()
     with pytest.raises(AttributeError):
         s.http.port = 1  # type: ignore[misc]
+
+
+TWILIO = {
+    "INCIDENT_CARRIER__MODE": "twilio",
+    "INCIDENT_TWILIO__ACCOUNT_SID": "AC123",
+    "INCIDENT_TWILIO__AUTH_TOKEN": "s3cret",
+    "INCIDENT_TWILIO__FROM_NUMBER": "+15025550000",
+    "INCIDENT_TWILIO__PUBLIC_BASE_URL": "https://incident.example",
+}
+
+
+@pytest.mark.parametrize(
+    ("drop", "change", "message"),
+    [
+        ("INCIDENT_TWILIO__AUTH_TOKEN", {}, '[carrier] mode = "twilio" needs [twilio] auth_token'),
+        ("INCIDENT_TWILIO__PUBLIC_BASE_URL", {}, "needs [twilio] public_base_url"),
+        (
+            None,
+            {"INCIDENT_TWILIO__PUBLIC_BASE_URL": "incident.example"},
+            "public_base_url must be the http(s) URL",
+        ),
+        (None, {"INCIDENT_TWILIO__FROM_NUMBER": "5025550000"}, "from_number must be an E.164 number"),
+    ],
+)
+def test_twilio_mode_needs_its_credentials_and_a_public_url(
+    drop: str | None, change: dict[str, str], message: str
+) -> None:
+    env = {k: v for k, v in TWILIO.items() if k != drop} | change
+    with pytest.raises(ConfigError) as err:
+        load_settings(None, env)
+    assert message in err.value.message
+    assert "\n" not in err.value.message  # one line
+    assert load_settings(None, TWILIO).carrier.mode == "twilio"
+
+
+def test_twilio_mode_names_every_missing_key() -> None:
+    with pytest.raises(ConfigError) as err:
+        load_settings(None, {"INCIDENT_CARRIER__MODE": "twilio"})
+    assert "account_sid, auth_token, from_number, public_base_url" in err.value.message
+
+
+def test_environment_variables_that_set_nothing_are_named_with_the_right_spelling() -> None:
+    warnings = environment_warnings(
+        {
+            "INCIDENT_HTTP_PORT": "8081",
+            "INCIDENT_KAFKA_BOOTSTRAP_SERVERS": "k:9092",
+            "INCIDENT_COLOUR": "blue",
+            "INCIDENT_HTTP__PORT": "8081",  # a setting
+            "INCIDENT_TOKEN": "x",  # the CLI's own
+            "INCIDENT_TEST_POSTGRES_URL": "postgresql://",  # the tests'
+            "HOME": "/root",
+        }
+    )
+    assert warnings == [
+        "environment INCIDENT_COLOUR sets nothing and is ignored: settings are "
+        "INCIDENT_<SECTION>__<KEY> (two underscores)",
+        "environment INCIDENT_HTTP_PORT sets nothing and is ignored: did you mean INCIDENT_HTTP__PORT?",
+        "environment INCIDENT_KAFKA_BOOTSTRAP_SERVERS sets nothing and is ignored: did you mean "
+        "INCIDENT_KAFKA__BOOTSTRAP_SERVERS?",
+    ]
+
+
+def test_settings_print_as_toml_that_loads_back_to_the_same_settings(tmp_path: Path) -> None:
+    path = tmp_path / "s.toml"
+    path.write_text(
+        '[notify]\nutility_name = "Wasser \\"Süd\\" \\\\ Ost\\tline"\n'
+        '[correlation]\nauto_declare = []\n[correlation.compatible]\ngas_leak = ["gas_leak"]\n'
+        '[area]\ndefault_region = "CN"\n',
+        encoding="utf-8",
+    )
+    settings = load_settings(path, TWILIO)
+    text = settings_toml(settings)
+    # Everything loads back as it was, but the secret, which is masked.
+    masked = msgspec.structs.replace(
+        settings, twilio=msgspec.structs.replace(settings.twilio, auth_token="********")
+    )
+    assert load_settings(_write(tmp_path / "back.toml", text), {}) == masked
+    assert tomllib.loads(text)["notify"]["utility_name"] == 'Wasser "Süd" \\ Ost\tline'
+    assert "[[correlation.auto_declare]]" not in text and "auto_declare = []" in text
+    assert "[area]\n" in text and 'default_region = "CN"' in text
+
+
+def test_printed_settings_hide_secrets_but_not_paths() -> None:
+    text = settings_toml(
+        load_settings(
+            None,
+            {**TWILIO, "INCIDENT_PUSH__TOKEN": "pushtok", "INCIDENT_STORE__URL": "postgresql://u:pw@db/x"},
+        )
+    )
+    data = tomllib.loads(text)
+    assert data["twilio"]["auth_token"] == data["push"]["token"] == "********"
+    assert "s3cret" not in text and "pushtok" not in text and ":pw@" not in text
+    assert data["store"]["url"] == "postgresql://u:********@db/x"
+    assert data["auth"]["tokens_file"] == "var/tokens.toml"  # a path, not a secret
+
+
+def test_an_unknown_default_region_stops_start_up() -> None:
+    with pytest.raises(ConfigError, match=r"\[area\] default_region 'ZZ' is not a region code"):
+        load_settings(None, {"INCIDENT_AREA__DEFAULT_REGION": "ZZ"})
+
+
+def _write(path: Path, text: str) -> Path:
+    path.write_text(text, encoding="utf-8")
+    return path

@@ -40,7 +40,7 @@ async def put_area(request: web.Request) -> web.Response:
         _incident_id(request),
         body,
         request[PRINCIPAL],
-        request.app[SERVICE_AREA],
+        request.app[SERVICE_AREA].value,
         settings.isolation_buffer_m,
     )
     data = appended.events[-1].data
@@ -101,11 +101,11 @@ def area_features(service: ServiceArea, incident: Any) -> dict[str, Any]:
 
 async def get_area(request: web.Request) -> web.Response:
     incident = await request.app[INCIDENTS].get(_incident_id(request))
-    return json_response(area_features(request.app[SERVICE_AREA], incident))
+    return json_response(area_features(request.app[SERVICE_AREA].value, incident))
 
 
 async def layers(request: web.Request) -> web.Response:
-    service = request.app[SERVICE_AREA]
+    service = request.app[SERVICE_AREA].value
 
     def build() -> dict[str, Any]:
         return {
@@ -148,7 +148,7 @@ def _pipe_look_up(
 
 
 async def pipe(request: web.Request) -> web.Response:
-    service = request.app[SERVICE_AREA]
+    service = request.app[SERVICE_AREA].value
     pipe_id = request.match_info["pipe_id"]
     if service.network is None or service.segments is None:
         raise NotFound("no pipe network is loaded ([area] network)")
@@ -163,7 +163,7 @@ async def pipe(request: web.Request) -> web.Response:
 
 async def network(request: web.Request) -> web.Response:
     """Every pipe (and pump and valve link) as GeoJSON lines: the console's base map."""
-    service = request.app[SERVICE_AREA]
+    service = request.app[SERVICE_AREA].value
 
     def build() -> dict[str, Any]:
         links = service.network.links if service.network is not None else ()

@@ -68,7 +68,7 @@ async def declare(request: web.Request) -> web.Response:
         )
     buffer_m = request.app[SETTINGS].area.isolation_buffer_m
     appended = await request.app[INCIDENTS].declare(
-        body, request[PRINCIPAL], request.app[SERVICE_AREA], buffer_m
+        body, request[PRINCIPAL], request.app[SERVICE_AREA].value, buffer_m
     )
     return json_response(appended.incident, status=201)
 

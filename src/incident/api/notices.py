@@ -65,7 +65,7 @@ async def plan(request: web.Request) -> web.Response:
     if body.facts.etr is not None:  # the same bounds as the incident's ETR
         check_etr_now(request, body.facts.etr)
     planned = await request.app[NOTICES].plan(
-        _incident_id(request), body, request[PRINCIPAL], request.app[SERVICE_AREA],
+        _incident_id(request), body, request[PRINCIPAL], request.app[SERVICE_AREA].value,
         request.app[SETTINGS].area.isolation_buffer_m,
     )  # fmt: skip
     return json_response(planned, status=201)

@@ -69,7 +69,8 @@ from incident.geo.network import (
     parse_inp,
     parse_valves_csv,
 )
-from incident.geo.rows import RejectedRow
+from incident.geo.phones import PhoneRules
+from incident.geo.rows import RejectedRow, RowNote
 from incident.geo.segments import IsolationTrace, SegmentMap, build_segments, isolate, unsourced_parts
 from incident.geo.service_area import (
     Isolation,
@@ -104,11 +105,13 @@ __all__ = [
     "Network",
     "Node",
     "NodeKind",
+    "PhoneRules",
     "PointGrid",
     "Priority",
     "Progress",
     "ProjectionError",
     "RejectedRow",
+    "RowNote",
     "SegmentMap",
     "Selection",
     "ServiceArea",

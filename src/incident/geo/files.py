@@ -26,7 +26,8 @@ from incident.geo.household import (
 )
 from incident.geo.layers import Zone, ZoneSet, zones_from_features
 from incident.geo.network import Network, Valve, network_from_features, parse_inp, parse_valves_csv
-from incident.geo.rows import RejectedRow
+from incident.geo.phones import PhoneRules
+from incident.geo.rows import RejectedRow, RowNote
 from incident.geo.service_area import LoadReport, ServiceArea, build_service_area, service_extent
 from incident.geo.table import HouseholdTable, HouseholdTableBuilder
 
@@ -63,12 +64,20 @@ def _is_geojson(path: Path) -> bool:
 
 
 def iter_households_file(
-    path: str | Path, progress: ProgressFn | None = None, every: int = 1000, *, extent: Extent | None = None
+    path: str | Path,
+    progress: ProgressFn | None = None,
+    every: int = 1000,
+    *,
+    extent: Extent | None = None,
+    phones: PhoneRules | None = None,
+    notes: list[RowNote] | None = None,
 ) -> Iterator[Household | RejectedRow]:
     """Yield each row of a households file (CSV, or GeoJSON by its suffix) as it is read.
 
-    With the service area's ``extent``, rows whose lon and lat are swapped are rejected."""
-    for _, item in _numbered_file(path, RowValidator(extent=extent), progress, every):
+    With the service area's ``extent``, rows outside it (or with lon and lat swapped) are
+    rejected. ``phones`` reads national numbers; rows loaded with a change go to ``notes``."""
+    validator = RowValidator(extent=extent, phones=phones, notes=notes)
+    for _, item in _numbered_file(path, validator, progress, every):
         yield item
 
 
@@ -99,7 +108,11 @@ def _numbered_file(
 
 
 def load_household_table(
-    path: str | Path, progress: ProgressFn | None = None, *, extent: Extent | None = None
+    path: str | Path,
+    progress: ProgressFn | None = None,
+    *,
+    extent: Extent | None = None,
+    phones: PhoneRules | None = None,
 ) -> HouseholdTableLoad:
     """Load a households file into columns, in bounded memory (about 150 MB per million).
 
@@ -110,7 +123,7 @@ def load_household_table(
     bad: list[RejectedRow] = []
     where: Literal["line", "feature"] = "feature" if _is_geojson(Path(path)) else "line"
     for number, item in _numbered_file(
-        path, RowValidator(check_repeats=False, extent=extent), progress, 1000
+        path, RowValidator(check_repeats=False, extent=extent, phones=phones), progress, 1000
     ):
         if isinstance(item, Household):
             builder.add(item)

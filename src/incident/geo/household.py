@@ -12,7 +12,6 @@ from __future__ import annotations
 import csv
 import functools
 import math
-import re
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
@@ -23,7 +22,8 @@ import langcodes
 from incident.geo.errors import FileFormatError
 from incident.geo.extent import Extent, swapped_into
 from incident.geo.geojson import iter_features
-from incident.geo.rows import RejectedRow
+from incident.geo.phones import PhoneError, PhoneRules
+from incident.geo.rows import RejectedRow, RowNote
 
 
 class Priority(StrEnum):
@@ -51,9 +51,6 @@ COLUMNS: tuple[str, ...] = (
     "priority",
     "opt_out",
 )
-
-# E.164: "+", a country code that does not start with 0, at most 15 digits in all.
-_E164 = re.compile(r"\+[1-9][0-9]{6,14}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,19 +148,39 @@ def _position(row: Mapping[str, object], extent: Extent | None) -> tuple[float, 
             if swapped:
                 raise _Bad(f"{bad}; lon and lat look swapped (the file gives lat, lon?)") from None
         raise
-    if extent is not None and swapped_into(lon, lat, extent):
-        raise _Bad(
-            f"position ({lon:g}, {lat:g}) is outside the service area and inside it with lon and lat "
-            "exchanged: lon and lat look swapped"
-        )
+    if extent is not None and not extent.intersects_box(lon, lat, lon, lat):
+        if swapped_into(lon, lat, extent):
+            raise _Bad(
+                f"position ({lon:g}, {lat:g}) is outside the service area and inside it with lon and "
+                "lat exchanged: lon and lat look swapped"
+            )
+        raise _Bad(f"position ({lon:g}, {lat:g}) is outside the service area ({extent})")
     return lon, lat
 
 
-def _phone(row: Mapping[str, object], key: str) -> str:
+def _phone(row: Mapping[str, object], key: str, phones: PhoneRules) -> str:
     number = _text(row, key)
-    if number and not _E164.fullmatch(number):
-        raise _Bad(f"{key} number is not E.164")
-    return number
+    if not number:
+        return ""
+    try:
+        return phones.e164(number)
+    except PhoneError as err:
+        raise _Bad(f"{key} number {err}") from None
+
+
+def _numbers(row: Mapping[str, object], phones: PhoneRules) -> tuple[str, str, str | None]:
+    """The sms and voice numbers, and a note when a fixed line was taken out of ``sms``: an
+    SMS to a landline never arrives, so it is called instead, without waiting for the
+    carrier to refuse it."""
+    sms = _phone(row, "sms", phones)
+    voice = _phone(row, "voice", phones)
+    if not sms or not phones.is_fixed_line(sms):
+        return sms, voice, None
+    if not voice:
+        return "", sms, "the sms number is a fixed line: moved to voice"
+    if voice == sms:
+        return "", voice, "the sms number is a fixed line: kept as the voice number only"
+    return "", voice, "the sms number is a fixed line: dropped (the row has another voice number)"
 
 
 def _priority(row: Mapping[str, object]) -> Priority | None:
@@ -203,12 +220,23 @@ class RowValidator:
 
     ``check_repeats=False`` leaves repeats to the caller (a columnar loader finds them in
     one pass at the end instead of holding a set of every id). With the service area's
-    ``extent``, a row whose lon and lat are swapped is rejected as such."""
+    ``extent``, a row outside it is rejected (saying so when lon and lat look swapped).
+    ``phones`` reads the numbers (``[area] default_region``); rows loaded with a change
+    (a fixed line taken out of ``sms``) are appended to ``notes``."""
 
-    def __init__(self, *, check_repeats: bool = True, extent: Extent | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        check_repeats: bool = True,
+        extent: Extent | None = None,
+        phones: PhoneRules | None = None,
+        notes: list[RowNote] | None = None,
+    ) -> None:
         self._seen: set[str] = set()
         self._check_repeats = check_repeats
         self._extent = extent
+        self._phones = phones or PhoneRules()
+        self.notes: list[RowNote] = notes if notes is not None else []
 
     def validate(
         self, row: Mapping[str, object], where: Literal["line", "feature"], number: int
@@ -221,14 +249,15 @@ class RowValidator:
             if self._check_repeats and account_id in self._seen:
                 raise _Bad("account_id appears earlier in the file")
             lon, lat = _position(row, self._extent)
+            sms, voice, note = _numbers(row, self._phones)
             household = Household(
                 account_id=account_id,
                 lon=lon,
                 lat=lat,
                 address=_text(row, "address"),
                 language=_language(row),
-                sms=_phone(row, "sms"),
-                voice=_phone(row, "voice"),
+                sms=sms,
+                voice=voice,
                 app_token=_text(row, "app_token"),
                 priority=_priority(row),
                 opt_out=_opt_out(row),
@@ -237,6 +266,8 @@ class RowValidator:
             return RejectedRow(where, number, account_id, str(bad))
         if self._check_repeats:
             self._seen.add(account_id)
+        if note is not None:
+            self.notes.append(RowNote(where, number, account_id, note))
         return household
 
 
@@ -244,10 +275,14 @@ Numbered = tuple[int, "Household | RejectedRow"]
 
 
 def iter_households_csv(
-    lines: Iterable[str], *, extent: Extent | None = None
+    lines: Iterable[str],
+    *,
+    extent: Extent | None = None,
+    phones: PhoneRules | None = None,
+    notes: list[RowNote] | None = None,
 ) -> Iterator[Household | RejectedRow]:
     """Yield a household or a rejected row for each data row of a households CSV."""
-    for _, item in numbered_households_csv(lines, RowValidator(extent=extent)):
+    for _, item in numbered_households_csv(lines, RowValidator(extent=extent, phones=phones, notes=notes)):
         yield item
 
 
@@ -288,13 +323,18 @@ def numbered_households_csv(lines: Iterable[str], validator: RowValidator) -> It
 
 
 def iter_households_geojson(
-    chunks: Iterable[str], *, extent: Extent | None = None
+    chunks: Iterable[str],
+    *,
+    extent: Extent | None = None,
+    phones: PhoneRules | None = None,
+    notes: list[RowNote] | None = None,
 ) -> Iterator[Household | RejectedRow]:
     """Yield a household or a rejected row for each feature of a households FeatureCollection.
 
     The point geometry gives ``lon``/``lat``; the other columns are feature properties.
     """
-    for _, item in numbered_households_geojson(chunks, RowValidator(extent=extent)):
+    validator = RowValidator(extent=extent, phones=phones, notes=notes)
+    for _, item in numbered_households_geojson(chunks, validator):
         yield item
 
 

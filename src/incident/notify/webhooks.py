@@ -430,10 +430,10 @@ def _options_of(app: web.Application, fixed: HookOptions | None) -> HookOptions:
 
 
 def _household(app: web.Application, account_id: str) -> Household | None:
-    service = app.get(SERVICE_AREA)
-    if service is None:
+    current = app.get(SERVICE_AREA)
+    if current is None:
         return None
-    index = service.households
+    index = current.value.households
     position = index.by_account.get(account_id)
     return None if position is None else index.households[position]
 
