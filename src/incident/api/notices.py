@@ -7,7 +7,7 @@ import msgspec
 from aiohttp import web
 
 from incident.api.endpoint import ALL_ROLES, Endpoint, Idempotency, json_response, query_int, read_body
-from incident.api.incidents import DECLARE, STEER
+from incident.api.incidents import STEER
 from incident.keys import INCIDENTS, NOTICES, PRINCIPAL, SERVICE_AREA, SETTINGS, STORE
 from incident.notices import NoticePreview, NoticeRequest, PlannedNotice
 from incident.notify.records import Delivery, Notice
@@ -128,9 +128,9 @@ ENDPOINTS: tuple[Endpoint, ...] = (
     Endpoint("GET", _N + "/{notice_id}", get_notice, "One notice, with the exact texts that go out"
              " (previews) and whether it is stale", ALL_ROLES, tag="notices", response=Notice),
     Endpoint("POST", _N + "/{notice_id}/approve", approve, "Approve a planned notice for sending (the"
-             " incident's owner or an admin; 409 notice_stale, notice_held; with [notify]"
+             " incident's owner, command staff or an admin; 409 notice_stale, notice_held; with [notify]"
              " approvals_required = 2 a live incident's notice goes at the second person's approval)",
-             DECLARE, tag="notices", response=Notice, idempotent=Idempotency.incident),
+             STEER, tag="notices", response=Notice, idempotent=Idempotency.incident),
     Endpoint("GET", "/api/incidents/{incident_id}/deliveries", deliveries,
              "Deliveries: counts by channel and status, and rows (addresses masked; ?after=&limit= to page)",
              ALL_ROLES, tag="notices", response=Deliveries),
