@@ -159,7 +159,9 @@ async def test_a_plan_made_stale_by_an_area_or_fact_change_cannot_be_approved(ap
     assert status == 409
 
     # A fact changed (the ETR) also makes it stale.
-    status, _ = await api.call("POST", f"/api/incidents/{inc['id']}/etr", json={"etr": "2026-11-22T18:00:00+00:00"})
+    status, _ = await api.call(
+        "POST", f"/api/incidents/{inc['id']}/etr", json={"etr": "2026-11-22T18:00:00+00:00"}
+    )
     assert status == 200
     status, err = await api.call("POST", _n(inc, f"/{new['notice_id']}/approve"))
     assert status == 409 and err["error"]["code"] == "notice_stale" and "etr" in err["error"]["message"]
@@ -211,7 +213,9 @@ async def test_the_two_person_rule_releases_a_live_notice_at_the_second_approval
     notice_id = planned["notice"]["notice_id"]
     approve = _n(inc, f"/{notice_id}/approve")
     status, first = await api.call("POST", approve)
-    assert status == 200 and first["status"] == "planned" and [a["by"] for a in first["approvals"]] == ["alice"]
+    assert (
+        status == 200 and first["status"] == "planned" and [a["by"] for a in first["approvals"]] == ["alice"]
+    )
     _, deliveries = await api.call("GET", f"/api/incidents/{inc['id']}/deliveries")
     assert set(deliveries["counts"]["sms"]) == {"draft"}  # nothing released yet
     status, err = await api.call("POST", approve)

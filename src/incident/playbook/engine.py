@@ -160,7 +160,9 @@ def _no_area(method: AreaMethod, report: Mapping[str, Any]) -> str:
         else "choose the zones or draw the area"
     )
     if not report:
-        return f"area not computed by {how.get(method, method.value)}: no report came with this incident; {ask}"
+        return (
+            f"area not computed by {how.get(method, method.value)}: no report came with this incident; {ask}"
+        )
     missing = "the broken pipe" if method is AreaMethod.isolation else "a location"
     return f"area not computed by {how.get(method, method.value)}: the report gives no {missing}; {ask}"
 

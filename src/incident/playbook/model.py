@@ -286,7 +286,9 @@ class Page(_Action, frozen=True, kw_only=True, tag="page"):
 
     def render(self, facts: Mapping[str, object]) -> str:
         """The text with its placeholders filled from ``facts``; a missing fact says so."""
-        values = {name: ("(not known yet)" if facts.get(name) is None else facts[name]) for name in PAGE_FIELDS}
+        values = {
+            name: ("(not known yet)" if facts.get(name) is None else facts[name]) for name in PAGE_FIELDS
+        }
         return self.text.format_map(values)
 
 
