@@ -254,7 +254,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         writer.writerows((v.id, v.pipe, v.node) for v in strategic_valves(network, args.seed))
     (out / "layers").mkdir(exist_ok=True)
     for name, layer in zone_layers(network, args.seed).items():
-        (out / "layers" / f"{name}.geojson").write_text(json.dumps(layer, indent=1) + "\n", encoding="utf-8")
+        text = json.dumps(layer, indent=1, ensure_ascii=False)  # zone names in Chinese stay readable
+        (out / "layers" / f"{name}.geojson").write_text(text + "\n", encoding="utf-8")
     write_households(synthesize_households(network, args.households, args.seed), out / "households.csv")
     print(f"wrote the sample service area to {out}", file=sys.stderr)
     return 0
