@@ -33,6 +33,7 @@ from incident.geo import (
 )
 from incident.geo.files import Progress
 from incident.geo.table import HouseholdTable, HouseholdTableBuilder
+from incident.notify.audience import prepare_address_keys
 from incident.settings import AreaSettings
 from incident.store import Store
 
@@ -181,6 +182,8 @@ async def load_service_area(settings: AreaSettings, store: Store) -> ServiceArea
             build_service_area, households, zones, network, valves,
             max_distance_m=settings.service_distance_m, report=report,
         )  # fmt: skip
+        # Notice previews count audiences over integer address keys: made once, here.
+        await asyncio.to_thread(prepare_address_keys, service.households.households)
     except GeoError as err:
         raise ConfigError(f"[area]: {err.message}") from err
     for warning in service.report.warnings:

@@ -171,6 +171,28 @@ def stale_facts(basis_seq: int, events: Sequence[TimelineEvent]) -> list[str]:
     )
 
 
+def render_previews(
+    templates: NoticeTemplates, template: str, channels: Sequence[Channel], context: NoticeContext,
+    by_channel_language: Mapping[str, Counter[str]], area: PublicArea | None, *,
+    default_language: str, max_segments: int,
+) -> list[Preview]:  # fmt: skip
+    """One preview per channel and language someone reads it in (the default language when
+    nobody does), largest audience first, each with its households. Pure."""
+    out: list[Preview] = []
+    for channel in channels:
+        counts = by_channel_language.get(channel.value) or Counter()
+        languages = [lang for lang, _ in counts.most_common()] or [default_language]
+        for language in languages:
+            [p] = preview_notice(
+                templates, template, [language], [channel], context, max_segments=max_segments
+            )
+            warnings = p.warnings
+            if area is not None and area.source != "zones" and area.i18n and p.language_used not in area.i18n:
+                warnings += (f"no {p.language_used} area text: households read {area.text!r}",)
+            out.append(msgspec.structs.replace(p, households=counts.get(language, 0), warnings=warnings))
+    return out
+
+
 class NoticeService:
     def __init__(
         self,
@@ -210,27 +232,10 @@ class NoticeService:
         self, template: str, channels: Sequence[Channel], context: NoticeContext,
         by_channel_language: dict[str, Counter[str]], area: PublicArea | None,
     ) -> list[Preview]:  # fmt: skip
-        """One preview per channel and language that someone reads it in (the default
-        language when nobody does), each with its households."""
-        out: list[Preview] = []
-        for channel in channels:
-            counts = by_channel_language.get(channel.value) or Counter()
-            languages = [lang for lang, _ in counts.most_common()] or [self._settings.default_language]
-            for language in languages:
-                [p] = preview_notice(
-                    self._templates, template, [language], [channel], context,
-                    max_segments=self._settings.max_segments,
-                )  # fmt: skip
-                warnings = p.warnings
-                if (
-                    area is not None
-                    and area.source != "zones"
-                    and area.i18n
-                    and p.language_used not in area.i18n
-                ):
-                    warnings += (f"no {p.language_used} area text: households read {area.text!r}",)
-                out.append(msgspec.structs.replace(p, households=counts.get(language, 0), warnings=warnings))
-        return out
+        return render_previews(
+            self._templates, template, channels, context, by_channel_language, area,
+            default_language=self._settings.default_language, max_segments=self._settings.max_segments,
+        )  # fmt: skip
 
     async def preview(
         self, incident_id: str, request: NoticeRequest, service: ServiceArea, buffer_m: float
@@ -243,7 +248,7 @@ class NoticeService:
         stopped = {c: await self._store.opted_out_addresses(c.value) for c in request.channels}
         wanted = request.audience.priority if request.audience and request.audience.priority else None
         counts = await asyncio.to_thread(
-            _count, service, incident.area_parts, buffer_m, request.channels, wanted, stopped
+            count_for_area, service, incident.area_parts, buffer_m, request.channels, wanted, stopped
         )
         missing = [] if area is not None else ["area"]
         previews = (
@@ -310,7 +315,7 @@ class NoticeService:
 
         if area is None:  # a playbook notice: held, with the counts, until the fact is given
             found = await asyncio.to_thread(
-                _count, service, incident.area_parts, buffer_m, request.channels,
+                count_for_area, service, incident.area_parts, buffer_m, request.channels,
                 list(wanted) if wanted else None, stopped,
             )  # fmt: skip
             held = msgspec.structs.replace(
@@ -470,7 +475,7 @@ class NoticeService:
         return approved
 
 
-def _count(
+def count_for_area(
     service: ServiceArea, parts: Sequence[dict[str, Any]], buffer_m: float, channels: Sequence[Channel],
     wanted: Sequence[Priority] | None, stopped: Mapping[Channel, AbstractSet[str]],
 ) -> AudienceCounts:  # fmt: skip

@@ -112,7 +112,8 @@ def _event_text(event: dict[str, Any]) -> str:
         case "stage_entered":
             return f"stage {d.get('stage')} entered ({d.get('title') or d.get('stage')})"
         case "notice_held":
-            return f"notice {d.get('notice_id')} ({d.get('template')}) held: {', '.join(d.get('missing_facts', []))} missing"
+            missing = ", ".join(d.get("missing_facts", []))
+            return f"notice {d.get('notice_id')} ({d.get('template')}) held: {missing} missing"
         case "notice_planned":
             counts: dict[str, Any] = d["counts"] if isinstance(d.get("counts"), dict) else d
             return (
@@ -437,7 +438,8 @@ class _Run:
         _, listed = await self.call("GET", self._incident_path("/notices"))
         for held in [n for n in listed.get("notices", []) if n["status"] == "held"]:
             _, planned = await self.call("POST", self._incident_path(f"/notices/{held['notice_id']}/replan"))
-            self.say(f"notice {held['notice_id']} ({held['template']}) planned again as {planned['notice']['notice_id']}")
+            again = planned["notice"]["notice_id"]
+            self.say(f"notice {held['notice_id']} ({held['template']}) planned again as {again}")
 
     async def approve(self, which: str) -> None:
         """The newest planned notice (of template ``which``); the playbook may still be
@@ -458,7 +460,9 @@ class _Run:
         notice = max(planned, key=lambda n: (n["created_at"], n["notice_id"]))
         if notice.get("stale"):  # a fact changed since it was planned: read it again first
             _, again = await self.call("POST", self._incident_path(f"/notices/{notice['notice_id']}/replan"))
-            self.say(f"notice {notice['notice_id']} was stale ({', '.join(notice['stale_facts'])}): planned again")
+            self.say(
+                f"notice {notice['notice_id']} was stale ({', '.join(notice['stale_facts'])}): planned again"
+            )
             notice = again["notice"]
         _, approved = await self.call("POST", self._incident_path(f"/notices/{notice['notice_id']}/approve"))
         held = f", held for quiet hours until {approved['send_after']}" if approved.get("send_after") else ""

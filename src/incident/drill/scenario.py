@@ -268,8 +268,8 @@ class Expect(_Spec, frozen=True, kw_only=True):
 
 #: Every action a step can take, in the order they are documented.
 ACTIONS: tuple[str, ...] = (
-    "report", "declare", "confirm", "take", "link", "area", "describe", "notice", "approve", "stage", "status",
-    "note", "say", "wait_for", "expect",
+    "report", "declare", "confirm", "take", "link", "area", "describe", "notice", "approve", "stage",
+    "status", "note", "say", "wait_for", "expect",
 )  # fmt: skip
 
 
