@@ -454,6 +454,18 @@ class _Run:
             ]  # fmt: skip
             if planned:
                 break
+            held = [
+                n for n in listed.get("notices", [])
+                if n["status"] == "held" and which in ("latest", n["template"])
+            ]  # fmt: skip
+            if held:  # planned (held) after the area was described: plan it again, as a trainee would
+                _, incident = await self.call("GET", self._incident_path())
+                if incident.get("area_description"):
+                    for notice in held:
+                        nid = notice["notice_id"]
+                        await self.call("POST", self._incident_path(f"/notices/{nid}/replan"))
+                        self.say(f"notice {nid} ({notice['template']}) was held: planned again")
+                    continue
             if loop.time() > deadline:
                 raise _StepFailed(f"no planned {'' if which == 'latest' else which + ' '}notice to approve")
             await self.idle(min(self.poll_s, 0.5), scenario_speed=1.0)

@@ -26,9 +26,16 @@ def _households(rng: random.Random, n: int) -> list[Household]:
 
     return [
         Household(
-            f"A{i}", 0.0, 0.0, "x", rng.choice(["en", "zh-CN", "fr"]), number(), number(),
+            f"A{i}",
+            0.0,
+            0.0,
+            "x",
+            rng.choice(["en", "zh-CN", "fr"]),
+            number(),
+            number(),
             rng.choice(["", "t1", "t2", f"tok{rng.randint(0, 50)}", "+12"]),
-            rng.choice([None, *Priority]), frozenset(c for c in Channel if rng.random() < 0.1),
+            rng.choice([None, *Priority]),
+            frozenset(c for c in Channel if rng.random() < 0.1),
         )  # fmt: skip
         for i in range(n)
     ]
