@@ -36,7 +36,7 @@ def _households(rng: random.Random, n: int) -> list[Household]:
             rng.choice(["", "t1", "t2", f"tok{rng.randint(0, 50)}", "+12"]),
             rng.choice([None, *Priority]),
             frozenset(c for c in Channel if rng.random() < 0.1),
-        )  # fmt: skip
+        )
         for i in range(n)
     ]
 
