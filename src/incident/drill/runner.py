@@ -477,10 +477,10 @@ class _Run:
             )
             notice = again["notice"]
         _, approved = await self.call("POST", self._incident_path(f"/notices/{notice['notice_id']}/approve"))
-        held = f", held for quiet hours until {approved['send_after']}" if approved.get("send_after") else ""
+        waits = f", held for quiet hours until {approved['send_after']}" if approved.get("send_after") else ""
         self.say(
             f"notice {notice['notice_id']} ({notice['template']}) approved: "
-            f"{notice['counts'].get('deliveries', 0)} deliveries{held}"
+            f"{notice['counts'].get('deliveries', 0)} deliveries{waits}"
         )
 
     async def _condition(self, wait: WaitFor) -> tuple[bool, str]:
