@@ -11,6 +11,7 @@ from bench import (
     geo_isolation,
     geo_memory,
     ingest,
+    notice_preview,
     notify_render,
     playbook_path,
     recovery,
@@ -27,6 +28,6 @@ if __name__ == "__main__":
     asyncio.run(recovery.main([]))
     print()
     playbook_path.main([])
-    for sync_bench in (geo_area, geo_isolation, area_api, geo_memory, notify_render):
+    for sync_bench in (geo_area, geo_isolation, area_api, geo_memory, notify_render, notice_preview):
         print()
         sync_bench.main([])

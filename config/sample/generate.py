@@ -131,7 +131,8 @@ def strategic_valves(network: Network, seed: int = SEED) -> list[Valve]:
 
 
 def _voronoi_layer(
-    network: Network, count: int, prefix: str, name: str, seed: int, local: LocalMetric, hull: Any
+    network: Network, count: int, prefix: str, name: str, seed: int, local: LocalMetric, hull: Any,
+    name_zh: str = "",
 ) -> dict[str, Any]:
     rng = random.Random(seed)  # noqa: S311 - reproducible fiction, not secrets
     nodes = sorted(network.nodes, key=lambda n: n.id)
@@ -147,7 +148,8 @@ def _voronoi_layer(
             {
                 "type": "Feature",
                 "id": f"{prefix}{i:02d}",
-                "properties": {"name": f"{name} {i}"},
+                # Per-language names: public notices say them for "where".
+                "properties": {"name": f"{name} {i}", "name:zh-CN": f"{name_zh}{i}"},
                 "geometry": mapping(geom),
             }
         )
@@ -159,8 +161,8 @@ def zone_layers(network: Network, seed: int = SEED) -> dict[str, dict[str, Any]]
     local = LocalMetric(*((lonlat.min(axis=0) + lonlat.max(axis=0)) / 2))
     hull = shapely.convex_hull(shapely.multipoints(local.xy(lonlat))).buffer(400.0, quad_segs=4)
     return {
-        "pressure_zones": _voronoi_layer(network, 4, "PZ-", "Pressure zone", seed, local, hull),
-        "dmas": _voronoi_layer(network, 12, "DMA-", "District metered area", seed + 1, local, hull),
+        "pressure_zones": _voronoi_layer(network, 4, "PZ-", "Pressure zone", seed, local, hull, "压力区"),
+        "dmas": _voronoi_layer(network, 12, "DMA-", "District metered area", seed + 1, local, hull, "计量分区"),
     }
 
 
@@ -252,7 +254,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         writer.writerows((v.id, v.pipe, v.node) for v in strategic_valves(network, args.seed))
     (out / "layers").mkdir(exist_ok=True)
     for name, layer in zone_layers(network, args.seed).items():
-        (out / "layers" / f"{name}.geojson").write_text(json.dumps(layer, indent=1) + "\n", encoding="utf-8")
+        text = json.dumps(layer, indent=1, ensure_ascii=False)  # zone names in Chinese stay readable
+        (out / "layers" / f"{name}.geojson").write_text(text + "\n", encoding="utf-8")
     write_households(synthesize_households(network, args.households, args.seed), out / "households.csv")
     print(f"wrote the sample service area to {out}", file=sys.stderr)
     return 0

@@ -15,7 +15,7 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import msgspec
 import numpy as np
@@ -38,6 +38,13 @@ from incident.geo import (
 )
 
 Op = Literal["add", "remove"]
+
+#: A language tag as the templates use them: en, zh-CN, pt-BR.
+LanguageTag = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z]{2,3}(-[A-Za-z0-9]{1,8}){0,3}$", max_length=35)]
+#: How households know the place, in one language.
+AreaText = Annotated[str, msgspec.Meta(min_length=1, max_length=300)]
+#: The public description of an area, per language: ``{"en": "Maple St 1-99", "zh-CN": "枫树街1-99号"}``.
+AreaDescription = Annotated[dict[LanguageTag, AreaText], msgspec.Meta(min_length=1, max_length=20)]
 
 
 @dataclass(frozen=True)

@@ -88,6 +88,8 @@ class EventType(StrEnum):
     report_linked = "report_linked"
     confirmed = "confirmed"
     area_changed = "area_changed"
+    #: The public description of the area, per language (what notices say for "where").
+    area_described = "area_described"
 
 
 Title = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
@@ -121,6 +123,9 @@ class Incident(msgspec.Struct, frozen=True, kw_only=True):
     area_parts: list[dict[str, Any]] = msgspec.field(default_factory=list)
     #: Households in the area, when it was last set.
     households: int | None = None
+    #: How households know the place, per language ({"en": "Maple St 1-99", "zh-CN": ...}),
+    #: as a dispatcher entered it; notices take their "where" from it (never from the title).
+    area_description: dict[str, str] = msgspec.field(default_factory=dict)
     declared_at: Timestamp
     updated_at: Timestamp
     closed_at: Timestamp | None = None
@@ -209,6 +214,8 @@ def apply_event(state: Incident | None, event: TimelineEvent) -> Incident:
             changes["area"] = event.data["geometry"]
             changes["area_parts"] = event.data["parts"]
             changes["households"] = event.data["households_after"]
+        case EventType.area_described:
+            changes["area_description"] = dict(event.data["description"])
     return msgspec.structs.replace(state, **changes)
 
 
@@ -248,6 +255,9 @@ def describe(event: TimelineEvent) -> str:
                 how = f"zones {', '.join(part.get('zones', []))}"
             before, after = d.get("households_before"), d.get("households_after")
             return f"area {d.get('op', 'replace')}: {how}; households {before} -> {after}"
+        case EventType.area_described:
+            texts = "; ".join(f"{lang}: {text}" for lang, text in d.get("description", {}).items())
+            return f"area described for households: {texts}"
     return _describe_more(event.type, d) or event.type.replace("_", " ")
 
 
@@ -339,6 +349,17 @@ def change_area(state: Incident, data: dict[str, Any], actor: str) -> list[Event
     """``data`` is what the area computation found (parts, geometry, household counts)."""
     _require_open(state, "change the area of")
     return [EventDraft(type=EventType.area_changed, actor=actor, data=data)]
+
+
+def describe_area(state: Incident, description: Mapping[str, str], actor: str) -> list[EventDraft]:
+    """The public description of the area, per language; it replaces the previous one."""
+    _require_open(state, "describe the area of")
+    texts = {lang: text.strip() for lang, text in description.items() if text.strip()}
+    if not texts:
+        raise InvalidInput('give the area description in at least one language, e.g. {"en": "Maple St"}')
+    if texts == state.area_description:
+        raise IllegalTransition(f"{state.id} already has this area description")
+    return [EventDraft(type=EventType.area_described, actor=actor, data={"description": texts})]
 
 
 def link_report(state: Incident, report: dict[str, Any], actor: str, reason: str) -> list[EventDraft]:

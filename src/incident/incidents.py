@@ -140,6 +140,15 @@ class IncidentService:
 
         return await self._act(incident_id, decide), resolved
 
+    async def describe_area(self, incident_id: str, description: dict[str, str], by: Principal) -> Appended:
+        """The area as households know it, per language: notices say this for "where"."""
+
+        def decide(state: Incident) -> list[domain.EventDraft]:
+            _require_owner_or_command(state, by)
+            return domain.describe_area(state, description, by.name)
+
+        return await self._act(incident_id, decide)
+
     async def get(self, incident_id: str) -> Incident:
         incident = await self.store.get_incident(incident_id)
         if incident is None:

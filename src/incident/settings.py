@@ -234,6 +234,9 @@ class NotifySettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw
     voice_retry_minutes: PositiveFloat = 10.0
     #: An SMS to a landline or an undelivered SMS becomes a voice call.
     sms_fallback_to_voice: bool = True
+    #: People who must approve a notice of a live incident before it goes: 2 is the
+    #: two-person rule (a second, different dispatcher or admin; drills need one).
+    approvals_required: Annotated[int, msgspec.Meta(ge=1, le=2)] = 1
 
     def __post_init__(self) -> None:
         from zoneinfo import ZoneInfo, ZoneInfoNotFoundError

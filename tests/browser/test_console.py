@@ -77,8 +77,10 @@ async def test_dispatcher_declares_draws_and_sends_and_the_board_counts_live(
     await card.wait_for()
     await board.evaluate("window.__noReload = true")
 
-    # Compose: previews per language and channel, with SMS encoding and parts.
+    # Compose: previews per channel and language, with SMS encoding and parts. "Where" is
+    # never pre-filled with the title; a preview stores nothing.
     await page.click("#tab-notice")
+    assert await page.input_value("#notice-area") == ""
     await page.fill("#notice-area", "Elm St between 1st and 5th Ave")
     await page.click("#notice-preview")
     audience = page.locator("#preview-audience")
@@ -90,14 +92,17 @@ async def test_dispatcher_declares_draws_and_sends_and_the_board_counts_live(
     assert await sms.count() >= 1
     assert await sms.first.locator("[data-encoding]").count() == 1
     assert await sms.first.locator("[data-segments]").count() == 1
+    assert (await console_api.call("GET", f"/api/incidents/{incident_id}/notices"))[1]["notices"] == []
     await page.screenshot(path=str(shots / "dispatch-notice.png"))
 
-    # Approve: the confirmation says how many people will be contacted.
+    # Plan it, then approve what the dialog shows: every text that goes out.
+    await page.click("#notice-plan")
     await page.click(".preview [data-approve]")
     summary = page.locator("#approve-summary")
     await summary.wait_for()
     text = await summary.inner_text()
     assert f"{planned:,}" in text and f"{messages:,}" in text
+    await assert_dialog_shows_the_notice(page, console_api, incident_id)
     await page.screenshot(path=str(shots / "dispatch-approve.png"))
     await page.click("dialog button[value=send]")
     await page.wait_for_selector(".notices [data-status=approved]")
@@ -114,6 +119,79 @@ async def test_dispatcher_declares_draws_and_sends_and_the_board_counts_live(
     await board.screenshot(path=str(shots / "board.png"))
     dispatcher.assert_clean()
     command.assert_clean()
+
+
+async def assert_dialog_shows_the_notice(page: Page, api: Api, incident_id: str) -> None:
+    """The open approval dialog shows each stored text exactly, with its households and parts."""
+    _, listed = await api.call("GET", f"/api/incidents/{incident_id}/notices")
+    waiting = [n for n in listed["notices"] if n["status"] == "planned" and not n["stale"]]
+    _, notice = await api.call("GET", f"/api/incidents/{incident_id}/notices/{waiting[-1]['notice_id']}")
+    cards = page.locator("dialog #approve-texts .preview-card")
+    assert await cards.count() == len(notice["previews"]) > 0
+    for i, p in enumerate(notice["previews"]):
+        card = cards.nth(i)
+        assert await card.get_attribute("data-channel") == p["channel"]
+        assert await card.get_attribute("data-language") == p["language_requested"]
+        assert await card.get_attribute("data-households") == str(p["households"])
+        shown = await card.locator("pre.text").inner_text()
+        assert shown == (p["body"] if p["body"] is not None else p["text"])
+        if p["title"]:
+            assert await card.locator(".push-title").inner_text() == p["title"]
+        if p["segments"]:
+            assert await card.locator("[data-segments]").get_attribute("data-segments") == str(p["segments"])
+
+
+WHERE = {"en": "Maple St between 1st and 5th Ave", "zh-CN": "枫树街第一至第五大道之间"}
+
+
+async def test_preview_stores_nothing_and_a_stale_plan_is_planned_again_before_approval(
+    open_console: OpenConsole, console_api: Api, shots: Path
+) -> None:
+    inc = await console_api.declare(title="Strong smell of gas outside 5048 Sycamore Ct", area=BOX)
+    iid = inc["id"]
+    assert (await console_api.call("PUT", f"/api/incidents/{iid}/area/description", json=WHERE))[0] == 200
+    console = await open_console()
+    page = console.page
+    await console.sign_in(console_api.tokens.by_name["alice"])
+    await page.goto(f"{console.url}#/dispatch/{iid}")
+    await page.click("#tab-notice")
+    assert await page.input_value("#notice-area") == WHERE["en"]  # the description, never the title
+    _, before = await console_api.call("GET", f"/api/incidents/{iid}")
+    for _ in range(3):  # each Preview click: counts and texts, nothing stored
+        await page.click("#notice-preview")
+        await page.wait_for_selector("#preview-unsaved")
+    assert await page.locator(".preview-card").count() > 0
+    _, listed = await console_api.call("GET", f"/api/incidents/{iid}/notices")
+    _, after = await console_api.call("GET", f"/api/incidents/{iid}")
+    assert listed["notices"] == [] and after["last_seq"] == before["last_seq"]
+
+    # Planned, then the area shrinks: the plan is stale and cannot be approved as it was.
+    await page.click("#notice-plan")
+    await page.wait_for_selector(".notices [data-status=planned]")
+    _, listed = await console_api.call("GET", f"/api/incidents/{iid}/notices")
+    [old] = listed["notices"]
+    half = {"type": "Polygon", "coordinates": [[[-85.56, 38.02], [-85.545, 38.02], [-85.545, 38.05],
+                                               [-85.56, 38.05], [-85.56, 38.02]]]}  # fmt: skip
+    status, area = await console_api.call("PUT", f"/api/incidents/{iid}/area", json={"geometry": half})
+    assert status == 200 and area["households"] < old["counts"]["households"]
+    await page.click(
+        f".preview [data-approve='{old['notice_id']}']"
+    )  # the console still shows the old button
+    diff = page.locator("#replan-diff")
+    await diff.wait_for()
+    assert await diff.get_attribute("data-before") == str(old["counts"]["households"])
+    assert await diff.get_attribute("data-after") == str(area["households"])
+    assert await page.locator("dialog button[value=send]").count() == 0
+    await page.screenshot(path=str(shots / "dispatch-stale.png"))
+    status, err = await console_api.call("POST", f"/api/incidents/{iid}/notices/{old['notice_id']}/approve")
+    assert status == 409 and err["error"]["code"] == "notice_stale"
+    await page.click("dialog button[value=replan]")
+    await page.wait_for_selector("#approve-summary")
+    await assert_dialog_shows_the_notice(page, console_api, iid)
+    await page.click("dialog button[value=send]")
+    await page.wait_for_selector(".notices [data-status=approved]")
+    await page.wait_for_selector(f".notices [data-notice='{old['notice_id']}'][data-status=superseded]")
+    console.assert_clean()
 
 
 async def test_board_on_a_wall_display_says_when_live_updates_drop_and_come_back(

@@ -83,9 +83,10 @@ async def test_notice_errors(api: Api) -> None:
     status, err = await api.call("POST", path, json={"template": "boil_water", "channels": ["sms"],
                                                      "facts": {"area": "Maple St"}})  # fmt: skip
     assert status == 409 and "has no area yet" in err["error"]["message"]
-    status, err = await api.call("POST", path, json={"template": "boil_water", "channels": ["sms"]})
-    assert status == 422 and "facts" in err["error"]["message"]
     await api.call("PUT", f"/api/incidents/{inc['id']}/area", json={"geometry": BOX})
+    # No public area text anywhere (no facts.area, no description, a drawn area): refused.
+    status, err = await api.call("POST", path, json={"template": "boil_water", "channels": ["sms"]})
+    assert status == 422 and err["error"]["code"] == "missing_facts", err
     status, err = await api.call("POST", path, json={"template": "tsunami", "channels": ["sms"]})
     assert status == 422 and "template" in err["error"]["message"]
     status, err = await api.call("POST", path, json={"template": "boil_water", "channels": []})

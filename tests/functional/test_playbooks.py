@@ -30,6 +30,8 @@ pytestmark = pytest.mark.filterwarnings(
 )
 
 TAP = {"lon": -85.547, "lat": 38.045}  # a sample tap inside a small DMA of the sample area
+#: How the dispatcher tells households where (the area description).
+WHERE = {"en": "Maple St between 1st and 5th Ave", "zh-CN": "枫树街第一至第五大道之间"}
 
 
 async def _app(
@@ -191,7 +193,9 @@ async def test_an_sla_breach_is_recorded_once_and_escalated(
     assert status == 403
     await engine.run_due()
     events = await timeline(api, inc["id"])
-    assert [e["data"]["template"] for e in types(events, "notice_planned")] == ["main_break"]
+    # Held: a drawn area and no description of it for households (never the title).
+    [held] = types(events, "notice_held")
+    assert held["data"]["template"] == "main_break" and held["data"]["missing_facts"] == ["area"]
     assert not types(events, "sla_breached")
     for _ in range(3):  # past the 30 minutes, looked at again and again: one breach
         clock.advance(timedelta(minutes=16))
@@ -279,9 +283,18 @@ async def test_every_default_playbook_runs_from_declaration_to_close(
             assert (await api.call("POST", f"/api/incidents/{iid}/etr", json={"etr": etr}))[0] == 200
         _, notices = await api.call("GET", f"/api/incidents/{iid}/notices")
         for notice in notices["notices"]:
-            if notice["status"] == "planned":  # the dispatcher approves what waits for approval
-                path = f"/api/incidents/{iid}/notices/{notice['notice_id']}/approve"
-                assert (await api.call("POST", path))[0] == 200
+            if notice["status"] not in ("planned", "held"):
+                continue
+            path = f"/api/incidents/{iid}/notices/{notice['notice_id']}"
+            if notice["status"] == "held" or notice["stale"]:  # the dispatcher gives what is missing
+                if not now["area_description"]:
+                    described = await api.call("PUT", f"/api/incidents/{iid}/area/description", json=WHERE)
+                    assert described[0] == 200, described
+                status, again = await api.call("POST", path + "/replan")
+                assert status == 201, again
+                path = f"/api/incidents/{iid}/notices/{again['notice']['notice_id']}"
+            # The dispatcher approves what waits for approval.
+            assert (await api.call("POST", path + "/approve"))[0] == 200
 
         async def handed_over() -> bool:
             _, d = await api.call("GET", f"/api/incidents/{iid}/deliveries")
@@ -307,6 +320,7 @@ async def test_every_default_playbook_runs_from_declaration_to_close(
     failed = [e["data"]["text"] for e in types(events, "note_added") if "failed" in e["data"]["text"]]
     assert failed == []
     planned = {e["data"]["notice_id"] for e in types(events, "notice_planned")}
+    planned -= {e["data"]["replaces"] for e in types(events, "notice_planned") if "replaces" in e["data"]}
 
     async def all_sent() -> bool:  # a notice approved just before the close still goes out
         clock.advance(timedelta(seconds=3))
@@ -390,3 +404,74 @@ async def test_an_auto_notice_cut_short_before_its_approval_is_approved_on_the_n
     await engine.evaluate(inc["id"])
     _, notice = await api.call("GET", f"/api/incidents/{inc['id']}/notices/{planned.notice.notice_id}")
     assert notice["status"] == "approved"
+
+
+async def test_an_auto_notice_without_a_public_area_text_is_held_not_sent_until_described(
+    store_url: str, aiohttp_client: Callable[[Application], Awaitable[Client]], tokens: Tokens,
+    broker: Broker, clock: ManualClock,
+) -> None:  # fmt: skip
+    api = await _app(aiohttp_client, store_url, tokens, kafka_env(broker, send=True), clock)
+    engine = api.client.app[PLAYBOOKS]
+    # Declared by hand with a drawn area: the boil-water notice is `approval: auto`, but nothing
+    # tells households where in their words (the title is a lab's note, never public text).
+    inc = await api.declare(
+        kind="contamination", title="E. coli positive at sample tap ST-08 (routine sample S-5521)", area=BOX
+    )
+    iid = inc["id"]
+    await engine.run_due()
+    events = await timeline(api, iid)
+    [held] = types(events, "notice_held")
+    assert held["data"]["template"] == "boil_water" and held["data"]["missing_facts"] == ["area"]
+    assert held["data"]["action"] == "advise#1:enter:2" and held["data"]["households"] > 0
+    assert not types(events, "notice_planned") and not types(events, "notice_approved")
+    [note] = [e for e in types(events, "note_added") if "area not computed" in e["data"]["text"]]
+    assert (
+        "no report came with this incident" in note["data"]["text"] and "gives no" not in note["data"]["text"]
+    )
+    [page] = types(events, "page_sent")
+    assert page["data"]["text"].startswith("Contamination") and "?" not in page["data"]["text"]
+    nid = held["data"]["notice_id"]
+    status, notice = await api.call("GET", f"/api/incidents/{iid}/notices/{nid}")
+    assert notice["status"] == "held" and notice["missing_facts"] == ["area"] and "area" in notice["message"]
+    status, err = await api.call("POST", f"/api/incidents/{iid}/notices/{nid}/approve")
+    assert status == 409 and err["error"]["code"] == "notice_held"
+    for _ in range(3):  # the engine looks again and again: still nothing goes out
+        clock.advance(timedelta(minutes=5))
+        await engine.run_due()
+    events = await timeline(api, iid)
+    assert not types(events, "notice_approved") and not types(events, "notice_sent")
+    _, deliveries = await api.call("GET", f"/api/incidents/{iid}/deliveries")
+    assert deliveries["counts"] == {}
+
+    # The dispatcher describes the area and plans it again: the texts say it; a person approves.
+    assert (await api.call("PUT", f"/api/incidents/{iid}/area/description", json=WHERE))[0] == 200
+    status, again = await api.call("POST", f"/api/incidents/{iid}/notices/{nid}/replan")
+    assert status == 201, again
+    new = again["notice"]
+    assert new["status"] == "planned" and new["action"] == "advise#1:enter:2" and new["replaces"] == nid
+    assert all(WHERE[p["language_used"]] in p["text"] and "ST-08" not in p["text"] for p in new["previews"])
+    await engine.run_due()
+    assert not types(await timeline(api, iid), "notice_approved")  # a person approves what a person planned
+    status, _ = await api.call("POST", f"/api/incidents/{iid}/notices/{new['notice_id']}/approve")
+    assert status == 200
+    await until_notices_sent(api, engine, clock, iid, 1)
+    status, view = await api.call("GET", f"/api/incidents/{iid}/playbook")
+    assert next(c for c in view["slas"] if c["sla"] == "first_notice")["state"] in ("met", "breached")
+
+
+async def test_pages_name_the_kind_and_say_when_households_are_not_known_yet(
+    store_url: str, aiohttp_client: Callable[[Application], Awaitable[Client]], tokens: Tokens,
+    broker: Broker, clock: ManualClock,
+) -> None:  # fmt: skip
+    api = await _app(aiohttp_client, store_url, tokens, kafka_env(broker), clock)
+    engine = api.client.app[PLAYBOOKS]
+    inc = await api.declare(kind="unplanned_outage", title="No water on Oak St")  # no area, no report
+    await engine.run_due()
+    events = await timeline(api, inc["id"])
+    [page] = types(events, "page_sent")
+    text = page["data"]["text"]
+    assert text.startswith("Unplanned outage") and "Main break" not in text and "?" not in text
+    assert "not known yet" in text
+    [note] = [e for e in types(events, "note_added") if "area not computed" in e["data"]["text"]]
+    assert "no report came with this incident" in note["data"]["text"]
+    assert "choose the broken pipe" in note["data"]["text"]

@@ -97,7 +97,7 @@ def test_problems_name_the_file_and_the_line_of_every_broken_step() -> None:
         "drills/small.yaml:12: steps[0].report.severity: unknown severity 'hihg' (known: low, medium, "
         "high, critical)",
         "drills/small.yaml:15: steps[2]: a step needs exactly one of report, declare, confirm, take, "
-        "link, area, notice, approve, stage, status, note, say, wait_for, expect (got note, expect)",
+        "link, area, describe, notice, approve, stage, status, note, say, wait_for, expect (got note, expect)",
     ]
 
 

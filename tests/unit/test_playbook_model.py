@@ -174,7 +174,7 @@ def test_page_text_fills_placeholders() -> None:
     page = convert({"do": "page", "rota": "gas", "text": "Leak {incident_id}: {title} ({households})"}, Page)
     text = page.render({"incident_id": "INC-2026-000001", "title": "Elm St", "households": 12})
     assert text == "Leak INC-2026-000001: Elm St (12)"
-    assert page.render({}) == "Leak ?: ? (?)"
+    assert page.render({}) == "Leak (not known yet): (not known yet) ((not known yet))"
 
 
 def test_timers_hold_their_action_beside_their_own_keys() -> None:

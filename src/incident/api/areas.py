@@ -9,9 +9,10 @@ import msgspec
 from aiohttp import web
 from shapely.geometry import mapping
 
-from incident.api.endpoint import ALL_ROLES, Endpoint, Query, json_response, read_body
+from incident.api.endpoint import ALL_ROLES, Endpoint, Idempotency, Query, json_response, read_body
 from incident.api.incidents import STEER
-from incident.areas import AreaRequest, Deadline, counts
+from incident.areas import AreaDescription, AreaRequest, Deadline, counts
+from incident.domain import Incident
 from incident.errors import NotFound
 from incident.geo import GeoError, ServiceArea, households_on_links, isolate
 from incident.keys import INCIDENTS, PRINCIPAL, SERVICE_AREA, SETTINGS
@@ -97,6 +98,14 @@ def area_features(service: ServiceArea, incident: Any) -> dict[str, Any]:
                 if pipe_id in network.link_index:
                     features.append(_pipe_feature(service, pipe_id, role="affected_pipe"))
     return {"type": "FeatureCollection", "features": features}
+
+
+async def put_description(request: web.Request) -> web.Response:
+    body = await read_body(request, AreaDescription)
+    appended = await request.app[INCIDENTS].describe_area(
+        _incident_id(request), dict(body), request[PRINCIPAL]
+    )
+    return json_response(appended.incident)
 
 
 async def get_area(request: web.Request) -> web.Response:
@@ -196,6 +205,12 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         "Set the area (geometry | zone(s) | around a point | isolate a pipe), or add/remove a part;"
         " answers with the households affected",
         STEER, tag="areas", body=AreaRequest, response=AreaResult, errors=_AREA_ERRORS,
+    ),
+    Endpoint(
+        "PUT", _AREA + "/description", put_description,
+        "Describe the area as households know it, per language ({\"en\": \"Maple St 1-99\", \"zh-CN\": ...}):"
+        " notices say this for \"where\"; it replaces the previous description (on the timeline)",
+        STEER, tag="areas", body=AreaDescription, response=Incident, idempotent=Idempotency.one_append,
     ),
     Endpoint("GET", _AREA, get_area, "The area, valves to close and dry pipes as GeoJSON", ALL_ROLES,
              tag="areas"),

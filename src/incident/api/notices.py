@@ -1,5 +1,5 @@
-"""Views of notices: plan one (audience counts and previews, nothing sent), approve it, and
-delivery progress."""
+"""Views of notices: preview one (nothing stored), plan one (audience counts and the exact
+texts, nothing sent), plan a held or stale one again, approve it, and delivery progress."""
 
 from __future__ import annotations
 
@@ -7,12 +7,12 @@ import msgspec
 from aiohttp import web
 
 from incident.api.endpoint import ALL_ROLES, Endpoint, Idempotency, Query, json_response, read_body
-from incident.api.incidents import DECLARE, STEER
+from incident.api.incidents import STEER
 from incident.api.paging import CURSOR, LIMIT, cut, page_request
 from incident.api.playbooks import check_etr_now
 from incident.clock import Timestamp
 from incident.keys import INCIDENTS, NOTICES, PRINCIPAL, SERVICE_AREA, SETTINGS, STORE
-from incident.notices import NoticeRequest, PlannedNotice
+from incident.notices import NoticePreview, NoticeRequest, PlannedNotice
 from incident.notify.records import Delivery, Notice
 
 
@@ -71,10 +71,27 @@ async def plan(request: web.Request) -> web.Response:
     return json_response(planned, status=201)
 
 
+async def preview(request: web.Request) -> web.Response:
+    body = await read_body(request, NoticeRequest)
+    found = await request.app[NOTICES].preview(
+        _incident_id(request),
+        body,
+        request.app[SERVICE_AREA].value,
+        request.app[SETTINGS].area.isolation_buffer_m,
+    )
+    return json_response(found)
+
+
+async def replan(request: web.Request) -> web.Response:
+    planned = await request.app[NOTICES].replan(
+        _incident_id(request), request.match_info["notice_id"], request[PRINCIPAL],
+        request.app[SERVICE_AREA].value, request.app[SETTINGS].area.isolation_buffer_m,
+    )  # fmt: skip
+    return json_response(planned, status=201)
+
+
 async def list_notices(request: web.Request) -> web.Response:
-    incident_id = _incident_id(request)
-    await request.app[INCIDENTS].get(incident_id)
-    return json_response(NoticeList(await request.app[STORE].list_notices(incident_id)))
+    return json_response(NoticeList(await request.app[NOTICES].list_for(_incident_id(request))))
 
 
 async def get_notice(request: web.Request) -> web.Response:
@@ -110,14 +127,25 @@ _AFTER = Query("after", "older form of cursor: the next_after of the previous pa
 _N = "/api/incidents/{incident_id}/notices"
 
 ENDPOINTS: tuple[Endpoint, ...] = (
-    Endpoint("POST", _N, plan, "Plan a notice for the incident's area: audience counts and previews;"
-             " nothing is sent until it is approved", STEER, tag="notices", body=NoticeRequest,
+    Endpoint("POST", _N + "/preview", preview, "What planning this notice would give: audience counts and"
+             " the exact texts per channel and language; stores nothing (no notice, no timeline event)",
+             STEER, tag="notices", body=NoticeRequest, response=NoticePreview),
+    Endpoint("POST", _N, plan, "Plan a notice for the incident's area: audience counts and the exact texts"
+             " (stored as previews); nothing is sent until it is approved. The incident's owner, command"
+             " staff or an admin (403 not_owner otherwise); no public area text is 422 missing_facts",
+             STEER, tag="notices", body=NoticeRequest, response=PlannedNotice, status=201,
+             idempotent=Idempotency.incident),
+    Endpoint("POST", _N + "/{notice_id}/replan", replan, "Plan a held or stale notice again with the"
+             " incident's current area and facts; the old one becomes superseded", STEER, tag="notices",
              response=PlannedNotice, status=201, idempotent=Idempotency.incident),
     Endpoint("GET", _N, list_notices, "The incident's notices", ALL_ROLES, tag="notices",
              response=NoticeList),
-    Endpoint("GET", _N + "/{notice_id}", get_notice, "One notice", ALL_ROLES, tag="notices", response=Notice),
-    Endpoint("POST", _N + "/{notice_id}/approve", approve, "Approve a planned notice for sending",
-             DECLARE, tag="notices", response=Notice, idempotent=Idempotency.incident),
+    Endpoint("GET", _N + "/{notice_id}", get_notice, "One notice, with the exact texts that go out"
+             " (previews) and whether it is stale", ALL_ROLES, tag="notices", response=Notice),
+    Endpoint("POST", _N + "/{notice_id}/approve", approve, "Approve a planned notice for sending (the"
+             " incident's owner, command staff or an admin; 409 notice_stale, notice_held; with [notify]"
+             " approvals_required = 2 a live incident's notice goes at the second person's approval)",
+             STEER, tag="notices", response=Notice, idempotent=Idempotency.incident),
     Endpoint("GET", "/api/incidents/{incident_id}/deliveries", deliveries,
              "Deliveries: counts by channel and status, and a page of rows (addresses masked)",
              ALL_ROLES, tag="notices", response=Deliveries, query=(LIMIT, CURSOR, _AFTER)),

@@ -111,6 +111,9 @@ def _event_text(event: dict[str, Any]) -> str:
     match event.get("type"):
         case "stage_entered":
             return f"stage {d.get('stage')} entered ({d.get('title') or d.get('stage')})"
+        case "notice_held":
+            missing = ", ".join(d.get("missing_facts", []))
+            return f"notice {d.get('notice_id')} ({d.get('template')}) held: {missing} missing"
         case "notice_planned":
             counts: dict[str, Any] = d["counts"] if isinstance(d.get("counts"), dict) else d
             return (
@@ -300,6 +303,8 @@ class _Run:
                 _, area = await self.call("PUT", self._incident_path("/area"), msgspec.to_builtins(step.area))
                 valves = ", ".join(area.get("valves_to_close") or []) or "none"
                 self.say(f"area set: {area.get('households')} households; valves to close: {valves}")
+            case "describe":
+                await self.describe(dict(step.describe or {}))
             case "notice":
                 _, planned = await self.call(
                     "POST", self._incident_path("/notices"), msgspec.to_builtins(step.notice)
@@ -427,6 +432,16 @@ class _Run:
         self.say(f"incident {incident['id']} declared {how} (drill): {incident['title']}{playbook}")
         await self.follow()
 
+    async def describe(self, where: dict[str, str]) -> None:
+        """Describe the area for households; held notices (no "where" yet) are planned again."""
+        await self.call("PUT", self._incident_path("/area/description"), where)
+        self.say(f"area described: {'; '.join(f'{lang}: {text}' for lang, text in where.items())}")
+        _, listed = await self.call("GET", self._incident_path("/notices"))
+        for held in [n for n in listed.get("notices", []) if n["status"] == "held"]:
+            _, planned = await self.call("POST", self._incident_path(f"/notices/{held['notice_id']}/replan"))
+            again = planned["notice"]["notice_id"]
+            self.say(f"notice {held['notice_id']} ({held['template']}) planned again as {again}")
+
     async def approve(self, which: str) -> None:
         """The newest planned notice (of template ``which``); the playbook may still be
         planning it, so look again for a while."""
@@ -440,15 +455,33 @@ class _Run:
             ]  # fmt: skip
             if planned:
                 break
+            held = [
+                n for n in listed.get("notices", [])
+                if n["status"] == "held" and which in ("latest", n["template"])
+            ]  # fmt: skip
+            if held:  # planned (held) after the area was described: plan it again, as a trainee would
+                _, incident = await self.call("GET", self._incident_path())
+                if incident.get("area_description"):
+                    for notice in held:
+                        nid = notice["notice_id"]
+                        await self.call("POST", self._incident_path(f"/notices/{nid}/replan"))
+                        self.say(f"notice {nid} ({notice['template']}) was held: planned again")
+                    continue
             if loop.time() > deadline:
                 raise _StepFailed(f"no planned {'' if which == 'latest' else which + ' '}notice to approve")
             await self.idle(min(self.poll_s, 0.5), scenario_speed=1.0)
         notice = max(planned, key=lambda n: (n["created_at"], n["notice_id"]))
+        if notice.get("stale"):  # a fact changed since it was planned: read it again first
+            _, again = await self.call("POST", self._incident_path(f"/notices/{notice['notice_id']}/replan"))
+            self.say(
+                f"notice {notice['notice_id']} was stale ({', '.join(notice['stale_facts'])}): planned again"
+            )
+            notice = again["notice"]
         _, approved = await self.call("POST", self._incident_path(f"/notices/{notice['notice_id']}/approve"))
-        held = f", held for quiet hours until {approved['send_after']}" if approved.get("send_after") else ""
+        waits = f", held for quiet hours until {approved['send_after']}" if approved.get("send_after") else ""
         self.say(
             f"notice {notice['notice_id']} ({notice['template']}) approved: "
-            f"{notice['counts'].get('deliveries', 0)} deliveries{held}"
+            f"{notice['counts'].get('deliveries', 0)} deliveries{waits}"
         )
 
     async def _condition(self, wait: WaitFor) -> tuple[bool, str]:

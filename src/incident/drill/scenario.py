@@ -33,7 +33,7 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 
-from incident.areas import AreaRequest
+from incident.areas import AreaDescription, AreaRequest
 from incident.domain import Kind, Severity, Status, Utility
 from incident.errors import ConfigError
 from incident.geo.household import Channel
@@ -268,8 +268,8 @@ class Expect(_Spec, frozen=True, kw_only=True):
 
 #: Every action a step can take, in the order they are documented.
 ACTIONS: tuple[str, ...] = (
-    "report", "declare", "confirm", "take", "link", "area", "notice", "approve", "stage", "status", "note",
-    "say", "wait_for", "expect",
+    "report", "declare", "confirm", "take", "link", "area", "describe", "notice", "approve", "stage",
+    "status", "note", "say", "wait_for", "expect",
 )  # fmt: skip
 
 
@@ -289,6 +289,9 @@ class Step(_Spec, frozen=True, kw_only=True):
     link: ReportId | None = None
     #: ``PUT /api/incidents/{id}/area``.
     area: AreaRequest | None = None
+    #: ``PUT /api/incidents/{id}/area/description`` (where, as households know it, per
+    #: language), then every held notice is planned again (as a trainee would).
+    describe: AreaDescription | None = None
     #: ``POST /api/incidents/{id}/notices`` (planned, not sent).
     notice: NoticeRequest | None = None
     #: ``latest`` or a template: approve the newest planned notice (of that template).

@@ -111,6 +111,11 @@ class Selection:
         return len(self.positions)
 
     def __or__(self, other: Selection) -> Selection:
+        # The first part of every area is added to nothing: a sort of a million positions saved.
+        if not len(self.positions):
+            return other
+        if not len(other.positions):
+            return self
         return Selection(np.union1d(self.positions, other.positions))
 
     def __sub__(self, other: Selection) -> Selection:

@@ -33,6 +33,12 @@ class Zone:
     geometry: Polygonal = field(repr=False)
     #: The drawn geometry was invalid and this is its repaired form.
     repaired: bool = False
+    #: The name per language tag, from properties ``name:zh-CN`` (OSM style) or ``names``
+    #: (``{"zh-CN": ...}``); public notices say it for "where".
+    names: Mapping[str, str] = field(default_factory=dict)
+
+    def name_in(self, language: str) -> str:
+        return self.names.get(language) or self.name
 
 
 def polygonal(geometry: BaseGeometry) -> Polygonal | None:
@@ -116,8 +122,16 @@ def zones_from_features(
             )
             continue
         seen.add(zone_id)
-        zones.append(Zone(zone_id, layer, name, valid, repaired=not geom.is_valid))
+        zones.append(Zone(zone_id, layer, name, valid, repaired=not geom.is_valid, names=_names(properties)))
     return zones, rejected
+
+
+def _names(properties: Mapping[str, Any]) -> dict[str, str]:
+    names = {k[5:]: str(v).strip() for k, v in properties.items() if k.startswith("name:") and str(v).strip()}
+    given = properties.get("names")
+    if isinstance(given, Mapping):
+        names.update({str(k): str(v).strip() for k, v in given.items() if str(v).strip()})
+    return names
 
 
 @dataclass(frozen=True)

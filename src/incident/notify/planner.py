@@ -99,6 +99,8 @@ class AudienceCounts:
     opted_out: Counter[str] = field(default_factory=Counter)
     #: Households whose address another (earlier) household already gets the notice at.
     shared_address: Counter[str] = field(default_factory=Counter)
+    #: Deliveries per channel and language: how many get each text of the notice.
+    by_channel_language: dict[str, Counter[str]] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, object]:
         return {
@@ -110,6 +112,7 @@ class AudienceCounts:
             "by_priority": dict(self.by_priority),
             "opted_out": dict(self.opted_out),
             "shared_address": dict(self.shared_address),
+            "by_channel_language": {c: dict(n) for c, n in self.by_channel_language.items()},
         }
 
 
@@ -142,6 +145,7 @@ def plan_deliveries(
     # Per channel, the addresses already planned. A phone number is kept as its digits (an
     # int): for a million households the set is a third of the size of one of strings.
     seen: dict[Channel, set[int | str]] = {c: set() for c in channels}
+    per_language = {c: counts.by_channel_language.setdefault(c.value, Counter()) for c in channels}
     seq = 0
     for household in households:
         counts.households += 1
@@ -163,6 +167,7 @@ def plan_deliveries(
             seq += 1
             counts.by_channel[channel.value] += 1
             counts.by_language[household.language] += 1
+            per_language[channel][household.language] += 1
             counts.by_priority[household.priority.value if household.priority else "none"] += 1
             yield PlannedDelivery(
                 seq, channel, address, household.account_id, household.language, household.priority

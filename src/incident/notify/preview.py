@@ -37,6 +37,9 @@ class Preview(msgspec.Struct, frozen=True, kw_only=True):
     title: str | None = None
     body: str | None = None
     warnings: tuple[str, ...] = ()
+    #: Households that get this text on this channel (one per address: households sharing a
+    #: number count once, under the first one's language).
+    households: int = 0
 
 
 def preview(rendered: Rendered, *, max_segments: int = 3) -> Preview:

@@ -7,17 +7,25 @@ from typing import Any
 import msgspec
 
 from incident.clock import Timestamp
+from incident.notify.preview import Preview
 from incident.notify.states import DeliveryState
 
 
+class Approval(msgspec.Struct, frozen=True, kw_only=True):
+    by: str
+    at: str
+
+
 class Notice(msgspec.Struct, frozen=True, kw_only=True):
-    """A notice planned for an incident: its template, channels, audience and counts."""
+    """A notice planned for an incident: its template, channels, audience, counts and the
+    exact texts that go out (``previews``)."""
 
     notice_id: str
     incident_id: str
     template: str
     channels: list[str]
-    #: planning -> planned -> approved -> sending -> sent (or cancelled)
+    #: planning -> planned -> approved; ``held`` (a fact is missing: see ``missing_facts``),
+    #: ``superseded`` (planned again as ``superseded_by``)
     status: str
     created_by: str
     created_at: Timestamp
@@ -28,6 +36,28 @@ class Notice(msgspec.Struct, frozen=True, kw_only=True):
     counts: dict[str, Any] = msgspec.field(default_factory=dict)
     #: The rendering context (utility, area description, ETR, drill, ...).
     context: dict[str, Any] = msgspec.field(default_factory=dict)
+    #: For each channel and household language, the exact text (or spoken script) that goes
+    #: out, drill marker included, with the households that get it and its SMS parts.
+    previews: list[Preview] = msgspec.field(default_factory=list)
+    #: What was asked for (template, channels, audience, facts): planning again starts here.
+    request: dict[str, Any] = msgspec.field(default_factory=dict)
+    #: The incident's last timeline event when planned: a change of the area or of a fact
+    #: after it makes the plan stale.
+    basis_seq: int = 0
+    #: Facts the notice cannot go without that were not there (``["area"]``): it is held.
+    missing_facts: list[str] = msgspec.field(default_factory=list)
+    #: Why it is held or stale, for the dispatcher.
+    message: str | None = None
+    #: Stale: the area or a fact changed after planning (not stored; worked out when read).
+    stale: bool = False
+    stale_facts: list[str] = msgspec.field(default_factory=list)
+    #: People who approved it, in order; ``approvals_required`` of them release it.
+    approvals: list[Approval] = msgspec.field(default_factory=list)
+    approvals_required: int = 1
+    #: The playbook action that planned it (its key), if any.
+    action: str | None = None
+    replaces: str | None = None
+    superseded_by: str | None = None
 
 
 class Delivery(msgspec.Struct, frozen=True, kw_only=True):

@@ -82,14 +82,33 @@ def action_keys(events: Sequence[TimelineEvent]) -> set[str]:
     return {str(e.data["action"]) for e in events if e.data.get("action")}
 
 
+#: Incident kinds in plain words, for pages to staff.
+KIND_NAMES: Mapping[str, str] = {
+    "main_break": "Water main break",
+    "unplanned_outage": "Unplanned outage",
+    "planned_outage": "Planned outage",
+    "low_pressure": "Low pressure",
+    "contamination": "Contamination",
+    "gas_leak": "Gas leak",
+    "heat_outage": "Heat outage",
+}
+
+
 def facts_of(incident: Incident, events: Sequence[TimelineEvent]) -> dict[str, Any]:
     """What a page's text may name (``Page.render``)."""
     current = clocks.current_stage(list(events))
     etr = incident.etr
+    households = incident.households
     return {
         "incident_id": incident.id,
         "title": incident.title,
         "kind": incident.kind.value,
+        "kind_name": KIND_NAMES.get(incident.kind.value, incident.kind.value.replace("_", " ")),
+        "affected": (
+            f"{households:,} households affected"
+            if households is not None
+            else "households affected not known yet (no area)"
+        ),
         "utility": incident.utility.value,
         "severity": incident.severity.value,
         "status": incident.status.value,
@@ -117,12 +136,35 @@ def notices_all_sent(events: Sequence[TimelineEvent], key: str) -> bool:
         for e in events
         if e.type == "notice_planned" and str(e.data.get("action", "")).startswith(f"{key}:")
     }
+    # A notice planned again (held or stale) is done with: its replacement counts instead.
+    mine -= {e.data["replaces"] for e in events if e.type == "notice_planned" and e.data.get("replaces")}
+    held = any(
+        e.type == "notice_held" and str(e.data.get("action", "")).startswith(f"{key}:") for e in events
+    )
+    if held and not mine:
+        return False
     sent = {e.data["notice_id"] for e in events if e.type == "notice_sent"}
     return bool(mine) and mine <= sent
 
 
 def first_report(events: Sequence[TimelineEvent]) -> dict[str, Any] | None:
     return next((e.data for e in events if e.type == "report_linked"), None)
+
+
+def _no_area(method: AreaMethod, report: Mapping[str, Any]) -> str:
+    """Why the area was not computed, in true words (an incident declared by hand has no report)."""
+    how = {AreaMethod.isolation: "isolation", AreaMethod.zones: "zones", AreaMethod.around: "a radius"}
+    ask = (
+        "choose the broken pipe (isolate) or draw the area"
+        if method is AreaMethod.isolation
+        else "choose the zones or draw the area"
+    )
+    if not report:
+        return (
+            f"area not computed by {how.get(method, method.value)}: no report came with this incident; {ask}"
+        )
+    missing = "the broken pipe" if method is AreaMethod.isolation else "a location"
+    return f"area not computed by {how.get(method, method.value)}: the report gives no {missing}; {ask}"
 
 
 class LeaseLost(IncidentError):
@@ -553,8 +595,9 @@ class PlaybookEngine:
         self, incident: Incident, action: PlanNotice, key: str, events: Sequence[TimelineEvent]
     ) -> None:
         etr, start, end = incident.etr, clocks.planned_start(events), incident.end
+        # No "where" here: the notice takes the dispatcher's area description or the zone
+        # names, never the title (a caller's words); without one it is held, not sent.
         facts = NoticeFacts(
-            area=incident.title[:300],
             note=action.note,
             advisory=advisory_in_force(events),
             etr=datetime.fromisoformat(etr) if etr else None,
@@ -570,7 +613,7 @@ class PlaybookEngine:
         planned = await self._notices.plan(
             incident.id, request, _SYSTEM, self._service_area(), self._buffer_m, action=key, auto_approve=auto
         )
-        if action.approval.value == "auto":
+        if auto and planned.notice.status == "planned":  # a held notice never goes on its own
             await self._notices.approve(incident.id, planned.notice.notice_id, _SYSTEM)
 
     async def _compute_area(
@@ -600,15 +643,7 @@ class PlaybookEngine:
                 around=Around(lon=location["lon"], lat=location["lat"], radius_m=action.radius_m)
             )
         if request is None:
-            await self._record(
-                incident.id,
-                "note_added",
-                key,
-                {
-                    "text": f"area not computed by {action.method.value}: the report gives no "
-                    f"{'pipe' if action.method is AreaMethod.isolation else 'place'}; draw it"
-                },
-            )
+            await self._record(incident.id, "note_added", key, {"text": _no_area(action.method, report)})
             return
         await self._incidents.set_area(incident.id, request, _SYSTEM, service, self._buffer_m, action=key)
 

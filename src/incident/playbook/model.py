@@ -262,8 +262,8 @@ class ComputeArea(_Action, frozen=True, kw_only=True, tag="compute_area"):
 
 #: Placeholders a page's text may use; the engine fills them in (see :meth:`Page.render`).
 PAGE_FIELDS = frozenset(
-    {"incident_id", "title", "kind", "utility", "severity", "status", "stage", "playbook",
-     "households", "etr", "owner"}
+    {"incident_id", "title", "kind", "kind_name", "utility", "severity", "status", "stage", "playbook",
+     "households", "affected", "etr", "owner"}
 )  # fmt: skip
 
 
@@ -285,8 +285,10 @@ class Page(_Action, frozen=True, kw_only=True, tag="page"):
                 )
 
     def render(self, facts: Mapping[str, object]) -> str:
-        """The text with its placeholders filled from ``facts``; a missing fact shows as ``?``."""
-        values = {name: ("?" if facts.get(name) is None else facts[name]) for name in PAGE_FIELDS}
+        """The text with its placeholders filled from ``facts``; a missing fact says so."""
+        values = {
+            name: ("(not known yet)" if facts.get(name) is None else facts[name]) for name in PAGE_FIELDS
+        }
         return self.text.format_map(values)
 
 

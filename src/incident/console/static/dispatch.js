@@ -53,6 +53,34 @@ function table(caption, rows) {
     h("tbody", {}, rows.map(([k, v]) => h("tr", {}, h("th", { scope: "row" }, k), h("td", { class: "num" }, v)))));
 }
 
+/** "N households, M messages (SMS a, voice b)" with the numbers as data for tests. */
+function audienceLine(counts) {
+  return h("p", { class: "audience" }, h("strong", { id: "preview-audience", dataset: { households: String(counts.households), deliveries: String(counts.deliveries) } },
+    t("notice.audience.count", { households: number(counts.households), deliveries: number(counts.deliveries) })),
+  " (", list(Object.entries(counts.by_channel || {}).map(([ch, k]) => `${label("channel", ch)} ${number(k)}`)), ")");
+}
+
+/** Each text that goes out, per channel and language, with its households and SMS parts. */
+function previewCards(previews) {
+  const byChannel = new Map();
+  for (const p of previews || []) {
+    if (!byChannel.has(p.channel)) byChannel.set(p.channel, []);
+    byChannel.get(p.channel).push(p);
+  }
+  return h("div", { class: "previews" }, [...byChannel].map(([channel, cards]) => h("section", { class: "channel-group", dataset: { channel } },
+    h("h4", {}, label("channel", channel)),
+    cards.map((p) => h("article", { class: "preview-card", dataset: { channel: p.channel, language: p.language_requested, households: String(p.households) } },
+      h("header", {}, h("strong", {}, languageName(p.language_requested)),
+        h("span", { class: "badge", dataset: { count: "households" } }, t("notice.text.households", { count: number(p.households) })),
+        p.encoding ? h("span", { class: "badge", dataset: { encoding: p.encoding } }, p.encoding === "gsm7" ? "GSM-7" : "UCS-2") : null,
+        p.segments ? h("span", { class: `badge${p.segments > 3 ? " sev-high" : ""}`, dataset: { segments: String(p.segments) } }, t("notice.segments", { count: p.segments })) : null,
+        h("span", { class: "muted small" }, t("notice.chars", { count: number(p.characters) }))),
+      p.fell_back ? h("p", { class: "warn small" }, t("notice.fallback", { requested: languageName(p.language_requested), used: languageName(p.language_used) })) : null,
+      p.title ? h("p", { class: "push-title" }, p.title) : null,
+      h("pre", { class: "text", lang: p.language_used, dataset: { text: "" } }, p.body || p.text),
+      (p.warnings || []).filter((w) => !w.startsWith("no ") || w.includes("area text")).map((w) => h("p", { class: "warn small" }, w)))))));
+}
+
 class DispatchView {
   constructor(main, ctx) {
     this.main = main;
@@ -669,9 +697,13 @@ class DispatchView {
   }
 
   // --- notices -------------------------------------------------------------------------
+  // The dispatcher sends only what they have read: Preview stores nothing; a planned notice
+  // is approved in a dialog that shows every text that goes out (from GET of the notice);
+  // held and stale notices are planned again, with the difference in households shown.
 
   buildNoticePanel() {
     const inc = this.incident;
+    const where = inc.area_description || {};
     this.noticesEl = h("div", { class: "notices" });
     this.deliveriesEl = h("div", { class: "deliveries-wrap", "aria-live": "polite" });
     this.previewEl = h("div", { class: "preview", "aria-live": "polite" });
@@ -683,16 +715,20 @@ class DispatchView {
       everyone: h("input", { type: "radio", name: "audience", value: "all", checked: true }),
       only: h("input", { type: "radio", name: "audience", value: "priority" }),
       priorities: PRIORITIES.map((p) => h("input", { type: "checkbox", value: p, checked: p === "medical" })),
-      area: h("input", { type: "text", id: "notice-area", required: true, maxlength: "300", value: inc.title }),
+      // Never the title: households read this. Empty: the incident's description or zone names.
+      area: h("input", { type: "text", id: "notice-area", maxlength: "300", lang: "en", value: where.en || "", placeholder: t("notice.where.example.en") }),
+      areaZh: h("input", { type: "text", id: "notice-area-zh", maxlength: "300", lang: "zh-CN", value: where["zh-CN"] || "", placeholder: t("notice.where.example.zh") }),
       note: h("input", { type: "text", id: "notice-note", maxlength: "500" }),
       advisory: select([["", t("advisory.none")], ...ADVISORIES.map((a) => [a, label("advisory", a)])], inc.kind === "contamination" ? "boil_water" : "", { id: "notice-advisory" }),
       etr: h("input", { type: "datetime-local", id: "notice-etr" }),
       start: h("input", { type: "datetime-local", id: "notice-start" }),
       end: h("input", { type: "datetime-local", id: "notice-end" }),
     });
-    const form = h("form", { class: "composer", onsubmit: (ev) => {
+    const saveWhere = can("PUT", `${ID}/area/description`)
+      ? h("button", { type: "button", class: "small", id: "notice-area-save", onclick: () => this.saveWhere() }, t("notice.where.save")) : null;
+    const form = (this.composerForm = h("form", { class: "composer", onsubmit: (ev) => {
       ev.preventDefault();
-      this.planNotice();
+      this.previewNotice();
     } },
     h("h3", {}, t("notice.compose")),
     field(t("notice.template"), c.template),
@@ -701,91 +737,189 @@ class DispatchView {
       h("label", { class: "check" }, c.everyone, " ", t("notice.audience.all")),
       h("label", { class: "check" }, c.only, " ", t("notice.audience.priority")),
       h("div", { class: "indent" }, c.priorities.map((box) => h("label", { class: "check inline" }, box, " ", label("priority", box.value))))),
-    field(t("notice.facts.area"), c.area),
+    h("fieldset", {}, h("legend", {}, t("notice.facts.area")),
+      field(t("notice.where.en"), c.area),
+      field(t("notice.where.zh"), c.areaZh, t("notice.where.hint")),
+      saveWhere),
     field(t("notice.facts.note"), c.note),
     field(t("notice.facts.advisory"), c.advisory),
     field(t("notice.facts.etr"), c.etr),
     h("details", {}, h("summary", {}, `${t("notice.facts.start")} / ${t("notice.facts.end")}`), field(t("notice.facts.start"), c.start), field(t("notice.facts.end"), c.end)),
-    h("button", { type: "submit", class: "primary", id: "notice-preview" }, t("notice.preview")));
+    h("button", { type: "submit", class: "primary", id: "notice-preview" }, t("notice.preview"))));
     return h("div", { class: "panel-body" }, form, this.previewEl, parts);
   }
 
-  async planNotice() {
+  /** The notice the composer describes (the body of preview and of planning). */
+  noticeBody() {
     const c = this.composer;
     const channels = c.channels.filter((b) => b.checked).map((b) => b.value);
     const iso = (input) => (input.value ? new Date(input.value).toISOString() : undefined);
-    const facts = { area: c.area.value.trim() };
+    const facts = {};
+    const where = {};
+    if (c.area.value.trim()) where.en = c.area.value.trim();
+    if (c.areaZh.value.trim()) where["zh-CN"] = c.areaZh.value.trim();
+    if (Object.keys(where).length) facts.area_i18n = where;
     if (c.note.value.trim()) facts.note = c.note.value.trim();
     if (c.advisory.value) facts.advisory = c.advisory.value;
     for (const k of ["etr", "start", "end"]) if (c[k].value) facts[k] = iso(c[k]);
     const body = { template: c.template.value, channels, facts };
     if (c.only.checked) body.audience = { priority: c.priorities.filter((b) => b.checked).map((b) => b.value) };
+    return body;
+  }
+
+  async saveWhere() {
+    const where = this.noticeBody().facts.area_i18n;
+    if (!where) {
+      toast(t("notice.where.empty"), "error");
+      return;
+    }
+    const saved = await this.act(() => put(`/api/incidents/${enc(this.selected)}/area/description`, where), t("notice.where.saved"));
+    if (saved) this.refresh();
+  }
+
+  /** Counts and texts from POST …/notices/preview: nothing is stored, nothing numbered. */
+  async previewNotice() {
+    const body = this.noticeBody();
     replace(this.previewEl, h("p", { class: "muted" }, t("common.loading")));
     try {
-      const planned = await post(`/api/incidents/${enc(this.selected)}/notices`, body);
-      this.renderPreview(planned);
-      const notices = await get(`/api/incidents/${enc(this.selected)}/notices`);
-      this.notices = notices.notices;
-      this.renderNotices();
+      const preview = await post(`/api/incidents/${enc(this.selected)}/notices/preview`, body);
+      this.renderPreview(preview, body);
     } catch (err) {
       replace(this.previewEl, h("p", { class: "error", role: "alert" }, err.message));
     }
   }
 
-  renderPreview(planned) {
-    const n = planned.notice;
-    const counts = n.counts;
-    const byLang = new Map();
-    for (const p of planned.previews) {
-      if (!byLang.has(p.language_requested)) byLang.set(p.language_requested, []);
-      byLang.get(p.language_requested).push(p);
-    }
+  renderPreview(preview, body) {
+    const counts = preview.counts;
     const optedOut = Object.entries(counts.opted_out || {}).filter(([, v]) => v);
+    const missing = (preview.missing_facts || []).length > 0;
+    const plan = can("POST", `${ID}/notices`) && !missing
+      ? h("button", { type: "button", class: "primary", id: "notice-plan", onclick: () => this.planNotice(body) }, t("notice.plan")) : null;
     replace(this.previewEl,
-      h("h3", {}, `${t("notice.previews")} · ${n.notice_id}`),
-      h("p", { class: "audience" }, h("strong", { id: "preview-audience", dataset: { households: String(counts.households), deliveries: String(counts.deliveries) } },
-        t("notice.audience.count", { households: number(counts.households), deliveries: number(counts.deliveries) })),
-      " (", list(Object.entries(counts.by_channel || {}).map(([ch, k]) => `${label("channel", ch)} ${number(k)}`)), ")"),
+      h("h3", {}, t("notice.previews")),
+      h("p", { class: "muted small", id: "preview-unsaved" }, t("notice.preview.unsaved")),
+      audienceLine(counts),
       counts.unreachable ? h("p", { class: "warn" }, t("notice.unreachable", { count: number(counts.unreachable) })) : null,
       optedOut.length ? h("p", { class: "muted small" }, t("notice.optedout", { list: list(optedOut.map(([ch, k]) => `${label("channel", ch)} ${number(k)}`)) })) : null,
-      h("div", { class: "previews" }, [...byLang].map(([lang, previews]) => h("section", { class: "lang-group", lang },
-        h("h4", {}, languageName(lang), ` (${number((counts.by_language || {})[lang] || 0)})`),
-        previews.map((p) => h("article", { class: "preview-card", dataset: { channel: p.channel, language: p.language_requested } },
-          h("header", {}, h("strong", {}, label("channel", p.channel)),
-            p.encoding ? h("span", { class: "badge", dataset: { encoding: p.encoding } }, p.encoding === "gsm7" ? "GSM-7" : "UCS-2") : null,
-            p.segments ? h("span", { class: `badge${p.segments > 3 ? " sev-high" : ""}`, dataset: { segments: String(p.segments) } }, t("notice.segments", { count: p.segments })) : null,
-            h("span", { class: "muted small" }, t("notice.chars", { count: number(p.characters) }))),
-          p.fell_back ? h("p", { class: "warn small" }, t("notice.fallback", { requested: languageName(p.language_requested), used: languageName(p.language_used) })) : null,
-          p.title ? h("p", { class: "push-title" }, p.title) : null,
-          h("pre", { class: "text", lang: p.language_used }, p.body || p.text),
-          (p.warnings || []).filter((w) => !w.startsWith("no ")).map((w) => h("p", { class: "warn small" }, w))))))),
-      this.approveButton(n));
+      missing ? h("p", { class: "error", role: "alert", id: "preview-missing" }, t("notice.missing.area")) : null,
+      previewCards(preview.previews),
+      plan);
   }
 
-  approveButton(notice) {
-    if (notice.status !== "planned" || !can("POST", `${ID}/notices/{notice_id}/approve`)) return null;
-    return h("button", { type: "button", class: "danger", dataset: { approve: notice.notice_id }, onclick: () => this.approve(notice) }, t("notice.approve"));
+  /** Store the plan (numbered, on the timeline), then offer its approval. */
+  async planNotice(body) {
+    const planned = await this.act(() => post(`/api/incidents/${enc(this.selected)}/notices`, body));
+    if (!planned) return;
+    const n = planned.notice;
+    // The composer's settings are not beside what is approved: it folds away.
+    if (this.composerForm) this.composerForm.hidden = true;
+    replace(this.previewEl,
+      h("p", { class: "big-text" }, t("notice.planned", { id: n.notice_id })),
+      audienceLine(n.counts),
+      this.noticeActions(n),
+      h("button", { type: "button", class: "small", id: "notice-new", onclick: () => {
+        this.composerForm.hidden = false;
+        replace(this.previewEl);
+      } }, t("notice.new")));
+    await this.refresh();
   }
 
+  /** The action a notice offers: approve (planned, current) or plan again (held, stale). */
+  noticeActions(notice) {
+    if (notice.status === "planned" && !notice.stale && can("POST", `${ID}/notices/{notice_id}/approve`)) {
+      return h("button", { type: "button", class: "danger", dataset: { approve: notice.notice_id }, onclick: () => this.approve(notice) }, t("notice.approve"));
+    }
+    if ((notice.status === "held" || (notice.status === "planned" && notice.stale)) && can("POST", `${ID}/notices/{notice_id}/replan`)) {
+      return h("button", { type: "button", class: "primary", dataset: { replan: notice.notice_id }, onclick: () => this.offerReplan(notice) }, t("notice.replan"));
+    }
+    return null;
+  }
+
+  /** The approval dialog: every text that goes out, as stored with the notice. */
   async approve(notice) {
-    const counts = notice.counts || {};
+    const base = `/api/incidents/${enc(this.selected)}/notices/${enc(notice.notice_id)}`;
+    let fresh;
+    try {
+      fresh = await get(base);
+    } catch (err) {
+      toast(t("common.error", { message: err.message }), "error");
+      return;
+    }
+    if (fresh.status === "held" || fresh.stale) {
+      await this.offerReplan(fresh);
+      return;
+    }
+    if (fresh.status !== "planned") {
+      toast(t("notice.not.planned", { id: fresh.notice_id, status: label("noticeStatus", fresh.status) }));
+      this.refresh();
+      return;
+    }
+    const counts = fresh.counts || {};
     const households = number(counts.households || 0);
     const deliveries = number(counts.deliveries || 0);
     const channels = list(Object.entries(counts.by_channel || {}).map(([ch, k]) => `${label("channel", ch)} ${number(k)}`));
-    const body = h("div", {},
+    const others = (fresh.approvals || []).map((a) => a.by);
+    const body = h("div", { class: "approve-dialog" },
       h("p", { class: "big-text", id: "approve-summary" }, t("notice.approve.body", { households, deliveries, channels })),
-      h("p", {}, label("template", notice.template)),
-      this.incident.drill ? h("p", { class: "badge drill" }, t("notice.approve.drill")) : null);
-    const answer = await ask(t("notice.approve.title", { id: notice.notice_id }), body,
+      h("p", {}, label("template", fresh.template)),
+      this.incident.drill ? h("p", { class: "badge drill" }, t("notice.approve.drill")) : null,
+      fresh.approvals_required > 1
+        ? h("p", { class: "warn", id: "approve-two-person" }, t("notice.approve.two", { required: fresh.approvals_required, names: others.length ? list(others) : t("common.none") })) : null,
+      h("h3", {}, t("notice.approve.texts")),
+      h("div", { id: "approve-texts" }, previewCards(fresh.previews)));
+    const answer = await ask(t("notice.approve.title", { id: fresh.notice_id }), body,
       [["cancel", t("common.cancel")], ["send", t("notice.approve.yes", { households }), "danger"]]);
     if (answer !== "send") return;
-    const approved = await this.act(() => post(`/api/incidents/${enc(this.selected)}/notices/${enc(notice.notice_id)}/approve`),
-      t("notice.approved", { id: notice.notice_id, deliveries }));
-    if (!approved) return;
-    if (approved.send_after) toast(t("notice.waits", { time: dateTime(approved.send_after) }));
-    replace(this.previewEl);
+    let approved;
+    try {
+      approved = await post(`${base}/approve`);
+    } catch (err) {
+      toast(t("common.error", { message: err.message }), "error");
+      this.refresh();
+      return;
+    }
+    if (approved.status === "planned") {
+      toast(t("notice.approval.recorded", { id: approved.notice_id, count: approved.approvals.length, required: approved.approvals_required }));
+    } else {
+      toast(t("notice.approved", { id: approved.notice_id, deliveries }));
+      if (approved.send_after) toast(t("notice.waits", { time: dateTime(approved.send_after) }));
+      replace(this.previewEl);
+      if (this.composerForm) this.composerForm.hidden = false;
+    }
     this.tab = "notice";
     this.refresh();
+  }
+
+  /** A held or stale notice: what changed, households then and now, and planning it again. */
+  async offerReplan(notice) {
+    const base = `/api/incidents/${enc(this.selected)}`;
+    let now = null;
+    try {
+      now = await post(`${base}/notices/preview`, notice.request);
+    } catch (err) {
+      toast(t("common.error", { message: err.message }), "error");
+      return;
+    }
+    const before = (notice.counts || {}).households || 0;
+    const after = now.counts.households || 0;
+    const why = notice.status === "held"
+      ? t("notice.held.why", { facts: list((notice.missing_facts || []).map((f) => label("fact", f))) })
+      : t("notice.stale.why", { facts: list((notice.stale_facts || []).map((f) => label("fact", f))) });
+    const missing = (now.missing_facts || []).length > 0;
+    const body = h("div", {},
+      h("p", { class: "warn", id: "replan-why" }, why),
+      h("p", { class: "big-text", id: "replan-diff", dataset: { before: String(before), after: String(after) } },
+        t("notice.replan.diff", { before: number(before), after: number(after) })),
+      missing ? h("p", { class: "error", id: "replan-missing" }, t("notice.missing.area")) : null);
+    const buttons = [["cancel", t("common.cancel")]];
+    if (!missing) buttons.push(["replan", t("notice.replan.yes"), "primary"]);
+    const answer = await ask(t("notice.replan.title", { id: notice.notice_id }), body, buttons);
+    if (answer !== "replan") return;
+    const planned = await this.act(() => post(`${base}/notices/${enc(notice.notice_id)}/replan`),
+      t("notice.replanned", { old: notice.notice_id }));
+    if (!planned) return;
+    await this.refresh();
+    await this.approve(planned.notice);
   }
 
   renderNotices() {
@@ -795,12 +929,15 @@ class DispatchView {
       replace(this.noticesEl, h("p", { class: "muted" }, t("notice.none")));
       return;
     }
-    replace(this.noticesEl, h("ul", { class: "items compact" }, notices.map((n) => h("li", { class: "item", dataset: { notice: n.notice_id, status: n.status } },
+    replace(this.noticesEl, h("ul", { class: "items compact" }, notices.map((n) => h("li", { class: "item", dataset: { notice: n.notice_id, status: n.status, stale: String(Boolean(n.stale)) } },
       h("div", { class: "item-head" }, h("strong", {}, n.notice_id), " ", label("template", n.template), " ",
-        h("span", { class: `badge notice-${n.status}` }, n.status)),
+        h("span", { class: `badge notice-${n.status}` }, label("noticeStatus", n.status)),
+        n.stale && n.status === "planned" ? [" ", h("span", { class: "badge sev-high notice-stale" }, t("notice.stale"))] : null),
       h("p", { class: "muted small" }, t("notice.audience.count", { households: number((n.counts || {}).households || 0), deliveries: number((n.counts || {}).deliveries || 0) }),
-        " · ", t("notice.by", { name: n.approved_by || n.created_by }), " · ", dateTime(n.approved_at || n.created_at)),
-      this.approveButton(n)))));
+        " · ", t("notice.by", { name: (n.approvals || []).length ? list(n.approvals.map((a) => a.by)) : n.created_by }), " · ", dateTime(n.approved_at || n.created_at)),
+      n.status === "held" ? h("p", { class: "warn small" }, t("notice.missing.area")) : null,
+      n.superseded_by ? h("p", { class: "muted small" }, t("notice.superseded", { id: n.superseded_by })) : null,
+      this.noticeActions(n)))));
   }
 
   renderDeliveries() {
