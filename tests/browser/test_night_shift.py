@@ -32,7 +32,18 @@ pytestmark = pytest.mark.filterwarnings(
 )
 
 # Titles in Chinese: an English title would put English words on a Chinese screen.
-STREETS = ["榆树街", "橡树大道", "枫树路", "松树巷", "柳树街", "桦树路", "栗树街", "杉树路", "桂花巷", "樱花路"]
+STREETS = [
+    "榆树街",
+    "橡树大道",
+    "枫树路",
+    "松树巷",
+    "柳树街",
+    "桦树路",
+    "栗树街",
+    "杉树路",
+    "桂花巷",
+    "樱花路",
+]
 SEVERITIES = ["low", "critical", "medium", "high"]
 
 # The English labels of every status, event type, delivery state, kind and severity (the
@@ -89,7 +100,9 @@ async def assert_every_card_reachable(page: Page, count: int) -> None:
         await card.scroll_into_view_if_needed()
         box = await card.bounding_box()
         assert box is not None
-        assert column["y"] - 0.5 <= box["y"] and box["y"] + box["height"] <= column["y"] + column["height"] + 0.5, i
+        assert (
+            column["y"] - 0.5 <= box["y"] and box["y"] + box["height"] <= column["y"] + column["height"] + 0.5
+        ), i
         assert box["x"] + box["width"] <= column["x"] + column["width"] + 0.5, i
         assert await in_view(page, f"article.card >> nth={i}")
 
@@ -114,7 +127,10 @@ async def test_a_wall_of_ten_incidents_keeps_every_card_reachable_in_both_langua
     assert await page.locator("#board-map .leaflet-tooltip.area-label").count() == 10
     assert await page.locator("article.card [data-drill]").count() == 1
     assert "10 open incidents" in await page.inner_text(".board-summary")
-    assert await page.locator("#board-cards-title").inner_text() and await page.locator("#board-map-title").inner_text()
+    assert (
+        await page.locator("#board-cards-title").inner_text()
+        and await page.locator("#board-map-title").inner_text()
+    )
 
     for width, height in ((1366, 768), (1920, 1080)):
         await page.set_viewport_size({"width": width, "height": height})
@@ -206,7 +222,10 @@ async def test_dispatch_triage_order_isolation_lookup_fold_and_chinese_screens(
     assert await page.locator(".detail").evaluate("el => el.scrollTop") == 0
     assert await in_view(page, "#valves-to-close")
     households = int(await page.get_attribute("#area-households", "data-households") or 0)
-    assert await page.inner_text("#area-households") == f"{households:,} household{'' if households == 1 else 's'}"
+    assert (
+        await page.inner_text("#area-households")
+        == f"{households:,} household{'' if households == 1 else 's'}"
+    )
 
     # A toast takes its own strip under the view: it covers no row, and can be dismissed.
     toast = page.locator("#toasts .toast").last
@@ -235,7 +254,10 @@ async def test_dispatch_triage_order_isolation_lookup_fold_and_chinese_screens(
 async def test_review_drill_markers_push_finished_plurals_and_chinese_timeline(
     open_console: OpenConsole, console_api: Api, shots: Path
 ) -> None:
-    drill = await console_api.declare(title="演练：枫树路燃气压力低", area=BOX, kind="low_pressure", utility="gas", drill=True)
+    drill = await console_api.declare(
+        title="演练：枫树路燃气压力低",  # noqa: RUF001
+        area=BOX, kind="low_pressure", utility="gas", drill=True,
+    )  # fmt: skip
     live = await console_api.declare(title="橡树大道水压低", kind="low_pressure", severity="medium")
     await console_api.call("POST", f"/api/incidents/{drill['id']}/notes", json={"text": "阀门已关"})
     reply = EventDraft(
@@ -275,8 +297,12 @@ async def test_review_drill_markers_push_finished_plurals_and_chinese_timeline(
             return { en, zh, preformatted: t('describe.notice_approved', { id: 'N', deliveries: '1' }) };
         }"""
     )
-    assert words["en"] == ["1 household, 1 message", "2 households, 2 messages", "1,234 households, 1,234 messages"]
-    assert words["zh"] == ["1 户，1 条消息", "2 户，2 条消息", "1,234 户，1,234 条消息"]
+    assert words["en"] == [
+        "1 household, 1 message",
+        "2 households, 2 messages",
+        "1,234 households, 1,234 messages",
+    ]
+    assert words["zh"] == ["1 户，1 条消息", "2 户，2 条消息", "1,234 户，1,234 条消息"]  # noqa: RUF001
     assert words["preformatted"] == "notice N approved: 1 message"
 
     await page.click(f"#review-incidents [data-incident='{drill['id']}']")
