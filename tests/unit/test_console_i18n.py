@@ -37,7 +37,7 @@ def dictionaries() -> dict[str, dict[str, str]]:
         assert body is not None, name
         entries = re.findall(r'^\s+("(?:[^"\\]|\\.)+"):\s*("(?:[^"\\]|\\.)*"),?\s*$', body.group(1), re.M)
         found[name] = {json.loads(k): json.loads(v) for k, v in entries}
-        assert len(found[name]) > 300, name
+        assert len(found[name]) > 200, name  # the whole dictionary was read
     return found
 
 

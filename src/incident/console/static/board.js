@@ -55,13 +55,14 @@ class Board {
     this.handle = handle;
     this.areas = L.featureGroup().addTo(handle.map);
     this.drawAreas();
-    this.fitAreas();
+    this.fitAreas(); // the whole service area when no incident has an area yet
+    handle.map.on("resize", () => this.fitAreas()); // a window or layout change: all areas in view again
   }
 
   /** The map shows where the incidents are (the whole service area when none has an area). */
   fitAreas() {
     const bounds = this.areas.getBounds();
-    if (bounds.isValid()) this.handle.map.fitBounds(bounds.pad(0.6), { maxZoom: 16 });
+    if (bounds.isValid()) this.handle.map.fitBounds(bounds.pad(0.15), { maxZoom: 16, padding: [80, 30], animate: false });
     else this.handle.fit();
   }
 
@@ -207,6 +208,7 @@ class Board {
     if (!this.areas) return;
     this.areas.clearLayers();
     this.areaById = new Map();
+    const shapes = new Map();
     for (const { incident: inc } of this.incidents.values()) {
       if (!inc.area) continue;
       const colour = SEVERITY_COLOURS[inc.severity];
@@ -215,7 +217,15 @@ class Board {
         .bindTooltip(leafletText(`${inc.id} · ${inc.title}`), { permanent: true, direction: "center", className: `area-label sev-${inc.severity}` })
         .addTo(this.areas);
       this.areaById.set(inc.id, layer);
+      shapes.set(inc.id, JSON.stringify(inc.area));
     }
+    // A new area, or one that changed, may lie outside what the map shows: show them all
+    // again (a wall display has nobody to pan it). Updates that leave the areas alone keep
+    // the view, so a card clicked to zoom in stays zoomed.
+    const before = this.shapes || new Map();
+    const changed = [...shapes].some(([id, area]) => before.get(id) !== area);
+    this.shapes = shapes;
+    if (changed && this.handle) this.fitAreas();
   }
 
   focusArea(id) {
