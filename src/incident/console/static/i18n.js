@@ -881,13 +881,13 @@ export function describeEvent(e) {
     case "sla_started":
     case "sla_met":
     case "sla_breached":
-      return t("describe.sla", { sla: d.title || d.sla }) + (d.due_at ? ` · ${t("sla.due", { time: dateTime(d.due_at) })}` : "");
+      return t("describe.sla", { sla: d.title || words(d.sla) }) + (d.due_at ? ` · ${t("sla.due", { time: dateTime(d.due_at) })}` : "");
     case "etr_set":
       return t("describe.etr_set", { etr: dateTime(d.etr) }) + reason(d);
     case "advisory_set":
       return t("describe.advisory_set", { advisory: label("advisory", d.advisory) }) + reason(d);
     case "page_sent":
-      return t("describe.page_sent", { rota: d.rota, text: d.text || "" });
+      return t("describe.page_sent", { rota: words(d.rota), text: d.text || "" });
     case "household_reply":
       return t("describe.household_reply", { channel: label("channel", d.channel), account: d.account_id, text: d.text || "" });
     case "etr_requested":
@@ -899,6 +899,11 @@ export function describeEvent(e) {
       return text || String(e.type).replaceAll("_", " ");
     }
   }
+}
+
+/** A configuration id shown to people (a rota, an SLA without a title): words, not a code. */
+function words(id) {
+  return String(id ?? "").replaceAll("_", " ");
 }
 
 function reason(d) {
