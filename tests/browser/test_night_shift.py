@@ -96,7 +96,11 @@ async def in_view(page: Page, selector: str) -> bool:
 
 
 async def assert_every_card_reachable(page: Page, count: int) -> None:
-    # Two frames: a resize reaches the map (ResizeObserver) and it fits the areas again.
+    # The map is ready (its areas drawn; the cards come first) ...
+    await page.wait_for_function(
+        "(n) => document.querySelectorAll('#board-map .leaflet-tooltip.area-label').length === n", arg=count
+    )
+    # ... and two frames on, a resize has reached it (ResizeObserver) and it fitted the areas.
     await page.evaluate("new Promise((done) => requestAnimationFrame(() => requestAnimationFrame(done)))")
     cards = page.locator("article.card")
     assert await cards.count() == count
@@ -264,8 +268,9 @@ async def test_dispatch_triage_order_isolation_lookup_fold_and_chinese_screens(
     strip = await page.locator("#toasts").bounding_box()
     assert main is not None and strip is not None and main["y"] + main["height"] <= strip["y"] + 0.5
     await page.screenshot(path=str(shots / "dispatch-isolation-1440x900-en.png"))
-    await toast.locator("button").click()
-    await page.wait_for_selector("#toasts .toast", state="detached")
+    await page.evaluate("import('/console/dom.js').then((dom) => dom.toast('to dismiss', 'error'))")
+    await page.locator("#toasts .toast:has-text('to dismiss') button").click()
+    await page.wait_for_selector("#toasts .toast:has-text('to dismiss')", state="detached")
 
     # The same screens in Chinese: no English status or event word, no raw code.
     await page.select_option("#lang", "zh-CN")
