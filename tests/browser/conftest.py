@@ -2,13 +2,15 @@
 test server, driven in headless Chromium from Debian's packages through Playwright's async API.
 
 No browser is downloaded: Playwright starts /usr/bin/chromium (``.ci/run`` installs it when it
-is missing). ``--screenshots DIR`` saves each view's screenshot there (the README shows those
-in docs/screenshots/); without it they go to the test's temporary folder.
+is missing). ``--screenshots DIR`` (or ``INCIDENT_SCREENSHOTS=DIR``; ``.ci/run`` sets
+var/screenshots) saves each view's screenshot there, in English and in Chinese (the README
+shows some in docs/screenshots/); without either they go to the test's temporary folder.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -35,7 +37,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 @pytest.fixture
 def shots(request: pytest.FixtureRequest, tmp_path: Path) -> Path:
-    where = request.config.getoption("--screenshots")
+    where = request.config.getoption("--screenshots") or os.environ.get("INCIDENT_SCREENSHOTS")
     path = Path(where) if where else tmp_path / "screenshots"
     path.mkdir(parents=True, exist_ok=True)
     return path

@@ -37,10 +37,11 @@ pytestmark = pytest.mark.filterwarnings(
 CAP = "urn:oasis:names:tc:emergency:cap:1.2"
 NS = {"cap": CAP}
 XSD = Path(incident.review.__file__).parent / "CAP-v1.2.xsd"
-#: Outcomes that reach a household, per channel (an SMS once delivered, a push once handed over).
+#: Outcomes that reach a household, per channel (an SMS once delivered, a call once answered).
+#: An app push has no delivery receipt: ``sent`` is counted apart, never as reached.
 REACHED = {
     "sms": {"delivered"},
-    "push": {"sent", "delivered"},
+    "push": {"delivered"},
     "voice": {"answered", "completed", "confirmed"},
 }
 
@@ -165,16 +166,19 @@ async def test_a_drill_exports_cap_alerts_and_an_after_action_report(
     # The after-action report: reviewers, command and admins read it.
     final = await store.list_deliveries(inc["id"], "", 100_000)
     reached = {r.account_id for r in final if r.state.value in REACHED[r.channel]}
-    never = {r.account_id for r in final} - reached
+    pushed = {r.account_id for r in final if r.channel == "push" and r.state.value == "sent"} - reached
+    never = {r.account_id for r in final} - reached - pushed
     status, html = await api.call("GET", f"/api/incidents/{inc['id']}/report", who="rita")
     assert status == 200
     assert "DRILL — this incident was an exercise." in html and inc["id"] in html
     assert f"<strong>{len(never)}</strong> of {len({r.account_id for r in final})} households" in html
     assert all(f"<li>{account}</li>" in html for account in never)
     assert not any(r.address in html for r in final)  # account ids, never numbers or tokens
-    assert "<td>sms</td>" in html and "<td>push</td>" in html
+    assert "<td>SMS</td>" in html and "<td>app push</td>" in html
+    assert f'id="no-receipt">{len(pushed)}<' in html and f'id="reached">{len(reached)}<' in html
     assert "SLA clocks: none declared." in html and "Intact:" in html
-    assert "notice_approved" in html and "status declared -&gt; cancelled (end of exercise)" in html
+    assert "Notice approved" in html and "status declared → cancelled (end of exercise)" in html
+    assert "notice_approved" not in html.replace('data-type="notice_approved"', "")
     assert "First notice approved" in html and "CST" in html  # times in the utility's zone
     for who, expected in (("carol", 200), ("root", 200), ("alice", 403)):
         assert (await api.call("GET", f"/api/incidents/{inc['id']}/report", who=who))[0] == expected

@@ -11,10 +11,11 @@ import msgspec
 from markupsafe import escape
 
 from incident import domain
-from incident.domain import Declaration, Kind, Severity, Status, TimelineEvent, Utility, describe
+from incident.domain import Declaration, Kind, Severity, Status, TimelineEvent, Utility
 from incident.notify.records import Delivery
 from incident.notify.states import DeliveryState
 from incident.review.report import ReachTally, after_action, milestones, render_report, sla_clocks
+from incident.review.words import describe_plain
 from incident.timeline import seal, verify
 
 T0 = datetime(2026, 11, 22, 8, 15, tzinfo=UTC)
@@ -61,7 +62,7 @@ def test_households_never_reached_on_any_channel() -> None:
         delivery("A-1", "sms", S.undelivered, 1),
         delivery("A-1", "voice", S.completed, 2),  # the fallback call got through
         delivery("B-2", "sms", S.delivered, 3),
-        delivery("C-3", "push", S.sent, 4),  # push has no receipts: handed over is reached
+        delivery("C-3", "push", S.sent, 4),  # push has no receipts: sent, never counted as reached
         delivery("D-4", "sms", S.failed, 5),
         delivery("D-4", "voice", S.no_answer, 6),
         delivery("E-5", "sms", S.draft, 7),  # a notice never approved: never meant to go out
@@ -73,7 +74,11 @@ def test_households_never_reached_on_any_channel() -> None:
     tally.add(rows[:5])  # page by page, a household split across pages
     tally.add(rows[5:])
     assert tally.households == 7
+    assert tally.reached == 3  # A-1, B-2, H-8
+    assert tally.no_receipt() == ["C-3"]
     assert tally.never_reached() == ["D-4", "F-6", "G-7"]
+    tally.add([delivery("C-3", "sms", S.delivered, 11), delivery("G-7", "push", S.sent, 12)])
+    assert tally.reached == 4 and tally.no_receipt() == ["G-7"] and tally.never_reached() == ["D-4", "F-6"]
 
 
 def test_sla_clocks_from_the_events_the_playbook_engine_records() -> None:
@@ -135,7 +140,7 @@ def test_times_run_from_the_earliest_report_or_the_declaration() -> None:
     approved = story.add("notice_approved", notice_id="INC-2026-000009-N1", deliveries=3)
     story.add("notice_approved", notice_id="INC-2026-000009-N2", deliveries=3)
     m = milestones(story.state, story.events)
-    assert m.first_report_at == earliest and m.first_report_from == "report cc-2 (call_centre)"
+    assert m.first_report_at == earliest and m.first_report_from == "report cc-2 (call centre)"
     assert m.to_declaration_s == 12 * 60
     assert m.first_notice_planned_at == planned.at and m.first_notice_approved_at == approved.at
     assert m.to_first_notice_planned_s == (datetime.fromisoformat(planned.at) - T0).total_seconds() + 12 * 60
@@ -170,10 +175,16 @@ def test_the_report_page() -> None:
     assert not re.search(r"<script|<link|\bsrc=|url\(|https?://", html)
     # Every event, in plain language, in the incident's time zone.
     for event in story.events:
-        assert str(escape(describe(event))) in html
+        assert str(escape(describe_plain(event))) in html
     assert "2026-11-22 16:15:00 CST" in html  # declared 08:15 UTC, shown in Shanghai
     # Deliveries by channel and status, households never reached by account, no numbers.
-    assert re.search(r"<td>sms</td>\s*<td class=\"n\">0</td>", html)  # planned column first
+    # Columns: reached, not reached, waiting (outcomes with nothing in them left out).
+    assert re.search(
+        r'<td>SMS</td>\s*<td class="n">1</td>\s*<td class="n">1</td>\s*<td class="n">0</td>', html
+    )
+    assert re.search(
+        r'<td>voice call</td>\s*<td class="n">0</td>\s*<td class="n">0</td>\s*<td class="n">2</td>', html
+    )
     assert "D-4" in html and "B-2" not in html and "+1502555" not in html
     assert re.search(r"<strong>1</strong> of 2 households", html)
     assert "SLA clocks: none declared." in html
@@ -210,7 +221,7 @@ def test_sla_table_on_the_report() -> None:
     assert 'class="ok">met<' in rows["first_notice"]
     assert "2026-11-22 16:45:00 CST" in rows["first_notice"]  # due
     assert "2026-11-22 16:35:00 CST" in rows["first_notice"]  # met
-    assert 'class="bad">breached<' in rows["on_site"] and "command, duty_manager" in rows["on_site"]
+    assert 'class="bad">breached<' in rows["on_site"] and "command, duty manager" in rows["on_site"]
     assert "Crew &lt;b&gt;on site&lt;/b&gt;" in rows["on_site"]
     assert 'class="bad">breached, met late at 2026-11-22 17:05:00 CST<' in rows["repair"]
 
@@ -219,3 +230,58 @@ def test_an_incident_without_slas_says_none_declared() -> None:
     story = Story()
     story.add("note_added", text="no playbook here")
     assert "SLA clocks: none declared." in _render(story)
+
+
+RAW_CODE = re.compile(r"\b[a-z]+(?:_[a-z]+)+\b")
+
+
+def visible_text(html: str) -> str:
+    html = re.sub(r"<style>.*?</style>", "", html, flags=re.S)
+    return re.sub(r"<[^>]+>", " ", html)
+
+
+def test_the_report_in_plain_words_with_push_sent_apart_from_reached() -> None:
+    """App push has no delivery receipt: ``sent`` is not "delivered" nor "reached"; and no
+    code (``unplanned_outage``, ``stage_entered``, ``no_answer``) reaches the reader."""
+    story = Story()
+    story.add("report_linked", report_id="cc-2", kind="unplanned_outage", source="call_centre",
+              observed_at=(T0 - timedelta(minutes=3)).isoformat(), reason="same street")  # fmt: skip
+    story.add(
+        "stage_entered",
+        stage="assess",
+        title="Assess and isolate",
+        playbook="water_main_break",
+        by="playbook",
+    )
+    story.add("area_changed", op="replace", part={"method": "isolation", "pipe": "P-10"}, parts=[], geometry=None,
+              households_before=0, households_after=3)  # fmt: skip
+    story.add("notice_planned", notice_id="INC-2026-000009-N1", template="unplanned_outage",
+              channels=["sms", "push"], households=3)  # fmt: skip
+    story.add("notice_approved", notice_id="INC-2026-000009-N1", deliveries=4)
+    story.add("notice_sent", notice_id="INC-2026-000009-N1", template="unplanned_outage")
+    story.add("sla_breached", sla="first_notice", due_at=T0.isoformat(), escalated_to=["duty_manager"])
+    story.add("advisory_set", advisory="boil_water")
+    story.add("household_reply", actor="household", account_id="A-1", channel="sms", text="thanks")
+    story.status(Status.active)
+    tally = ReachTally()
+    tally.add([
+        delivery("A-1", "sms", S.delivered, 1), delivery("A-1", "push", S.sent, 2),
+        delivery("C-3", "push", S.sent, 3), delivery("D-4", "voice", S.no_answer, 4),
+    ])  # fmt: skip
+    counts = {"sms": {"delivered": 1}, "push": {"sent": 2}, "voice": {"no_answer": 1}}
+    html = _render(story, tally, counts)
+
+    text = visible_text(html)
+    assert RAW_CODE.findall(text) == []
+    for plain in ("Stage entered", "Notice planned", "unplanned outage", "main break", "boil water", "no answer",
+                  "Household replied", "Deadline missed", "call centre", "duty manager"):  # fmt: skip
+        assert plain in text, plain
+    # Push sent: its own column and its own households, never reached nor delivered.
+    push = re.search(r'<tr data-channel="push">(.*?)</tr>', html, re.S)
+    assert push is not None
+    headers = re.findall(r'<th class="n" data-outcome="(\w+)">', html)
+    cells = re.findall(r'<td class="n">(\d+)</td>', push.group(1))
+    assert dict(zip(headers, cells, strict=False)) == {"reached": "0", "no_receipt": "2", "not_reached": "0"}
+    assert "push: 2 sent (no delivery receipt)" in text
+    assert re.search(r'id="reached">1<', html) and re.search(r'id="no-receipt">1<', html)
+    assert "<li>C-3</li>" in html and "<strong>1</strong> of 3 households" in html  # D-4 never reached

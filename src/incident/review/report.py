@@ -22,13 +22,14 @@ from zoneinfo import ZoneInfo
 import jinja2
 import msgspec
 
-from incident.domain import Incident, TimelineEvent, describe
+from incident.domain import Incident, TimelineEvent
 from incident.notify.records import Delivery
-from incident.notify.states import DeliveryState
+from incident.notify.states import NO_RECEIPTS, REACHED, DeliveryState, is_final
+from incident.review.words import PUSH_SENT, describe_plain, word
 from incident.timeline import Integrity
 
 __all__ = [
-    "REACHED_BY_CHANNEL",
+    "OUTCOMES",
     "AfterAction",
     "Milestones",
     "ReachTally",
@@ -36,44 +37,78 @@ __all__ = [
     "TimelineRow",
     "after_action",
     "milestones",
+    "outcome",
     "render_report",
     "sla_clocks",
 ]
 
 S = DeliveryState
-#: Delivery states that count as having reached the household, per channel: an SMS only
-#: when delivered, a push when the gateway took it (push has no receipts), a call when
-#: answered.
-REACHED_BY_CHANNEL: dict[str, frozenset[DeliveryState]] = {
-    "sms": frozenset({S.delivered}),
-    "push": frozenset({S.sent, S.delivered}),
-    "voice": frozenset({S.answered, S.completed, S.confirmed}),
+#: What became of a delivery, for a reviewer, in the report's column order. ``reached``: a
+#: receipt says so (SMS delivered, call answered); ``no_receipt``: app push handed to the
+#: gateway, which gives no delivery receipt, so whether the phone showed it is unknown (never
+#: counted as reached); ``not_reached``: final without reaching (failed, undelivered, no
+#: answer...); ``on_the_way``: with a sender or the carrier, its outcome still to come;
+#: ``waiting``: approved, not yet handed to a sender. The states come from
+#: :mod:`incident.notify.states` (``REACHED``, ``is_final``), as the console's do.
+OUTCOMES: dict[str, str] = {
+    "reached": "reached (delivery receipt or call answered)",
+    "no_receipt": PUSH_SENT,
+    "not_reached": "not reached (failed, undelivered, no answer, busy, cancelled)",
+    "on_the_way": "still on the way",
+    "waiting": "waiting to be sent",
 }
+
+
+def outcome(channel: str, state: DeliveryState) -> str | None:
+    """The :data:`OUTCOMES` key of one delivery; None for a draft (never meant to go out)."""
+    if state is S.draft:
+        return None
+    if state in REACHED:
+        return "reached"
+    if is_final(channel, state):
+        return "no_receipt" if channel == NO_RECEIPTS and state is S.sent else "not_reached"
+    return "waiting" if state is S.planned else "on_the_way"
+
+
+_RANK = {"reached": 2, "no_receipt": 1}
 _STATE_ORDER = {state.value: i for i, state in enumerate(DeliveryState)}
 
 
 class ReachTally:
     """Households reached or not, fed the incident's deliveries page by page. Drafts (of
-    notices never approved) were never meant to go out and are left out."""
+    notices never approved) were never meant to go out and are left out. A household counts
+    as reached when one of its deliveries is (on any channel); else as sent without a receipt
+    when an app push went to it; else as never reached."""
 
     def __init__(self) -> None:
-        self._reached: dict[str, bool] = {}
+        self._best: dict[str, int] = {}
 
     def add(self, deliveries: Iterable[Delivery]) -> None:
         for d in deliveries:
-            if d.state is DeliveryState.draft:
+            got = outcome(d.channel, d.state)
+            if got is None:
                 continue
-            ok = d.state in REACHED_BY_CHANNEL.get(d.channel, frozenset())
-            self._reached[d.account_id] = ok or self._reached.get(d.account_id, False)
+            rank = _RANK.get(got, 0)
+            if rank >= self._best.get(d.account_id, 0):
+                self._best[d.account_id] = rank
 
     @property
     def households(self) -> int:
         """Households with at least one delivery of an approved notice."""
-        return len(self._reached)
+        return len(self._best)
+
+    @property
+    def reached(self) -> int:
+        return sum(1 for rank in self._best.values() if rank == _RANK["reached"])
+
+    def no_receipt(self) -> list[str]:
+        """Account ids of households sent an app push (no receipt) and reached no other way."""
+        return sorted(a for a, rank in self._best.items() if rank == _RANK["no_receipt"])
 
     def never_reached(self) -> list[str]:
-        """Account ids of households none of whose deliveries succeeded, on any channel."""
-        return sorted(account for account, ok in self._reached.items() if not ok)
+        """Account ids of households none of whose deliveries reached them, on any channel,
+        and sent no app push either."""
+        return sorted(a for a, rank in self._best.items() if rank == 0)
 
 
 class SlaClock(msgspec.Struct, frozen=True, kw_only=True):
@@ -160,7 +195,8 @@ def milestones(incident: Incident, events: Sequence[TimelineEvent]) -> Milestone
             observed = str(e.data["observed_at"])
             if datetime.fromisoformat(observed) < datetime.fromisoformat(first_at):
                 first_at = observed
-                first_from = f"report {e.data.get('report_id')} ({e.data.get('source', '?')})"
+                source = str(e.data.get("source", "?")).replace("_", " ")
+                first_from = f"report {e.data.get('report_id')} ({source})"
         elif e.type == "notice_planned" and planned is None:
             planned = e.at
         elif e.type == "notice_approved" and approved is None:
@@ -195,6 +231,9 @@ class AfterAction(msgspec.Struct, frozen=True, kw_only=True):
     deliveries: dict[str, dict[str, int]]
     slas: list[SlaClock]
     households_with_deliveries: int
+    households_reached: int
+    #: Households sent an app push (which has no delivery receipt) and reached no other way.
+    no_receipt: list[str]
     never_reached: list[str]
     integrity: Integrity
 
@@ -210,18 +249,21 @@ def after_action(
     stage = None
     for e in events:
         if e.type == "stage_entered":
-            stage = str(e.data.get("stage"))
+            stage = str(e.data.get("title") or e.data.get("stage"))
     return AfterAction(
         incident=incident,
         generated_at=generated_at,
         stage=stage,
         milestones=milestones(incident, events),
         timeline=[
-            TimelineRow(seq=e.seq, at=e.at, type=e.type, actor=e.actor, text=describe(e)) for e in events
+            TimelineRow(seq=e.seq, at=e.at, type=e.type, actor=e.actor, text=describe_plain(e))
+            for e in events
         ],
         deliveries=delivery_counts,
         slas=sla_clocks(events),
         households_with_deliveries=reach.households,
+        households_reached=reach.reached,
+        no_receipt=reach.no_receipt(),
         never_reached=reach.never_reached(),
         integrity=integrity,
     )
@@ -264,10 +306,25 @@ def render_report(report: AfterAction, timezone: str = "UTC") -> str:
         local = datetime.fromisoformat(iso).astimezone(tz)
         return f"{local:%Y-%m-%d %H:%M:%S} {local.tzname()}"
 
-    states = sorted(
-        {state for by_state in report.deliveries.values() for state in by_state},
-        key=lambda s: (_STATE_ORDER.get(s, 99), s),
-    )
+    channels = sorted(report.deliveries)
+    # Per channel: the outcome groups, and each state in plain words (push ``sent`` as sent
+    # with no delivery receipt, never as delivered).
+    grouped: dict[str, dict[str, int]] = {}
+    details: dict[str, list[tuple[str, int]]] = {}
+    for channel in channels:
+        by_state = report.deliveries[channel]
+        groups = dict.fromkeys(OUTCOMES, 0)
+        for state, n in by_state.items():
+            got = outcome(channel, _state(state))
+            if got is not None:
+                groups[got] += n
+        grouped[channel] = groups
+        details[channel] = [
+            (PUSH_SENT if channel == NO_RECEIPTS and state == S.sent else word("delivery", state), n)
+            for state, n in sorted(by_state.items(), key=lambda sn: (_STATE_ORDER.get(sn[0], 99), sn[0]))
+            if n and state != S.draft
+        ]
+    columns = [key for key in OUTCOMES if any(grouped[c][key] for c in channels)]
     template = _ENV.get_template("report.html.j2")
     return template.render(
         r=report,
@@ -275,7 +332,18 @@ def render_report(report: AfterAction, timezone: str = "UTC") -> str:
         m=report.milestones,
         when=when,
         duration=_duration,
-        states=states,
-        channels=sorted(report.deliveries),
+        word=word,
+        outcomes=OUTCOMES,
+        columns=columns,
+        grouped=grouped,
+        details=details,
+        channels=channels,
         timezone=timezone,
     )
+
+
+def _state(value: str) -> DeliveryState:
+    try:
+        return DeliveryState(value)
+    except ValueError:
+        return S.unknown

@@ -5,7 +5,7 @@ import { enc, get, getAll } from "./api.js";
 import { append, h, leafletText, replace } from "./dom.js";
 import { dateTime, label, number, t, time } from "./i18n.js";
 import { SEVERITY_COLOURS, createMap } from "./map.js";
-import { deliveryBars, severityBadge, slaList, statusBadge, tickSlas } from "./widgets.js";
+import { deliveryBars, drillBadge, severityBadge, slaList, statusBadge, tickSlas } from "./widgets.js";
 
 const L = window.L;
 const SEVERITY_RANK = { critical: 0, high: 1, medium: 2, low: 3 };
@@ -32,11 +32,16 @@ class Board {
   async init() {
     this.summaryEl = h("p", { class: "board-summary", "aria-live": "polite" });
     this.clockEl = h("span", { class: "board-clock" });
-    this.cardsEl = h("div", { class: "cards", id: "board-cards" });
+    // The cards scroll in their own column (a wall display with many incidents never cuts
+    // one off); the map keeps the rest of the screen, whole.
+    this.cardsEl = h("div", { class: "cards", id: "board-cards", role: "region", tabindex: "0", "aria-labelledby": "board-cards-title" });
     this.mapEl = h("div", { class: "map", id: "board-map", tabindex: "0" });
     append(this.main, h("div", { class: "board" },
       h("div", { class: "board-head" }, h("h1", {}, t("board.title")), this.summaryEl, this.clockEl),
-      h("div", { class: "board-body" }, this.cardsEl, h("div", { class: "board-map-wrap" }, this.mapEl))));
+      h("div", { class: "board-body" },
+        h("section", { class: "board-cards-wrap" }, h("h2", { class: "area-title", id: "board-cards-title" }, t("board.cards")), this.cardsEl),
+        h("section", { class: "board-map-wrap", "aria-labelledby": "board-map-title" },
+          h("h2", { class: "area-title", id: "board-map-title" }, t("board.map")), this.mapEl))));
     this.main.classList.add("view-board");
     this.ctx.live.addEventListener("message", this.onLive);
     this.ctx.live.addEventListener("status", this.onStatus);
@@ -50,13 +55,14 @@ class Board {
     this.handle = handle;
     this.areas = L.featureGroup().addTo(handle.map);
     this.drawAreas();
-    this.fitAreas();
+    this.fitAreas(); // the whole service area when no incident has an area yet
+    handle.map.on("resize", () => this.fitAreas()); // a window or layout change: all areas in view again
   }
 
   /** The map shows where the incidents are (the whole service area when none has an area). */
   fitAreas() {
     const bounds = this.areas.getBounds();
-    if (bounds.isValid()) this.handle.map.fitBounds(bounds.pad(0.6), { maxZoom: 16 });
+    if (bounds.isValid()) this.handle.map.fitBounds(bounds.pad(0.15), { maxZoom: 16, padding: [80, 30], animate: false });
     else this.handle.fit();
   }
 
@@ -169,12 +175,12 @@ class Board {
     return h("article", { class: `card sev-${inc.severity}${breached ? " breached" : ""}`, dataset: { incident: inc.id }, tabindex: "0", "aria-labelledby": `card-${inc.id}`,
       onclick: () => this.focusArea(inc.id), onkeydown: (ev) => ev.key === "Enter" && this.focusArea(inc.id) },
     h("header", {},
-      severityBadge(inc.severity), statusBadge(inc.status), inc.drill ? h("span", { class: "badge drill" }, t("incident.drill")) : null,
+      severityBadge(inc.severity), statusBadge(inc.status), drillBadge(inc),
       h("h2", { id: `card-${inc.id}` }, inc.title),
       h("span", { class: "muted small" }, `${inc.id} · ${label("kind", inc.kind)}`)),
     h("div", { class: "facts-row" },
       fact(t("incident.stage"), stage || inc.stage || "–", "stage"),
-      fact(t("incident.households"), inc.households === null || inc.households === undefined ? "–" : number(inc.households), "households"),
+      fact(t("incident.households"), inc.households === null || inc.households === undefined ? t("incident.noarea") : number(inc.households), "households"),
       fact(t("playbook.etr"), pb && pb.etr ? dateTime(pb.etr) : "–", "etr"),
       fact(t("incident.owner"), inc.owner || "–", "owner"),
       pb && pb.advisory ? fact(t("playbook.advisory"), label("advisory", pb.advisory), "advisory") : null),
@@ -188,9 +194,9 @@ class Board {
     const households = entries.reduce((n, e) => n + (e.incident.households || 0), 0);
     const breaches = entries.reduce((n, e) => n + (e.playbook && e.playbook.slas ? e.playbook.slas.filter((s) => s.state === "breached").length : 0), 0);
     replace(this.summaryEl,
-      h("span", {}, t("board.open", { count: number(entries.length) })), " · ",
-      h("span", {}, t("board.households", { count: number(households) })),
-      breaches ? [" · ", h("span", { class: "breach-count" }, t("board.breaches", { count: number(breaches) }))] : null);
+      h("span", {}, t("board.open", { count: entries.length })), " · ",
+      h("span", {}, t("board.households", { count: households })),
+      breaches ? [" · ", h("span", { class: "breach-count" }, t("board.breaches", { count: breaches }))] : null);
   }
 
   tick() {
@@ -202,14 +208,24 @@ class Board {
     if (!this.areas) return;
     this.areas.clearLayers();
     this.areaById = new Map();
+    const shapes = new Map();
     for (const { incident: inc } of this.incidents.values()) {
       if (!inc.area) continue;
       const colour = SEVERITY_COLOURS[inc.severity];
+      // Labelled on the map itself: nobody hovers over a wall display.
       const layer = L.geoJSON(inc.area, { style: { color: colour, weight: 3, fillColor: colour, fillOpacity: 0.25 } })
-        .bindTooltip(leafletText(`${inc.id} · ${inc.title}`), { permanent: false })
+        .bindTooltip(leafletText(`${inc.id} · ${inc.title}`), { permanent: true, direction: "center", className: `area-label sev-${inc.severity}` })
         .addTo(this.areas);
       this.areaById.set(inc.id, layer);
+      shapes.set(inc.id, JSON.stringify(inc.area));
     }
+    // A new area, or one that changed, may lie outside what the map shows: show them all
+    // again (a wall display has nobody to pan it). Updates that leave the areas alone keep
+    // the view, so a card clicked to zoom in stays zoomed.
+    const before = this.shapes || new Map();
+    const changed = [...shapes].some(([id, area]) => before.get(id) !== area);
+    this.shapes = shapes;
+    if (changed && this.handle) this.fitAreas();
   }
 
   focusArea(id) {

@@ -5,8 +5,8 @@
 import { ApiError, can, enc, get, getAll, post, put } from "./api.js";
 import { append, ask, h, leafletText, replace, tabs, toast } from "./dom.js";
 import { dateTime, describeEvent, label, languageName, list, number, relative, t } from "./i18n.js";
-import { PolygonDraw, SEVERITY_COLOURS, areaLayer, createMap, layerSwitches } from "./map.js";
-import { deliveryBars, severityBadge, slaList, statusBadge, tickSlas } from "./widgets.js";
+import { PolygonDraw, SEVERITY_COLOURS, areaLayer, createMap, layerSwitches, layerTitle } from "./map.js";
+import { deliveryBars, drillBadge, severityBadge, slaList, statusBadge, tickSlas } from "./widgets.js";
 
 const L = window.L;
 const KINDS = ["main_break", "unplanned_outage", "planned_outage", "low_pressure", "contamination", "gas_leak", "heat_outage"];
@@ -31,6 +31,14 @@ const TEMPLATE_FOR_KIND = {
 const ID = "/api/incidents/{incident_id}";
 // The triage queue kept in memory: the newest reports (the service lists at most 1000 too).
 const MAX_REPORTS = 1000;
+const SEVERITY_RANK = { critical: 0, high: 1, medium: 2, low: 3 };
+
+/** Most severe first; within a severity the one waiting longest (oldest) first. */
+export function bySeverityThenAge(severity, at) {
+  return (a, b) => ((SEVERITY_RANK[severity(a)] ?? 9) - (SEVERITY_RANK[severity(b)] ?? 9)) || String(at(a)).localeCompare(String(at(b)));
+}
+const REPORT_ORDER = bySeverityThenAge((s) => s.report.severity, (s) => new Date(s.report.observed_at).toISOString());
+const INCIDENT_ORDER = bySeverityThenAge((i) => i.severity, (i) => i.declared_at);
 
 export function mount(main, ctx, arg) {
   const view = new DispatchView(main, ctx);
@@ -176,12 +184,12 @@ class DispatchView {
 
   reportList() {
     if (!this.reports.length) return h("p", { class: "muted empty" }, t("dispatch.empty.reports"));
-    return h("ul", { class: "items", id: "reports" }, this.reports.map((stored) => {
+    return h("ul", { class: "items", id: "reports" }, [...this.reports].sort(REPORT_ORDER).map((stored) => {
       const r = stored.report;
-      const asset = r.asset ? `${r.asset.type} ${r.asset.id}` : "";
-      return h("li", { class: `item sev-${r.severity}`, dataset: { report: r.report_id } },
+      const asset = r.asset ? `${label("asset", r.asset.type)} ${r.asset.id}` : "";
+      return h("li", { class: `item sev-${r.severity}`, dataset: { report: r.report_id, severity: r.severity, observed: r.observed_at } },
         h("div", { class: "item-head" }, severityBadge(r.severity), h("strong", {}, label("kind", r.kind)),
-          h("span", { class: "muted" }, ` · ${label("utility", r.utility)} · ${r.source}`)),
+          h("span", { class: "muted" }, ` · ${label("utility", r.utility)} · ${label("source", r.source)}`)),
         r.summary ? h("p", { class: "summary" }, r.summary) : null,
         h("p", { class: "muted small" }, t("report.observed", { time: relative(r.observed_at) }), asset ? ` · ${asset}` : ""),
         h("div", { class: "actions" },
@@ -194,13 +202,12 @@ class DispatchView {
 
   incidentList() {
     if (!this.incidents.length) return h("p", { class: "muted empty" }, t("dispatch.empty.incidents"));
-    return h("ul", { class: "items", id: "incidents" }, this.incidents.map((inc) =>
+    return h("ul", { class: "items", id: "incidents" }, [...this.incidents].sort(INCIDENT_ORDER).map((inc) =>
       h("li", {},
         h("a", { class: `item link sev-${inc.severity}`, href: `#/dispatch/${enc(inc.id)}`, "aria-current": inc.id === this.selected ? "true" : false, dataset: { incident: inc.id } },
-          h("div", { class: "item-head" }, severityBadge(inc.severity), h("strong", {}, inc.title)),
+          h("div", { class: "item-head" }, severityBadge(inc.severity), drillBadge(inc), h("strong", {}, inc.title)),
           h("p", { class: "muted small" }, `${inc.id} · `, label("status", inc.status),
-            inc.households !== null && inc.households !== undefined ? ` · ${number(inc.households)} ${t("common.households")}` : "",
-            inc.drill ? ` · ${t("incident.drill")}` : "")))));
+            inc.households !== null && inc.households !== undefined ? ` · ${t("dispatch.households", { count: inc.households })}` : "")))));
   }
 
   renderMarkers() {
@@ -436,8 +443,7 @@ class DispatchView {
     const fact = (k, v) => [h("dt", {}, k), h("dd", {}, v)];
     replace(this.headEl,
       h("h2", { id: "incident-title" }, inc.title),
-      h("p", { class: "muted small" }, `${inc.id} · ${label("kind", inc.kind)} · ${label("utility", inc.utility)}`,
-        inc.drill ? h("span", { class: "badge drill" }, t("incident.drill")) : null),
+      h("p", { class: "muted small" }, drillBadge(inc), `${inc.id} · ${label("kind", inc.kind)} · ${label("utility", inc.utility)}`),
       h("dl", { class: "facts" },
         fact(t("incident.status"), statusBadge(inc.status)),
         fact(t("incident.severity"), severityBadge(inc.severity)),
@@ -577,7 +583,7 @@ class DispatchView {
       groups.get(p.layer).push(p);
     }
     const boxes = new Map();
-    const fieldsets = [...groups].map(([layer, zones]) => h("fieldset", { class: "zones" }, h("legend", {}, layer.replaceAll("_", " ")),
+    const fieldsets = [...groups].map(([layer, zones]) => h("fieldset", { class: "zones" }, h("legend", {}, layerTitle(layer)),
       zones.map((z) => {
         const box = h("input", { type: "checkbox", value: z.id, onchange: () => this.highlightZone(z.id, box.checked) });
         boxes.set(z.id, box);
@@ -615,7 +621,8 @@ class DispatchView {
         this.lookupPipe();
       }
     } });
-    this.inoperableInput = h("input", { type: "text", id: "pipe-inoperable", autocomplete: "off" });
+    // The look-up and the isolation use the same valve list: change it and the look-up runs again.
+    this.inoperableInput = h("input", { type: "text", id: "pipe-inoperable", autocomplete: "off", onchange: () => this.pipeInput.value.trim() && this.lookupPipe() });
     this.pipeResult = h("div", { class: "pipe-result", "aria-live": "polite" });
     this.handle.onPipeClick = (props) => {
       this.pipeInput.value = props.id;
@@ -631,8 +638,10 @@ class DispatchView {
   async lookupPipe() {
     const id = this.pipeInput.value.trim();
     if (!id) return;
+    const inoperable = this.inoperableValves();
     try {
-      const pipe = await get(`/api/network/pipes/${enc(id)}`);
+      const query = inoperable.map((v) => `inoperable=${encodeURIComponent(v)}`).join("&");
+      const pipe = await get(`/api/network/pipes/${enc(id)}${query ? `?${query}` : ""}`);
       const b = pipe.properties.if_broken;
       const lyr = this.handle.pipeById.get(id);
       if (lyr) {
@@ -641,15 +650,19 @@ class DispatchView {
         this.handle.map.fitBounds(lyr.getBounds(), { maxZoom: 17, padding: [80, 80] });
       }
       replace(this.pipeResult,
-        h("p", {}, t("area.pipe.ifbroken", { pipe: id, valves: number(b.valves_to_close.length), pipes: number(b.affected_pipes), households: number(b.households) })),
-        b.valves_to_close.length ? h("p", { class: "muted small" }, `${t("area.valves")}: ${b.valves_to_close.join(", ")}`) : null,
+        h("p", {}, t("area.pipe.ifbroken", { pipe: id, valves: b.valves_to_close.length, pipes: b.affected_pipes, households: b.households })),
+        b.valves_to_close.length ? h("p", { class: "muted small", id: "pipe-valves" }, `${t("area.valves")}: ${b.valves_to_close.join(", ")}`) : null,
+        inoperable.length ? h("p", { class: "muted small" }, t("area.pipe.inoperable.applied", { valves: inoperable.join(", ") })) : null,
         h("button", { type: "button", class: "primary", id: "pipe-isolate", onclick: () => {
-          const inoperable = this.inoperableInput.value.split(/[,\s]+/).map((s) => s.trim()).filter(Boolean);
-          this.putArea({ isolate: { pipe: id, inoperable } });
+          this.putArea({ isolate: { pipe: id, inoperable: this.inoperableValves() } });
         } }, t("area.pipe.isolate")));
     } catch (err) {
       replace(this.pipeResult, h("p", { class: "error", role: "alert" }, err.message));
     }
+  }
+
+  inoperableValves() {
+    return this.inoperableInput.value.split(/[,\s]+/).map((s) => s.trim()).filter(Boolean);
   }
 
   async putArea(body, polygon) {
@@ -661,7 +674,7 @@ class DispatchView {
       if (this.selected !== id) return;
       this.areaInfo = result;
       this.renderAreaResult();
-      toast(t("area.updated", { count: number(result.households) }));
+      toast(t("area.updated", { count: result.households }));
       const area = await get(`/api/incidents/${enc(id)}/area`);
       this.drawArea(area);
       this.fitToArea();
@@ -687,13 +700,14 @@ class DispatchView {
     const langs = Object.entries(a.by_language || {}).sort((x, y) => y[1] - x[1]);
     replace(this.areaResultEl,
       h("h3", {}, t("area.result")),
-      h("p", { class: "big", id: "area-households", dataset: { households: String(a.households) } }, number(a.households)),
+      h("p", { class: "big", id: "area-households", dataset: { households: String(a.households) } }, t("dispatch.households", { count: a.households })),
+      // What the crew acts on first, above the breakdowns (in view at 1440x900).
+      a.valves_to_close && a.valves_to_close.length
+        ? h("p", { class: "valves" }, h("strong", {}, `${t("area.valves")}: `), h("span", { id: "valves-to-close" }, a.valves_to_close.join(", "))) : null,
+      a.affected_pipes && a.affected_pipes.length ? h("p", { class: "muted small" }, t("area.dry", { count: a.affected_pipes.length })) : null,
       h("div", { class: "tables" },
         table(t("area.by.priority"), prio.map(([p, n]) => [label("priority", p || "none"), number(n)])),
-        table(t("area.by.language"), langs.map(([l, n]) => [languageName(l), number(n)]))),
-      a.valves_to_close && a.valves_to_close.length
-        ? h("p", {}, h("strong", {}, `${t("area.valves")}: `), h("span", { id: "valves-to-close" }, a.valves_to_close.join(", "))) : null,
-      a.affected_pipes && a.affected_pipes.length ? h("p", { class: "muted small" }, t("area.dry", { count: number(a.affected_pipes.length) })) : null);
+        table(t("area.by.language"), langs.map(([l, n]) => [languageName(l), number(n)]))));
   }
 
   // --- notices -------------------------------------------------------------------------
@@ -850,7 +864,7 @@ class DispatchView {
       return;
     }
     if (fresh.status !== "planned") {
-      toast(t("notice.not.planned", { id: fresh.notice_id, status: label("noticeStatus", fresh.status) }));
+      toast(t("notice.not.planned", { id: fresh.notice_id, status: label("notice_status", fresh.status) }));
       this.refresh();
       return;
     }
@@ -931,7 +945,7 @@ class DispatchView {
     }
     replace(this.noticesEl, h("ul", { class: "items compact" }, notices.map((n) => h("li", { class: "item", dataset: { notice: n.notice_id, status: n.status, stale: String(Boolean(n.stale)) } },
       h("div", { class: "item-head" }, h("strong", {}, n.notice_id), " ", label("template", n.template), " ",
-        h("span", { class: `badge notice-${n.status}` }, label("noticeStatus", n.status)),
+        h("span", { class: `badge notice-${n.status}` }, label("notice_status", n.status)),
         n.stale && n.status === "planned" ? [" ", h("span", { class: "badge sev-high notice-stale" }, t("notice.stale"))] : null),
       h("p", { class: "muted small" }, t("notice.audience.count", { households: number((n.counts || {}).households || 0), deliveries: number((n.counts || {}).deliveries || 0) }),
         " · ", t("notice.by", { name: (n.approvals || []).length ? list(n.approvals.map((a) => a.by)) : n.created_by }), " · ", dateTime(n.approved_at || n.created_at)),

@@ -1,6 +1,8 @@
 // Tiny DOM helpers. Text always goes in as text (never as HTML): reports, notes and notice
 // texts come from outside and must not become markup.
 
+import { t } from "./i18n.js";
+
 /**
  * h('button', {class: 'primary', onclick: fn, 'aria-label': 'x'}, 'text', child, [more])
  * Attributes: `class`, `text`, `on<event>` handlers, `dataset` object, booleans (true: set,
@@ -107,18 +109,27 @@ export function ask(title, body, buttons) {
   });
 }
 
-const MAX_TOASTS = 5;
+const MAX_TOASTS = 3;
 
-/** Announce a short message (a toast that screen readers read too). */
+/**
+ * Announce a short message (a toast that screen readers read too). The toasts take a strip
+ * at the bottom of the page's own layout (the view above shrinks), so they never cover the
+ * rows a dispatcher is reading; each can be dismissed, and goes by itself after a while.
+ */
 export function toast(message, kind = "info") {
+  const root = document.getElementById("app") || document.body;
   let region = document.getElementById("toasts");
-  if (!region) {
+  if (!region || region.parentElement !== root) {
+    if (region) region.remove();
     region = h("div", { id: "toasts", class: "toasts", role: "status", "aria-live": "polite" });
-    document.body.append(region);
+    root.append(region);
   }
-  const item = h("div", { class: `toast ${kind}` }, message);
+  const item = h("div", { class: `toast ${kind}` },
+    h("span", { class: "toast-text" }, message),
+    h("button", { type: "button", class: "small toast-close", "aria-label": t("common.dismiss"), onclick: () => item.remove() }, "×"));
   region.append(item);
   // A burst (a flood of reports on a wall display) shows the newest few, not a growing column.
   while (region.childElementCount > MAX_TOASTS) region.firstElementChild.remove();
   setTimeout(() => item.remove(), kind === "error" ? 9000 : 5000);
 }
+

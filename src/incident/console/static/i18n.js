@@ -85,7 +85,7 @@ const en = {
   "area.zones": "Pick zones",
   "area.pipe": "Broken pipe",
   "area.draw.help": "Click the map to add corners. Enter or double-click finishes, Esc cancels, Backspace removes the last corner. Keyboard: focus the map, move with the arrow keys, Space adds a corner at the cross.",
-  "area.draw.points": "{count} corners",
+  "area.draw.points": "{count, plural, one {# corner} other {# corners}}",
   "area.draw.finish": "Finish",
   "area.draw.cancel": "Cancel drawing",
   "area.draw.few": "A polygon needs at least 3 corners.",
@@ -98,13 +98,13 @@ const en = {
   "area.pipe.help": "Type a pipe id, or click a pipe on the map.",
   "area.pipe.inoperable": "Valves that cannot be closed (comma-separated, optional)",
   "area.pipe.isolate": "Isolate this pipe",
-  "area.pipe.ifbroken": "A break on {pipe}: close {valves} valves; {pipes} pipes run dry; {households} households affected.",
+  "area.pipe.ifbroken": "A break on {pipe}: close {valves, plural, one {# valve} other {# valves}}; {pipes, plural, one {# pipe runs} other {# pipes run}} dry; {households, plural, one {# household} other {# households}} affected.",
   "area.result": "Affected households",
   "area.by.priority": "By priority",
   "area.by.language": "By language",
   "area.valves": "Valves to close",
-  "area.dry": "{count} pipes without water",
-  "area.updated": "Area updated: {count} households.",
+  "area.dry": "{count, plural, one {# pipe} other {# pipes}} without water",
+  "area.updated": "Area updated: {count, plural, one {# household} other {# households}}.",
   "area.repair": "Repair the polygon and use it",
   "area.selfintersecting": "The polygon crosses itself.",
   "notice.list": "Notices",
@@ -123,18 +123,18 @@ const en = {
   "notice.facts.end": "Planned work ends",
   "notice.preview": "Preview",
   "notice.previews": "Rendered text",
-  "notice.audience.count": "{households} households, {deliveries} messages",
-  "notice.unreachable": "{count} households cannot be reached on these channels",
+  "notice.audience.count": "{households, plural, one {# household} other {# households}}, {deliveries, plural, one {# message} other {# messages}}",
+  "notice.unreachable": "{count, plural, one {# household cannot} other {# households cannot}} be reached on these channels",
   "notice.optedout": "opted out: {list}",
   "notice.fallback": "No {requested} template: these households get {used}",
-  "notice.chars": "{count} characters",
-  "notice.segments": "{count} SMS parts",
+  "notice.chars": "{count, plural, one {# character} other {# characters}}",
+  "notice.segments": "{count, plural, one {# SMS part} other {# SMS parts}}",
   "notice.approve": "Read and approve…",
   "notice.approve.title": "Send notice {id}?",
-  "notice.approve.body": "This contacts {households} households with {deliveries} messages ({channels}). It cannot be called back.",
+  "notice.approve.body": "This contacts {households, plural, one {# household} other {# households}} with {deliveries, plural, one {# message} other {# messages}} ({channels}). It cannot be called back.",
   "notice.approve.drill": "This is a DRILL: messages go to the drill carrier only.",
-  "notice.approve.yes": "Send to {households} households",
-  "notice.approved": "Notice {id} approved: {deliveries} messages released.",
+  "notice.approve.yes": "Send to {households, plural, one {# household} other {# households}}",
+  "notice.approved": "Notice {id} approved: {deliveries, plural, one {# message} other {# messages}} released.",
   "notice.waits": "Waits for the end of quiet hours: sends at {time}.",
   "notice.status": "Status",
   "notice.by": "by {name}",
@@ -166,12 +166,6 @@ const en = {
   "notice.held.why": "Held: {facts} missing.",
   "notice.stale.why": "Stale: the {facts} changed after it was planned.",
   "notice.superseded": "Replaced by {id}",
-  "noticeStatus.planning": "planning",
-  "noticeStatus.planned": "planned",
-  "noticeStatus.held": "held",
-  "noticeStatus.approved": "approved",
-  "noticeStatus.superseded": "replaced",
-  "noticeStatus.cancelled": "cancelled",
   "fact.area": "area",
   "fact.area_description": "area description",
   "fact.etr": "ETR",
@@ -189,7 +183,7 @@ const en = {
   "deliveries.flight": "on the way",
   "deliveries.failed": "failed",
   "deliveries.waiting": "waiting",
-  "deliveries.summary": "{done} delivered · {flight} on the way · {failed} failed · {total} in all",
+  "deliveries.summary": "{done} {outcome} · {flight} on the way · {failed} failed · {total, plural, one {# message} other {# messages}} in all",
   "playbook.none": "No playbook runs for this incident.",
   "playbook.stages": "Stages",
   "playbook.current": "current",
@@ -219,16 +213,16 @@ const en = {
   "log.handover.done": "Handed over to {name}.",
   "log.recent": "Recent events",
   "board.title": "Command board",
-  "board.open": "{count} open incidents",
-  "board.households": "{count} households affected",
-  "board.breaches": "{count} deadlines breached",
+  "board.open": "{count, plural, one {# open incident} other {# open incidents}}",
+  "board.households": "{count, plural, one {# household} other {# households}} affected",
+  "board.breaches": "{count, plural, one {# deadline} other {# deadlines}} breached",
   "board.none": "No open incidents.",
   "board.updated": "updated {time}",
   "review.title": "Review",
   "review.filter.status": "Show",
   "review.search": "Search incidents",
   "review.select": "Select an incident to review its timeline.",
-  "review.integrity.ok": "Integrity verified: {events} events, hash chain intact (head #{seq}).",
+  "review.integrity.ok": "Integrity verified: {events, plural, one {# event} other {# events}}, hash chain intact (head #{seq}).",
   "review.integrity.bad": "INTEGRITY CHECK FAILED: the timeline was altered.",
   "review.export": "Export",
   "review.export.csv": "Timeline (CSV)",
@@ -239,7 +233,7 @@ const en = {
   "review.filter.type": "Event type",
   "review.filter.actor": "Actor",
   "review.filter.text": "Text contains",
-  "review.shown": "{shown} of {total} events",
+  "review.shown": "{shown} of {total, plural, one {# event} other {# events}}",
   "review.col.seq": "#",
   "review.col.time": "Time",
   "review.col.type": "Event",
@@ -329,8 +323,8 @@ const en = {
   "describe.report_linked": "report {report} linked",
   "describe.area_changed": "area {op} ({method}): households {before} → {after}",
   "describe.stage_entered": "stage {stage}",
-  "describe.notice_planned": "notice {id} planned: {template}, {households} households",
-  "describe.notice_approved": "notice {id} approved: {deliveries} messages",
+  "describe.notice_planned": "notice {id} planned: {template}, {households, plural, one {# household} other {# households}}",
+  "describe.notice_approved": "notice {id} approved: {deliveries, plural, one {# message} other {# messages}}",
   "describe.notice_sent": "notice {id} handed to the carriers",
   "describe.sla": "SLA {sla}",
   "describe.etr_set": "ETR {etr}",
@@ -343,6 +337,57 @@ const en = {
   "method.zones": "zones",
   "method.around": "radius",
   "method.isolation": "isolation of pipe",
+  // --- issue 17 (console for a night shift): plurals above use {n, plural, one {…} other {…}};
+  // every status, delivery state and event type the server emits has a label here
+  // (tests/unit/test_console_i18n.py checks it against the server's sources).
+  "deliveries.done.push": "sent (no delivery receipt)",
+  "deliveries.done.voice": "answered",
+  "deliveries.of": "of {total, plural, one {# message} other {# messages}}",
+  "deliveries.push.note": "App push has no delivery receipt: sent is the last word.",
+  "board.cards": "Open incidents",
+  "board.map": "Areas of the open incidents",
+  "area.pipe.inoperable.applied": "Without the valves that cannot be closed: {valves}",
+  "common.drill.title": "Drill: an exercise, notices go to the drill carrier only",
+  "common.dismiss": "Dismiss",
+  "dispatch.households": "{count, plural, one {# household} other {# households}}",
+  "event.household_reply": "Household replied",
+  "describe.household_reply": "reply by {channel} from {account}: {text}",
+  "status.unassigned": "Unassigned",
+  "status.linked": "Linked",
+  "status.dismissed": "Dismissed",
+  "notice_status.planning": "Being planned",
+  "notice_status.planned": "Planned",
+  "notice_status.approved": "Approved",
+  "notice_status.held": "Held: a fact is missing",
+  "notice_status.superseded": "Replaced",
+  "notice_status.cancelled": "Cancelled",
+  "delivery.draft": "draft",
+  "delivery.planned": "waiting",
+  "delivery.queued": "queued",
+  "delivery.claimed": "being sent",
+  "delivery.sending": "being sent",
+  "delivery.retry": "to retry",
+  "delivery.unknown": "outcome unknown",
+  "delivery.accepted": "accepted by the carrier",
+  "delivery.sent": "sent",
+  "delivery.delivered": "delivered",
+  "delivery.undelivered": "undelivered",
+  "delivery.failed": "failed",
+  "delivery.ringing": "ringing",
+  "delivery.answered": "answered",
+  "delivery.completed": "call completed",
+  "delivery.no_answer": "no answer",
+  "delivery.busy": "busy",
+  "delivery.confirmed": "confirmed by the household",
+  "delivery.cancelled": "cancelled",
+  "source.field_crew": "field crew",
+  "source.scada": "SCADA",
+  "source.call_centre": "call centre",
+  "source.lab": "laboratory",
+  "source.lims": "laboratory (LIMS)",
+  "asset.pipe": "pipe",
+  "asset.valve": "valve",
+  "asset.sample_tap": "sample tap",
 };
 
 const zh = {
@@ -510,12 +555,6 @@ const zh = {
   "notice.held.why": "暂缓：缺少{facts}。",
   "notice.stale.why": "已过期：拟定后{facts}有变化。",
   "notice.superseded": "已由 {id} 取代",
-  "noticeStatus.planning": "拟定中",
-  "noticeStatus.planned": "已拟定",
-  "noticeStatus.held": "暂缓",
-  "noticeStatus.approved": "已批准",
-  "noticeStatus.superseded": "已取代",
-  "noticeStatus.cancelled": "已取消",
   "fact.area": "范围",
   "fact.area_description": "范围描述",
   "fact.etr": "预计恢复时间",
@@ -533,7 +572,7 @@ const zh = {
   "deliveries.flight": "发送中",
   "deliveries.failed": "失败",
   "deliveries.waiting": "等待中",
-  "deliveries.summary": "已送达 {done} · 发送中 {flight} · 失败 {failed} · 共 {total}",
+  "deliveries.summary": "{outcome} {done} · 发送中 {flight} · 失败 {failed} · 共 {total} 条消息",
   "playbook.none": "此事件没有运行预案。",
   "playbook.stages": "阶段",
   "playbook.current": "当前",
@@ -687,6 +726,55 @@ const zh = {
   "method.zones": "分区",
   "method.around": "半径",
   "method.isolation": "隔离管段",
+  // --- issue 17 (console for a night shift)
+  "deliveries.done.push": "已发出（无送达回执）",
+  "deliveries.done.voice": "已接听",
+  "deliveries.of": "共 {total} 条消息",
+  "deliveries.push.note": "应用推送没有送达回执：已发出即为最终状态。",
+  "board.cards": "进行中事件",
+  "board.map": "进行中事件的范围",
+  "area.pipe.inoperable.applied": "已排除无法关闭的阀门：{valves}",
+  "common.drill.title": "演练：通知只发往演练运营商",
+  "common.dismiss": "关闭",
+  "dispatch.households": "{count} 户",
+  "event.household_reply": "住户回复",
+  "describe.household_reply": "住户 {account} 通过{channel}回复：{text}",
+  "status.unassigned": "未处理",
+  "status.linked": "已关联",
+  "status.dismissed": "已驳回",
+  "notice_status.planning": "拟定中",
+  "notice_status.planned": "待批准",
+  "notice_status.approved": "已批准",
+  "notice_status.held": "暂缓：缺少信息",
+  "notice_status.superseded": "已取代",
+  "notice_status.cancelled": "已取消",
+  "delivery.draft": "草稿",
+  "delivery.planned": "等待中",
+  "delivery.queued": "已排队",
+  "delivery.claimed": "发送中",
+  "delivery.sending": "发送中",
+  "delivery.retry": "待重试",
+  "delivery.unknown": "结果未知",
+  "delivery.accepted": "运营商已接收",
+  "delivery.sent": "已发出",
+  "delivery.delivered": "已送达",
+  "delivery.undelivered": "未送达",
+  "delivery.failed": "失败",
+  "delivery.ringing": "振铃中",
+  "delivery.answered": "已接听",
+  "delivery.completed": "通话结束",
+  "delivery.no_answer": "无人接听",
+  "delivery.busy": "占线",
+  "delivery.confirmed": "住户已确认",
+  "delivery.cancelled": "已取消",
+  "source.field_crew": "现场人员",
+  "source.scada": "SCADA",
+  "source.call_centre": "呼叫中心",
+  "source.lab": "化验室",
+  "source.lims": "化验室（LIMS）",
+  "asset.pipe": "管段",
+  "asset.valve": "阀门",
+  "asset.sample_tap": "取样龙头",
 };
 
 export const DICTIONARIES = { en, "zh-CN": zh };
@@ -717,10 +805,68 @@ export function onLangChange(fn) {
   return () => listeners.delete(fn);
 }
 
-/** The text for `key` with {name} placeholders filled in. */
+/**
+ * The text for `key` with {name} placeholders filled in. Numbers given as numbers are
+ * formatted for the language (Intl.NumberFormat); `{name, plural, one {# item} other {# items}}`
+ * picks the form with Intl.PluralRules (`#` is the formatted number). A count passed already
+ * formatted ("1,234") is read back, so callers may pass either.
+ */
 export function t(key, params = {}) {
   const text = DICTIONARIES[lang][key] ?? en[key] ?? key;
-  return text.replace(/\{(\w+)\}/g, (m, name) => (name in params ? String(params[name]) : m));
+  return fill(expandPlurals(text, params), params);
+}
+
+function fill(text, params) {
+  return text.replace(/\{(\w+)\}/g, (m, name) => (name in params ? shown(params[name]) : m));
+}
+
+function shown(value) {
+  return typeof value === "number" ? number(value) : String(value);
+}
+
+function asNumber(value) {
+  if (typeof value === "number") return value;
+  const n = Number(String(value).replace(/[,\s\u00a0\u202f]/g, ""));
+  return Number.isFinite(n) ? n : null;
+}
+
+/** Replace each {name, plural, one {…} other {…}} block by its form for params[name]. */
+function expandPlurals(text, params) {
+  let out = "";
+  let i = 0;
+  const open = /\{(\w+), plural,/g;
+  for (let m = open.exec(text); m; m = open.exec(text)) {
+    out += text.slice(i, m.index);
+    const forms = {};
+    let j = m.index + m[0].length;
+    while (j < text.length) {
+      while (text[j] === " ") j += 1;
+      if (text[j] === "}") break;
+      const brace = text.indexOf("{", j);
+      const name = text.slice(j, brace).trim();
+      let depth = 1;
+      let k = brace + 1;
+      for (; k < text.length && depth; k += 1) {
+        if (text[k] === "{") depth += 1;
+        else if (text[k] === "}") depth -= 1;
+      }
+      forms[name] = text.slice(brace + 1, k - 1);
+      j = k;
+    }
+    const raw = params[m[1]];
+    const n = raw === undefined ? null : asNumber(raw);
+    const form = n === null ? forms.other : forms[`=${n}`] ?? forms[plurals().select(n)] ?? forms.other;
+    out += (form ?? "").replaceAll("#", raw === undefined ? "#" : shown(raw));
+    i = j + 1;
+    open.lastIndex = i;
+  }
+  return out + text.slice(i);
+}
+
+const pluralRules = {};
+function plurals() {
+  pluralRules[lang] ??= new Intl.PluralRules(lang);
+  return pluralRules[lang];
 }
 
 /** A label for an enum value, e.g. label("kind", "main_break"). */
@@ -811,9 +957,9 @@ export function describeEvent(e) {
     case "stage_entered":
       return t("describe.stage_entered", { stage: d.title || d.stage }) + reason(d);
     case "notice_planned":
-      return t("describe.notice_planned", { id: d.notice_id, template: label("template", d.template), households: number(d.households) });
+      return t("describe.notice_planned", { id: d.notice_id, template: label("template", d.template), households: d.households ?? 0 });
     case "notice_approved":
-      return t("describe.notice_approved", { id: d.notice_id, deliveries: number(d.deliveries) });
+      return t("describe.notice_approved", { id: d.notice_id, deliveries: d.deliveries ?? 0 });
     case "notice_sent":
       return t("describe.notice_sent", { id: d.notice_id });
     case "area_described":
@@ -825,13 +971,15 @@ export function describeEvent(e) {
     case "sla_started":
     case "sla_met":
     case "sla_breached":
-      return t("describe.sla", { sla: d.title || d.sla }) + (d.due_at ? ` · ${t("sla.due", { time: dateTime(d.due_at) })}` : "");
+      return t("describe.sla", { sla: d.title || words(d.sla) }) + (d.due_at ? ` · ${t("sla.due", { time: dateTime(d.due_at) })}` : "");
     case "etr_set":
       return t("describe.etr_set", { etr: dateTime(d.etr) }) + reason(d);
     case "advisory_set":
       return t("describe.advisory_set", { advisory: label("advisory", d.advisory) }) + reason(d);
     case "page_sent":
-      return t("describe.page_sent", { rota: d.rota, text: d.text || "" });
+      return t("describe.page_sent", { rota: words(d.rota), text: d.text || "" });
+    case "household_reply":
+      return t("describe.household_reply", { channel: label("channel", d.channel), account: d.account_id, text: d.text || "" });
     case "etr_requested":
     case "advisory_lifted":
     case "confirmed":
@@ -841,6 +989,11 @@ export function describeEvent(e) {
       return text || String(e.type).replaceAll("_", " ");
     }
   }
+}
+
+/** A configuration id shown to people (a rota, an SLA without a title): words, not a code. */
+function words(id) {
+  return String(id ?? "").replaceAll("_", " ");
 }
 
 function reason(d) {

@@ -49,6 +49,24 @@ export async function createMap(el, { keyboard = true } = {}) {
   const tileUrl = tileMeta("incident-tile-url");
   if (tileUrl) L.tileLayer(tileUrl, { attribution: tileMeta("incident-tile-attribution"), maxZoom: 20 }).addTo(map);
   map.setView([0, 0], 2);
+  // A view unmounted (language switch, another route) during a zoom animation: Leaflet's
+  // end-of-zoom timer still fires and reads the removed panes. Nothing to finish then.
+  const zoomEnd = map._onZoomTransitionEnd;
+  map._onZoomTransitionEnd = function onZoomEnd(...args) {
+    if (this._mapPane) zoomEnd.apply(this, args);
+  };
+  // The map's box changes without a window resize (a toast strip, the board's rows): follow it.
+  if (window.ResizeObserver) {
+    let gone = false;
+    const resized = new ResizeObserver(() => {
+      if (!gone && el.isConnected && el.clientHeight > 0) map.invalidateSize({ pan: false, animate: false });
+    });
+    resized.observe(el);
+    map.on("unload", () => {
+      gone = true;
+      resized.disconnect();
+    });
+  }
 
   const handle = {
     map,
@@ -102,6 +120,13 @@ export async function createMap(el, { keyboard = true } = {}) {
   return handle;
 }
 
+/** A zone layer's title in the UI language ("dmas" -> "District metered areas"), never its raw id. */
+export function layerTitle(name) {
+  if (/dma/i.test(name)) return t("map.zones.dma");
+  if (/pressure|pz/i.test(name)) return t("map.zones.pz");
+  return String(name).replaceAll("_", " ");
+}
+
 /** Switches for the base layers (keyboard-usable checkboxes, not Leaflet's hover control). */
 export function layerSwitches(handle, h) {
   const names = [...handle.zoneLayers.keys()];
@@ -110,7 +135,7 @@ export function layerSwitches(handle, h) {
     const input = h("input", { type: "checkbox", checked: true, onchange: () => (input.checked ? layer.addTo(handle.map) : layer.remove()) });
     box.append(h("label", {}, input, " ", text));
   };
-  names.forEach((name) => add(/dma/i.test(name) ? t("map.zones.dma") : /pressure|pz/i.test(name) ? t("map.zones.pz") : name, handle.zoneLayers.get(name)));
+  names.forEach((name) => add(layerTitle(name), handle.zoneLayers.get(name)));
   add(t("map.pipes"), handle.pipes);
   box.append(h("button", { type: "button", class: "small", onclick: () => handle.fit() }, t("map.fit")));
   return box;

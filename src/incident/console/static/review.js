@@ -3,8 +3,8 @@
 
 import { can, download, enc, getAll, saveJson } from "./api.js";
 import { append, h, replace, toast } from "./dom.js";
-import { dateTime, dateTimeSeconds, describeEvent, label, number, t } from "./i18n.js";
-import { severityBadge, statusBadge } from "./widgets.js";
+import { dateTime, dateTimeSeconds, describeEvent, label, t } from "./i18n.js";
+import { drillBadge, severityBadge, statusBadge } from "./widgets.js";
 
 // The incident list kept in memory (as many as one listing brings).
 const MAX_INCIDENTS = 1000;
@@ -87,7 +87,7 @@ class Review {
     const shown = this.incidents.filter((i) => !q || `${i.id} ${i.title}`.toLowerCase().includes(q));
     replace(this.listEl, shown.map((inc) => h("li", {},
       h("a", { class: `item link sev-${inc.severity}`, href: `#/review/${enc(inc.id)}`, "aria-current": inc.id === this.selected ? "true" : false, dataset: { incident: inc.id } },
-        h("div", { class: "item-head" }, statusBadge(inc.status), h("strong", {}, inc.title)),
+        h("div", { class: "item-head" }, statusBadge(inc.status), drillBadge(inc), h("strong", {}, inc.title)),
         h("p", { class: "muted small" }, `${inc.id} · ${dateTime(inc.declared_at)}`)))));
   }
 
@@ -148,18 +148,17 @@ class Review {
       replace(tbody, described.map(([e, d]) => h("tr", { dataset: { type: e.type, seq: String(e.seq) } },
         h("td", { class: "num" }, String(e.seq)), h("td", { class: "nowrap" }, dateTimeSeconds(e.at)),
         h("td", {}, label("event", e.type)), h("td", {}, e.actor), h("td", { class: "what" }, d))));
-      count.textContent = t("review.shown", { shown: number(described.length), total: number(events.length) });
+      count.textContent = t("review.shown", { shown: described.length, total: events.length });
     };
     for (const el of [typeSelect, actorSelect]) el.addEventListener("change", apply);
     textInput.addEventListener("input", apply);
     const ok = integrity.ok;
     replace(this.detailEl,
       h("header", { class: "detail-head" },
-        h("h2", {}, inc.title),
-        h("p", { class: "muted" }, `${inc.id} · ${label("kind", inc.kind)} · ${label("utility", inc.utility)} · `, statusBadge(inc.status), " ", severityBadge(inc.severity),
-          inc.drill ? h("span", { class: "badge drill" }, t("incident.drill")) : null)),
+        h("h2", {}, drillBadge(inc), inc.title),
+        h("p", { class: "muted" }, `${inc.id} · ${label("kind", inc.kind)} · ${label("utility", inc.utility)} · `, statusBadge(inc.status), " ", severityBadge(inc.severity))),
       h("div", { class: `integrity ${ok ? "ok" : "bad"}`, id: "integrity", role: "status", dataset: { ok: String(ok) } },
-        ok ? t("review.integrity.ok", { events: number(integrity.events), seq: integrity.head_seq })
+        ok ? t("review.integrity.ok", { events: integrity.events, seq: integrity.head_seq })
           : [h("strong", {}, t("review.integrity.bad")), h("ul", {}, integrity.problems.map((p) => h("li", {}, p)))]),
       h("div", { class: "exports", role: "group", "aria-label": t("review.export") },
         h("span", { class: "muted" }, `${t("review.export")}:`),
