@@ -22,7 +22,7 @@ from incident.api import notices as notice_views
 from incident.api import playbooks as playbook_views
 from incident.api import reports as report_views
 from incident.api import system as system_views
-from incident.api.endpoint import ALL_ROLES, Endpoint, Query
+from incident.api.endpoint import ALL_ROLES, Endpoint, Query, route_path
 from incident.api.idempotency import idempotency_middleware
 from incident.api.live import live
 from incident.api.middleware import authentication, errors_and_metrics
@@ -269,7 +269,7 @@ async def _close_live_sockets(app: web.Application) -> None:
 def _register(app: web.Application, endpoints: Iterable[Endpoint]) -> None:
     table = app[ENDPOINTS]
     for endpoint in endpoints:
-        route = app.router.add_route(endpoint.method, endpoint.path, endpoint.handler)
+        route = app.router.add_route(endpoint.method, route_path(endpoint.path), endpoint.handler)
         table[route] = endpoint
 
 

@@ -366,7 +366,7 @@ def _from_env(environ: Mapping[str, str]) -> tuple[dict[str, dict[str, Any]], di
 
 #: Environment variables that start with INCIDENT_ and are not settings: the CLI's own
 #: (``drill run --token``) and the test suite's. Anything else with the prefix is a warning.
-NOT_SETTINGS = frozenset({"INCIDENT_TOKEN", "INCIDENT_TEST_POSTGRES_URL"})
+NOT_SETTINGS = frozenset({"INCIDENT_TOKEN", "INCIDENT_TEST_POSTGRES_URL", "INCIDENT_SCREENSHOTS"})
 
 
 def _suggest(rest: str) -> str | None:

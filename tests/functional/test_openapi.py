@@ -43,11 +43,24 @@ async def test_documented_roles_are_enforced(api: Api) -> None:
     for path, ops in doc["paths"].items():
         for method, op in ops.items():
             for role in set(person) - set(op.get("x-roles", person)):
-                url = re.sub(r"\{\w+\}", "INC-2026-000001", path)
+                url = path.replace("{notice_id}", "INC-2026-000001-N1")
+                url = re.sub(r"\{\w+\}", "INC-2026-000001", url)
                 status, _ = await api.call(method.upper(), url, who=person[role], json={})
                 assert status == 403, (method, path, role)
                 checked += 1
     assert checked > 0
+
+
+async def test_a_fixed_word_in_a_path_is_not_read_as_an_id(api: Api) -> None:
+    """``…/notices/preview`` takes POST only: a GET is a 405 naming POST, not a look-up of a
+    notice called "preview" (a notice id has the form ``<incident>-N<number>``)."""
+    _, doc = await api.call("GET", "/api/openapi.json", who=None)
+    param = doc["paths"]["/api/incidents/{incident_id}/notices/{notice_id}"]["get"]["parameters"][1]
+    assert param["schema"] == {"type": "string", "pattern": "^[^/]+-N[0-9]+$"}
+    resp = await api.client.get(
+        "/api/incidents/INC-2026-000001/notices/preview", headers=api.tokens.header("alice")
+    )
+    assert resp.status == 405 and resp.headers["Allow"] == "POST"
 
 
 async def test_path_parameters_and_bodies_are_described(api: Api) -> None:

@@ -125,6 +125,7 @@ def test_environment_variables_that_set_nothing_are_named_with_the_right_spellin
             "INCIDENT_HTTP__PORT": "8081",  # a setting
             "INCIDENT_TOKEN": "x",  # the CLI's own
             "INCIDENT_TEST_POSTGRES_URL": "postgresql://",  # the tests'
+            "INCIDENT_SCREENSHOTS": "var/screenshots",  # the browser tests' (.ci/run sets it)
             "HOME": "/root",
         }
     )

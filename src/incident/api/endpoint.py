@@ -97,6 +97,21 @@ class Idempotency(enum.Enum):
 ONE_WRITE = frozenset({Idempotency.one_append, Idempotency.new_incident, Idempotency.refuses_repeat})
 
 
+#: Path parameters with a fixed form. A notice id is ``<incident id>-N<number>``, so
+#: ``…/notices/preview`` is not also read as "the notice called preview" (whose GET would
+#: then be advertised in a 405's ``Allow`` on a path where it can never succeed).
+PATH_PATTERNS: dict[str, str] = {"notice_id": r"[^/]+-N[0-9]+"}
+
+PATH_PARAM = re.compile(r"\{(\w+)\}")
+
+
+def route_path(path: str) -> str:
+    """The aiohttp route for a documented path: parameters with a fixed form get their regex."""
+    return PATH_PARAM.sub(
+        lambda m: f"{{{m[1]}:{PATH_PATTERNS[m[1]]}}}" if m[1] in PATH_PATTERNS else m[0], path
+    )
+
+
 @dataclass(frozen=True)
 class Endpoint:
     method: str

@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable
 from typing import Any
 
 import msgspec
 
 from incident import __version__
-from incident.api.endpoint import Endpoint
+from incident.api.endpoint import PATH_PARAM, PATH_PATTERNS, Endpoint
 from incident.api.schemas import ErrorBody
 
-_PARAM = re.compile(r"\{(\w+)\}")
+
+def _path_schema(name: str) -> dict[str, str]:
+    pattern = PATH_PATTERNS.get(name)
+    return {"type": "string"} | ({"pattern": f"^{pattern}$"} if pattern else {})
+
+
 _IDEMPOTENCY_KEY: dict[str, Any] = {
     "name": "Idempotency-Key",
     "in": "header",
@@ -105,8 +109,8 @@ def build_openapi(endpoints: Iterable[Endpoint]) -> dict[str, Any]:
             "tags": [e.tag],
         }
         params = [
-            {"name": p, "in": "path", "required": True, "schema": {"type": "string"}}
-            for p in _PARAM.findall(e.path)
+            {"name": p, "in": "path", "required": True, "schema": _path_schema(p)}
+            for p in PATH_PARAM.findall(e.path)
         ]
         for q in e.query:
             schema = {"type": "array", "items": q.schema} if q.repeated else q.schema

@@ -13,7 +13,7 @@ from incident.notify.states import DeliveryState
 
 class Approval(msgspec.Struct, frozen=True, kw_only=True):
     by: str
-    at: str
+    at: Timestamp
 
 
 class Notice(msgspec.Struct, frozen=True, kw_only=True):
