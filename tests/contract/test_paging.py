@@ -10,13 +10,13 @@ from incident.clock import ManualClock
 from incident.domain import Declaration, Kind, Severity, Status, Utility
 from incident.reports import ReportStatus
 from incident.store import Store
-from tests.contract.test_report_store import PLAN, rep
+from tests.support.rows import PLAN, rep
 
 DECL = Declaration(kind=Kind.main_break, utility=Utility.water, title="Main break", severity=Severity.high)
 
 
 async def _declare(store: Store) -> str:
-    appended = await store.create_incident(lambda _id: domain.declare(DECL, "alice", owner="alice"))
+    appended = await store.createincident(lambda _id: domain.declare(DECL, "alice", owner="alice"))
     return appended.incident.id
 
 
@@ -41,7 +41,7 @@ async def test_incidents_page_newest_first_without_repeats_or_gaps(store: Store,
     # The status filter pages the same way.
     closed = await store.list_incidents({Status.closed}, 3)
     assert closed == []
-    third_last = await store.get_incident(seen[-3])
+    third_last = await store.getincident(seen[-3])
     assert third_last is not None
     declared = await store.list_incidents({Status.declared}, 5, (third_last.declared_at, third_last.id))
     assert [i.id for i in declared] == seen[-2:]

@@ -11,7 +11,6 @@ a COMMIT, or refuses to carry anything. SQLite's is another connection holding t
 from __future__ import annotations
 
 import asyncio
-import random
 import sqlite3
 import threading
 import uuid
@@ -37,7 +36,7 @@ from incident.store.base import IncomingReport, PutNotice
 from incident.store.postgres import transient_error as pg_transient
 from incident.store.sqlite import transient_error as sqlite_transient
 from incident.triage import ingest_planner
-from tests.contract.test_delivery_store import AT, notice
+from tests.support.rows import AT, notice, terminate_backends
 
 S = DeliveryState
 PLAN = ingest_planner(CorrelationSettings())
@@ -370,23 +369,6 @@ async def test_ping_reports_down_promptly_whatever_the_retry_budget(pg: PgStores
         await store.close()
 
 
-async def _terminate(url: str, app: str, stop: asyncio.Event) -> int:
-    """Terminate the store's backends every few tens of milliseconds until ``stop``."""
-    conn = await asyncpg.connect(url)
-    killed = 0
-    try:
-        while not stop.is_set():
-            killed += await conn.fetchval(
-                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
-                " WHERE pid <> pg_backend_pid() AND datname = current_database() AND application_name = $1",
-                app,
-            )
-            await asyncio.sleep(random.uniform(0.02, 0.08))
-    finally:
-        await conn.close()
-    return killed
-
-
 @pytest.mark.postgres
 async def test_terminated_backends_never_fail_or_double_a_write(
     pg: PgStores, postgres_schema_url: str
@@ -401,7 +383,7 @@ async def test_terminated_backends_never_fail_or_double_a_write(
         deliveries = [_delivery(incidents[0], i) for i in range(1, 41)]
         assert await store.add_deliveries(deliveries) == 40
         stop = asyncio.Event()
-        killer = asyncio.create_task(_terminate(postgres_schema_url, pg.app, stop))
+        killer = asyncio.create_task(terminate_backends(postgres_schema_url, pg.app, stop))
 
         async def notes(iid: str) -> None:
             await asyncio.gather(*(_note(store, iid, f"{iid} note {n}") for n in range(30)))

@@ -18,11 +18,10 @@ from shapely.geometry import Point, shape
 
 import incident.api.areas
 import incident.areas
-from incident.app import create_app
 from incident.clock import ManualClock
 from incident.settings import Settings
-from tests.conftest import Tokens
-from tests.functional.conftest import Api, Client
+from tests.support.app import Api, Client, serve
+from tests.support.env import Tokens
 
 SAMPLE = Path(__file__).resolve().parents[2] / "config" / "sample"
 
@@ -47,7 +46,7 @@ async def _api_with(
     tokens: Tokens, **area: Any,
 ) -> Api:  # fmt: skip
     changed = msgspec.structs.replace(settings, area=msgspec.structs.replace(settings.area, **area))
-    return Api(await aiohttp_client(create_app(changed, clock=clock)), tokens)
+    return Api(await serve(aiohttp_client, changed, clock=clock), tokens)
 
 
 @pytest.fixture
