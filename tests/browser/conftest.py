@@ -20,6 +20,7 @@ from playwright.async_api import Browser, ConsoleMessage, async_playwright
 
 from tests.support.app import Api, Apps
 from tests.support.console import Console
+from tests.support.env import FAST_CALLS
 
 CHROMIUM = Path("/usr/bin/chromium")
 
@@ -79,7 +80,9 @@ async def console_api(request: pytest.FixtureRequest, apps: Apps) -> Api:
     """The whole service with a real clock: playbooks run, notices go to the drill carrier,
     and (marked ``ingest``) reports come in from the broker."""
     ingest = request.node.get_closest_marker("ingest") is not None
-    return await apps.make(send=True, consume=ingest, system_clock=True, INCIDENT_PLAYBOOKS__ENABLED="true")
+    return await apps.make(
+        send=True, consume=ingest, system_clock=True, INCIDENT_PLAYBOOKS__ENABLED="true", **FAST_CALLS
+    )
 
 
 @pytest.fixture

@@ -15,7 +15,7 @@ from incident.drill.scenario import Scenario, load_scenario, loads_scenario
 from incident.kafka import free_port
 from incident.keys import SETTINGS
 from tests.support.app import AiohttpClient, Apps, Client
-from tests.support.env import Broker, Tokens
+from tests.support.env import FAST_CALLS, Broker, Tokens
 
 pytestmark = pytest.mark.filterwarnings(
     "ignore:BasicAuth is deprecated:DeprecationWarning",
@@ -67,7 +67,7 @@ async def start_service(apps: Apps, *, playbooks: bool) -> Client:
     """The whole service: ingest consumer, fan-out, the drill carrier, and playbooks when
     asked (without them only the scenario's steps act on the incident)."""
     api = await apps.make(
-        send=True, consume=True, system_clock=True,
+        send=True, consume=True, system_clock=True, **FAST_CALLS,
         INCIDENT_PLAYBOOKS__ENABLED="true" if playbooks else "false", INCIDENT_PLAYBOOKS__POLL_S="0.2",
     )  # fmt: skip
     return api.client

@@ -15,7 +15,7 @@ from incident.store import Store
 from tests.support.app import Api, Apps, Client
 from tests.support.env import kafka_env
 from tests.support.sample import BOX, expected_sms, rows_inside
-from tests.support.wait import wait_until
+from tests.support.wait import QuickTime, wait_until
 
 pytestmark = pytest.mark.filterwarnings(
     "ignore:BasicAuth is deprecated:DeprecationWarning",
@@ -56,7 +56,12 @@ async def test_an_approved_notice_reaches_every_number_exactly_once(sending_api:
     assert len(sent) == numbers and set(sent.values()) == {1}  # every number once, none twice
     store = api.client.app[STORE]
     rows = await store.list_deliveries(inc["id"], "", 10_000)
-    assert {r.carrier_sid for r in rows if r.carrier_sid} == {m.sid for m in drill.carrier.messages}
+    # Every carrier id recorded is the carrier's: SMS among its messages; a number the carrier
+    # refused as not mobile may already have its voice fallback, among its calls.
+    sms_sids = {r.carrier_sid for r in rows if r.carrier_sid and r.channel == "sms"}
+    call_sids = {r.carrier_sid for r in rows if r.carrier_sid and r.channel == "voice"}
+    assert sms_sids == {m.sid for m in drill.carrier.messages}
+    assert call_sids <= {c.sid for c in drill.carrier.calls}
     body = next(iter(drill.carrier.messages)).body
     assert "Sampletown Water" in body
 
@@ -306,8 +311,9 @@ async def test_deliveries_waiting_for_a_slow_rate_are_not_taken_early(
 
     rate = 3
     async with serve_drill(DrillConfig(callbacks=False)) as carrier:
+        # The rate's seconds pass ten times faster than the wall's (see QuickTime).
         api = await apps.make(kafka=kafka_env(apps.broker, send=True), carrier_url=carrier.url, system_clock=True,
-                                  INCIDENT_TWILIO__MESSAGES_PER_SECOND=str(rate))  # fmt: skip
+                              rate_clock=QuickTime(10), INCIDENT_TWILIO__MESSAGES_PER_SECOND=str(rate))  # fmt: skip
         inc = await api.declare(area=BOX)
         status, planned = await api.call("POST", f"/api/incidents/{inc['id']}/notices", json={
             "template": "boil_water", "channels": ["sms"], "audience": {"priority": ["medical", "vulnerable"]},
@@ -325,7 +331,7 @@ async def test_deliveries_waiting_for_a_slow_rate_are_not_taken_early(
             most_sending = max(most_sending, sms.get("sending", 0))
             return sms.get("accepted", 0) == total
 
-        await wait_until(done, limit=total / rate + 30)
+        await wait_until(done, limit=total / rate / 10 + 30)
         assert 0 < most_sending <= rate * TAKE_AHEAD_S
         numbers = Counter(m.to for m in carrier.carrier.messages)
         assert len(numbers) == total and set(numbers.values()) == {1}

@@ -17,7 +17,7 @@ from incident.keys import PLAYBOOKS, STORE
 from incident.playbook.engine import PlaybookEngine
 from incident.store import Store
 from tests.support.app import Api, Apps
-from tests.support.env import FAST, SENDING, kafka_env
+from tests.support.env import FAST, FAST_CALLS, SENDING, kafka_env
 from tests.support.sample import BOX
 from tests.support.wait import wait_until
 
@@ -33,7 +33,7 @@ WHERE = {"en": "Maple St between 1st and 5th Ave", "zh-CN": "枫树街第一至�
 
 async def _app(apps: Apps, kafka: dict[str, str]) -> Api:
     """An app of this test with playbooks' settings as given (sending at once, fast)."""
-    return await apps.make(kafka=kafka, own_url=True, **SENDING, **FAST)
+    return await apps.make(kafka=kafka, own_url=True, **SENDING, **FAST, **FAST_CALLS)
 
 
 def types(events: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
