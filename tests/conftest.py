@@ -109,7 +109,8 @@ def sample_area() -> Prebuilt:
 
 
 @pytest.fixture
-def settings(store_url: str, tokens: Tokens, broker: Broker) -> Settings:
+def settings(store_url: str, tokens: Tokens, broker: Broker, sample_area: Prebuilt) -> Settings:
+    """An app's settings (``sample_area``: its apps start on the prebuilt sample area)."""
     return load_settings(
         None,
         {
@@ -124,16 +125,14 @@ def settings(store_url: str, tokens: Tokens, broker: Broker) -> Settings:
 @pytest.fixture
 def apps(
     settings: Settings,  # before the apps' clients: fixtures close in reverse order, the database outlives the apps
-    aiohttp_client: AiohttpClient, tokens: Tokens, broker: Broker, clock: ManualClock, sample_area: Prebuilt,
+    aiohttp_client: AiohttpClient, tokens: Tokens, broker: Broker, clock: ManualClock,
 ) -> Apps:  # fmt: skip
     """Makes more apps on the test's store (``apps.make(send=True)``: one that sends)."""
     return Apps(aiohttp_client, settings.store.url, tokens, broker, clock)
 
 
 @pytest.fixture
-async def client(
-    settings: Settings, aiohttp_client: AiohttpClient, clock: ManualClock, sample_area: Prebuilt
-) -> Client:
+async def client(settings: Settings, aiohttp_client: AiohttpClient, clock: ManualClock) -> Client:
     # ``settings`` first: fixtures close in reverse order, so the app stops before its database goes.
     return await serve(aiohttp_client, settings, clock=clock)
 

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from incident.app import Prebuilt
 from incident.clock import ManualClock
 from incident.drill.runner import DrillError, DrillResult, run_drill
 from incident.drill.scenario import Scenario, load_scenario, loads_scenario
@@ -246,6 +247,7 @@ async def test_every_shipped_drill_passes_against_the_service_with_its_playbooks
     tokens: Tokens,
     broker: Broker,
     clock: ManualClock,
+    sample_area: Prebuilt,
     name: str,
 ) -> None:
     """The shipped scenarios as a trainer runs them, days of scenario time in seconds (on

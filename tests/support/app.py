@@ -18,7 +18,7 @@ from incident.keys import PUBLIC_URL, SETTINGS
 from incident.notify.ratelimit import WALL, RateClock
 from incident.settings import Settings, load_settings
 from tests.support.env import FAST, SENDING, Broker, Tokens, app_env, external_carrier_env, kafka_env
-from tests.support.sample import prebuilt_sample
+from tests.support.sample import built_sample
 
 Client = TestClient[Any, Application]
 AiohttpClient = Callable[[Application], Awaitable[Client]]
@@ -60,10 +60,9 @@ async def serve(
 ) -> Client:
     """The app of ``settings`` on a test server (closed with the test), on the prebuilt sample
     area when the settings are the sample's. A sending app's callbacks come to its own address."""
-    prebuilt = prebuilt_sample()
-    app = create_app(
-        settings, clock=clock, rate_clock=rate_clock, prebuilt=prebuilt if prebuilt.fits(settings) else None
-    )
+    prebuilt = built_sample()
+    fits = prebuilt is not None and prebuilt.fits(settings)
+    app = create_app(settings, clock=clock, rate_clock=rate_clock, prebuilt=prebuilt if fits else None)
     client = await aiohttp_client(app)
     if sending:
         client.app[PUBLIC_URL].value = str(client.make_url("")).rstrip("/")

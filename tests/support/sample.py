@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import csv
-import functools
 import tempfile
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -65,7 +64,17 @@ async def _prebuild(settings: Settings) -> Prebuilt:
             await store.close()
 
 
-@functools.cache
+_built: list[Prebuilt] = []
+
+
 def prebuilt_sample() -> Prebuilt:
-    """The sample area, templates and playbooks of the default settings, built once."""
-    return asyncio.run(_prebuild(load_settings(None, {})))
+    """The sample area, templates and playbooks of the default settings, built once (outside
+    any event loop: the session fixture ``sample_area`` calls this)."""
+    if not _built:
+        _built.append(asyncio.run(_prebuild(load_settings(None, {}))))
+    return _built[0]
+
+
+def built_sample() -> Prebuilt | None:
+    """The prebuilt sample if it has been built (apps are the same without it, only slower)."""
+    return _built[0] if _built else None
