@@ -68,22 +68,15 @@ async def test_an_approved_notice_reaches_every_number_exactly_once(sending_api:
 
 async def test_a_replayed_job_sends_nothing(sending_api: Api) -> None:
     api = sending_api
-    inc = await api.declare(area=BOX)
-    _, planned = await api.call(
-        "POST",
-        f"/api/incidents/{inc['id']}/notices",
-        json={"template": "boil_water", "channels": ["sms"], "facts": {"area": "Maple St"}},
-    )
-    notice_id = planned["notice"]["notice_id"]
-    await api.call("POST", f"/api/incidents/{inc['id']}/notices/{notice_id}/approve")
+    incident_id, _ = await _plan_and_approve(api)
     store = api.client.app[STORE]
 
-    await wait_until(lambda: every_delivery_handed_over(store, inc["id"]))
+    await wait_until(lambda: every_delivery_handed_over(store, incident_id))
     drill = api.client.app[NOTIFY].drill
     assert drill is not None
     before = len(list(drill.carrier.messages))
     engine = api.client.app[NOTIFY].engine
-    rows = await store.list_deliveries(inc["id"], "", 10_000)
+    rows = await store.list_deliveries(incident_id, "", 10_000)
     results: list[Any] = await asyncio.gather(*(engine.send(r.delivery_id) for r in rows))
     assert results == [None] * len(rows)  # each job found its delivery already taken
     assert len(list(drill.carrier.messages)) == before
