@@ -16,7 +16,7 @@ DECL = Declaration(kind=Kind.main_break, utility=Utility.water, title="Main brea
 
 
 async def _declare(store: Store) -> str:
-    appended = await store.createincident(lambda _id: domain.declare(DECL, "alice", owner="alice"))
+    appended = await store.create_incident(lambda _id: domain.declare(DECL, "alice", owner="alice"))
     return appended.incident.id
 
 
@@ -41,7 +41,7 @@ async def test_incidents_page_newest_first_without_repeats_or_gaps(store: Store,
     # The status filter pages the same way.
     closed = await store.list_incidents({Status.closed}, 3)
     assert closed == []
-    third_last = await store.getincident(seen[-3])
+    third_last = await store.get_incident(seen[-3])
     assert third_last is not None
     declared = await store.list_incidents({Status.declared}, 5, (third_last.declared_at, third_last.id))
     assert [i.id for i in declared] == seen[-2:]
