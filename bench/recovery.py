@@ -17,9 +17,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from tests.conftest import POSTGRES_URL, Broker, postgres_schema
-from tests.faults.conftest import Carrier, Faults, carrier_process, wait_for
-from tests.faults.test_fanout_kills import declare_and_approve, sending_service
+from tests.support.env import POSTGRES_URL, Broker, postgres_schema
+from tests.support.processes import Carrier, Faults, carrier_process, declare_and_approve, sending_service
+from tests.support.wait import wait_until
 
 from incident.notify.drill_config import DrillConfig, SmsOutcome
 
@@ -32,13 +32,13 @@ async def one_run(store_url: str, broker: Broker, households: int, rate: float, 
         try:
             await service.start()
             await declare_and_approve(service)
-            await wait_for(lambda: _reached(carrier, len(numbers) // 3), "a third sent", limit=300)
+            await wait_until(lambda: _reached(carrier, len(numbers) // 3), "a third sent", limit=300)
             await service.kill()
             killed_at = time.monotonic()
             left = len(numbers) - len(await carrier.messages())
             await service.start()
             restarted_s = time.monotonic() - killed_at
-            await wait_for(lambda: _reached(carrier, len(numbers)), "everyone sent", limit=600)
+            await wait_until(lambda: _reached(carrier, len(numbers)), "everyone sent", limit=600)
             done_s = time.monotonic() - killed_at
             sent = await carrier.count_by_number()
             await service.stop()

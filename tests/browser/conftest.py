@@ -9,24 +9,18 @@ shows some in docs/screenshots/); without either they go to the test's temporary
 
 from __future__ import annotations
 
-import asyncio
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import pytest
-from aiohttp.web import Application
 from blockbuster import BlockBuster
-from playwright.async_api import Browser, ConsoleMessage, Page, async_playwright
+from playwright.async_api import Browser, ConsoleMessage, async_playwright
 
-from incident.app import create_app
-from incident.keys import PUBLIC_URL
-from incident.settings import load_settings
-from tests.conftest import Broker, Tokens, kafka_env
-from tests.functional.conftest import Api, Client
+from tests.support.app import Api, Apps
+from tests.support.console import Console
+from tests.support.env import FAST_CALLS
 
 CHROMIUM = Path("/usr/bin/chromium")
 
@@ -81,55 +75,14 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "ingest: the app consumes reports from its Kafka topic")
 
 
-class ConsoleApi(Api):
-    def __init__(self, client: Client, tokens: Tokens, reports_topic: str) -> None:
-        super().__init__(client, tokens)
-        self.reports_topic = reports_topic
-
-
 @pytest.fixture
-async def console_api(
-    request: pytest.FixtureRequest,
-    store_url: str,  # before the app's client: the database outlives the app
-    aiohttp_client: Callable[[Application], Awaitable[Client]],
-    tokens: Tokens,
-    broker: Broker,
-) -> ConsoleApi:
+async def console_api(request: pytest.FixtureRequest, apps: Apps) -> Api:
     """The whole service with a real clock: playbooks run, notices go to the drill carrier,
     and (marked ``ingest``) reports come in from the broker."""
-    kafka = kafka_env(broker, send=True, consume=request.node.get_closest_marker("ingest") is not None)
-    env = {
-        "INCIDENT_STORE__URL": store_url,
-        "INCIDENT_AUTH__TOKENS_FILE": str(tokens.path),
-        **kafka,
-        "INCIDENT_PLAYBOOKS__ENABLED": "true",
-        "INCIDENT_NOTIFY__QUIET_HOURS": "",
-        "INCIDENT_TWILIO__MESSAGES_PER_SECOND": "500",
-        "INCIDENT_TWILIO__CALLS_PER_SECOND": "500",
-        "INCIDENT_TWILIO__FROM_NUMBER": "+15025550000",
-    }
-    settings = await asyncio.to_thread(load_settings, None, env)
-    client = await aiohttp_client(create_app(settings))
-    client.app[PUBLIC_URL].value = str(client.make_url("")).rstrip("/")
-    return ConsoleApi(client, tokens, kafka["INCIDENT_KAFKA__REPORTS_TOPIC"])
-
-
-@dataclass
-class Console:
-    """A browser page on the console, with every console error and failed request it saw."""
-
-    page: Page
-    url: str
-    errors: list[str] = field(default_factory=list)
-
-    async def sign_in(self, token: str) -> None:
-        await self.page.goto(self.url)
-        await self.page.fill("#token", token)
-        await self.page.click("form.login button[type=submit]")
-        await self.page.wait_for_selector("header.top nav a[aria-current=page]")
-
-    def assert_clean(self) -> None:
-        assert self.errors == [], self.errors
+    ingest = request.node.get_closest_marker("ingest") is not None
+    return await apps.make(
+        send=True, consume=ingest, system_clock=True, INCIDENT_PLAYBOOKS__ENABLED="true", **FAST_CALLS
+    )
 
 
 @pytest.fixture
@@ -151,10 +104,3 @@ def open_console(browser: Browser, console_api: Api) -> Callable[..., Awaitable[
         return console
 
     return open_page
-
-
-async def eventually(check: Callable[[], Awaitable[Any]], limit: float = 30.0) -> Any:
-    async with asyncio.timeout(limit):
-        while not (result := await check()):
-            await asyncio.sleep(0.2)
-        return result

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -15,12 +14,11 @@ from aiokafka import AIOKafkaProducer
 from playwright.async_api import Page, Route
 
 from incident.keys import LIVE_SOCKETS
-from tests.browser.conftest import Console, ConsoleApi, eventually
-from tests.conftest import Broker
-from tests.functional.conftest import Api
-from tests.functional.test_areas import BOX
-
-OpenConsole = Callable[..., Awaitable[Console]]
+from tests.support.app import Api
+from tests.support.console import Console, OpenConsole
+from tests.support.env import Broker
+from tests.support.sample import BOX
+from tests.support.wait import wait_until
 
 # The Twilio library (the drill carrier's client) under aiohttp 3.14; see tests/functional/test_fanout.py.
 pytestmark = pytest.mark.filterwarnings(
@@ -114,7 +112,7 @@ async def test_dispatcher_declares_draws_and_sends_and_the_board_counts_live(
             return 0
         return int((await cell.inner_text()).replace(",", ""))
 
-    assert await eventually(delivered, limit=60) > 0
+    assert await wait_until(delivered, limit=60) > 0
     assert await board.evaluate("window.__noReload") is True
     await board.screenshot(path=str(shots / "board.png"))
     dispatcher.assert_clean()
@@ -313,7 +311,7 @@ async def test_roles_language_keyboard_isolation_and_first_load(
     async def grown() -> bool:
         return int(await page.get_attribute("#area-households", "data-households") or 0) > before
 
-    await eventually(grown, limit=10)
+    await wait_until(grown, limit=10)
 
     # Switch to Chinese: the whole console follows, numbers and all.
     await page.select_option("#lang", "zh-CN")
@@ -328,7 +326,7 @@ async def test_roles_language_keyboard_isolation_and_first_load(
 
 @pytest.mark.ingest
 async def test_a_report_appears_live_in_triage_and_is_declared_with_its_pipe(
-    open_console: OpenConsole, console_api: ConsoleApi, broker: Broker, shots: Path
+    open_console: OpenConsole, console_api: Api, broker: Broker, shots: Path
 ) -> None:
     console = await open_console()
     page = console.page

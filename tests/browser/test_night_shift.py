@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -20,11 +19,9 @@ from playwright.async_api import Page, Request, Route
 
 from incident.domain import EventDraft
 from incident.keys import STORE
-from tests.browser.conftest import Console
-from tests.functional.conftest import Api
-from tests.functional.test_areas import BOX
-
-OpenConsole = Callable[..., Awaitable[Console]]
+from tests.support.app import Api
+from tests.support.console import OpenConsole
+from tests.support.sample import BOX
 
 pytestmark = pytest.mark.filterwarnings(
     "ignore:BasicAuth is deprecated:DeprecationWarning",

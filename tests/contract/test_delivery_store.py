@@ -8,37 +8,17 @@ import msgspec
 import pytest
 
 from incident import domain
-from incident.domain import Declaration, Kind, Severity, Utility
 from incident.notify.records import Delivery, DeliveryChange, Notice
 from incident.notify.states import SENDABLE, DeliveryState
 from incident.store import Store
 from incident.store.base import AppendTo, PutNotice
+from tests.support.rows import AT, delivery, incident, notice
 
 S = DeliveryState
-AT = "2026-11-22T08:00:00.000000+00:00"
-
-
-async def _incident(store: Store) -> str:
-    appended = await store.create_incident(lambda _id: domain.declare(
-        Declaration(kind=Kind.main_break, utility=Utility.water, title="t", severity=Severity.high), "alice",
-        owner="alice"))  # fmt: skip
-    return appended.incident.id
-
-
-def notice(incident_id: str, status: str = "planned") -> Notice:
-    return Notice(notice_id=f"{incident_id}-N1", incident_id=incident_id, template="boil_water",
-                  channels=["sms", "voice"], status=status, created_by="alice", created_at=AT,
-                  counts={"households": 3}, context={"drill": False})  # fmt: skip
-
-
-def delivery(incident_id: str, seq: int, channel: str = "sms", address: str | None = None) -> Delivery:
-    return Delivery(delivery_id=f"{incident_id}-N1:{seq}", notice_id=f"{incident_id}-N1", incident_id=incident_id,
-                    seq=seq, channel=channel, address=address or f"+1502555{seq:04d}", account_id=f"A{seq}",
-                    language="en", priority_rank=seq % 4, state=S.planned, updated_at=AT)  # fmt: skip
 
 
 async def test_a_notice_and_its_timeline_event_are_written_together(store: Store) -> None:
-    iid = await _incident(store)
+    iid = await incident(store)
     n = notice(iid)
     await store.apply_plan([
         PutNotice(n),
@@ -55,7 +35,7 @@ async def test_a_notice_and_its_timeline_event_are_written_together(store: Store
 
 
 async def test_deliveries_are_planned_once_per_notice_channel_and_address(store: Store) -> None:
-    iid = await _incident(store)
+    iid = await incident(store)
     await store.apply_plan([PutNotice(notice(iid))])
     first = [delivery(iid, i) for i in range(1, 51)]
     assert await store.add_deliveries(first) == 50
@@ -75,7 +55,7 @@ async def test_deliveries_are_planned_once_per_notice_channel_and_address(store:
 
 
 async def test_only_one_sender_can_take_a_delivery(store: Store) -> None:
-    iid = await _incident(store)
+    iid = await incident(store)
     await store.apply_plan([PutNotice(notice(iid))])
     d = delivery(iid, 1)
     await store.add_deliveries([d])
@@ -104,7 +84,7 @@ async def test_only_one_sender_can_take_a_delivery(store: Store) -> None:
 async def test_a_change_whose_precondition_fails_changes_nothing(
     store: Store, backwards: DeliveryState
 ) -> None:
-    iid = await _incident(store)
+    iid = await incident(store)
     await store.apply_plan([PutNotice(notice(iid))])
     d = delivery(iid, 1)
     await store.add_deliveries([d])
@@ -123,7 +103,7 @@ async def test_a_change_whose_precondition_fails_changes_nothing(
 
 
 async def test_queueing_a_round_moves_only_what_is_still_sendable(store: Store) -> None:
-    iid = await _incident(store)
+    iid = await incident(store)
     await store.apply_plan([PutNotice(notice(iid))])
     ds = [delivery(iid, i) for i in range(1, 6)]
     await store.add_deliveries(ds)
@@ -137,7 +117,7 @@ async def test_queueing_a_round_moves_only_what_is_still_sendable(store: Store) 
 
 
 async def test_senders_take_a_batch_once(store: Store) -> None:
-    iid = await _incident(store)
+    iid = await incident(store)
     await store.apply_plan([PutNotice(notice(iid))])
     ds = [delivery(iid, i) for i in range(1, 6)]
     await store.add_deliveries(ds)
@@ -154,7 +134,7 @@ async def test_senders_take_a_batch_once(store: Store) -> None:
 
 
 async def test_due_deliveries_merge_planned_and_retries_in_priority_order(store: Store) -> None:
-    iid = await _incident(store)
+    iid = await incident(store)
     await store.apply_plan([PutNotice(notice(iid))])
     await store.add_deliveries([delivery(iid, i) for i in range(1, 13)])
     later = "2026-11-22T09:00:00.000000+00:00"
@@ -175,7 +155,7 @@ async def test_due_deliveries_merge_planned_and_retries_in_priority_order(store:
 
 
 async def test_a_batch_of_changes_applies_each_that_still_holds(store: Store) -> None:
-    iid = await _incident(store)
+    iid = await incident(store)
     await store.apply_plan([PutNotice(notice(iid))])
     await store.add_deliveries([delivery(iid, i) for i in range(1, 5)])
     await store.queue_deliveries([f"{iid}-N1:{i}" for i in range(1, 5)], AT)
@@ -203,7 +183,7 @@ async def test_a_batch_of_changes_applies_each_that_still_holds(store: Store) ->
 
 
 async def test_a_batch_applies_mixed_changes_and_a_delivery_named_twice_in_order(store: Store) -> None:
-    iid = await _incident(store)
+    iid = await incident(store)
     await store.apply_plan([PutNotice(notice(iid))])
     await store.add_deliveries([delivery(iid, i) for i in range(1, 702)])
     ids = [f"{iid}-N1:{i}" for i in range(1, 702)]
@@ -254,7 +234,7 @@ MUCH_LATER = "2026-11-22T08:05:00.000000+00:00"
 async def test_a_claim_is_started_once_and_only_a_gone_senders_unstarted_claims_are_released(
     store: Store,
 ) -> None:
-    iid = await _incident(store)
+    iid = await incident(store)
     await store.apply_plan([PutNotice(notice(iid))])
     ds = [delivery(iid, i) for i in range(1, 7)]
     await store.add_deliveries(ds)
@@ -303,7 +283,7 @@ async def test_a_claim_is_started_once_and_only_a_gone_senders_unstarted_claims_
 
 
 async def test_fanout_progress_reads_the_oldest_due_and_the_last_take(store: Store) -> None:
-    iid = await _incident(store)
+    iid = await incident(store)
     await store.apply_plan([PutNotice(notice(iid))])
     assert await store.fanout_progress(LATER) == (None, None)
     ds = [delivery(iid, i) for i in range(1, 4)]
@@ -322,7 +302,7 @@ async def test_fanout_progress_reads_the_oldest_due_and_the_last_take(store: Sto
 
 
 async def test_deliveries_whose_final_status_is_overdue_are_found_longest_waiting_first(store: Store) -> None:
-    iid = await _incident(store)
+    iid = await incident(store)
     await store.apply_plan([PutNotice(notice(iid))])
     ds = [delivery(iid, 1), delivery(iid, 2, "voice"), delivery(iid, 3, "push", "token-3"), delivery(iid, 4)]
     await store.add_deliveries(ds)
@@ -352,7 +332,7 @@ async def test_a_sender_starts_only_its_own_claims(store: Store) -> None:
     """A sender whose claim was released under it (its lease lapsed in a store outage) and
     claimed by another instance meanwhile must not start it: the other instance holds it, and
     if it is started, a crash is looked up by the holder's lease."""
-    iid = await _incident(store)
+    iid = await incident(store)
     await store.apply_plan([PutNotice(notice(iid))])
     d = delivery(iid, 1)
     await store.add_deliveries([d])

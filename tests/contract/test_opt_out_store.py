@@ -6,7 +6,7 @@ from incident.notify.records import Delivery, Notice
 from incident.notify.states import DeliveryState
 from incident.store import Store
 from incident.store.base import PutNotice
-from tests.contract.test_delivery_store import _incident, delivery, notice
+from tests.support.rows import delivery, incident, notice
 
 S = DeliveryState
 T1 = "2026-11-22T08:00:00.000000+00:00"
@@ -56,8 +56,8 @@ def _for(d: Delivery, n: Notice, seq: int, state: DeliveryState = S.planned) -> 
 
 async def test_latest_delivery_to_an_address_is_that_of_the_newest_notice(store: Store) -> None:
     assert await store.latest_delivery_to(A) is None
-    first_incident = await _incident(store)
-    second_incident = await _incident(store)
+    first_incident = await incident(store)
+    second_incident = await incident(store)
     old = _at(notice(first_incident), T1, "")
     new = _at(notice(second_incident), T2, "")
     draft = _at(notice(second_incident, status="planning"), T3, "-draft")

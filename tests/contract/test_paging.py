@@ -10,7 +10,7 @@ from incident.clock import ManualClock
 from incident.domain import Declaration, Kind, Severity, Status, Utility
 from incident.reports import ReportStatus
 from incident.store import Store
-from tests.contract.test_report_store import PLAN, rep
+from tests.support.rows import PLAN, rep
 
 DECL = Declaration(kind=Kind.main_break, utility=Utility.water, title="Main break", severity=Severity.high)
 

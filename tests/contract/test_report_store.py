@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -11,36 +10,10 @@ from incident import domain
 from incident.domain import Declaration, Kind, Severity, Utility
 from incident.errors import Conflict, IllegalTransition, NotFound
 from incident.incidents import verify_incident
-from incident.reports import Location, Report, ReportStatus
-from incident.settings import CorrelationSettings
+from incident.reports import ReportStatus
 from incident.store import Store
-from incident.store.base import AppendTo, IncomingReport, SetReport
-from incident.triage import ingest_planner
-
-T0 = datetime(2026, 11, 22, 8, 0, tzinfo=UTC)
-PLAN = ingest_planner(CorrelationSettings())
-
-
-def rep(
-    rid: str,
-    kind: Kind = Kind.low_pressure,
-    severity: Severity = Severity.medium,
-    lon: float = -85.61,
-    lat: float = 38.04,
-    minutes: int = 0,
-) -> IncomingReport:
-    utility = Utility.gas if kind == Kind.gas_leak else Utility.water
-    report = Report(
-        report_id=rid,
-        kind=kind,
-        utility=utility,
-        source="scada",
-        severity=severity,
-        observed_at=T0 + timedelta(minutes=minutes),
-        location=Location(lon, lat),
-        summary=f"{rid} seen",
-    )
-    return IncomingReport(report, f"utility.reports/0/{rid}")
+from incident.store.base import AppendTo, SetReport
+from tests.support.rows import PLAN, rep
 
 
 async def test_new_reports_wait_in_triage_and_duplicates_change_nothing(store: Store) -> None:

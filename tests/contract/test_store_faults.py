@@ -11,7 +11,7 @@ a COMMIT, or refuses to carry anything. SQLite's is another connection holding t
 from __future__ import annotations
 
 import asyncio
-import random
+import contextlib
 import sqlite3
 import threading
 import uuid
@@ -37,7 +37,7 @@ from incident.store.base import IncomingReport, PutNotice
 from incident.store.postgres import transient_error as pg_transient
 from incident.store.sqlite import transient_error as sqlite_transient
 from incident.triage import ingest_planner
-from tests.contract.test_delivery_store import AT, notice
+from tests.support.rows import AT, notice, terminate_backends
 
 S = DeliveryState
 PLAN = ingest_planner(CorrelationSettings())
@@ -226,6 +226,16 @@ class PgStores:
         url = _through(self._url, port, self.app)
         return open_store(StoreSettings(url=url, pool_size=8, retry_budget_s=budget_s), self._clock)
 
+    @contextlib.asynccontextmanager
+    async def opened(self, budget_s: float = 10.0, *, direct: bool = False) -> AsyncIterator[Store]:
+        """A store of :meth:`make`, open until the block ends."""
+        store = self.make(budget_s, direct=direct)
+        await store.open()
+        try:
+            yield store
+        finally:
+            await store.close()
+
 
 @pytest.fixture
 def pg(postgres_schema_url: str, relay: Relay, clock: ManualClock) -> PgStores:
@@ -264,9 +274,7 @@ async def test_a_commit_cut_off_answers_what_happened_exactly_once(
 ) -> None:
     """Cut after the COMMIT was sent: it landed, and the call says so (no 503 for a stored
     note, no second copy). Cut before: it did not, and the store runs it again, once."""
-    store = pg.make()
-    await store.open()
-    try:
+    async with pg.opened() as store:
 
         def cut() -> None:
             if where == "after":
@@ -307,17 +315,13 @@ async def test_a_commit_cut_off_answers_what_happened_exactly_once(
         assert accepted is not None and accepted.state == S.accepted
         assert [e[1] for e in await store.delivery_events(d.delivery_id)] == ["queued", "sending", "accepted"]
         assert relay.cuts == 8
-    finally:
-        await store.close()
 
 
 @pytest.mark.postgres
 async def test_a_write_that_cannot_reach_the_server_fails_retryable_and_writes_nothing(
     pg: PgStores, relay: Relay
 ) -> None:
-    store = pg.make(budget_s=0.3)
-    await store.open()
-    try:
+    async with pg.opened(budget_s=0.3) as store:
         iid = await _incident(store)
         relay.refuse = True
         relay.cut_all()
@@ -328,15 +332,11 @@ async def test_a_write_that_cannot_reach_the_server_fails_retryable_and_writes_n
         assert await _notes(store, iid) == []
         await _note(store, iid, "after the outage")  # the store recovers by itself
         assert await _notes(store, iid) == ["after the outage"]
-    finally:
-        await store.close()
 
 
 @pytest.mark.postgres
 async def test_a_commit_whose_fate_cannot_be_learnt_says_so(pg: PgStores, relay: Relay) -> None:
-    store = pg.make(budget_s=0.3)
-    await store.open()
-    try:
+    async with pg.opened(budget_s=0.3) as store:
         iid = await _incident(store)
         relay.cut_after = 1
         note = asyncio.create_task(_note(store, iid, "landed"))
@@ -349,15 +349,11 @@ async def test_a_commit_whose_fate_cannot_be_learnt_says_so(pg: PgStores, relay:
         assert unknown.value.code == OUTCOME_UNKNOWN and unknown.value.retryable
         relay.refuse = False
         assert await _notes(store, iid) == ["landed"]
-    finally:
-        await store.close()
 
 
 @pytest.mark.postgres
 async def test_ping_reports_down_promptly_whatever_the_retry_budget(pg: PgStores, relay: Relay) -> None:
-    store = pg.make(budget_s=600)
-    await store.open()
-    try:
+    async with pg.opened(budget_s=600) as store:
         await store.ping()
         relay.refuse = True
         relay.cut_all()
@@ -366,25 +362,6 @@ async def test_ping_reports_down_promptly_whatever_the_retry_budget(pg: PgStores
                 await store.ping()
         relay.refuse = False
         await store.ping()  # a pooled connection killed by the outage is not an outage
-    finally:
-        await store.close()
-
-
-async def _terminate(url: str, app: str, stop: asyncio.Event) -> int:
-    """Terminate the store's backends every few tens of milliseconds until ``stop``."""
-    conn = await asyncpg.connect(url)
-    killed = 0
-    try:
-        while not stop.is_set():
-            killed += await conn.fetchval(
-                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
-                " WHERE pid <> pg_backend_pid() AND datname = current_database() AND application_name = $1",
-                app,
-            )
-            await asyncio.sleep(random.uniform(0.02, 0.08))
-    finally:
-        await conn.close()
-    return killed
 
 
 @pytest.mark.postgres
@@ -393,15 +370,13 @@ async def test_terminated_backends_never_fail_or_double_a_write(
 ) -> None:
     """Backends terminated again and again while notes, report ingests and delivery changes
     run: every call succeeds (each blip is shorter than the budget), and each took effect once."""
-    store = pg.make(direct=True)
-    await store.open()
-    try:
+    async with pg.opened(direct=True) as store:
         incidents = [await _incident(store) for _ in range(2)]
         await store.apply_plan([PutNotice(notice(incidents[0]))])
         deliveries = [_delivery(incidents[0], i) for i in range(1, 41)]
         assert await store.add_deliveries(deliveries) == 40
         stop = asyncio.Event()
-        killer = asyncio.create_task(_terminate(postgres_schema_url, pg.app, stop))
+        killer = asyncio.create_task(terminate_backends(postgres_schema_url, pg.app, stop))
 
         async def notes(iid: str) -> None:
             await asyncio.gather(*(_note(store, iid, f"{iid} note {n}") for n in range(30)))
@@ -440,8 +415,6 @@ async def test_terminated_backends_never_fail_or_double_a_write(
             assert (await verify_incident(store, iid)).ok
         for d in ids:  # all logged at the same AT: their order on disk is not theirs
             assert sorted(e[1] for e in await store.delivery_events(d)) == ["accepted", "queued", "sending"]
-    finally:
-        await store.close()
 
 
 # --- SQLite: another connection holds the write lock -------------------------------------------

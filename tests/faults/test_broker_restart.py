@@ -18,8 +18,9 @@ import pytest
 from aiokafka import AIOKafkaProducer
 
 from incident.kafka import broker_binary, tansu_command
-from tests.conftest import Broker
-from tests.faults.conftest import Faults, Service, report, wait_for
+from tests.support.env import Broker
+from tests.support.processes import Faults, Service, report
+from tests.support.wait import wait_until
 
 
 class RestartableBroker(Broker):
@@ -85,22 +86,22 @@ async def stream_across_a_restart(faults: Faults, own_broker: RestartableBroker,
     async def have(ids: list[str]) -> bool:
         return set(ids) <= await stored_ids(faults)
 
-    await wait_for(lambda: have(before), "the reports sent before the restart stored")
+    await wait_until(lambda: have(before), "the reports sent before the restart stored", limit=60)
     await asyncio.to_thread(own_broker.crash)
 
     async def broker_named() -> bool:
         status, body = await service.health()
         return status == 503 and body["checks"]["broker"] != "ok"
 
-    await wait_for(broker_named, "/healthz naming the broker while it is down", limit=30)
+    await wait_until(broker_named, "/healthz naming the broker while it is down", limit=30)
     await asyncio.to_thread(own_broker.restart)
 
     async def healthy() -> bool:
         status, _ = await service.health()
         return status == 200
 
-    await wait_for(healthy, "/healthz back to 200 after the broker came back", limit=60)
+    await wait_until(healthy, "/healthz back to 200 after the broker came back", limit=60)
     await produce(own_broker.bootstrap, faults.reports_topic, after, 500)
-    await wait_for(lambda: have(after), "the reports sent after the restart stored", limit=60)
+    await wait_until(lambda: have(after), "the reports sent after the restart stored", limit=60)
     assert await stored_ids(faults) == set(before) | set(after)
     assert await service.stop() == 0, service.log_tail()

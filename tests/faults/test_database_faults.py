@@ -20,8 +20,9 @@ import asyncpg
 import pytest
 from aiokafka import AIOKafkaProducer
 
-from tests.conftest import Broker
-from tests.faults.conftest import Faults, Service, read_dead_letters, report, wait_for
+from tests.support.env import Broker
+from tests.support.processes import Faults, Service, read_dead_letters, report
+from tests.support.wait import wait_until
 
 pytestmark = pytest.mark.postgres
 
@@ -77,7 +78,7 @@ async def test_terminated_backends_during_ingest_dead_letter_no_good_report(
             status, _ = await service.health()
             return bool(status == 200 and await _stored(faults) >= REPORTS)
 
-        await wait_for(all_stored, f"{REPORTS} reports stored while backends are terminated")
+        await wait_until(all_stored, f"{REPORTS} reports stored while backends are terminated", limit=60)
     assert sum(killed) >= 10, "the fault was not injected"
     assert await service.stop() == 0, service.log_tail()
     letters = await read_dead_letters(broker.bootstrap, faults.dead_letter_topic)

@@ -16,8 +16,9 @@ import orjson
 from aiokafka import AIOKafkaProducer
 
 from incident.store import Store
-from tests.conftest import Broker
-from tests.faults.conftest import Faults, read_dead_letters, report, wait_for
+from tests.support.env import Broker
+from tests.support.processes import Faults, read_dead_letters, report
+from tests.support.wait import wait_until
 
 GOOD = 1500  # at least; more while the kills go on
 KILLS = 5
@@ -90,7 +91,9 @@ async def produce_with_kills(faults: Faults, producer: AIOKafkaProducer) -> tupl
     await asyncio.gather(*sent)
     await killer
     assert not bad
-    await wait_for(lambda: stored_all(faults, good), f"{len(good)} good reports stored after {KILLS} kills")
+    await wait_until(
+        lambda: stored_all(faults, good), f"{len(good)} good reports stored after {KILLS} kills", limit=60
+    )
     assert await service.stop() == 0, service.log_tail()
     return good, poison_at
 

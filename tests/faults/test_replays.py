@@ -17,8 +17,16 @@ import pytest
 from twilio.request_validator import RequestValidator  # type: ignore[import-untyped, unused-ignore]
 
 from incident.notify.drill_config import DEFAULT_ACCOUNT_SID, DEFAULT_AUTH_TOKEN, DrillConfig, SmsOutcome
-from tests.faults.conftest import Carrier, Faults, Service, carrier_process, wait_for
-from tests.faults.test_fanout_kills import declare_and_approve, sending_service, unfinished
+from tests.support.processes import (
+    Carrier,
+    Faults,
+    Service,
+    carrier_process,
+    declare_and_approve,
+    sending_service,
+    unfinished,
+)
+from tests.support.wait import wait_until
 
 
 @pytest.fixture
@@ -61,7 +69,7 @@ async def test_replayed_and_reordered_callbacks_change_nothing(
             and sum(body["counts"]["sms"].values()) == planned
         )
 
-    await wait_for(all_final, "every delivery final", limit=60)
+    await wait_until(all_final, "every delivery final", limit=60)
     sent = await noisy_carrier.count_by_number()
     assert set(sent) == numbers and max(sent.values()) == 1
     _, body = await service.call("GET", f"/api/incidents/{iid}/deliveries?limit=1")

@@ -8,7 +8,7 @@ import io
 
 import pytest
 
-from tests.functional.conftest import Api
+from tests.support.app import Api
 
 pytestmark = pytest.mark.usefixtures("blockbuster")
 

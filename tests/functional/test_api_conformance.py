@@ -35,7 +35,7 @@ from incident.reports import Location, Report
 from incident.settings import CorrelationSettings, load_settings
 from incident.store.base import IncomingReport
 from incident.triage import ingest_planner
-from tests.conftest import Broker, Tokens, kafka_env
+from tests.support.env import Broker, Tokens, kafka_env
 
 pytestmark = pytest.mark.filterwarnings(
     # schemathesis's own strategies draw from `random` (not this project's code)

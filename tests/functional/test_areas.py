@@ -18,11 +18,10 @@ from shapely.geometry import Point, shape
 
 import incident.api.areas
 import incident.areas
-from incident.app import create_app
 from incident.clock import ManualClock
 from incident.settings import Settings
-from tests.conftest import Tokens
-from tests.functional.conftest import Api, Client
+from tests.support.app import Api, Client, serve
+from tests.support.env import Tokens
 
 SAMPLE = Path(__file__).resolve().parents[2] / "config" / "sample"
 
@@ -42,12 +41,18 @@ def zones() -> dict[str, Any]:
     return out
 
 
+@pytest.fixture(scope="module")
+def pressure_zone(zones: dict[str, Any]) -> str:
+    """A pressure zone of the sample area."""
+    return next(z for z in zones if z.startswith("PZ"))
+
+
 async def _api_with(
     settings: Settings, aiohttp_client: Callable[[Application], Awaitable[Client]], clock: ManualClock,
     tokens: Tokens, **area: Any,
 ) -> Api:  # fmt: skip
     changed = msgspec.structs.replace(settings, area=msgspec.structs.replace(settings.area, **area))
-    return Api(await aiohttp_client(create_app(changed, clock=clock)), tokens)
+    return Api(await serve(aiohttp_client, changed, clock=clock), tokens)
 
 
 @pytest.fixture
@@ -102,11 +107,10 @@ async def test_declare_with_an_area(api: Api, sample_points: list[tuple[str, Poi
 
 
 async def test_zones_and_add_remove(
-    api: Api, sample_points: list[tuple[str, Point]], zones: dict[str, Any]
+    api: Api, sample_points: list[tuple[str, Point]], zones: dict[str, Any], pressure_zone: str
 ) -> None:
-    inc = await api.declare()
-    path = f"/api/incidents/{inc['id']}/area"
-    zone_id = next(z for z in zones if z.startswith("PZ"))
+    zone_id = pressure_zone
+    path = f"/api/incidents/{(await api.declare())['id']}/area"
     status, result = await api.call("PUT", path, json={"zone": zone_id})
     assert status == 200 and result["households"] == len(inside(sample_points, zones[zone_id]))
     status, result = await api.call("PUT", path, json={"geometry": BOX, "op": "remove"})
@@ -231,11 +235,10 @@ async def test_layers_and_pipes(api: Api, zones: dict[str, Any]) -> None:
 
 
 async def test_add_remove_add_keeps_polygon_and_households_in_step(
-    api: Api, sample_points: list[tuple[str, Point]], zones: dict[str, Any]
+    api: Api, sample_points: list[tuple[str, Point]], zones: dict[str, Any], pressure_zone: str
 ) -> None:
-    inc = await api.declare()
-    path = f"/api/incidents/{inc['id']}/area"
-    zone_id = next(z for z in zones if z.startswith("PZ"))
+    zone_id = pressure_zone
+    path = f"/api/incidents/{(await api.declare())['id']}/area"
     small = {
         "type": "Polygon",
         "coordinates": [

@@ -3,24 +3,18 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import os
-import re
 import signal
 import sqlite3
 import subprocess
-import sys
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
 
 import aiohttp
 import pytest
 
-INCIDENT = [sys.executable, "-m", "incident"]
+from tests.support.processes import INCIDENT, Server
 
 
 @pytest.fixture
@@ -39,47 +33,6 @@ def run(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str
     return subprocess.run(
         [*INCIDENT, *args], env=env, capture_output=True, text=True, timeout=60, check=False
     )
-
-
-class Server:
-    """``incident serve`` in a child process, its log in a file."""
-
-    def __init__(self, env: dict[str, str], log: Path) -> None:
-        self.log = log
-        with log.open("w") as out:
-            self.proc = subprocess.Popen([*INCIDENT, "serve"], env=env, stderr=out, stdout=subprocess.DEVNULL)
-        self.url = self._wait_for_url()
-
-    def _wait_for_url(self) -> str:
-        for _ in range(300):
-            if m := re.search(r"listening on (http://\S+)/", self.log.read_text()):
-                return m[1]
-            if self.proc.poll() is not None:
-                break
-            time.sleep(0.05)
-        self.proc.kill()
-        self.proc.wait()
-        raise AssertionError(f"the service did not start:\n{self.log.read_text()}")
-
-    def stop(self, sig: signal.Signals = signal.SIGTERM) -> tuple[int, str]:
-        if self.proc.poll() is None:
-            self.proc.send_signal(sig)
-        code = self.proc.wait(timeout=30)
-        return code, self.log.read_text()
-
-    def request(
-        self, method: str, path: str, token: str | None = None, body: object = None
-    ) -> tuple[int, Any]:
-        req = urllib.request.Request(self.url + path, method=method)
-        if token:
-            req.add_header("Authorization", f"Bearer {token}")
-        data = json.dumps(body).encode() if body is not None else None
-        try:
-            with urllib.request.urlopen(req, data=data, timeout=10) as resp:
-                return resp.status, json.loads(resp.read())
-        except urllib.error.HTTPError as err:
-            with err:
-                return err.code, json.loads(err.read())
 
 
 @pytest.fixture

@@ -8,16 +8,15 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import pytest
-from aiohttp.web import Application
 
-from incident.app import create_app
+from incident.app import Prebuilt
+from incident.clock import ManualClock
 from incident.drill.runner import DrillError, DrillResult, run_drill
 from incident.drill.scenario import Scenario, load_scenario, loads_scenario
 from incident.kafka import free_port
-from incident.keys import PUBLIC_URL, SETTINGS
-from incident.settings import Settings, load_settings
-from tests.conftest import Broker, Tokens, kafka_env
-from tests.functional.conftest import Client
+from incident.keys import SETTINGS
+from tests.support.app import AiohttpClient, Apps, Client
+from tests.support.env import FAST_CALLS, Broker, Tokens
 
 pytestmark = pytest.mark.filterwarnings(
     "ignore:BasicAuth is deprecated:DeprecationWarning",
@@ -63,33 +62,24 @@ steps:
 
 
 Start = Callable[..., Awaitable[Client]]
-AiohttpClient = Callable[[Application], Awaitable[Client]]
 
 
-async def start_service(
-    aiohttp_client: AiohttpClient, store_url: str, tokens: Tokens, broker: Broker, *, playbooks: bool
-) -> Client:
+async def start_service(apps: Apps, *, playbooks: bool) -> Client:
     """The whole service: ingest consumer, fan-out, the drill carrier, and playbooks when
     asked (without them only the scenario's steps act on the incident)."""
-    env = {
-        "INCIDENT_STORE__URL": store_url, "INCIDENT_AUTH__TOKENS_FILE": str(tokens.path),
-        **kafka_env(broker, consume=True, send=True), "INCIDENT_NOTIFY__QUIET_HOURS": "",
-        "INCIDENT_TWILIO__MESSAGES_PER_SECOND": "500", "INCIDENT_TWILIO__CALLS_PER_SECOND": "500",
-        "INCIDENT_TWILIO__FROM_NUMBER": "+15025550000",
-        "INCIDENT_PLAYBOOKS__ENABLED": "true" if playbooks else "false", "INCIDENT_PLAYBOOKS__POLL_S": "0.2",
-    }  # fmt: skip
-    running = await asyncio.to_thread(load_settings, None, env)
-    client = await aiohttp_client(create_app(running))
-    client.app[PUBLIC_URL].value = str(client.make_url("")).rstrip("/")
-    return client
+    api = await apps.make(
+        send=True, consume=True, system_clock=True, **FAST_CALLS,
+        INCIDENT_PLAYBOOKS__ENABLED="true" if playbooks else "false", INCIDENT_PLAYBOOKS__POLL_S="0.2",
+    )  # fmt: skip
+    return api.client
 
 
 @pytest.fixture
-def start(settings: Settings, aiohttp_client: AiohttpClient, tokens: Tokens, broker: Broker) -> Start:
+def start(apps: Apps) -> Start:
     """Starts the service on the test's store (SQLite and PostgreSQL)."""
 
     async def start(*, playbooks: bool = False) -> Client:
-        return await start_service(aiohttp_client, settings.store.url, tokens, broker, playbooks=playbooks)
+        return await start_service(apps, playbooks=playbooks)
 
     return start
 
@@ -252,13 +242,18 @@ DRILLS = Path(__file__).resolve().parents[2] / "config" / "drills"
 
 @pytest.mark.parametrize("name", ["gas_leak", "main_break", "contamination"])
 async def test_every_shipped_drill_passes_against_the_service_with_its_playbooks(
-    aiohttp_client: AiohttpClient, tmp_path: Path, tokens: Tokens, broker: Broker, name: str
+    aiohttp_client: AiohttpClient,
+    tmp_path: Path,
+    tokens: Tokens,
+    broker: Broker,
+    clock: ManualClock,
+    sample_area: Prebuilt,
+    name: str,
 ) -> None:
     """The shipped scenarios as a trainer runs them, days of scenario time in seconds (on
     SQLite only: the stores are compared elsewhere)."""
-    client = await start_service(
-        aiohttp_client, f"sqlite:///{tmp_path / 'drill.db'}", tokens, broker, playbooks=True
-    )
+    apps = Apps(aiohttp_client, f"sqlite:///{tmp_path / 'drill.db'}", tokens, broker, clock)
+    client = await start_service(apps, playbooks=True)
     scenario = await asyncio.to_thread(load_scenario, DRILLS / f"{name}.yaml")
     lines: list[str] = []
     result = await play(client, scenario, tokens.by_name["alice"], lines, speed=200_000)

@@ -7,27 +7,22 @@ from __future__ import annotations
 import asyncio
 import json
 from collections import Counter
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
-from aiohttp.web import Application
 from click.testing import CliRunner
 from lxml import etree
 from shapely.geometry import Polygon, shape
 
 import incident.review
-from incident.app import create_app
 from incident.cli import main
-from incident.clock import ManualClock
-from incident.keys import PUBLIC_URL, STORE
+from incident.keys import STORE
 from incident.notify.records import Delivery
-from incident.settings import Settings, load_settings
+from incident.settings import Settings
 from incident.store import Store
-from tests.conftest import Broker, Tokens, kafka_env
-from tests.functional.conftest import Api, Client
-from tests.functional.test_areas import BOX
+from tests.support.app import Api, Apps
+from tests.support.sample import BOX
 
 pytestmark = pytest.mark.filterwarnings(
     "ignore:BasicAuth is deprecated:DeprecationWarning",
@@ -52,21 +47,11 @@ def schema() -> etree.XMLSchema:
 
 
 @pytest.fixture
-async def sending_api(
-    settings: Settings, aiohttp_client: Callable[[Application], Awaitable[Client]], tokens: Tokens,
-    broker: Broker, clock: ManualClock,
-) -> Api:  # fmt: skip
+async def sending_api(apps: Apps) -> Api:
     """The app with the fan-out running against its drill carrier (SMS not falling back to calls)."""
-    env = {
-        "INCIDENT_STORE__URL": settings.store.url, "INCIDENT_AUTH__TOKENS_FILE": str(tokens.path),
-        **kafka_env(broker, send=True), "INCIDENT_NOTIFY__QUIET_HOURS": "",
-        "INCIDENT_NOTIFY__SMS_FALLBACK_TO_VOICE": "false", "INCIDENT_NOTIFY__TIMEZONE": "Asia/Shanghai",
-        "INCIDENT_TWILIO__MESSAGES_PER_SECOND": "500", "INCIDENT_TWILIO__FROM_NUMBER": "+15025550000",
-    }  # fmt: skip
-    sending = await asyncio.to_thread(load_settings, None, env)
-    client = await aiohttp_client(create_app(sending, clock=clock))
-    client.app[PUBLIC_URL].value = str(client.make_url("")).rstrip("/")
-    return Api(client, tokens)
+    return await apps.make(
+        send=True, INCIDENT_NOTIFY__SMS_FALLBACK_TO_VOICE="false", INCIDENT_NOTIFY__TIMEZONE="Asia/Shanghai"
+    )
 
 
 async def notify(api: Api, incident_id: str, template: str, **facts: Any) -> str:

@@ -5,21 +5,17 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import Counter
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
-from aiohttp.web import Application
 
-from incident.app import create_app
 from incident.clock import ManualClock
-from incident.keys import NOTIFY, PUBLIC_URL, SETTINGS, STORE
-from incident.settings import Settings, load_settings
+from incident.keys import NOTIFY, SETTINGS, STORE
 from incident.store import Store
-from tests.conftest import Broker, Tokens, kafka_env
-from tests.functional.conftest import Api, Client
-from tests.functional.test_areas import BOX
-from tests.functional.test_notices import expected_sms
+from tests.support.app import Api, Apps, Client
+from tests.support.env import kafka_env
+from tests.support.sample import BOX, expected_sms, rows_inside
+from tests.support.wait import QuickTime, wait_until
 
 pytestmark = pytest.mark.filterwarnings(
     "ignore:BasicAuth is deprecated:DeprecationWarning",
@@ -27,32 +23,10 @@ pytestmark = pytest.mark.filterwarnings(
 )
 
 
-@pytest.fixture
-async def sending_api(
-    settings: Settings, aiohttp_client: Callable[[Application], Awaitable[Client]], tokens: Tokens,
-    broker: Broker, clock: ManualClock,
-) -> Api:  # fmt: skip
-    env = {
-        "INCIDENT_STORE__URL": settings.store.url, "INCIDENT_AUTH__TOKENS_FILE": str(tokens.path),
-        **kafka_env(broker, send=True), "INCIDENT_NOTIFY__QUIET_HOURS": "",
-        "INCIDENT_TWILIO__MESSAGES_PER_SECOND": "500", "INCIDENT_TWILIO__FROM_NUMBER": "+15025550000",
-    }  # fmt: skip
-    sending = await asyncio.to_thread(load_settings, None, env)
-    client = await aiohttp_client(create_app(sending))
-    client.app[PUBLIC_URL].value = str(client.make_url("")).rstrip("/")
-    return Api(client, tokens)
-
-
 async def every_delivery_handed_over(store: Store, incident_id: str, expected: int | None = None) -> bool:
     """Every delivery has its carrier's id (and there are ``expected`` of them, if given)."""
     rows = await store.list_deliveries(incident_id, "", 10_000)
     return bool(rows) and (expected is None or len(rows) == expected) and all(r.carrier_sid for r in rows)
-
-
-async def wait_for(check: Callable[[], Awaitable[bool]], limit: float = 30.0) -> None:
-    async with asyncio.timeout(limit):
-        while not await check():
-            await asyncio.sleep(0.1)
 
 
 async def test_an_approved_notice_reaches_every_number_exactly_once(sending_api: Api) -> None:
@@ -75,61 +49,37 @@ async def test_an_approved_notice_reaches_every_number_exactly_once(sending_api:
         waiting = ("draft", "planned", "queued", "claimed", "sending")
         return sum(n for state, n in sms.items() if state not in waiting) == numbers
 
-    await wait_for(all_handed_over)
+    await wait_until(all_handed_over)
     drill = api.client.app[NOTIFY].drill
     assert drill is not None
     sent = Counter(m.to for m in drill.carrier.messages)
     assert len(sent) == numbers and set(sent.values()) == {1}  # every number once, none twice
     store = api.client.app[STORE]
     rows = await store.list_deliveries(inc["id"], "", 10_000)
-    assert {r.carrier_sid for r in rows if r.carrier_sid} == {m.sid for m in drill.carrier.messages}
+    # Every carrier id recorded is the carrier's: SMS among its messages; a number the carrier
+    # refused as not mobile may already have its voice fallback, among its calls.
+    sms_sids = {r.carrier_sid for r in rows if r.carrier_sid and r.channel == "sms"}
+    call_sids = {r.carrier_sid for r in rows if r.carrier_sid and r.channel == "voice"}
+    assert sms_sids == {m.sid for m in drill.carrier.messages}
+    assert call_sids <= {c.sid for c in drill.carrier.calls}
     body = next(iter(drill.carrier.messages)).body
     assert "Sampletown Water" in body
 
 
 async def test_a_replayed_job_sends_nothing(sending_api: Api) -> None:
     api = sending_api
-    inc = await api.declare(area=BOX)
-    _, planned = await api.call(
-        "POST",
-        f"/api/incidents/{inc['id']}/notices",
-        json={"template": "boil_water", "channels": ["sms"], "facts": {"area": "Maple St"}},
-    )
-    notice_id = planned["notice"]["notice_id"]
-    await api.call("POST", f"/api/incidents/{inc['id']}/notices/{notice_id}/approve")
+    incident_id, _ = await _plan_and_approve(api)
     store = api.client.app[STORE]
 
-    await wait_for(lambda: every_delivery_handed_over(store, inc["id"]))
+    await wait_until(lambda: every_delivery_handed_over(store, incident_id))
     drill = api.client.app[NOTIFY].drill
     assert drill is not None
     before = len(list(drill.carrier.messages))
     engine = api.client.app[NOTIFY].engine
-    rows = await store.list_deliveries(inc["id"], "", 10_000)
+    rows = await store.list_deliveries(incident_id, "", 10_000)
     results: list[Any] = await asyncio.gather(*(engine.send(r.delivery_id) for r in rows))
     assert results == [None] * len(rows)  # each job found its delivery already taken
     assert len(list(drill.carrier.messages)) == before
-
-
-async def _external_api(
-    aiohttp_client: Callable[[Application], Awaitable[Client]], settings: Settings, tokens: Tokens,
-    broker_env: dict[str, str], carrier_url: str, **extra: str,
-) -> Api:  # fmt: skip
-    """An instance talking to a Twilio-compatible server it did not start (shared by instances)."""
-    from incident.notify.drill_config import DEFAULT_ACCOUNT_SID, DEFAULT_AUTH_TOKEN
-
-    env = {
-        "INCIDENT_STORE__URL": settings.store.url, "INCIDENT_AUTH__TOKENS_FILE": str(tokens.path), **broker_env,
-        "INCIDENT_NOTIFY__QUIET_HOURS": "", "INCIDENT_TWILIO__FROM_NUMBER": "+15025550000",
-        "INCIDENT_CARRIER__MODE": "twilio", "INCIDENT_TWILIO__API_BASE_URL": carrier_url,
-        # Required with mode twilio; the test's own address replaces it below.
-        "INCIDENT_TWILIO__PUBLIC_BASE_URL": "http://127.0.0.1:9",
-        "INCIDENT_TWILIO__ACCOUNT_SID": DEFAULT_ACCOUNT_SID, "INCIDENT_TWILIO__AUTH_TOKEN": DEFAULT_AUTH_TOKEN,
-        **extra,
-    }  # fmt: skip
-    sending = await asyncio.to_thread(load_settings, None, env)
-    client = await aiohttp_client(create_app(sending))
-    client.app[PUBLIC_URL].value = str(client.make_url("")).rstrip("/")
-    return Api(client, tokens)
 
 
 async def _plan_and_approve(api: Api) -> tuple[str, int]:
@@ -145,17 +95,14 @@ async def _plan_and_approve(api: Api) -> tuple[str, int]:
 
 
 async def test_a_fan_out_cut_short_completes_after_a_restart_without_duplicates_or_gaps(
-    settings: Settings,  # before the app's client: the database outlives the app
-    aiohttp_client: Callable[[Application], Awaitable[Client]],
-    tokens: Tokens,
-    broker: Broker,
+    apps: Apps,
 ) -> None:
     from incident.notify.drill import serve_drill
     from incident.notify.drill_config import DrillConfig
 
-    broker_env = kafka_env(broker, send=True)
+    broker_env = kafka_env(apps.broker, send=True)
     async with serve_drill(DrillConfig(callbacks=False, latency_ms=(5, 20))) as carrier:
-        first = await _external_api(aiohttp_client, settings, tokens, broker_env, carrier.url,
+        first = await apps.make(kafka=broker_env, carrier_url=carrier.url, system_clock=True,
                                     INCIDENT_TWILIO__MESSAGES_PER_SECOND="40")  # fmt: skip
         incident_id, numbers = await _plan_and_approve(first)
         async with asyncio.timeout(30):
@@ -165,30 +112,26 @@ async def test_a_fan_out_cut_short_completes_after_a_restart_without_duplicates_
         cut_at = len(list(carrier.carrier.messages))
         assert 0 < cut_at < numbers
 
-        second = await _external_api(
-            aiohttp_client, settings, tokens, broker_env, carrier.url,
+        second = await apps.make(kafka=broker_env, carrier_url=carrier.url, system_clock=True,
             INCIDENT_TWILIO__MESSAGES_PER_SECOND="500", INCIDENT_NOTIFY__SENDING_TIMEOUT_S="1",
             INCIDENT_NOTIFY__REQUEUE_S="1",
         )  # fmt: skip
         store = second.client.app[STORE]
 
-        await wait_for(lambda: every_delivery_handed_over(store, incident_id, numbers), limit=60)
+        await wait_until(lambda: every_delivery_handed_over(store, incident_id, numbers), limit=60)
         sent = Counter(m.to for m in carrier.carrier.messages)
         assert len(sent) == numbers, "a gap: some number was never sent to"
         assert set(sent.values()) == {1}, "a duplicate: some number got the notice twice"
 
 
 async def test_429_storms_are_retried_and_still_send_once(
-    settings: Settings,  # before the app's client: the database outlives the app
-    aiohttp_client: Callable[[Application], Awaitable[Client]],
-    tokens: Tokens,
-    broker: Broker,
+    apps: Apps,
 ) -> None:
     from incident.notify.drill import serve_drill
     from incident.notify.drill_config import DrillConfig
 
     async with serve_drill(DrillConfig(callbacks=False)) as carrier:
-        api = await _external_api(aiohttp_client, settings, tokens, kafka_env(broker, send=True), carrier.url,
+        api = await apps.make(kafka=kafka_env(apps.broker, send=True), carrier_url=carrier.url, system_clock=True,
                                   INCIDENT_NOTIFY__RETRY_BASE_S="0.05",
                                   INCIDENT_TWILIO__MESSAGES_PER_SECOND="500")  # fmt: skip
         carrier.carrier.fail_next(429, count=25)
@@ -196,36 +139,21 @@ async def test_429_storms_are_retried_and_still_send_once(
         incident_id, numbers = await _plan_and_approve(api)
         store = api.client.app[STORE]
 
-        await wait_for(lambda: every_delivery_handed_over(store, incident_id, numbers), limit=60)
+        await wait_until(lambda: every_delivery_handed_over(store, incident_id, numbers), limit=60)
         rows = await store.list_deliveries(incident_id, "", 10_000)
         assert sum(r.attempts for r in rows) >= numbers + 30 - 5  # the refusals were retried
         sent = Counter(m.to for m in carrier.carrier.messages)
         assert len(sent) == numbers and set(sent.values()) == {1}
 
 
-async def test_an_sms_refused_as_not_mobile_becomes_one_voice_call(
-    settings: Settings,  # before the app's client: the database outlives the app
-    aiohttp_client: Callable[[Application], Awaitable[Client]],
-    tokens: Tokens,
-    broker: Broker,
-) -> None:
-    import csv
-
-    from shapely.geometry import Point, shape
-
+async def test_an_sms_refused_as_not_mobile_becomes_one_voice_call(apps: Apps) -> None:
     from incident.notify.drill import serve_drill
     from incident.notify.drill_config import DrillConfig
-    from tests.functional.test_notices import SAMPLE
 
-    area = shape(BOX)
-    with SAMPLE.open(encoding="utf-8") as f:
-        landline = next(
-            r for r in csv.DictReader(f)
-            if area.covers(Point(float(r["lon"]), float(r["lat"]))) and r["sms"] and r["voice"] and not r["opt_out"]
-        )  # fmt: skip
+    landline = next(r for r in rows_inside(BOX) if r["sms"] and r["voice"] and not r["opt_out"])
     config = DrillConfig(callbacks=False, not_sms_capable=[landline["sms"]])
     async with serve_drill(config) as carrier:
-        api = await _external_api(aiohttp_client, settings, tokens, kafka_env(broker, send=True), carrier.url,
+        api = await apps.make(kafka=kafka_env(apps.broker, send=True), carrier_url=carrier.url, system_clock=True,
                                   INCIDENT_TWILIO__MESSAGES_PER_SECOND="500",
                                   INCIDENT_TWILIO__CALLS_PER_SECOND="100")  # fmt: skip
         incident_id, _ = await _plan_and_approve(api)
@@ -234,7 +162,7 @@ async def test_an_sms_refused_as_not_mobile_becomes_one_voice_call(
         async def called() -> bool:
             return any(c.to == landline["voice"] for c in carrier.carrier.calls)
 
-        await wait_for(called)
+        await wait_until(called)
         rows = await store.list_deliveries(incident_id, "", 10_000)
         sms = next(r for r in rows if r.account_id == landline["account_id"] and r.channel == "sms")
         voice = [r for r in rows if r.fallback_of == sms.delivery_id]
@@ -246,19 +174,9 @@ async def test_an_sms_refused_as_not_mobile_becomes_one_voice_call(
 
 
 async def test_app_push_through_the_gateway(sending_api: Api) -> None:
-    import csv
-
-    from shapely.geometry import Point, shape
-
-    from tests.functional.test_notices import SAMPLE
-
-    area = shape(BOX)
-    with SAMPLE.open(encoding="utf-8") as f:
-        tokens = {
-            r["app_token"] for r in csv.DictReader(f)
-            if r["app_token"] and "push" not in r["opt_out"].split("|")
-            and area.covers(Point(float(r["lon"]), float(r["lat"])))
-        }  # fmt: skip
+    tokens = {
+        r["app_token"] for r in rows_inside(BOX) if r["app_token"] and "push" not in r["opt_out"].split("|")
+    }
     api = sending_api
     inc = await api.declare(area=BOX)
     status, planned = await api.call("POST", f"/api/incidents/{inc['id']}/notices",
@@ -272,7 +190,7 @@ async def test_app_push_through_the_gateway(sending_api: Api) -> None:
         _, d = await api.call("GET", f"/api/incidents/{inc['id']}/deliveries")
         return sum(d["counts"].get("push", {}).values()) == d["counts"].get("push", {}).get("sent")
 
-    await wait_for(recorded)
+    await wait_until(recorded)
     assert {p["token"] for p in drill.carrier.pushes} == tokens and len(drill.carrier.pushes) == len(tokens)
     assert all(p["title"] and p["body"] for p in drill.carrier.pushes)
     _, d = await api.call("GET", f"/api/incidents/{inc['id']}/deliveries")
@@ -280,10 +198,7 @@ async def test_app_push_through_the_gateway(sending_api: Api) -> None:
 
 
 async def test_sends_cut_short_are_looked_up_at_the_carrier_before_any_retry(
-    settings: Settings,  # before the app's client: the database outlives the app
-    aiohttp_client: Callable[[Application], Awaitable[Client]],
-    tokens: Tokens,
-    broker: Broker,
+    apps: Apps,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     from datetime import UTC, datetime, timedelta
@@ -295,7 +210,7 @@ async def test_sends_cut_short_are_looked_up_at_the_carrier_before_any_retry(
     from incident.store.base import PutNotice
 
     async with serve_drill(DrillConfig(callbacks=False)) as carrier:
-        api = await _external_api(aiohttp_client, settings, tokens, kafka_env(broker), carrier.url,
+        api = await apps.make(kafka=kafka_env(apps.broker), carrier_url=carrier.url, system_clock=True,
                                   INCIDENT_NOTIFY__SENDING_TIMEOUT_S="1")  # fmt: skip
         inc = await api.declare()
         store, runtime = api.client.app[STORE], api.client.app[NOTIFY]
@@ -334,10 +249,7 @@ async def test_sends_cut_short_are_looked_up_at_the_carrier_before_any_retry(
 
 
 async def test_a_started_call_of_a_sender_whose_lease_lapsed_is_not_sent_again_while_it_may_be_in_flight(
-    settings: Settings,  # before the app's client: the database outlives the app
-    aiohttp_client: Callable[[Application], Awaitable[Client]],
-    tokens: Tokens,
-    broker: Broker,
+    apps: Apps,
 ) -> None:
     """A live sender could not renew its lease (a database blip longer than the lease, well
     within the store's retry budget; or its clock runs behind) while its carrier call is on
@@ -352,7 +264,7 @@ async def test_a_started_call_of_a_sender_whose_lease_lapsed_is_not_sent_again_w
     from incident.store.base import PutNotice
 
     async with serve_drill(DrillConfig(callbacks=False)) as carrier:
-        api = await _external_api(aiohttp_client, settings, tokens, kafka_env(broker), carrier.url)
+        api = await apps.make(kafka=kafka_env(apps.broker), carrier_url=carrier.url, system_clock=True)
         inc = await api.declare()
         store, runtime = api.client.app[STORE], api.client.app[NOTIFY]
         now = datetime.now(UTC)
@@ -381,10 +293,7 @@ async def test_a_started_call_of_a_sender_whose_lease_lapsed_is_not_sent_again_w
 
 
 async def test_deliveries_waiting_for_a_slow_rate_are_not_taken_early(
-    settings: Settings,  # before the app's client: the database outlives the app
-    aiohttp_client: Callable[[Application], Awaitable[Client]],
-    tokens: Tokens,
-    broker: Broker,
+    apps: Apps,
 ) -> None:
     """At 3 SMS/s a sender takes (marks `sending`) only what it can send in the next few
     seconds: a long wait in `sending` would look like a send cut short to the reconciler,
@@ -395,8 +304,9 @@ async def test_deliveries_waiting_for_a_slow_rate_are_not_taken_early(
 
     rate = 3
     async with serve_drill(DrillConfig(callbacks=False)) as carrier:
-        api = await _external_api(aiohttp_client, settings, tokens, kafka_env(broker, send=True), carrier.url,
-                                  INCIDENT_TWILIO__MESSAGES_PER_SECOND=str(rate))  # fmt: skip
+        # The rate's seconds pass ten times faster than the wall's (see QuickTime).
+        api = await apps.make(kafka=kafka_env(apps.broker, send=True), carrier_url=carrier.url, system_clock=True,
+                              rate_clock=QuickTime(10), INCIDENT_TWILIO__MESSAGES_PER_SECOND=str(rate))  # fmt: skip
         inc = await api.declare(area=BOX)
         status, planned = await api.call("POST", f"/api/incidents/{inc['id']}/notices", json={
             "template": "boil_water", "channels": ["sms"], "audience": {"priority": ["medical", "vulnerable"]},
@@ -414,18 +324,13 @@ async def test_deliveries_waiting_for_a_slow_rate_are_not_taken_early(
             most_sending = max(most_sending, sms.get("sending", 0))
             return sms.get("accepted", 0) == total
 
-        await wait_for(done, limit=total / rate + 30)
+        await wait_until(done, limit=total / rate / 10 + 30)
         assert 0 < most_sending <= rate * TAKE_AHEAD_S
         numbers = Counter(m.to for m in carrier.carrier.messages)
         assert len(numbers) == total and set(numbers.values()) == {1}
 
 
-async def test_a_send_whose_answer_is_lost_is_looked_up_not_sent_again(
-    settings: Settings,  # before the app's client: the database outlives the app
-    aiohttp_client: Callable[[Application], Awaitable[Client]],
-    tokens: Tokens,
-    broker: Broker,
-) -> None:
+async def test_a_send_whose_answer_is_lost_is_looked_up_not_sent_again(apps: Apps) -> None:
     """The carrier takes the first SMS but the connection drops before its answer: the
     delivery stays `sending` (not `retry`) and the reconciler finds it at the carrier."""
     import aiohttp
@@ -460,13 +365,13 @@ async def test_a_send_whose_answer_is_lost_is_looked_up_not_sent_again(
         proxy = TestServer(app)
         await proxy.start_server()
         try:
-            api = await _external_api(aiohttp_client, settings, tokens, kafka_env(broker, send=True),
-                                      str(proxy.make_url("")).rstrip("/"),
+            api = await apps.make(kafka=kafka_env(apps.broker, send=True),
+                                  carrier_url=str(proxy.make_url("")).rstrip("/"), system_clock=True,
                                       INCIDENT_NOTIFY__SENDING_TIMEOUT_S="1",
                                       INCIDENT_TWILIO__MESSAGES_PER_SECOND="500")  # fmt: skip
             incident_id, sms = await _plan_and_approve(api)
             store = api.client.app[STORE]
-            await wait_for(lambda: every_delivery_handed_over(store, incident_id, sms))
+            await wait_until(lambda: every_delivery_handed_over(store, incident_id, sms))
         finally:
             await proxy.close()
         assert hung_up
@@ -480,10 +385,7 @@ async def test_a_send_whose_answer_is_lost_is_looked_up_not_sent_again(
 
 
 async def test_a_dead_senders_claims_are_released_and_sent_once_and_only_started_ones_looked_up(
-    settings: Settings,  # before the app's client: the database outlives the app
-    aiohttp_client: Callable[[Application], Awaitable[Client]],
-    tokens: Tokens,
-    broker: Broker,
+    apps: Apps,
 ) -> None:
     """The state a kill -9 mid-fan-out leaves: most deliveries claimed by the dead instance
     (carrier call not started), a few started (one of them the carrier took). A new instance
@@ -495,10 +397,10 @@ async def test_a_dead_senders_claims_are_released_and_sent_once_and_only_started
     from incident.notify.drill_config import DrillConfig
     from incident.notify.states import DeliveryState
 
-    broker_env = kafka_env(broker, send=True)
+    broker_env = kafka_env(apps.broker, send=True)
     async with serve_drill(DrillConfig(callbacks=False)) as carrier:
         # Planned and approved by an instance that does not send.
-        planner = await _external_api(aiohttp_client, settings, tokens, kafka_env(broker), carrier.url)
+        planner = await apps.make(kafka=kafka_env(apps.broker), carrier_url=carrier.url, system_clock=True)
         incident_id, numbers = await _plan_and_approve(planner)
         store = planner.client.app[STORE]
         rows = sorted(await store.list_deliveries(incident_id, "", 10_000), key=lambda d: d.seq)
@@ -520,10 +422,10 @@ async def test_a_dead_senders_claims_are_released_and_sent_once_and_only_started
         )
         await planner.client.close()
 
-        sender = await _external_api(aiohttp_client, settings, tokens, broker_env, carrier.url,
+        sender = await apps.make(kafka=broker_env, carrier_url=carrier.url, system_clock=True,
                                      INCIDENT_TWILIO__MESSAGES_PER_SECOND="500")  # fmt: skip
         store = sender.client.app[STORE]
-        await wait_for(lambda: every_delivery_handed_over(store, incident_id, numbers))
+        await wait_until(lambda: every_delivery_handed_over(store, incident_id, numbers))
         sent = Counter(m.to for m in carrier.carrier.messages)
         assert len(sent) == numbers and set(sent.values()) == {1}  # no gap, no duplicate
         got = {d.delivery_id: d for d in await store.list_deliveries(incident_id, "", 10_000)}
@@ -541,10 +443,7 @@ async def test_a_dead_senders_claims_are_released_and_sent_once_and_only_started
 
 
 async def test_a_push_without_an_answer_is_given_up_never_pushed_twice(
-    settings: Settings,  # before the app's client: the database outlives the app
-    aiohttp_client: Callable[[Application], Awaitable[Client]],
-    tokens: Tokens,
-    broker: Broker,
+    apps: Apps,
 ) -> None:
     """The gateway takes every push but the answer never comes: as with a push cut short by
     a crash (the gateway keeps nothing to ask), it is failed `outcome_unknown`, not retried."""
@@ -569,8 +468,7 @@ async def test_a_push_without_an_answer_is_given_up_never_pushed_twice(
     await gateway.start_server()
     try:
         async with serve_drill(DrillConfig(callbacks=False)) as carrier:
-            api = await _external_api(
-                aiohttp_client, settings, tokens, kafka_env(broker, send=True), carrier.url,
+            api = await apps.make(kafka=kafka_env(apps.broker, send=True), carrier_url=carrier.url, system_clock=True,
                 INCIDENT_PUSH__URL=str(gateway.make_url("/v1/projects/p/messages:send")),
                 INCIDENT_PUSH__TOKEN="t", INCIDENT_NOTIFY__RETRY_BASE_S="0.01",
             )  # fmt: skip
@@ -587,7 +485,7 @@ async def test_a_push_without_an_answer_is_given_up_never_pushed_twice(
                 rows = await store.list_deliveries(inc["id"], "", 10_000)
                 return len(rows) == total and all(r.state is DeliveryState.failed for r in rows)
 
-            await wait_for(all_failed)
+            await wait_until(all_failed)
             await asyncio.sleep(0.3)  # a retry would come within a few hundredths of a second
             rows = await store.list_deliveries(inc["id"], "", 10_000)
             assert {(r.error_code, r.attempts) for r in rows} == {("outcome_unknown", 1)}

@@ -31,8 +31,8 @@ from incident.notify.webhooks import Keyword, parse_keyword, public_url
 from incident.settings import AreaSettings, Settings
 from incident.store import Store
 from incident.store.base import PutNotice
-from tests.conftest import Tokens
-from tests.functional.conftest import Api, Client
+from tests.support.app import Api, Client, serve
+from tests.support.env import Tokens
 
 S = DeliveryState
 TOKEN = "hooks-test-auth-token"
@@ -588,7 +588,7 @@ async def looked_up(
             settings, twilio=twilio, carrier=CarrierSettings(mode="twilio"),
             area=AreaSettings(households=str(households), layers="", network="", valves=""),
         )  # fmt: skip
-        yield await aiohttp_client(create_app(settings, clock=clock)), config
+        yield await serve(aiohttp_client, settings, clock=clock), config
 
 
 async def test_overdue_final_statuses_are_looked_up_and_settled_as_their_callbacks_would(

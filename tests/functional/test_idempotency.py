@@ -15,14 +15,13 @@ import msgspec
 import pytest
 from aiohttp.web import Application
 
-from incident.app import create_app
 from incident.clock import ManualClock, isoformat
 from incident.keys import CLOCK, STORE
 from incident.settings import Settings
 from incident.store.base import IdempotencyChange, IdempotencyRecord
-from tests.conftest import Tokens
-from tests.functional.conftest import Api, Client
-from tests.functional.test_areas import BOX
+from tests.support.app import Api, Client, serve
+from tests.support.env import Tokens
+from tests.support.sample import BOX
 
 
 @pytest.fixture
@@ -241,7 +240,7 @@ async def test_an_answer_is_kept_when_the_request_ends_during_a_refresh_of_its_h
     quick = msgspec.structs.replace(
         settings, http=msgspec.structs.replace(settings.http, idempotency_lease_s=0.004)
     )
-    api = Api(await aiohttp_client(create_app(quick, clock=clock)), tokens)
+    api = Api(await serve(aiohttp_client, quick, clock=clock), tokens)
     incident = await api.declare()
     path = f"/api/incidents/{incident['id']}/notes"
 

@@ -12,7 +12,7 @@ import aiohttp
 import pytest
 
 from incident.keys import HUB
-from tests.functional.conftest import Api, Client
+from tests.support.app import Api, Client
 
 
 async def _next_event(ws: aiohttp.ClientWebSocketResponse, timeout: float = 5.0) -> dict[str, Any]:

@@ -5,23 +5,16 @@ plans and approves, and the optional two-person rule. Over HTTP, on both stores.
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 import msgspec
 import pytest
-from aiohttp.web import Application
 
-from incident.app import create_app
-from incident.clock import ManualClock
 from incident.geo import Channel
 from incident.keys import TEMPLATES
 from incident.notify.context import NoticeContext
-from incident.settings import Settings, load_settings
-from tests.conftest import Broker, Tokens, kafka_env
-from tests.functional.conftest import Api, Client
-from tests.functional.test_areas import BOX
+from tests.support.app import Api, Apps
+from tests.support.sample import BOX
 
 TITLE = "Strong smell of gas outside 5048 Sycamore Ct, caller is outside"
 #: The western half of BOX: fewer households.
@@ -194,16 +187,8 @@ async def test_only_the_owner_command_staff_or_an_admin_plan_and_approve(api: Ap
 
 
 @pytest.fixture
-async def two_person(
-    store_url: str, tokens: Tokens, broker: Broker, clock: ManualClock,
-    aiohttp_client: Callable[[Application], Awaitable[Client]],
-) -> Api:  # fmt: skip
-    env = {
-        "INCIDENT_STORE__URL": store_url, "INCIDENT_AUTH__TOKENS_FILE": str(tokens.path),
-        **kafka_env(broker), "INCIDENT_NOTIFY__APPROVALS_REQUIRED": "2",
-    }  # fmt: skip
-    settings: Settings = await asyncio.to_thread(load_settings, None, env)
-    return Api(await aiohttp_client(create_app(settings, clock=clock)), tokens)
+async def two_person(apps: Apps) -> Api:
+    return await apps.make(INCIDENT_NOTIFY__APPROVALS_REQUIRED="2")
 
 
 async def test_the_two_person_rule_releases_a_live_notice_at_the_second_approval(two_person: Api) -> None:

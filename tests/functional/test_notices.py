@@ -7,8 +7,8 @@ from pathlib import Path
 
 from shapely.geometry import Point, shape
 
-from tests.functional.conftest import Api
-from tests.functional.test_areas import BOX
+from tests.support.app import Api
+from tests.support.sample import BOX
 
 SAMPLE = Path(__file__).resolve().parents[2] / "config" / "sample" / "households.csv"
 

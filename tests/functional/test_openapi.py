@@ -6,7 +6,7 @@ import re
 
 from incident.domain import Role
 from incident.keys import ENDPOINTS
-from tests.functional.conftest import Api
+from tests.support.app import Api
 
 
 async def test_openapi_lists_every_route_and_only_those(api: Api) -> None:

@@ -10,9 +10,10 @@ from typing import Any
 from incident.keys import STORE
 from incident.notify.records import Notice
 from incident.store.base import PutNotice
-from tests.contract.test_delivery_store import delivery
-from tests.functional.conftest import Api
-from tests.functional.test_triage import ingest, report
+from tests.support.app import Api
+from tests.support.ingest import call_centre_report as report
+from tests.support.ingest import put_reports as ingest
+from tests.support.rows import delivery
 
 
 async def _follow(

@@ -5,24 +5,21 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
-from aiohttp.web import Application
 from aiokafka import AIOKafkaProducer
 
-from incident.app import create_app
 from incident.clock import ManualClock, isoformat
-from incident.keys import PLAYBOOKS, PUBLIC_URL, STORE
+from incident.keys import PLAYBOOKS, STORE
 from incident.playbook.engine import PlaybookEngine
-from incident.settings import load_settings
 from incident.store import Store
-from tests.conftest import Broker, Tokens, kafka_env
-from tests.functional.conftest import Api, Client
-from tests.functional.test_areas import BOX
+from tests.support.app import Api, Apps
+from tests.support.env import FAST, FAST_CALLS, SENDING, kafka_env
+from tests.support.sample import BOX
+from tests.support.wait import wait_until
 
 pytestmark = pytest.mark.filterwarnings(
     "ignore:BasicAuth is deprecated:DeprecationWarning",
@@ -34,25 +31,9 @@ TAP = {"lon": -85.547, "lat": 38.045}  # a sample tap inside a small DMA of the 
 WHERE = {"en": "Maple St between 1st and 5th Ave", "zh-CN": "枫树街第一至第五大道之间"}
 
 
-async def _app(
-    aiohttp_client: Callable[[Application], Awaitable[Client]], store_url: str, tokens: Tokens,
-    env: dict[str, str], clock: ManualClock,
-) -> Api:  # fmt: skip
-    every = {
-        "INCIDENT_STORE__URL": store_url, "INCIDENT_AUTH__TOKENS_FILE": str(tokens.path),
-        **env, "INCIDENT_NOTIFY__QUIET_HOURS": "", "INCIDENT_TWILIO__MESSAGES_PER_SECOND": "500", "INCIDENT_TWILIO__CALLS_PER_SECOND": "500",
-        "INCIDENT_TWILIO__FROM_NUMBER": "+15025550000",
-    }  # fmt: skip
-    settings = await asyncio.to_thread(load_settings, None, every)
-    client = await aiohttp_client(create_app(settings, clock=clock))
-    client.app[PUBLIC_URL].value = str(client.make_url("")).rstrip("/")
-    return Api(client, tokens)
-
-
-async def eventually(check: Callable[[], Awaitable[bool]], limit: float = 30.0) -> None:
-    async with asyncio.timeout(limit):
-        while not await check():
-            await asyncio.sleep(0.1)
+async def _app(apps: Apps, kafka: dict[str, str]) -> Api:
+    """An app of this test with playbooks' settings as given (sending at once, fast)."""
+    return await apps.make(kafka=kafka, own_url=True, **SENDING, **FAST, **FAST_CALLS)
 
 
 def types(events: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
@@ -75,7 +56,7 @@ async def until_notices_sent(
         await engine.run_due()
         return len(types(await timeline(api, incident_id), "notice_sent")) >= n
 
-    await eventually(sent)
+    await wait_until(sent)
 
 
 def report(report_id: str, at: str, **fields: Any) -> bytes:
@@ -87,14 +68,11 @@ def report(report_id: str, at: str, **fields: Any) -> bytes:
     return json.dumps(body).encode()
 
 
-async def test_contamination_from_a_lab_report_to_the_advisory_lifted(
-    store_url: str, aiohttp_client: Callable[[Application], Awaitable[Client]], tokens: Tokens,
-    broker: Broker, clock: ManualClock,
-) -> None:  # fmt: skip
-    env = kafka_env(broker, consume=True, send=True)
-    api = await _app(aiohttp_client, store_url, tokens, env, clock)
+async def test_contamination_from_a_lab_report_to_the_advisory_lifted(apps: Apps, clock: ManualClock) -> None:
+    env = kafka_env(apps.broker, consume=True, send=True)
+    api = await _app(apps, env)
     engine = api.client.app[PLAYBOOKS]
-    producer = AIOKafkaProducer(bootstrap_servers=broker.bootstrap)
+    producer = AIOKafkaProducer(bootstrap_servers=apps.broker.bootstrap)
     await producer.start()
     topic = env["INCIDENT_KAFKA__REPORTS_TOPIC"]
     try:
@@ -107,7 +85,7 @@ async def test_contamination_from_a_lab_report_to_the_advisory_lifted(
             _, body = await api.call("GET", "/api/incidents")
             return bool(body["incidents"])
 
-        await eventually(declared)
+        await wait_until(declared)
         _, body = await api.call("GET", "/api/incidents")
         inc = body["incidents"][0]
         assert inc["kind"] == "contamination" and inc["awaiting_confirmation"]
@@ -147,7 +125,7 @@ async def test_contamination_from_a_lab_report_to_the_advisory_lifted(
             async def linked(count: int = n) -> bool:
                 return len(types(await timeline(api, inc["id"]), "report_linked")) >= count
 
-            await eventually(linked)
+            await wait_until(linked)
             await engine.run_due()
             stage = (await api.call("GET", f"/api/incidents/{inc['id']}"))[1]["stage"]
             assert stage == ("lift" if n == 4 else "advise"), (n, stage)
@@ -173,11 +151,8 @@ async def test_contamination_from_a_lab_report_to_the_advisory_lifted(
         await producer.stop()
 
 
-async def test_an_sla_breach_is_recorded_once_and_escalated(
-    store_url: str, aiohttp_client: Callable[[Application], Awaitable[Client]], tokens: Tokens,
-    broker: Broker, clock: ManualClock,
-) -> None:  # fmt: skip
-    api = await _app(aiohttp_client, store_url, tokens, kafka_env(broker, send=True), clock)
+async def test_an_sla_breach_is_recorded_once_and_escalated(apps: Apps, clock: ManualClock) -> None:
+    api = await _app(apps, kafka_env(apps.broker, send=True))
     engine = api.client.app[PLAYBOOKS]
     inc = await api.declare(area=BOX)
     await engine.run_due()
@@ -216,11 +191,10 @@ async def test_an_sla_breach_is_recorded_once_and_escalated(
 
 
 async def test_timers_survive_a_restart_and_fire_once_across_instances(
-    store_url: str, aiohttp_client: Callable[[Application], Awaitable[Client]], tokens: Tokens,
-    broker: Broker, clock: ManualClock,
-) -> None:  # fmt: skip
-    env = kafka_env(broker)
-    first = await _app(aiohttp_client, store_url, tokens, env, clock)
+    apps: Apps, clock: ManualClock
+) -> None:
+    env = kafka_env(apps.broker)
+    first = await _app(apps, env)
     inc = await first.declare(area=BOX)
     await first.client.app[PLAYBOOKS].run_due()
     await first.call("POST", f"/api/incidents/{inc['id']}/stage", json={"stage": "repair"})
@@ -230,8 +204,8 @@ async def test_timers_survive_a_restart_and_fire_once_across_instances(
     await first.client.close()  # the instance that scheduled it is gone
 
     # Two instances share the store; two hours later both look at once.
-    second = await _app(aiohttp_client, store_url, tokens, env, clock)
-    third = await _app(aiohttp_client, store_url, tokens, env, clock)
+    second = await _app(apps, env)
+    third = await _app(apps, env)
     clock.advance(timedelta(hours=2, minutes=1))
     await asyncio.gather(second.client.app[PLAYBOOKS].run_due(), third.client.app[PLAYBOOKS].run_due())
     # One of them may have found the incident's lease taken and put the timer off a moment.
@@ -251,10 +225,9 @@ DEFAULT_PLAYBOOKS = sorted(p.stem for p in Path("config/playbooks").glob("*.yaml
 
 @pytest.mark.parametrize("name", DEFAULT_PLAYBOOKS)
 async def test_every_default_playbook_runs_from_declaration_to_close(
-    name: str, store_url: str, aiohttp_client: Callable[[Application], Awaitable[Client]], tokens: Tokens,
-    broker: Broker, clock: ManualClock,
-) -> None:  # fmt: skip
-    api = await _app(aiohttp_client, store_url, tokens, kafka_env(broker, send=True), clock)
+    name: str, apps: Apps, clock: ManualClock
+) -> None:
+    api = await _app(apps, kafka_env(apps.broker, send=True))
     engine = api.client.app[PLAYBOOKS]
     playbook = engine.playbooks[name]
     assert playbook.match is not None
@@ -301,7 +274,7 @@ async def test_every_default_playbook_runs_from_declaration_to_close(
             states = {s for by_state in d["counts"].values() for s in by_state}
             return not states & {"planned", "queued", "sending"}
 
-        await eventually(handed_over)
+        await wait_until(handed_over)
         clock.advance(timedelta(seconds=3))
         await engine.run_due()
         _, after = await api.call("GET", f"/api/incidents/{iid}")
@@ -327,16 +300,15 @@ async def test_every_default_playbook_runs_from_declaration_to_close(
         await engine.run_due()
         return planned == {e["data"]["notice_id"] for e in types(await timeline(api, iid), "notice_sent")}
 
-    await eventually(all_sent)
+    await wait_until(all_sent)
     assert planned
     assert (await api.call("GET", f"/api/incidents/{iid}/integrity"))[1]["ok"]
 
 
 async def test_closing_stops_the_playbook_and_only_the_owner_or_command_steer(
-    store_url: str, aiohttp_client: Callable[[Application], Awaitable[Client]], tokens: Tokens,
-    broker: Broker, clock: ManualClock,
-) -> None:  # fmt: skip
-    api = await _app(aiohttp_client, store_url, tokens, kafka_env(broker), clock)
+    apps: Apps, clock: ManualClock
+) -> None:
+    api = await _app(apps, kafka_env(apps.broker))
     engine, store = api.client.app[PLAYBOOKS], api.client.app[STORE]
     inc = await api.declare(area=BOX)  # alice owns it
     await engine.run_due()
@@ -366,10 +338,9 @@ async def test_closing_stops_the_playbook_and_only_the_owner_or_command_steer(
 
 
 async def test_reminders_already_past_for_late_planned_work_go_out_once(
-    store_url: str, aiohttp_client: Callable[[Application], Awaitable[Client]], tokens: Tokens,
-    broker: Broker, clock: ManualClock,
-) -> None:  # fmt: skip
-    api = await _app(aiohttp_client, store_url, tokens, kafka_env(broker), clock)
+    apps: Apps, clock: ManualClock
+) -> None:
+    api = await _app(apps, kafka_env(apps.broker))
     engine, store = api.client.app[PLAYBOOKS], api.client.app[STORE]
     start = clock.now() + timedelta(hours=20)  # declared late: the 48 h and 24 h notices are past
     inc = await api.declare(kind="planned_outage", title="Valve work", area=BOX, start=start.isoformat(),
@@ -381,9 +352,8 @@ async def test_reminders_already_past_for_late_planned_work_go_out_once(
 
 
 async def test_an_auto_notice_cut_short_before_its_approval_is_approved_on_the_next_look(
-    store_url: str, aiohttp_client: Callable[[Application], Awaitable[Client]], tokens: Tokens,
-    broker: Broker, clock: ManualClock,
-) -> None:  # fmt: skip
+    apps: Apps, clock: ManualClock
+) -> None:
     from incident.auth import Principal
     from incident.domain import Role
     from incident.geo.household import Channel
@@ -391,7 +361,7 @@ async def test_an_auto_notice_cut_short_before_its_approval_is_approved_on_the_n
     from incident.notices import NoticeFacts, NoticeRequest
     from incident.notify.context import TemplateKey
 
-    api = await _app(aiohttp_client, store_url, tokens, kafka_env(broker), clock)
+    api = await _app(apps, kafka_env(apps.broker))
     engine, app = api.client.app[PLAYBOOKS], api.client.app
     inc = await api.declare(area=BOX, kind="low_pressure", title="Low pressure")
     await engine.run_due()
@@ -407,10 +377,9 @@ async def test_an_auto_notice_cut_short_before_its_approval_is_approved_on_the_n
 
 
 async def test_an_auto_notice_without_a_public_area_text_is_held_not_sent_until_described(
-    store_url: str, aiohttp_client: Callable[[Application], Awaitable[Client]], tokens: Tokens,
-    broker: Broker, clock: ManualClock,
-) -> None:  # fmt: skip
-    api = await _app(aiohttp_client, store_url, tokens, kafka_env(broker, send=True), clock)
+    apps: Apps, clock: ManualClock
+) -> None:
+    api = await _app(apps, kafka_env(apps.broker, send=True))
     engine = api.client.app[PLAYBOOKS]
     # Declared by hand with a drawn area: the boil-water notice is `approval: auto`, but nothing
     # tells households where in their words (the title is a lab's note, never public text).
@@ -460,10 +429,9 @@ async def test_an_auto_notice_without_a_public_area_text_is_held_not_sent_until_
 
 
 async def test_pages_name_the_kind_and_say_when_households_are_not_known_yet(
-    store_url: str, aiohttp_client: Callable[[Application], Awaitable[Client]], tokens: Tokens,
-    broker: Broker, clock: ManualClock,
-) -> None:  # fmt: skip
-    api = await _app(aiohttp_client, store_url, tokens, kafka_env(broker), clock)
+    apps: Apps, clock: ManualClock
+) -> None:
+    api = await _app(apps, kafka_env(apps.broker))
     engine = api.client.app[PLAYBOOKS]
     inc = await api.declare(kind="unplanned_outage", title="No water on Oak St")  # no area, no report
     await engine.run_due()

@@ -5,7 +5,6 @@ registry's version every [auth]/[area] reload_s, and swaps the new ones in whole
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
@@ -13,15 +12,15 @@ import msgspec
 import pytest
 from aiohttp.web import Application
 
-from incident.app import create_app
 from incident.clock import ManualClock
 from incident.domain import Role
 from incident.households import import_households
 from incident.keys import METRICS, SERVICE_AREA
 from incident.settings import Settings
 from incident.store import Store
-from tests.conftest import Tokens
-from tests.functional.conftest import Client
+from tests.support.app import Client, serve
+from tests.support.env import Tokens
+from tests.support.wait import wait_until
 
 HEADER = "account_id,lon,lat,address,language,sms,voice,app_token,priority,opt_out\n"
 
@@ -35,14 +34,7 @@ async def client(
         auth=msgspec.structs.replace(settings.auth, reload_s=0.1),
         area=msgspec.structs.replace(settings.area, reload_s=0.1),
     )
-    return await aiohttp_client(create_app(fast, clock=clock))
-
-
-async def until(what: str, check: Callable[[], Awaitable[bool]], timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not await check():
-        assert time.monotonic() < deadline, f"{what}: not seen within {timeout:.0f} s"
-        await asyncio.sleep(0.05)
+    return await serve(aiohttp_client, fast, clock=clock)
 
 
 async def status(client: Client, token: str) -> int:
@@ -63,15 +55,15 @@ async def test_a_token_added_while_running_works_and_a_broken_file_keeps_the_old
     assert await status(client, tokens.by_name["alice"]) == 200
     dave = await asyncio.to_thread(tokens.add, "dave", Role.dispatcher)
     assert await status(client, dave) == 401  # not yet looked at
-    await until("dave's token", lambda: _is(status(client, dave), 200))
+    await wait_until(lambda: _is(status(client, dave), 200), "dave's token", limit=20)
 
     good = await asyncio.to_thread(tokens.path.read_text)
     await asyncio.to_thread(tokens.path.write_text, good + "[[tokens]]\nname = 'half written")
-    await until("the failed reload", lambda: _true(reloads(client, "tokens", "failed") == 1))
+    await wait_until(lambda: _true(reloads(client, "tokens", "failed") == 1), "the failed reload", limit=20)
     assert await status(client, dave) == 200  # the previous tokens stay in force
 
     await asyncio.to_thread(tokens.path.write_text, good.replace(_block(good, "dave"), ""))
-    await until("dave's token revoked", lambda: _is(status(client, dave), 401))
+    await wait_until(lambda: _is(status(client, dave), 401), "dave's token revoked", limit=20)
     assert await status(client, tokens.by_name["alice"]) == 200
 
 
@@ -85,9 +77,10 @@ async def test_households_imported_while_running_are_in_the_service_area(
     await store.open()
     try:
         await import_households(store, path)
-        await until(
-            "the imported household",
+        await wait_until(
             lambda: _true("LIVE-1" in client.app[SERVICE_AREA].value.households.by_account),
+            "the imported household",
+            limit=20,
         )
         assert len(client.app[SERVICE_AREA].value.households) == before + 1
         assert reloads(client, "households", "ok") == 1

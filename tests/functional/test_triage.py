@@ -3,35 +3,15 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import UTC, datetime
 from typing import Any
 
-from incident.app import create_app
-from incident.domain import Kind, Severity, Utility
+from incident.domain import Kind, Severity
 from incident.kafka import free_port
-from incident.keys import STORE, TRIAGE
-from incident.reports import Location, Report
-from incident.settings import CorrelationSettings, Settings, load_settings
-from incident.store.base import IncomingReport
-from incident.triage import ingest_planner
-from tests.conftest import Tokens
-from tests.functional.conftest import Api
-
-
-async def ingest(api: Api, *reports: Report) -> None:
-    app = api.client.app
-    result = await app[STORE].ingest_reports([IncomingReport(r, "test") for r in reports],
-                                             ingest_planner(CorrelationSettings()))  # fmt: skip
-    app[TRIAGE].publish(result.appended, result.stored)
-
-
-def report(
-    rid: str, kind: Kind = Kind.low_pressure, severity: Severity = Severity.medium, lon: float = -85.61
-) -> Report:
-    utility = Utility.gas if kind == Kind.gas_leak else Utility.water
-    return Report(report_id=rid, kind=kind, utility=utility, source="call-centre", severity=severity,
-                  observed_at=datetime(2026, 11, 22, 8, 0, tzinfo=UTC), location=Location(lon, 38.04),
-                  summary=f"customer reports {kind.value} ({rid})")  # fmt: skip
+from incident.settings import Settings, load_settings
+from tests.support.app import Api, serve
+from tests.support.env import Tokens
+from tests.support.ingest import call_centre_report as report
+from tests.support.ingest import put_reports as ingest
 
 
 async def test_unassigned_reports_are_listed_and_reach_the_live_feed(api: Api) -> None:
@@ -121,7 +101,7 @@ async def test_the_service_runs_and_says_so_when_kafka_is_down(
         "INCIDENT_STORE__URL": settings.store.url, "INCIDENT_AUTH__TOKENS_FILE": str(tokens.path),
         "INCIDENT_KAFKA__BOOTSTRAP_SERVERS": f"127.0.0.1:{free_port()}",
     })  # fmt: skip
-    client = await aiohttp_client(create_app(dead))
+    client = await serve(aiohttp_client, dead)
     async with client.get("/healthz") as resp:
         assert resp.status == 503
         body = await resp.json()

@@ -11,13 +11,13 @@ from incident.notify.sender import AnswerBook
 from incident.notify.states import DeliveryState
 from incident.store import Store
 from incident.store.base import PutNotice
-from tests.contract.test_delivery_store import AT, _incident, delivery, notice
+from tests.support.rows import AT, delivery, incident, notice
 
 S = DeliveryState
 
 
 async def _sending(store: Store, n: int) -> list[str]:
-    iid = await _incident(store)
+    iid = await incident(store)
     await store.apply_plan([PutNotice(notice(iid))])
     await store.add_deliveries([delivery(iid, i) for i in range(1, n + 1)])
     ids = [f"{iid}-N1:{i}" for i in range(1, n + 1)]

@@ -484,29 +484,35 @@ async def test_sms_shares_end_to_end(
     assert {m.to: m.outcome for m in again.carrier.messages} == first
 
 
+async def _callbacks_of_one_sms(
+    make_drill: DrillFactory, http_clients: list[AsyncTwilioHttpClient], receiver: Receiver, **config: Any
+) -> tuple[Client, str, list[Hit]]:
+    """One SMS sent through a drill carrier configured by ``config``: the client, the
+    message's sid and its status callbacks once all have come."""
+    drill = await make_drill(**config)
+    client = twilio_client(drill, http_clients)
+    message = await client.messages.create_async(
+        to=TO, from_=FROM, body="x", status_callback=receiver.url("/s")
+    )
+    await drill.settle()
+    return client, message.sid, receiver.about(message.sid)
+
+
 async def test_callbacks_twice_and_out_of_order(
     make_drill: DrillFactory, http_clients: list[AsyncTwilioHttpClient], receiver: Receiver
 ) -> None:
-    twice = await make_drill(duplicate_share=1.0, sms_overrides={TO: SmsOutcome.delivered})
-    client = twilio_client(twice, http_clients)
-    message = await client.messages.create_async(
-        to=TO, from_=FROM, body="x", status_callback=receiver.url("/s")
+    _, _, hits = await _callbacks_of_one_sms(
+        make_drill, http_clients, receiver, duplicate_share=1.0, sms_overrides={TO: SmsOutcome.delivered}
     )
-    await twice.settle()
-    hits = receiver.about(message.sid)
     assert [h.form["MessageStatus"] for h in hits] == ["queued", "sent", "delivered", "delivered"]
     assert hits[-1].headers["I-Twilio-Idempotency-Token"] == hits[-2].headers["I-Twilio-Idempotency-Token"]
 
-    reversed_ = await make_drill(reorder_share=1.0, sms_overrides={TO: SmsOutcome.unreachable})
-    client = twilio_client(reversed_, http_clients)
-    message = await client.messages.create_async(
-        to=TO, from_=FROM, body="x", status_callback=receiver.url("/s")
+    client, sid, hits = await _callbacks_of_one_sms(
+        make_drill, http_clients, receiver, reorder_share=1.0, sms_overrides={TO: SmsOutcome.unreachable}
     )
-    await reversed_.settle()
-    hits = receiver.about(message.sid)
     assert [h.form["MessageStatus"] for h in hits] == ["undelivered", "sent", "queued"]
     assert all(h.valid for h in hits)
-    assert (await client.messages(message.sid).fetch_async()).status == "undelivered"
+    assert (await client.messages(sid).fetch_async()).status == "undelivered"
 
 
 async def test_callback_failures_are_counted_not_fatal(

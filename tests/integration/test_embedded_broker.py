@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from incident.kafka import free_port
-from tests.functional.test_cli import Server
+from tests.support.processes import Server
 
 
 def _listening(port: int) -> bool:

@@ -5,77 +5,24 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
 import asyncpg
 import msgspec
-import orjson
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-from incident.app import create_app
-from incident.incidents import IncidentService
 from incident.ingest import Batch, Ingestor
 from incident.kafka import BrokerMonitor, EmbeddedBroker
 from incident.keys import STORE
-from incident.live import LiveHub
-from incident.metrics import Metrics
-from incident.settings import Settings, load_settings
+from incident.settings import load_settings
 from incident.store import Store
-from incident.triage import TriageService
-from tests.conftest import Broker, Tokens, kafka_env
-from tests.unit.test_reports import MALFORMED
-
-
-def report(rid: str, **fields: Any) -> bytes:
-    body = {
-        "report_id": rid, "kind": "low_pressure", "utility": "water", "source": "scada",
-        "observed_at": "2026-11-22T08:15:00+00:00", "location": {"lon": -85.61, "lat": 38.04},
-        "severity": "medium", "summary": f"pressure low ({rid})", **fields,
-    }  # fmt: skip
-    return orjson.dumps(body)
-
-
-async def wait_until(check: Callable[[], Awaitable[bool]], what: str, limit: float = 20.0) -> None:
-    async with asyncio.timeout(limit):
-        while not await check():
-            await asyncio.sleep(0.05)
-    assert await check(), what
-
-
-class Harness:
-    """The real ingest loop (consumer group, producer, store, triage) outside the HTTP app."""
-
-    def __init__(self, settings: Settings, store: Store, bootstrap: str) -> None:
-        self.settings = settings
-        self.store = store
-        self.bootstrap = bootstrap
-        self.metrics = Metrics()
-        self.hub = LiveHub(self.metrics, 10_000)
-        self.triage = TriageService(IncidentService(store, self.hub, self.metrics))
-
-    @contextlib.asynccontextmanager
-    async def ingestor(
-        self, after_store: Callable[[Batch], Awaitable[None]] | None = None
-    ) -> AsyncIterator[tuple[Ingestor, asyncio.Task[None]]]:
-        ing = Ingestor(self.settings, self.bootstrap, self.store, self.triage, self.metrics, embedded=False,
-                       after_store=after_store)  # fmt: skip
-        await ing.start()
-        task = asyncio.create_task(ing.run())
-        try:
-            yield ing, task
-        finally:
-            ing.request_stop()
-            if not task.done():
-                task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, BaseException):
-                await task
-            await ing.stop()
-
-    async def stored(self) -> int:
-        return len(await self.store.list_reports(None, limit=100_000))
+from tests.support.app import serve
+from tests.support.env import Broker, Tokens, kafka_env
+from tests.support.ingest import MALFORMED, Harness, report, settled, total
+from tests.support.wait import wait_until
 
 
 @pytest.fixture
@@ -132,7 +79,9 @@ async def test_valid_duplicate_and_malformed_reports_end_where_they_should(
     await producer.flush()
 
     async with harness.ingestor():
-        await wait_until(lambda: _done(harness, 40 + len(MALFORMED)), "every message consumed and committed")
+        await wait_until(
+            lambda: settled(harness, 40 + len(MALFORMED)), "every message consumed and committed"
+        )
     assert await harness.stored() == 30
     assert harness.metrics.reports_duplicate._value.get() == 10
     dead = await read_topic(harness.bootstrap, harness.settings.kafka.dead_letter_topic, len(MALFORMED))
@@ -147,17 +96,6 @@ async def test_valid_duplicate_and_malformed_reports_end_where_they_should(
         assert headers["original.topic"].decode() == harness.settings.kafka.reports_topic
         assert headers["source"] == b"test"  # original headers kept
         assert int(headers["original.offset"]) >= 0
-
-
-def _total(counter: Any) -> float:
-    return sum(s.value for m in counter.collect() for s in m.samples if s.name.endswith("_total"))
-
-
-async def _done(harness: Harness, consumed: int) -> bool:
-    """``consumed`` messages read and each one's fate settled (stored, duplicate or dead letter)."""
-    m = harness.metrics
-    settled = _total(m.reports_stored) + _total(m.reports_duplicate) + _total(m.reports_dead_lettered)
-    return _total(m.reports_consumed) >= consumed and settled >= consumed
 
 
 class Crash(BaseException):
@@ -194,7 +132,7 @@ async def test_a_crash_between_store_and_commit_loses_and_duplicates_nothing(
     async with harness.ingestor():
         # Everything not committed is read again: the stored batch and the rest.
         await wait_until(
-            lambda: _done(harness, consumed_before + 20), "all reports consumed after the restart"
+            lambda: settled(harness, consumed_before + 20), "all reports consumed after the restart"
         )
     assert harness.metrics.reports_duplicate._value.get() == stored_before  # the replay was recognised
     reports = await harness.store.list_reports(None, limit=100)
@@ -234,12 +172,12 @@ async def test_two_consumers_share_the_work_and_hand_over_on_stop(
             await producer.flush()
         await wait_until(lambda: _all_partitions(survivor, 3), "the survivor took over every partition")
         await wait_until(lambda: _count(harness, 300), "all 300 stored")
-        await wait_until(lambda: _done(harness, 300), "every message settled")
+        await wait_until(lambda: settled(harness, 300), "every message settled")
     incidents = await harness.store.list_incidents(None, limit=1000)
     assert len(incidents) == 300 and all(i.reports == 1 for i in incidents)
     # Work handed over uncommitted was read again and recognised, not applied twice.
-    consumed = _total(harness.metrics.reports_consumed)
-    assert _total(harness.metrics.reports_duplicate) == consumed - 300
+    consumed = total(harness.metrics.reports_consumed)
+    assert total(harness.metrics.reports_duplicate) == consumed - 300
 
 
 async def _both_assigned(a: Ingestor, b: Ingestor) -> bool:
@@ -322,7 +260,7 @@ async def test_operators_list_and_replay_dead_letters(
     broken = report("scada-77").replace(b'"severity":"medium"', b'"severity":"urgent"')
     await producer.send_and_wait(k.reports_topic, broken, key=b"scada-77")
     async with harness.ingestor():
-        await wait_until(lambda: _done(harness, 1), "dead-lettered")
+        await wait_until(lambda: settled(harness, 1), "dead-lettered")
     env = {
         "INCIDENT_KAFKA__BOOTSTRAP_SERVERS": harness.bootstrap,
         "INCIDENT_KAFKA__REPORTS_TOPIC": k.reports_topic,
@@ -381,7 +319,7 @@ async def test_a_report_the_database_refuses_is_dead_lettered_and_the_rest_go_on
         await producer.send(topic, report(rid), key=b"same-partition")
     await producer.flush()
     async with harness.ingestor():
-        await wait_until(lambda: _done(harness, 3), "all three settled")
+        await wait_until(lambda: settled(harness, 3), "all three settled")
     stored = {r.report.report_id for r in await harness.store.list_reports(None, limit=10)}
     assert stored == {"before", "after"}
     dead = await read_topic(harness.bootstrap, harness.settings.kafka.dead_letter_topic, 1)
@@ -467,7 +405,7 @@ async def test_hostile_messages_are_dead_lettered_and_the_reports_after_them_sto
 
     async with harness.ingestor() as (ing, task):
         await wait_until(lambda: _count(harness, 2), "the reports before and after stored", limit=30)
-        await wait_until(lambda: _done(harness, len(hostile) + 2), "every message settled")
+        await wait_until(lambda: settled(harness, len(hostile) + 2), "every message settled")
         assert not task.done()  # the loop never stopped
         assert ing.stall() is None
     stored = {r.report.report_id for r in await harness.store.list_reports(None, limit=100)}
@@ -534,7 +472,7 @@ async def test_a_batch_retried_after_a_passing_failure_dead_letters_its_bad_mess
 
     async with harness.ingestor(after_store=flaky) as (ing, _):
         await wait_until(lambda: _flaky_done(lambda: failures), "the batch failed four times")
-        await wait_until(lambda: _done(harness, 4), "the batch committed at last")
+        await wait_until(lambda: settled(harness, 4), "the batch committed at last")
         await wait_until(lambda: _not_stalled(ing), "no longer stalled after progress")
         assert _stalled_gauge(harness) == 0.0
     # Retries 0.2 + 0.4 + 0.8 s apart: by the last ones, no progress for longer than 0.3 s.
@@ -574,7 +512,7 @@ async def test_a_dead_letter_topic_that_refuses_is_retried_and_ingest_says_it_is
         assert _stalled_gauge(harness) == 1.0
         assert not task.done()
         assert await harness.store.get_report("waits") is None  # not skipped: waits its turn
-    assert _total(harness.metrics.reports_dead_lettered) == 0
+    assert total(harness.metrics.reports_dead_lettered) == 0
 
 
 async def _stalled_on_dead_letters(harness: Harness, ing: Ingestor) -> bool:
@@ -596,7 +534,7 @@ async def test_healthz_names_ingest_while_it_is_stalled_and_recovers(
         "INCIDENT_KAFKA__STALL_AFTER_S": "0.5",
     }
     settings = await asyncio.to_thread(load_settings, None, env)
-    client = await aiohttp_client(create_app(settings))
+    client = await serve(aiohttp_client, settings)
     assert await _health(client) == (200, {"store": "ok", "broker": "ok", "ingest": "ok", "fanout": "ok"})
 
     locker = await asyncpg.connect(postgres_schema_url)

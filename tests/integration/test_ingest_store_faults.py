@@ -13,9 +13,10 @@ from incident.clock import ManualClock
 from incident.kafka import BrokerMonitor
 from incident.settings import load_settings
 from incident.store import open_store
-from tests.conftest import Broker, kafka_env
-from tests.contract.test_store_faults import _terminate
-from tests.integration.test_ingest import Harness, _done, _total, report, wait_until
+from tests.support.env import Broker, kafka_env
+from tests.support.ingest import Harness, report, settled, total
+from tests.support.rows import terminate_backends
+from tests.support.wait import wait_until
 
 REPORTS = 3000
 
@@ -42,16 +43,16 @@ async def test_terminated_backends_during_ingest_dead_letter_no_good_report(
         await producer.flush()
         harness = Harness(settings, store, broker.bootstrap)
         stop = asyncio.Event()
-        killer = asyncio.create_task(_terminate(postgres_schema_url, app, stop))
+        killer = asyncio.create_task(terminate_backends(postgres_schema_url, app, stop))
         try:
             async with harness.ingestor():
-                await wait_until(lambda: _done(harness, REPORTS), "every report settled", limit=90)
+                await wait_until(lambda: settled(harness, REPORTS), "every report settled", limit=90)
         finally:
             stop.set()
             killed = await killer
         assert killed > 0
-        assert _total(harness.metrics.reports_dead_lettered) == 0
-        assert _total(harness.metrics.reports_stored) == REPORTS
+        assert total(harness.metrics.reports_dead_lettered) == 0
+        assert total(harness.metrics.reports_stored) == REPORTS
         assert await harness.stored() == REPORTS
     finally:
         await producer.stop()

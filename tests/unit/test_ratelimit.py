@@ -21,7 +21,7 @@ class FakeTime:
 
 async def _sends(rate: float, n: int, burst: float | None = None, senders: int = 1) -> list[float]:
     clock = FakeTime()
-    bucket = TokenBucket(rate, burst, now=clock.now, sleep=clock.sleep)
+    bucket = TokenBucket(rate, burst, clock=clock)
     times: list[float] = []
     todo = iter(range(n))
 
@@ -58,13 +58,13 @@ async def test_a_burst_is_allowed_only_as_configured() -> None:
 
 async def test_a_late_wake_up_is_made_up_within_the_burst() -> None:
     """The loop wakes a sleeping sender late (timer jitter): the credit is not lost."""
-    clock = FakeTime()
 
-    async def late_sleep(seconds: float) -> None:
-        clock.t += seconds * 1.8  # every sleep overshoots by 80%
-        await asyncio.sleep(0)
+    class LateTime(FakeTime):
+        async def sleep(self, seconds: float) -> None:
+            await super().sleep(seconds * 1.8)  # every sleep overshoots by 80%
 
-    bucket = TokenBucket(1000, now=clock.now, sleep=late_sleep)
+    clock = LateTime()
+    bucket = TokenBucket(1000, clock=clock)
     start = clock.t
     for _ in range(2000):
         await bucket.take()

@@ -10,24 +10,38 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
+from typing import Protocol
+
+
+class RateClock(Protocol):
+    """Seconds for a rate limit: where they are read and how they are waited for."""
+
+    def now(self) -> float: ...
+
+    async def sleep(self, seconds: float) -> None: ...
+
+
+class WallClock:
+    """The monotonic clock and the event loop's sleep."""
+
+    def now(self) -> float:
+        return time.monotonic()
+
+    async def sleep(self, seconds: float) -> None:
+        await asyncio.sleep(seconds)
+
+
+WALL = WallClock()
 
 
 class TokenBucket:
-    def __init__(
-        self,
-        rate: float,
-        burst: float | None = None,
-        *,
-        now: Callable[[], float] = time.monotonic,
-        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
-    ) -> None:
+    def __init__(self, rate: float, burst: float | None = None, *, clock: RateClock = WALL) -> None:
         self.rate = rate
         self.capacity = max(1.0, rate / 100 if burst is None else burst)
-        self._now = now
-        self._sleep = sleep
+        self._now = clock.now
+        self._sleep = clock.sleep
         self._tokens = self.capacity
-        self._stamp = now()
+        self._stamp = clock.now()
         self._lock = asyncio.Lock()
 
     async def take(self) -> None:

@@ -16,6 +16,7 @@ from incident.errors import ConfigError
 from incident.notify.channels import PushGateway, TwilioCarrier
 from incident.notify.drill import DrillServer, serve_drill
 from incident.notify.drill_config import DEFAULT_ACCOUNT_SID, DEFAULT_AUTH_TOKEN, DrillConfig
+from incident.notify.ratelimit import WALL, RateClock
 from incident.notify.records import Delivery
 from incident.notify.sender import NotifyEngine, Settle
 from incident.notify.templates import NoticeTemplates
@@ -81,6 +82,7 @@ async def notify_runtime(
     public_url: PublicUrl,
     on_change: Callable[[Delivery], None] | None = None,
     settle: Settle | None = None,
+    rate_clock: RateClock = WALL,
 ) -> AsyncIterator[NotifyRuntime]:
     creds = credentials(settings)
     async with contextlib.AsyncExitStack() as stack:
@@ -108,7 +110,7 @@ async def notify_runtime(
             embedded=embedded, from_number=creds.from_number, push=push,
             public_url=lambda: public_url.value or settings.twilio.public_base_url
             or f"http://{settings.http.host}:{settings.http.port}",
-            on_change=on_change, settle=settle,
+            on_change=on_change, settle=settle, rate_clock=rate_clock,
         )  # fmt: skip
         runtime = NotifyRuntime(engine, carrier, drill, push is not None)
         if settings.notify.send:

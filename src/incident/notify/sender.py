@@ -54,7 +54,7 @@ from incident.notify.channels import (
     twiml_for,
 )
 from incident.notify.context import NoticeContext
-from incident.notify.ratelimit import TokenBucket
+from incident.notify.ratelimit import WALL, RateClock, TokenBucket
 from incident.notify.records import Delivery, DeliveryChange, Notice
 from incident.notify.states import DeliveryState
 from incident.notify.templates import NoticeCache, NoticeTemplates, split_push
@@ -247,6 +247,7 @@ class NotifyEngine:
         push: PushGateway | None = None,
         on_change: Callable[[Delivery], None] | None = None,
         settle: Settle | None = None,
+        rate_clock: RateClock = WALL,
     ) -> None:
         self._settings = settings
         self._n = settings.notify
@@ -266,8 +267,8 @@ class NotifyEngine:
         self._caches: dict[str, NoticeCache] = {}
         self._notices: dict[str, Notice] = {}
         self._limits = {
-            Channel.sms: TokenBucket(settings.twilio.messages_per_second),
-            Channel.voice: TokenBucket(settings.twilio.calls_per_second),
+            Channel.sms: TokenBucket(settings.twilio.messages_per_second, clock=rate_clock),
+            Channel.voice: TokenBucket(settings.twilio.calls_per_second, clock=rate_clock),
         }
         self._calls = asyncio.Semaphore(self._n.max_concurrent_calls)
         #: Carrier calls at once, as many as the carrier client has connections.
