@@ -21,7 +21,7 @@ from tests.conftest import POSTGRES_URL, Broker, postgres_schema
 from tests.faults.conftest import Carrier, Faults, carrier_process, wait_for
 from tests.faults.test_fanout_kills import declare_and_approve, sending_service
 
-from incident.notify.drill_config import DrillConfig, SmsOutcome
+from incident.carriersim.config import DrillConfig, SmsOutcome
 
 
 async def one_run(store_url: str, broker: Broker, households: int, rate: float, tmp: Path) -> str:

@@ -22,10 +22,10 @@ import asyncpg
 import pytest
 from blockbuster import BlockBuster, blockbuster_ctx
 
-from incident.auth import add_token
-from incident.clock import ManualClock
-from incident.domain import Role
-from incident.kafka import broker_binary, free_port, tansu_command
+from incident.adapters.kafka import broker_binary, free_port, tansu_command
+from incident.core.auth import add_token
+from incident.core.clock import ManualClock
+from incident.core.domain import Role
 from incident.settings import Settings, StoreSettings, load_settings
 from incident.store import Store, open_store
 

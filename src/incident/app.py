@@ -26,15 +26,34 @@ from incident.api.endpoint import ALL_ROLES, Endpoint, Query, route_path
 from incident.api.idempotency import idempotency_middleware
 from incident.api.live import live
 from incident.api.middleware import authentication, errors_and_metrics
-from incident.area_worker import AreaWorker
-from incident.areas import AreaLimits
-from incident.auth import TokenRegistry, read_tokens
-from incident.clock import Clock, SystemClock
-from incident.errors import StoreError
-from incident.geo.household import Channel
-from incident.households import build_area, import_if_changed, phone_rules, read_area_files, registry_version
-from incident.incidents import IncidentService
-from incident.kafka_runtime import kafka_runtime
+from incident.api.webhooks import (
+    HOOK_OPTIONS,
+    HookOptions,
+    add_voice_fallback,
+    install_hooks,
+    make_settle,
+    wants_voice_fallback,
+)
+from incident.core.auth import TokenRegistry, read_tokens
+from incident.core.clock import Clock, SystemClock
+from incident.core.errors import StoreError
+from incident.core.memory import release_free_memory
+from incident.core.metrics import Metrics
+from incident.deliveries.records import Delivery
+from incident.households.model import Channel
+from incident.households.registry import (
+    build_area,
+    import_if_changed,
+    phone_rules,
+    read_area_files,
+    registry_version,
+)
+from incident.incidents.area_worker import AreaWorker
+from incident.incidents.areas import AreaLimits
+from incident.incidents.live import LiveHub
+from incident.incidents.service import IncidentService
+from incident.intake.runtime import kafka_runtime
+from incident.intake.triage import TriageService
 from incident.keys import (
     CLOCK,
     ENDPOINTS,
@@ -54,26 +73,13 @@ from incident.keys import (
     TOKENS,
     TRIAGE,
 )
-from incident.live import LiveHub
-from incident.memory import release_free_memory
-from incident.metrics import Metrics
-from incident.notices import NoticeService, load_notice_templates
-from incident.notify.records import Delivery
-from incident.notify.runtime import PublicUrl, credentials, notify_runtime
-from incident.notify.webhooks import (
-    HOOK_OPTIONS,
-    HookOptions,
-    add_voice_fallback,
-    install_hooks,
-    make_settle,
-    wants_voice_fallback,
-)
+from incident.notices.runtime import PublicUrl, credentials, notify_runtime
+from incident.notices.service import NoticeService, load_notice_templates
 from incident.playbook import load_oncall, load_playbooks
 from incident.playbook.engine import PlaybookEngine
 from incident.reload import AreaReloader, CurrentArea, TokenReloader, file_stamp, poll
 from incident.settings import Settings
 from incident.store import open_store
-from incident.triage import TriageService
 
 log = logging.getLogger(__name__)
 

@@ -6,20 +6,20 @@ from typing import TYPE_CHECKING
 
 from aiohttp import web
 
-from incident.auth import Principal, TokenRegistry
-from incident.clock import Clock
-from incident.incidents import IncidentService
-from incident.kafka_runtime import KafkaRuntime
-from incident.live import LiveHub
-from incident.metrics import Metrics
-from incident.notices import NoticeService
-from incident.notify.runtime import NotifyRuntime, PublicUrl
-from incident.notify.templates import NoticeTemplates
+from incident.core.auth import Principal, TokenRegistry
+from incident.core.clock import Clock
+from incident.core.metrics import Metrics
+from incident.incidents.live import LiveHub
+from incident.incidents.service import IncidentService
+from incident.intake.runtime import KafkaRuntime
+from incident.intake.triage import TriageService
+from incident.notices.runtime import NotifyRuntime, PublicUrl
+from incident.notices.service import NoticeService
+from incident.notices.templates import NoticeTemplates
 from incident.playbook.engine import PlaybookEngine
 from incident.reload import CurrentArea
 from incident.settings import Settings
 from incident.store import Store
-from incident.triage import TriageService
 
 if TYPE_CHECKING:
     from incident.api.endpoint import Endpoint

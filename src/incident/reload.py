@@ -17,12 +17,12 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from incident.auth import TokenRegistry, read_tokens
-from incident.errors import IncidentError
-from incident.geo import ServiceArea
-from incident.households import AreaFiles, build_area, registry_version
-from incident.memory import release_free_memory
-from incident.metrics import Metrics
+from incident.core.auth import TokenRegistry, read_tokens
+from incident.core.errors import IncidentError
+from incident.core.memory import release_free_memory
+from incident.core.metrics import Metrics
+from incident.households import ServiceArea
+from incident.households.registry import AreaFiles, build_area, registry_version
 from incident.settings import AreaSettings
 from incident.store import Store
 

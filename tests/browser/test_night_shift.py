@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 from playwright.async_api import Page, Request, Route
 
-from incident.domain import EventDraft
+from incident.core.domain import EventDraft
 from incident.keys import STORE
 from tests.browser.conftest import Console
 from tests.functional.conftest import Api

@@ -7,12 +7,12 @@ import asyncio
 import msgspec
 import pytest
 
-from incident import domain
-from incident.domain import Declaration, Kind, Severity, Utility
-from incident.notify.records import Delivery, DeliveryChange, Notice
-from incident.notify.states import SENDABLE, DeliveryState
+from incident.core import domain
+from incident.core.domain import Declaration, Kind, Severity, Utility
+from incident.deliveries.records import Delivery, DeliveryChange, Notice
+from incident.deliveries.states import SENDABLE, DeliveryState
 from incident.store import Store
-from incident.store.base import AppendTo, PutNotice
+from incident.store.ports import AppendTo, PutNotice
 
 S = DeliveryState
 AT = "2026-11-22T08:00:00.000000+00:00"

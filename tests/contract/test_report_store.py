@@ -7,15 +7,15 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from incident import domain
-from incident.domain import Declaration, Kind, Severity, Utility
-from incident.errors import Conflict, IllegalTransition, NotFound
-from incident.incidents import verify_incident
-from incident.reports import Location, Report, ReportStatus
+from incident.core import domain
+from incident.core.domain import Declaration, Kind, Severity, Utility
+from incident.core.errors import Conflict, IllegalTransition, NotFound
+from incident.incidents.service import verify_incident
+from incident.intake.triage import ingest_planner
+from incident.reports.model import Location, Report, ReportStatus
 from incident.settings import CorrelationSettings
 from incident.store import Store
-from incident.store.base import AppendTo, IncomingReport, SetReport
-from incident.triage import ingest_planner
+from incident.store.ports import AppendTo, IncomingReport, SetReport
 
 T0 = datetime(2026, 11, 22, 8, 0, tzinfo=UTC)
 PLAN = ingest_planner(CorrelationSettings())

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from aiokafka import AIOKafkaProducer
 
-from incident.kafka import broker_binary, tansu_command
+from incident.adapters.kafka import broker_binary, tansu_command
 from tests.conftest import Broker
 from tests.faults.conftest import Faults, Service, report, wait_for
 

@@ -14,7 +14,7 @@ import random
 from pathlib import Path
 from typing import Any
 
-from incident.notify.drill_config import DEFAULT_ACCOUNT_SID, DEFAULT_AUTH_TOKEN
+from incident.carriersim.config import DEFAULT_ACCOUNT_SID, DEFAULT_AUTH_TOKEN
 from tests.faults.conftest import Carrier, Faults, Service, households_file, wait_for
 
 HOUSEHOLDS = 400

@@ -8,7 +8,7 @@ from aiohttp.test_utils import TestClient
 from aiohttp.web import Application
 
 from incident.app import create_app
-from incident.clock import ManualClock
+from incident.core.clock import ManualClock
 from incident.settings import Settings
 from tests.conftest import Tokens
 

@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 from aiohttp.web import Application
 
+from incident.adapters.kafka import free_port
 from incident.app import create_app
-from incident.drill.runner import DrillError, DrillResult, run_drill
-from incident.drill.scenario import Scenario, load_scenario, loads_scenario
-from incident.kafka import free_port
+from incident.drills.runner import DrillError, DrillResult, run_drill
+from incident.drills.scenario import Scenario, load_scenario, loads_scenario
 from incident.keys import PUBLIC_URL, SETTINGS
 from incident.settings import Settings, load_settings
 from tests.conftest import Broker, Tokens, kafka_env

@@ -20,9 +20,9 @@ from shapely.geometry import Polygon, shape
 import incident.review
 from incident.app import create_app
 from incident.cli import main
-from incident.clock import ManualClock
+from incident.core.clock import ManualClock
+from incident.deliveries.records import Delivery
 from incident.keys import PUBLIC_URL, STORE
-from incident.notify.records import Delivery
 from incident.settings import Settings, load_settings
 from incident.store import Store
 from tests.conftest import Broker, Tokens, kafka_env

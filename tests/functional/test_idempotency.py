@@ -16,10 +16,10 @@ import pytest
 from aiohttp.web import Application
 
 from incident.app import create_app
-from incident.clock import ManualClock, isoformat
+from incident.core.clock import ManualClock, isoformat
 from incident.keys import CLOCK, STORE
 from incident.settings import Settings
-from incident.store.base import IdempotencyChange, IdempotencyRecord
+from incident.store.ports import IdempotencyChange, IdempotencyRecord
 from tests.conftest import Tokens
 from tests.functional.conftest import Api, Client
 from tests.functional.test_areas import BOX

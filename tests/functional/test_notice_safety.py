@@ -14,10 +14,10 @@ import pytest
 from aiohttp.web import Application
 
 from incident.app import create_app
-from incident.clock import ManualClock
-from incident.geo import Channel
+from incident.core.clock import ManualClock
+from incident.households import Channel
 from incident.keys import TEMPLATES
-from incident.notify.context import NoticeContext
+from incident.notices.context import NoticeContext
 from incident.settings import Settings, load_settings
 from tests.conftest import Broker, Tokens, kafka_env
 from tests.functional.conftest import Api, Client

@@ -7,9 +7,9 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from incident.deliveries.records import Notice
 from incident.keys import STORE
-from incident.notify.records import Notice
-from incident.store.base import PutNotice
+from incident.store.ports import PutNotice
 from tests.contract.test_delivery_store import delivery
 from tests.functional.conftest import Api
 from tests.functional.test_triage import ingest, report

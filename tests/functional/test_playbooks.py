@@ -15,7 +15,7 @@ from aiohttp.web import Application
 from aiokafka import AIOKafkaProducer
 
 from incident.app import create_app
-from incident.clock import ManualClock, isoformat
+from incident.core.clock import ManualClock, isoformat
 from incident.keys import PLAYBOOKS, PUBLIC_URL, STORE
 from incident.playbook.engine import PlaybookEngine
 from incident.settings import load_settings
@@ -384,12 +384,12 @@ async def test_an_auto_notice_cut_short_before_its_approval_is_approved_on_the_n
     store_url: str, aiohttp_client: Callable[[Application], Awaitable[Client]], tokens: Tokens,
     broker: Broker, clock: ManualClock,
 ) -> None:  # fmt: skip
-    from incident.auth import Principal
-    from incident.domain import Role
-    from incident.geo.household import Channel
+    from incident.core.auth import Principal
+    from incident.core.domain import Role
+    from incident.households.model import Channel
     from incident.keys import NOTICES, SERVICE_AREA
-    from incident.notices import NoticeFacts, NoticeRequest
-    from incident.notify.context import TemplateKey
+    from incident.notices.context import TemplateKey
+    from incident.notices.service import NoticeFacts, NoticeRequest
 
     api = await _app(aiohttp_client, store_url, tokens, kafka_env(broker), clock)
     engine, app = api.client.app[PLAYBOOKS], api.client.app

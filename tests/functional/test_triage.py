@@ -6,14 +6,14 @@ import asyncio
 from datetime import UTC, datetime
 from typing import Any
 
+from incident.adapters.kafka import free_port
 from incident.app import create_app
-from incident.domain import Kind, Severity, Utility
-from incident.kafka import free_port
+from incident.core.domain import Kind, Severity, Utility
+from incident.intake.triage import ingest_planner
 from incident.keys import STORE, TRIAGE
-from incident.reports import Location, Report
+from incident.reports.model import Location, Report
 from incident.settings import CorrelationSettings, Settings, load_settings
-from incident.store.base import IncomingReport
-from incident.triage import ingest_planner
+from incident.store.ports import IncomingReport
 from tests.conftest import Tokens
 from tests.functional.conftest import Api
 

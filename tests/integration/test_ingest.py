@@ -15,16 +15,16 @@ import orjson
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
+from incident.adapters.kafka import BrokerMonitor, EmbeddedBroker
 from incident.app import create_app
-from incident.incidents import IncidentService
-from incident.ingest import Batch, Ingestor
-from incident.kafka import BrokerMonitor, EmbeddedBroker
+from incident.core.metrics import Metrics
+from incident.incidents.live import LiveHub
+from incident.incidents.service import IncidentService
+from incident.intake.ingest import Batch, Ingestor
+from incident.intake.triage import TriageService
 from incident.keys import STORE
-from incident.live import LiveHub
-from incident.metrics import Metrics
 from incident.settings import Settings, load_settings
 from incident.store import Store
-from incident.triage import TriageService
 from tests.conftest import Broker, Tokens, kafka_env
 from tests.unit.test_reports import MALFORMED
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import orjson
 import pytest
 
-from incident.reports import RejectCode, ReportRejected, parse_report
+from incident.reports.model import RejectCode, ReportRejected, parse_report
 
 GOOD = {
     "report_id": "lims-2026-11-22-0042",
@@ -78,7 +78,7 @@ def test_a_message_without_value_is_rejected() -> None:
 
 
 def test_a_drill_report_declares_an_exercise() -> None:
-    from incident.triage import declaration_from
+    from incident.intake.triage import declaration_from
 
     assert declaration_from(parse_report(_with(details={"drill": True, "drill_run": "r1"}), 65536)).drill
     assert not declaration_from(parse_report(_with(), 65536)).drill

@@ -11,10 +11,11 @@ from shapely.geometry import mapping
 
 from incident.api.endpoint import ALL_ROLES, Endpoint, Idempotency, Query, json_response, read_body
 from incident.api.incidents import STEER
-from incident.areas import AreaDescription, AreaRequest, Deadline, counts
-from incident.domain import Incident
-from incident.errors import NotFound
-from incident.geo import GeoError, ServiceArea, households_on_links, isolate
+from incident.core.domain import Incident
+from incident.core.errors import NotFound
+from incident.geo import GeoError, isolate
+from incident.households import ServiceArea, households_on_links
+from incident.incidents.areas import AreaDescription, AreaRequest, Deadline, counts
 from incident.keys import INCIDENTS, PRINCIPAL, SERVICE_AREA, SETTINGS
 
 

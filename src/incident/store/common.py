@@ -14,14 +14,14 @@ from typing import Any
 import msgspec
 import orjson
 
-from incident.clock import isoformat
-from incident.correlate import Candidate, Sighting
-from incident.domain import OPEN_STATUSES, Incident
-from incident.geo.household import Channel, Household, Priority
-from incident.notify.records import Delivery, DeliveryChange, Notice
-from incident.notify.states import AWAITING_FINAL, NO_RECEIPTS, NOT_TRIED, RELEASABLE, DeliveryState
-from incident.reports import Report, ReportStatus, StoredReport
-from incident.store.base import DueTimer, HouseholdUpsert, IdempotencyRecord
+from incident.core.clock import isoformat
+from incident.core.domain import OPEN_STATUSES, Incident
+from incident.deliveries.records import Delivery, DeliveryChange, Notice
+from incident.deliveries.states import AWAITING_FINAL, NO_RECEIPTS, NOT_TRIED, RELEASABLE, DeliveryState
+from incident.households.model import Channel, Household, Priority
+from incident.reports.correlation import Candidate, Sighting
+from incident.reports.model import Report, ReportStatus, StoredReport
+from incident.store.ports import DueTimer, HouseholdUpsert, IdempotencyRecord
 
 REPORT_COLUMNS = (
     "report_id, kind, utility, severity, observed_at, received_at, lon, lat, asset_type, asset_id,"

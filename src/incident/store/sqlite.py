@@ -28,32 +28,14 @@ from typing import Any, TypeVar
 import msgspec
 import orjson
 
-from incident.clock import Clock, isoformat
-from incident.domain import Incident, Status, TimelineEvent, incident_id
-from incident.errors import OUTCOME_UNKNOWN, Conflict, NotFound, StoreError
-from incident.geo.household import Household
-from incident.notify.records import Delivery, DeliveryChange, Notice
-from incident.notify.states import DeliveryState
-from incident.reports import ReportStatus, StoredReport
-from incident.store.base import (
-    Appended,
-    AppendTo,
-    Decider,
-    DueTimer,
-    HouseholdUpsert,
-    IdempotencyChange,
-    IdempotencyRecord,
-    IncomingReport,
-    IngestResult,
-    NewIncident,
-    Opener,
-    Planner,
-    PlanResult,
-    PlanStep,
-    PutNotice,
-    SetReport,
-    incident_counter,
-)
+from incident.core.clock import Clock, isoformat
+from incident.core.domain import Incident, Status, TimelineEvent, incident_id
+from incident.core.errors import OUTCOME_UNKNOWN, Conflict, NotFound, StoreError
+from incident.core.timeline import seal
+from incident.deliveries.records import Delivery, DeliveryChange, Notice
+from incident.deliveries.states import DeliveryState
+from incident.households.model import Household
+from incident.reports.model import ReportStatus, StoredReport
 from incident.store.common import (
     AWAITING_FINAL_WHERE,
     CLAIMED,
@@ -102,7 +84,25 @@ from incident.store.common import (
     upsert_rows,
 )
 from incident.store.migrations import MIGRATIONS
-from incident.timeline import seal
+from incident.store.ports import (
+    Appended,
+    AppendTo,
+    Decider,
+    DueTimer,
+    HouseholdUpsert,
+    IdempotencyChange,
+    IdempotencyRecord,
+    IncomingReport,
+    IngestResult,
+    NewIncident,
+    Opener,
+    Planner,
+    PlanResult,
+    PlanStep,
+    PutNotice,
+    SetReport,
+    incident_counter,
+)
 
 T = TypeVar("T")
 _MAX_BATCH = 512
