@@ -27,7 +27,6 @@ from incident.api.idempotency import idempotency_middleware
 from incident.api.live import live
 from incident.api.middleware import authentication, errors_and_metrics
 from incident.api.webhooks import (
-    HOOK_OPTIONS,
     HookOptions,
     add_voice_fallback,
     install_hooks,
@@ -57,6 +56,7 @@ from incident.intake.triage import TriageService
 from incident.keys import (
     CLOCK,
     ENDPOINTS,
+    HOOK_OPTIONS,
     HUB,
     INCIDENTS,
     KAFKA,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -19,9 +20,10 @@ import aiohttp
 from twilio.base.exceptions import TwilioRestException
 from twilio.http.async_http_client import AsyncTwilioHttpClient
 from twilio.http.response import Response
+from twilio.request_validator import RequestValidator  # type: ignore[import-untyped, unused-ignore]
 from twilio.rest import Client
 
-from incident.core.errors import IncidentError
+from incident.core.errors import CarrierError
 
 #: Twilio error codes that are the number's fault: retrying cannot help.
 PERMANENT_CODES = frozenset({21211, 21408, 21610, 21612, 21614, 30003, 30005, 30006, 30007, 30008, 21217})
@@ -38,33 +40,14 @@ CONNECTIONS = 64
 #: started is over, whether or not its answer was recorded.
 CALL_TIMEOUT_S = 15.0
 
-#: Text-to-speech voice and language per template language (Chinese needs Polly.Zhiyu).
+#: Text-to-speech voice and language, by the language's primary subtag (Chinese needs
+#: Polly.Zhiyu with cmn-CN); any other language is spoken by the English voice.
 VOICES: dict[str, tuple[str, str]] = {
-    "zh-CN": ("Polly.Zhiyu", "cmn-CN"),
+    "zh": ("Polly.Zhiyu", "cmn-CN"),
     "en": ("Polly.Joanna", "en-US"),
 }
-_CONFIRMED_PROMPT = {"zh-CN": "收到本通知请按1确认。", "en": "Press 1 to confirm you received this message."}
-
-
-class CarrierError(IncidentError):
-    code = "carrier_error"
-    status = 502
-
-    def __init__(
-        self,
-        message: str,
-        *,
-        retryable: bool,
-        carrier_code: int | None = None,
-        retry_after: float | None = None,
-        outcome_unknown: bool = False,
-    ) -> None:
-        super().__init__(message)
-        self.retryable = retryable
-        self.carrier_code = carrier_code
-        self.retry_after = retry_after
-        #: The request may have been taken (no answer came): ask the carrier before resending.
-        self.outcome_unknown = outcome_unknown
+_CONFIRMED_PROMPT = {"zh": "收到本通知请按1确认。", "en": "Press 1 to confirm you received this message."}
+_XML = '<?xml version="1.0" encoding="UTF-8"?>'
 
 
 @dataclass(frozen=True)
@@ -84,16 +67,55 @@ class CarrierStatus:
     answered_by: str | None = None
 
 
+# --- TwiML: built here only, with one language rule --------------------------------------------
+
+
+def voice_language(language: str) -> str:
+    """The key of :data:`VOICES` for a language tag: its primary subtag (``zh`` for ``zh-CN``,
+    ``zh_TW`` or ``zh-Hans``), English when there is no voice for it."""
+    primary = language.replace("_", "-").split("-", 1)[0].lower()
+    return primary if primary in VOICES else "en"
+
+
+def _say(text: str, language: str) -> str:
+    voice, lang = VOICES[voice_language(language)]
+    return f"<Say voice={quoteattr(voice)} language={quoteattr(lang)}>{escape(text)}</Say>"
+
+
 def twiml_for(text: str, language: str, gather_action: str) -> str:
-    """Speak the notice in the household's language, then gather one digit (press 1)."""
-    voice, lang = VOICES.get(language, VOICES["en"])
-    say = f"<Say voice={quoteattr(voice)} language={quoteattr(lang)}>{escape(text)}</Say>"
-    prompt = _CONFIRMED_PROMPT.get(language, _CONFIRMED_PROMPT["en"])
+    """A notice call: speak the notice in the household's language, then gather one digit (press 1)."""
+    say = _say(text, language)
+    prompt = _say(_CONFIRMED_PROMPT[voice_language(language)], language)
     gather = (
         f'<Gather numDigits="1" timeout="8" action={quoteattr(gather_action)} method="POST">'
-        f"{say}<Say voice={quoteattr(voice)} language={quoteattr(lang)}>{escape(prompt)}</Say></Gather>"
+        f"{say}{prompt}</Gather>"
     )
-    return f'<?xml version="1.0" encoding="UTF-8"?><Response>{gather}{say}</Response>'
+    return f"{_XML}<Response>{gather}{say}</Response>"
+
+
+def twiml_message(text: str | None) -> str:
+    """A messaging webhook's answer: one reply SMS, or none."""
+    if text is None:
+        return f"{_XML}<Response/>"
+    return f"{_XML}<Response><Message>{escape(text)}</Message></Response>"
+
+
+def twiml_say(text: str | None, language: str) -> str:
+    """A voice webhook's answer: say ``text`` in ``language`` (then the call ends)."""
+    if text is None:
+        return f"{_XML}<Response/>"
+    return f"{_XML}<Response>{_say(text, language)}</Response>"
+
+
+# --- webhook signatures ---------------------------------------------------------------------------
+
+
+def valid_signature(auth_token: str, url: str, form: Mapping[str, str], signature: str) -> bool:
+    """Whether ``signature`` (``X-Twilio-Signature``) is Twilio's over ``url`` and every posted
+    field, keyed with ``auth_token`` (the twilio library's own check)."""
+    if not (auth_token and signature):
+        return False
+    return bool(RequestValidator(auth_token).validate(url, form, signature))
 
 
 def _carrier_error(err: TwilioRestException) -> CarrierError:

@@ -14,14 +14,16 @@ import signal
 import socket
 import subprocess
 import sys
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any, TypeAlias
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError
+from aiokafka.partitioner import DefaultPartitioner
 
-from incident.core.errors import IncidentError
+from incident.core.errors import BrokerError
 from incident.settings import KafkaSettings
 
 log = logging.getLogger(__name__)
@@ -29,11 +31,6 @@ log = logging.getLogger(__name__)
 #: The embedded broker holds each JoinGroup for half the session timeout: keep it short.
 EMBEDDED_SESSION_TIMEOUT_MS = 2000
 EMBEDDED_HEARTBEAT_MS = 300
-
-
-class BrokerError(IncidentError):
-    code = "broker_unavailable"
-    status = 503
 
 
 def broker_binary() -> str:
@@ -175,11 +172,130 @@ def group_timeouts(settings: KafkaSettings, embedded: bool) -> tuple[int, int]:
     return settings.session_timeout_ms, settings.heartbeat_interval_ms
 
 
+#: One consumed message (aiokafka's record type, named at the boundary).
+Record: TypeAlias = ConsumerRecord[bytes, bytes]
+#: A fetch: each partition's messages, in order.
+Batch: TypeAlias = dict[TopicPartition, list[Record]]
+
+__all__ = ["Batch", "BrokerError", "Consumer", "Producer", "Record", "TopicPartition", "broker_errors"]
+
+
+@contextlib.contextmanager
+def broker_errors(what: str) -> Iterator[None]:
+    """aiokafka's errors become :class:`BrokerError` here, at the boundary (as httpx's
+    ``map_exceptions`` does for its transports); nothing above the adapters catches a vendor type.
+    The vendor's error is the cause, and its name is kept in the message."""
+    try:
+        yield
+    except KafkaError as err:
+        raise BrokerError(f"{what}: {type(err).__name__}: {err}") from err
+
+
+async def _mapped(sent: Awaitable[Any], what: str) -> Any:
+    with broker_errors(what):
+        return await sent
+
+
+class Consumer:
+    """An aiokafka consumer whose every call raises :class:`BrokerError` instead of aiokafka's errors."""
+
+    def __init__(self, *topics: str, **options: Any) -> None:
+        self._c = AIOKafkaConsumer(*topics, **options)
+
+    async def start(self) -> None:
+        with broker_errors("Kafka consumer start"):
+            await self._c.start()
+
+    async def stop(self) -> None:
+        with broker_errors("Kafka consumer stop"):
+            await self._c.stop()
+
+    def assignment(self) -> set[TopicPartition]:
+        return set(self._c.assignment())
+
+    async def getmany(self, *, timeout_ms: int, max_records: int | None = None) -> Batch:
+        with broker_errors("Kafka fetch"):
+            batch: Batch = await self._c.getmany(timeout_ms=timeout_ms, max_records=max_records)
+            return batch
+
+    def highwater(self, tp: TopicPartition) -> int | None:
+        high: int | None = self._c.highwater(tp)
+        return high
+
+    async def position(self, tp: TopicPartition) -> int:
+        with broker_errors("Kafka position"):
+            pos: int = await self._c.position(tp)
+            return pos
+
+    def seek(self, tp: TopicPartition, offset: int) -> None:
+        with broker_errors("Kafka seek"):
+            self._c.seek(tp, offset)
+
+    async def commit(self, offsets: Mapping[TopicPartition, int]) -> None:
+        with broker_errors("Kafka commit"):
+            await self._c.commit(dict(offsets))
+
+
+class Producer:
+    """An aiokafka producer whose every call, and every send's answer, raises :class:`BrokerError`
+    instead of aiokafka's errors."""
+
+    def __init__(self, **options: Any) -> None:
+        self._p = AIOKafkaProducer(**options)
+
+    async def start(self) -> None:
+        with broker_errors("Kafka producer start"):
+            await self._p.start()
+
+    async def stop(self) -> None:
+        with broker_errors("Kafka producer stop"):
+            await self._p.stop()
+
+    async def send(
+        self,
+        topic: str,
+        value: bytes | None,
+        *,
+        key: bytes | None = None,
+        partition: int | None = None,
+        headers: Sequence[tuple[str, bytes]] | None = None,
+    ) -> Awaitable[Any]:
+        """Queue one message; await the result for the broker's answer."""
+        with broker_errors(f"Kafka send to {topic}"):
+            sent = await self._p.send(topic, value, key=key, partition=partition, headers=headers)
+        return _mapped(sent, f"Kafka send to {topic}")
+
+    async def send_and_wait(
+        self,
+        topic: str,
+        value: bytes,
+        *,
+        key: bytes | None = None,
+        headers: Sequence[tuple[str, bytes]] | None = None,
+    ) -> None:
+        with broker_errors(f"Kafka send to {topic}"):
+            await self._p.send_and_wait(topic, value, key=key, headers=headers)
+
+    async def partitions_for(self, topic: str) -> set[int]:
+        with broker_errors(f"Kafka metadata of {topic}"):
+            parts: set[int] = await self._p.partitions_for(topic)
+            return parts
+
+
+_partitioner = DefaultPartitioner()
+
+
+def partition_of(key: bytes, partitions: list[int]) -> int:
+    """The partition Kafka's own (murmur2) partitioner gives ``key``."""
+    part: int = _partitioner(key, partitions, partitions)
+    return part
+
+
 def make_consumer(
     bootstrap: str, settings: KafkaSettings, *, embedded: bool, topics: Iterable[str] | None = None
-) -> AIOKafkaConsumer:
+) -> Consumer:
     session, heartbeat = group_timeouts(settings, embedded)
-    return AIOKafkaConsumer(
+    return Consumer(
         *(topics if topics is not None else [settings.reports_topic]),
         bootstrap_servers=bootstrap,
         group_id=settings.group_id,
@@ -196,10 +312,10 @@ def make_consumer(
     )
 
 
-def make_producer(bootstrap: str) -> AIOKafkaProducer:
+def make_producer(bootstrap: str) -> Producer:
     # acks=all: a dead letter or a re-submitted report is written before we move on. Not
     # idempotent: the embedded broker does not support it, and our idempotency is the store's.
-    return AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5, request_timeout_ms=10_000)
+    return Producer(bootstrap_servers=bootstrap, acks="all", linger_ms=5, request_timeout_ms=10_000)
 
 
 async def ensure_topics(admin: AIOKafkaAdminClient, names: Iterable[str], partitions: int) -> list[str]:
@@ -379,7 +495,7 @@ async def resubmit(bootstrap: str, topic: str, letter: DeadLetter, value: bytes)
     try:
         await producer.start()
         await producer.send_and_wait(topic, value=value, key=letter.key, headers=headers)
-    except KafkaError as err:
-        raise BrokerError(f"Kafka at {bootstrap}: {err}") from err
+    except BrokerError as err:
+        raise BrokerError(f"Kafka at {bootstrap}: {err.message}") from err
     finally:
         await producer.stop()

@@ -33,15 +33,13 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Final
-from xml.sax.saxutils import escape, quoteattr
 
 import msgspec
 from aiohttp import web
 from multidict import MultiDict, MultiDictProxy
 from prometheus_client import CollectorRegistry, Counter
-from twilio.request_validator import RequestValidator  # type: ignore[import-untyped, unused-ignore]
 
-from incident.adapters.carriers import CarrierStatus
+from incident.adapters.carriers import CarrierStatus, twiml_message, twiml_say, valid_signature
 from incident.api.endpoint import Handler, json_response
 from incident.core.clock import isoformat
 from incident.core.domain import EventDraft
@@ -50,7 +48,7 @@ from incident.core.metrics import Metrics
 from incident.deliveries.records import Delivery, DeliveryChange
 from incident.deliveries.states import BEFORE_SEND, TWILIO_STATUS, DeliveryState, moves_forward
 from incident.households.model import Channel, Household
-from incident.keys import CLOCK, INCIDENTS, METRICS, SERVICE_AREA, SETTINGS, STORE
+from incident.keys import CLOCK, HOOK_METRICS, HOOK_OPTIONS, INCIDENTS, METRICS, SERVICE_AREA, SETTINGS, STORE
 from incident.notices.fanout import Settle
 from incident.notices.language import primary_subtag
 from incident.notices.runtime import credentials
@@ -58,8 +56,6 @@ from incident.store import Store
 
 __all__ = [
     "FALLBACK_CODES",
-    "HOOK_METRICS",
-    "HOOK_OPTIONS",
     "HOUSEHOLD_REPLY",
     "HookMetrics",
     "HookOptions",
@@ -145,9 +141,6 @@ class HookMetrics:
         self.webhooks.labels(hook, outcome.value).inc()
 
 
-HOOK_OPTIONS = web.AppKey("hook_options", HookOptions)
-HOOK_METRICS = web.AppKey("hook_metrics", HookMetrics)
-
 # Counters for an app that was not given HOOK_METRICS, made once per app's Metrics.
 _lazy_metrics: weakref.WeakKeyDictionary[Metrics, HookMetrics] = weakref.WeakKeyDictionary()
 
@@ -206,10 +199,7 @@ async def verified_form(request: web.Request, hook: str) -> MultiDictProxy[str]:
             break
         form.add(name, value)
     url = public_url(request, twilio.public_base_url)
-    valid = bool(signature) and bool(auth_token)
-    if valid:
-        valid = bool(RequestValidator(auth_token).validate(url, form, signature))
-    if not valid:
+    if not valid_signature(auth_token, url, form, signature):
         hook_metrics(request.app).count(hook, Outcome.forbidden)
         log.warning("twilio %s webhook refused: missing or wrong %s", hook, SIGNATURE_HEADER)
         raise Forbidden(f"missing or invalid {SIGNATURE_HEADER}", code="bad_signature")
@@ -390,28 +380,6 @@ def reply_thanks(language: str, utility: str) -> str:
 
 def confirm_thanks(language: str) -> str:
     return _ZH_CONFIRMED if _chinese(language) else "Thank you."
-
-
-_XML: Final = '<?xml version="1.0" encoding="UTF-8"?>'
-#: Text-to-speech voice and language (Chinese needs Polly.Zhiyu with cmn-CN).
-_VOICE_ZH: Final = ("Polly.Zhiyu", "cmn-CN")
-_VOICE_EN: Final = ("Polly.Joanna", "en-US")
-
-
-def twiml_message(text: str | None) -> str:
-    """A messaging webhook's answer: one reply SMS, or none."""
-    if text is None:
-        return f"{_XML}<Response/>"
-    return f"{_XML}<Response><Message>{escape(text)}</Message></Response>"
-
-
-def twiml_say(text: str | None, language: str) -> str:
-    """A voice webhook's answer: say ``text`` in ``language`` (then the call ends)."""
-    if text is None:
-        return f"{_XML}<Response/>"
-    voice, lang = _VOICE_ZH if _chinese(language) else _VOICE_EN
-    say = f"<Say voice={quoteattr(voice)} language={quoteattr(lang)}>{escape(text)}</Say>"
-    return f"{_XML}<Response>{say}</Response>"
 
 
 def _xml(body: str) -> web.Response:

@@ -23,6 +23,7 @@ from incident.carriersim.callbacks import Chain, PostResult, Scheduler, WebhookP
 from incident.carriersim.config import DrillConfig
 from incident.carriersim.outcome import Step, StepKind, plan_call, plan_sms
 from incident.carriersim.records import CallRecord, MessageRecord, Records
+from incident.carriersim.segments import num_segments
 from incident.carriersim.wire import (
     TwilioError,
     call_status_params,
@@ -36,7 +37,6 @@ from incident.carriersim.wire import (
     message_status_params,
     twiml_params,
 )
-from incident.notices.sms import sms_info
 
 __all__ = ["DrillCarrier", "DrillStats", "InboundResult"]
 
@@ -208,7 +208,7 @@ class DrillCarrier:
             to=to,
             from_=from_ or self.config.messaging_service_from,
             body=body,
-            num_segments=sms_info(body).segments,
+            num_segments=num_segments(body),
             outcome=plan.outcome,
             error_code=plan.error_code,
             status_callback=callback,
@@ -342,7 +342,7 @@ class DrillCarrier:
             raise ValueError("no inbound_sms_url configured and no url given")
         assert self._poster is not None, "the drill app's client session is not open"
         sid = _sid("SM")
-        params = inbound_sms_params(self.config.account_sid, sid, from_, to, body, sms_info(body).segments)
+        params = inbound_sms_params(self.config.account_sid, sid, from_, to, body, num_segments(body))
         result = await self._poster.post(target, params, idempotency_token=f"{sid}-received")
         self.stats.inbound_posted += 1
         log.debug("drill carrier: inbound SMS from %s answered %d", mask(from_), result.status)

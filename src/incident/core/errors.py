@@ -15,8 +15,12 @@
     ├── NotFound                  no such incident, report, ... (404)
     ├── Conflict                  the request fights the current state (409)
     │   └── IllegalTransition
+    ├── LeaseLost                 an instance's lease ran out under it (playbook evaluation, 409)
     ├── IntegrityError            a timeline chain does not verify
     ├── StoreError                the database failed; ``retryable`` says whether to try again
+    ├── BrokerError               Kafka failed (aiokafka's errors, mapped in adapters.kafka)
+    ├── CarrierError              Twilio or the push gateway refused or did not answer
+    │                             (mapped in adapters.carriers); ``retryable``, ``outcome_unknown``
     └── Busy                      no worker free to start the work in time (503, retry)
 
 Vendor errors (sqlite3, asyncpg, aiokafka, twilio) are converted to these at the adapter
@@ -124,6 +128,37 @@ class StoreError(IncidentError):
     def outcome_unknown(self) -> bool:
         """A write's COMMIT was cut off and whether it took effect could not be learnt."""
         return self.code == OUTCOME_UNKNOWN
+
+
+class BrokerError(IncidentError):
+    code = "broker_unavailable"
+    status = 503
+
+
+class CarrierError(IncidentError):
+    code = "carrier_error"
+    status = 502
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        retryable: bool,
+        carrier_code: int | None = None,
+        retry_after: float | None = None,
+        outcome_unknown: bool = False,
+    ) -> None:
+        super().__init__(message)
+        self.retryable = retryable
+        self.carrier_code = carrier_code
+        self.retry_after = retry_after
+        #: The request may have been taken (no answer came): ask the carrier before resending.
+        self.outcome_unknown = outcome_unknown
+
+
+class LeaseLost(IncidentError):
+    code = "lease_lost"
+    status = 409
 
 
 class Busy(IncidentError):

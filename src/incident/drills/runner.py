@@ -25,12 +25,10 @@ from typing import Any
 
 import aiohttp
 import msgspec
-from aiokafka import AIOKafkaProducer
-from aiokafka.errors import KafkaError
 
-from incident.adapters.kafka import make_producer
+from incident.adapters.kafka import Producer, make_producer
 from incident.core.domain import TimelineEvent, describe
-from incident.core.errors import IncidentError
+from incident.core.errors import BrokerError, IncidentError
 from incident.drills.scenario import (
     NOT_HANDED_OVER,
     DeliveryCount,
@@ -183,7 +181,7 @@ class _Run:
         self.reports: dict[str, str] = {}
         self.seen_seq = 0
         self.result = DrillResult(scenario.name, run_id)
-        self._producer: AIOKafkaProducer | None = None
+        self._producer: Producer | None = None
 
     # --- output and HTTP ------------------------------------------------------------------------
 
@@ -354,7 +352,7 @@ class _Run:
         producer = await self.producer()
         try:
             await producer.send_and_wait(self.topic, value, key=rid.encode())
-        except KafkaError as err:
+        except BrokerError as err:
             raise DrillError(f"Kafka at {self.bootstrap} did not take report {rid}: {err}") from err
         self.reports[spec.report_id] = rid
         self.say(f"report {rid} produced ({spec.kind.value}, {spec.severity.value}, {spec.source})")
@@ -375,7 +373,7 @@ class _Run:
                 " drill leaves it alone. An earlier run left it open? Close it and run again."
             )
 
-    async def producer(self) -> AIOKafkaProducer:
+    async def producer(self) -> Producer:
         if self._producer is None:
             if not self.bootstrap:
                 raise DrillError("no Kafka broker to send reports to: pass --bootstrap HOST:PORT")
@@ -383,7 +381,7 @@ class _Run:
             try:
                 async with asyncio.timeout(15):
                     await producer.start()
-            except (KafkaError, OSError, TimeoutError) as err:
+            except (BrokerError, OSError, TimeoutError) as err:
                 await producer.stop()
                 raise DrillError(
                     f"no Kafka broker answers at {self.bootstrap} ({type(err).__name__}: {err}): is the"

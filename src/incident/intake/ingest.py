@@ -41,10 +41,16 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
-from aiokafka.errors import KafkaError
-
-from incident.adapters.kafka import BrokerError, make_consumer, make_producer
+from incident.adapters.kafka import (
+    Batch,
+    BrokerError,
+    Consumer,
+    Producer,
+    Record,
+    TopicPartition,
+    make_consumer,
+    make_producer,
+)
 from incident.core.errors import StoreError
 from incident.core.metrics import Metrics
 from incident.intake.triage import TriageService, ingest_planner
@@ -55,7 +61,6 @@ from incident.store.ports import Appended, IncomingReport, IngestResult
 
 log = logging.getLogger(__name__)
 
-Batch = dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]
 #: Test seam: awaited after the store has a batch and before its offsets are committed.
 AfterStore = Callable[[Batch], Awaitable[None]]
 
@@ -76,9 +81,7 @@ class DeadLetterRecord:
     headers: list[tuple[str, bytes]]
 
 
-def dead_letter_headers(
-    msg: ConsumerRecord[bytes, bytes], rejected: ReportRejected
-) -> list[tuple[str, bytes]]:
+def dead_letter_headers(msg: Record, rejected: ReportRejected) -> list[tuple[str, bytes]]:
     own = [
         ("error.code", rejected.code.value.encode()),
         ("error.message", rejected.message[:500].encode()),
@@ -90,7 +93,7 @@ def dead_letter_headers(
     return [*(msg.headers or ()), *own]
 
 
-def dead_letter_record(msg: ConsumerRecord[bytes, bytes], rejected: ReportRejected) -> DeadLetterRecord:
+def dead_letter_record(msg: Record, rejected: ReportRejected) -> DeadLetterRecord:
     """What goes to the dead-letter topic for ``msg``: unchanged when it fits, else cut."""
     key, value = msg.key, msg.value
     theirs = list(msg.headers or ())
@@ -131,8 +134,8 @@ class Ingestor:
         self._embedded = embedded
         self._after_store = after_store
         self._planner = ingest_planner(settings.correlation)
-        self._consumer: AIOKafkaConsumer | None = None
-        self._producer: AIOKafkaProducer | None = None
+        self._consumer: Consumer | None = None
+        self._producer: Producer | None = None
         self._stopping = asyncio.Event()
         self._idle = True
         self._consumer_started = False
@@ -159,7 +162,7 @@ class Ingestor:
                 self._consumer_started = True  # so stop() leaves the group even if start is cut short
                 await self._consumer.start()
                 return
-            except KafkaError as err:
+            except BrokerError as err:
                 self._metrics.ingest_errors.labels("kafka").inc()
                 log.error("cannot reach Kafka at %s (%s); retrying in %.1fs", self._bootstrap, err, backoff)
                 await self.stop()
@@ -242,7 +245,7 @@ class Ingestor:
                     "store"
                     if isinstance(err, StoreError)
                     else "kafka"
-                    if isinstance(err, KafkaError | BrokerError)
+                    if isinstance(err, BrokerError)
                     else "other"
                 )
                 self._metrics.ingest_errors.labels(stage).inc()
@@ -272,7 +275,7 @@ class Ingestor:
             try:
                 async with asyncio.timeout(1.0):
                     lag += max(0, high - await consumer.position(tp))
-            except (KafkaError, TimeoutError):
+            except (BrokerError, TimeoutError):
                 continue  # revoked meanwhile
         self._lag = lag
         self._metrics.consumer_lag.set(lag)
@@ -288,10 +291,10 @@ class Ingestor:
                     self._consumer.seek(tp, msgs[0].offset)
             raise
 
-    def _already_dead(self, msg: ConsumerRecord[bytes, bytes]) -> bool:
+    def _already_dead(self, msg: Record) -> bool:
         return msg.offset in self._dead_lettered.get(TopicPartition(msg.topic, msg.partition), ())
 
-    async def _try_dead_letter(self, msg: ConsumerRecord[bytes, bytes], rejected: ReportRejected) -> bool:
+    async def _try_dead_letter(self, msg: Record, rejected: ReportRejected) -> bool:
         """One bounded try to copy ``msg`` to the dead-letter topic; False if it failed."""
         assert self._producer is not None
         record = dead_letter_record(msg, rejected)
@@ -301,7 +304,7 @@ class Ingestor:
                     self._kafka.dead_letter_topic, value=record.value, key=record.key, headers=record.headers
                 )
                 await sent
-        except (KafkaError, TimeoutError) as err:
+        except (BrokerError, TimeoutError) as err:
             self._metrics.ingest_errors.labels("dead_letter").inc()
             self._problem = f"the dead-letter topic does not take messages ({type(err).__name__})"
             log.error(
@@ -318,7 +321,7 @@ class Ingestor:
         self._progressed()
         return True
 
-    async def _dead_letter(self, bad: list[tuple[ConsumerRecord[bytes, bytes], ReportRejected]]) -> None:
+    async def _dead_letter(self, bad: list[tuple[Record, ReportRejected]]) -> None:
         """Copy every ``bad`` message to the dead-letter topic, acknowledged, before the batch
         goes on; those not taken are retried with backoff until they are (or until stop,
         which leaves the batch uncommitted, to be replayed)."""
@@ -333,9 +336,7 @@ class Ingestor:
                 backoff = min(backoff * 2, 30.0)
                 ok = await self._try_dead_letter(msg, rejected)
 
-    async def _store_reports(
-        self, good: list[IncomingReport], sources: list[ConsumerRecord[bytes, bytes]]
-    ) -> IngestResult:
+    async def _store_reports(self, good: list[IncomingReport], sources: list[Record]) -> IngestResult:
         """Store the batch; if the store refuses it for good (not a passing fault), store the
         reports one by one and dead-letter the ones it refuses, so one report that the schema
         let through but the database will not take never stops the flow."""
@@ -367,7 +368,7 @@ class Ingestor:
             await self._dead_letter([(msg, ReportRejected(RejectCode.store_rejected, problem[:500]))])
         return IngestResult(stored, duplicates, appended)
 
-    def _parse(self, msg: ConsumerRecord[bytes, bytes]) -> IncomingReport:
+    def _parse(self, msg: Record) -> IncomingReport:
         """One message's report, or :class:`ReportRejected` (``parse_report`` turns anything
         unforeseen into ``unparseable``)."""
         report = parse_report(msg.value, self._kafka.max_report_bytes)
@@ -378,8 +379,8 @@ class Ingestor:
         assert self._producer is not None
         metrics = self._metrics
         good: list[IncomingReport] = []
-        sources: list[ConsumerRecord[bytes, bytes]] = []
-        bad: list[tuple[ConsumerRecord[bytes, bytes], ReportRejected]] = []
+        sources: list[Record] = []
+        bad: list[tuple[Record, ReportRejected]] = []
         kafka_times: dict[str, float] = {}
         for msgs in batch.values():
             for msg in msgs:

@@ -36,22 +36,18 @@ from typing import Any
 from urllib.parse import quote_plus
 
 import msgspec
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
-from aiokafka.errors import KafkaError
-from aiokafka.partitioner import DefaultPartitioner
 
 from incident.adapters.carriers import (
     CALL_TIMEOUT_S,
     CONNECTIONS,
-    CarrierError,
     CarrierStatus,
     PushGateway,
     TwilioCarrier,
     twiml_for,
 )
-from incident.adapters.kafka import group_timeouts, make_producer
+from incident.adapters.kafka import Consumer, Producer, group_timeouts, make_producer, partition_of
 from incident.core.clock import Clock, isoformat
-from incident.core.errors import StoreError
+from incident.core.errors import BrokerError, CarrierError, StoreError
 from incident.deliveries.records import Delivery, DeliveryChange, Notice
 from incident.deliveries.states import DeliveryState
 from incident.households.model import Channel
@@ -90,7 +86,6 @@ Settle = Callable[[Delivery, CarrierStatus], Awaitable[bool]]
 FLUSH_AFTER_S = 0.01
 #: How long stopping waits for the answers still to be recorded.
 CLOSE_WAIT_S = 5.0
-_partitioner = DefaultPartitioner()
 
 
 class NotifyJob(msgspec.Struct, frozen=True, omit_defaults=True):
@@ -261,8 +256,8 @@ class NotifyEngine:
         self._push = push
         self._on_change = on_change or (lambda d: None)
         self._wake = asyncio.Event()
-        self._producer: AIOKafkaProducer | None = None
-        self._consumer: AIOKafkaConsumer | None = None
+        self._producer: Producer | None = None
+        self._consumer: Consumer | None = None
         self._caches: dict[str, NoticeCache] = {}
         self._notices: dict[str, Notice] = {}
         self._limits = {
@@ -290,7 +285,7 @@ class NotifyEngine:
     async def start(self) -> None:
         """Nothing to wait for: the loops connect, and keep trying while Kafka is down."""
         session, heartbeat = group_timeouts(self._settings.kafka, self._embedded)
-        self._consumer = AIOKafkaConsumer(
+        self._consumer = Consumer(
             self._n.jobs_topic, bootstrap_servers=self._bootstrap, group_id=self._n.group_id,
             enable_auto_commit=False, auto_offset_reset="earliest", session_timeout_ms=session,
             heartbeat_interval_ms=heartbeat, fetch_max_wait_ms=50, max_poll_records=JOBS_PER_BATCH,
@@ -312,12 +307,12 @@ class NotifyEngine:
         if self._producer is not None:
             await self._producer.stop()
 
-    async def _connected_producer(self) -> AIOKafkaProducer:
+    async def _connected_producer(self) -> Producer:
         while self._producer is None:
             producer = make_producer(self._bootstrap)
             try:
                 await producer.start()
-            except KafkaError as err:
+            except BrokerError as err:
                 await producer.stop()
                 log.error("notify dispatcher cannot reach Kafka (%s); retrying", err)
                 await asyncio.sleep(2.0)
@@ -350,7 +345,7 @@ class NotifyEngine:
         channel_of = {d.delivery_id: d.channel for d in due}
         jobs: dict[tuple[int, str], list[str]] = {}
         for delivery_id, account_id in moved:
-            part = _partitioner(account_id.encode(), partitions, partitions)
+            part = partition_of(account_id.encode(), partitions)
             jobs.setdefault((part, channel_of[delivery_id]), []).append(delivery_id)
         futures = []
         for (part, channel), ids in jobs.items():
@@ -397,7 +392,7 @@ class NotifyEngine:
                     self._wake.clear()
             except asyncio.CancelledError:
                 raise
-            except (StoreError, KafkaError) as err:
+            except (StoreError, BrokerError) as err:
                 log.error("notify dispatcher: %s; retrying", err)
                 await asyncio.sleep(1.0)
             except Exception:
@@ -412,7 +407,7 @@ class NotifyEngine:
             try:
                 await self._consumer.start()
                 break
-            except KafkaError as err:
+            except BrokerError as err:
                 log.error("notify worker cannot reach Kafka (%s); retrying", err)
                 await asyncio.sleep(2.0)
         # Two batches in flight: the next one sends while the slowest calls of the last one

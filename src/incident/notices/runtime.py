@@ -8,12 +8,11 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import aiohttp
 
 from incident.adapters.carriers import PushGateway, TwilioCarrier
-from incident.carriersim.config import DEFAULT_ACCOUNT_SID, DEFAULT_AUTH_TOKEN, DrillConfig
-from incident.carriersim.server import DrillServer, serve_drill
 from incident.core.clock import Clock
 from incident.core.errors import ConfigError
 from incident.deliveries.records import Delivery
@@ -21,6 +20,10 @@ from incident.notices.fanout import NotifyEngine, Settle
 from incident.notices.templates import NoticeTemplates
 from incident.settings import Settings
 from incident.store import Store
+
+if TYPE_CHECKING:
+    # The simulator is loaded only in drill mode (below, when the carrier is the drill one).
+    from incident.carriersim.server import DrillServer
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +44,8 @@ def credentials(settings: Settings) -> Credentials:
     all three: a missing one stops start-up rather than failing every delivery later."""
     t = settings.twilio
     if settings.carrier.mode == "drill":
+        from incident.carriersim.config import DEFAULT_ACCOUNT_SID, DEFAULT_AUTH_TOKEN
+
         return Credentials(
             t.account_sid or DEFAULT_ACCOUNT_SID,
             t.auth_token or DEFAULT_AUTH_TOKEN,
@@ -87,6 +92,9 @@ async def notify_runtime(
         drill: DrillServer | None = None
         base_url = settings.twilio.api_base_url
         if settings.carrier.mode == "drill":
+            from incident.carriersim.config import DrillConfig
+            from incident.carriersim.server import serve_drill
+
             drill = await stack.enter_async_context(
                 serve_drill(DrillConfig(account_sid=creds.account_sid, auth_token=creds.auth_token))
             )

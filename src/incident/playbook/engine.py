@@ -35,7 +35,14 @@ from incident.core import domain
 from incident.core.auth import Principal
 from incident.core.clock import Clock, isoformat
 from incident.core.domain import Incident, Role, TimelineEvent
-from incident.core.errors import Conflict, IllegalTransition, IncidentError, InvalidInput, StoreError
+from incident.core.errors import (
+    Conflict,
+    IllegalTransition,
+    IncidentError,
+    InvalidInput,
+    LeaseLost,
+    StoreError,
+)
 from incident.households import ServiceArea
 from incident.incidents.areas import AreaRequest, Around, Isolate
 from incident.incidents.service import IncidentService, require_owner_or_command
@@ -165,11 +172,6 @@ def _no_area(method: AreaMethod, report: Mapping[str, Any]) -> str:
         )
     missing = "the broken pipe" if method is AreaMethod.isolation else "a location"
     return f"area not computed by {how.get(method, method.value)}: the report gives no {missing}; {ask}"
-
-
-class LeaseLost(IncidentError):
-    code = "lease_lost"
-    status = 409
 
 
 class PlaybookEngine:
