@@ -40,17 +40,11 @@ from incident.core.memory import release_free_memory
 from incident.core.metrics import Metrics
 from incident.deliveries.records import Delivery
 from incident.households.model import Channel
-from incident.households.registry import (
-    build_area,
-    import_if_changed,
-    phone_rules,
-    read_area_files,
-    registry_version,
-)
 from incident.incidents.area_worker import AreaWorker
 from incident.incidents.areas import AreaLimits
 from incident.incidents.live import LiveHub
 from incident.incidents.service import IncidentService
+from incident.intake.households import import_if_changed, phone_rules, read_area_files, registry_version
 from incident.intake.runtime import kafka_runtime
 from incident.intake.triage import TriageService
 from incident.keys import (
@@ -77,7 +71,7 @@ from incident.notices.runtime import PublicUrl, credentials, notify_runtime
 from incident.notices.service import NoticeService, load_notice_templates
 from incident.playbook import load_oncall, load_playbooks
 from incident.playbook.engine import PlaybookEngine
-from incident.reload import AreaReloader, CurrentArea, TokenReloader, file_stamp, poll
+from incident.reload import AreaReloader, CurrentArea, TokenReloader, build_current_area, file_stamp, poll
 from incident.settings import Settings
 from incident.store import open_store
 
@@ -146,7 +140,7 @@ async def _area_ctx(app: web.Application) -> AsyncIterator[None]:
     if settings.households:
         await import_if_changed(store, Path(settings.households), files.extent, phone_rules(settings))
     version = await registry_version(store)  # before the registry is read: see AreaReloader
-    current = CurrentArea(await build_area(files, settings, store), files, version)
+    current = CurrentArea(await build_current_area(files, settings, store), files, version)
     app[SERVICE_AREA] = current
     # Importing and indexing a million households leaves ~150 MB of freed scratch memory that
     # the C allocator keeps; hand it back, so a fan-out starts from what the service needs.

@@ -18,7 +18,7 @@ from incident.core.domain import Role
 from incident.core.errors import IncidentError
 from incident.core.memory import limit_allocator_arenas
 from incident.households.files import Progress
-from incident.households.registry import ImportResult as ImportResultT
+from incident.intake.households import ImportResult as ImportResultT
 from incident.settings import Settings, environment_warnings, load_settings, settings_toml
 
 log = logging.getLogger("incident")
@@ -360,7 +360,7 @@ def households() -> None:
 
 
 async def _import(settings: Settings, path: Path, total: int, quiet: bool) -> ImportResultT:
-    from incident.households.registry import import_households, phone_rules, read_area_files
+    from incident.intake.households import import_households, phone_rules, read_area_files
     from incident.store import open_store
 
     # The service area's extent: rows outside it (or with lon and lat swapped) are refused.

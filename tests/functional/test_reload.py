@@ -16,7 +16,7 @@ from aiohttp.web import Application
 from incident.app import create_app
 from incident.core.clock import ManualClock
 from incident.core.domain import Role
-from incident.households.registry import import_households
+from incident.intake.households import import_households
 from incident.keys import METRICS, SERVICE_AREA
 from incident.settings import Settings
 from incident.store import Store

@@ -2,13 +2,46 @@
 
 from __future__ import annotations
 
+from enum import StrEnum
 from typing import Any
 
 import msgspec
 
 from incident.core.clock import Timestamp
 from incident.deliveries.states import DeliveryState
-from incident.notices.preview import Preview
+from incident.households.model import Channel
+
+
+class Encoding(StrEnum):
+    """How an SMS travels (see :mod:`incident.notices.sms`)."""
+
+    gsm7 = "gsm7"
+    ucs2 = "ucs2"
+
+
+class Preview(msgspec.Struct, frozen=True, kw_only=True):
+    """One rendered notice as the dispatcher sees it before approving.
+
+    ``encoding``, ``units`` and ``segments`` describe the SMS channel only (None elsewhere);
+    ``title`` and ``body`` split a push notice (None elsewhere).
+    """
+
+    key: str
+    channel: Channel
+    language_requested: str
+    language_used: str
+    fell_back: bool
+    text: str
+    characters: int
+    encoding: Encoding | None = None
+    units: int | None = None
+    segments: int | None = None
+    title: str | None = None
+    body: str | None = None
+    warnings: tuple[str, ...] = ()
+    #: Households that get this text on this channel (one per address: households sharing a
+    #: number count once, under the first one's language).
+    households: int = 0
 
 
 class Approval(msgspec.Struct, frozen=True, kw_only=True):

@@ -4,42 +4,16 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-import msgspec
-
+from incident.deliveries.records import Preview
 from incident.households import Channel
 from incident.notices.context import NoticeContext
-from incident.notices.sms import Encoding, sms_info
+from incident.notices.sms import sms_info
 from incident.notices.templates import NoticeTemplates, Rendered, split_push
 
 __all__ = ["PUSH_TITLE_CHARS", "Preview", "preview", "preview_notice"]
 
 #: Longer push titles are cut short on many lock screens.
 PUSH_TITLE_CHARS = 65
-
-
-class Preview(msgspec.Struct, frozen=True, kw_only=True):
-    """One rendered notice as the dispatcher sees it before approving.
-
-    ``encoding``, ``units`` and ``segments`` describe the SMS channel only (None elsewhere);
-    ``title`` and ``body`` split a push notice (None elsewhere).
-    """
-
-    key: str
-    channel: Channel
-    language_requested: str
-    language_used: str
-    fell_back: bool
-    text: str
-    characters: int
-    encoding: Encoding | None = None
-    units: int | None = None
-    segments: int | None = None
-    title: str | None = None
-    body: str | None = None
-    warnings: tuple[str, ...] = ()
-    #: Households that get this text on this channel (one per address: households sharing a
-    #: number count once, under the first one's language).
-    households: int = 0
 
 
 def preview(rendered: Rendered, *, max_segments: int = 3) -> Preview:

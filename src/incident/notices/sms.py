@@ -13,9 +13,9 @@ parts, as handsets and carriers do, so a part may hold one unit less than its si
 
 from __future__ import annotations
 
-from enum import StrEnum
-
 import msgspec
+
+from incident.deliveries.records import Encoding
 
 __all__ = ["GSM7_BASIC", "GSM7_EXTENDED", "Encoding", "SmsInfo", "sms_info"]
 
@@ -29,11 +29,6 @@ GSM7_EXTENDED = frozenset("\f^{}\\[~]|€")
 
 _SINGLE = {"gsm7": 160, "ucs2": 70}
 _PART = {"gsm7": 153, "ucs2": 67}
-
-
-class Encoding(StrEnum):
-    gsm7 = "gsm7"
-    ucs2 = "ucs2"
 
 
 class SmsInfo(msgspec.Struct, frozen=True, kw_only=True):

@@ -36,7 +36,6 @@ from incident.households import (
 )
 from incident.households.files import Progress
 from incident.households.table import HouseholdTable, HouseholdTableBuilder
-from incident.notices.audience import prepare_address_keys
 from incident.settings import AreaSettings
 from incident.store import Store
 
@@ -251,8 +250,6 @@ async def build_area(files: AreaFiles, settings: AreaSettings, store: Store) -> 
             build_service_area, households, files.zones, files.network, files.valves,
             max_distance_m=settings.service_distance_m, report=files.report,
         )  # fmt: skip
-        # Notice previews count audiences over integer address keys: made once, here.
-        await asyncio.to_thread(prepare_address_keys, service.households.households)
     except GeoError as err:
         raise ConfigError(f"[area]: {err.message}") from err
     for warning in service.report.warnings:
