@@ -67,7 +67,7 @@ from incident.keys import (
     TOKENS,
     TRIAGE,
 )
-from incident.notices.runtime import PublicUrl, credentials, notify_runtime
+from incident.notices.runtime import PublicUrl, credentials, notify_runtime, push_available
 from incident.notices.service import NoticeService, load_notice_templates
 from incident.playbook import load_oncall, load_playbooks
 from incident.playbook.engine import PlaybookEngine
@@ -160,7 +160,26 @@ async def _notify_ctx(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS].notify
     templates = await asyncio.to_thread(load_notice_templates, settings)
     app[TEMPLATES] = templates
-    app[NOTICES] = NoticeService(app[STORE], app[INCIDENTS], templates, settings, app[CLOCK])
+
+    def wake_fanout() -> None:
+        # After an approval the fan-out looks at once instead of at its next tick (it runs by
+        # the time anything can be approved: the app has started).
+        runtime = app.get(NOTIFY)
+        if runtime is not None:
+            runtime.engine.wake()
+
+    channels = (
+        frozenset(Channel) if push_available(app[SETTINGS]) else frozenset({Channel.sms, Channel.voice})
+    )
+    app[NOTICES] = NoticeService(
+        app[STORE],
+        app[INCIDENTS],
+        templates,
+        settings,
+        app[CLOCK],
+        channels=channels,
+        on_approved=wake_fanout,
+    )
     yield
 
 
@@ -200,9 +219,6 @@ async def _fanout_ctx(app: web.Application) -> AsyncIterator[None]:
     ) as runtime:  # fmt: skip
         app[NOTIFY] = runtime
         metrics.notify_oldest_due.set_function(runtime.engine.oldest_due_s)
-        app[NOTICES].on_approved = runtime.engine.wake
-        if not runtime.push:
-            app[NOTICES].channels = frozenset({Channel.sms, Channel.voice})
         task = asyncio.create_task(feed(), name="delivery-feed")
         try:
             yield

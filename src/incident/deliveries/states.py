@@ -116,3 +116,12 @@ TWILIO_STATUS: dict[str, DeliveryState] = {
     "busy": S.busy,
     "no-answer": S.no_answer,
 }
+
+
+# --- the states in SQL: the stores build every state list of their statements from here ----------
+
+
+def sql_list(*states: DeliveryState) -> str:
+    """States as SQL literals, ``'planned', 'retry'`` (sorted): for ``state IN (...)`` and
+    ``state = ...`` in the stores' statements, so no state is spelt twice."""
+    return ", ".join(f"'{s.value}'" for s in sorted(states))

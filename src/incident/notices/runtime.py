@@ -32,6 +32,11 @@ log = logging.getLogger(__name__)
 DRILL_FROM = "+15005550006"
 
 
+def push_available(settings: Settings) -> bool:
+    """Whether app push can be sent: a gateway is configured, or the drill carrier answers it."""
+    return bool(settings.push.url) or settings.carrier.mode == "drill"
+
+
 @dataclass(frozen=True)
 class Credentials:
     account_sid: str

@@ -201,6 +201,9 @@ class NoticeService:
         templates: NoticeTemplates,
         settings: NotifySettings,
         clock: Clock,
+        *,
+        channels: frozenset[Channel] = frozenset(Channel),
+        on_approved: Callable[[], None] = lambda: None,
     ) -> None:
         self._store = store
         self._incidents = incidents
@@ -209,9 +212,9 @@ class NoticeService:
         self._clock = clock
         self._quiet = QuietHours.parse(settings.quiet_hours, settings.timezone)
         #: Called after an approval (the fan-out wakes up instead of waiting for its tick).
-        self.on_approved: Callable[[], None] = lambda: None
+        self.on_approved = on_approved
         #: Channels this service can send on (app push needs a gateway).
-        self.channels: frozenset[Channel] = frozenset(Channel)
+        self.channels = channels
 
     def _check_channels(self, request: NoticeRequest) -> None:
         missing = [c.value for c in request.channels if c not in self.channels]
