@@ -291,3 +291,49 @@ def counts(service: ServiceArea, selection: Selection) -> dict[str, Any]:
         "by_priority": count_by_priority(index, selection),
         "by_language": count_by_language(index, selection),
     }
+
+
+# --- an incident's area as GeoJSON, for the console's map ------------------------------------
+
+
+def _point(lon: float, lat: float, **props: Any) -> dict[str, Any]:
+    return {"type": "Feature", "geometry": {"type": "Point", "coordinates": [lon, lat]}, "properties": props}
+
+
+def pipe_feature(service: ServiceArea, pipe_id: str, **props: Any) -> dict[str, Any]:
+    """A pipe of the network as a GeoJSON Feature (for the console's map)."""
+    assert service.network is not None
+    link = service.network.link(pipe_id)
+    return {
+        "type": "Feature",
+        "geometry": {"type": "LineString", "coordinates": [list(p) for p in link.path]},
+        "properties": {"id": link.id, "kind": link.kind.value, "start": link.start, "end": link.end, **props},
+    }
+
+
+def area_features(service: ServiceArea, incident: Any) -> dict[str, Any]:
+    """An incident's area for the map: the area polygon, the valves to close and the dry pipes,
+    as one GeoJSON FeatureCollection."""
+    features: list[dict[str, Any]] = []
+    if incident.area is not None:
+        features.append({
+            "type": "Feature", "geometry": incident.area,
+            "properties": {"role": "area", "households": incident.households, "parts": [
+                {k: v for k, v in p.items() if k != "geometry"} for p in incident.area_parts
+            ]},
+        })  # fmt: skip
+    network = service.network
+    if network is not None and service.segments is not None:
+        valves = {v.id: v for v in service.segments.valves}
+        for part in incident.area_parts:
+            if part.get("method") != "isolation" or part.get("op") != "add":
+                continue
+            for valve_id in part.get("valves_to_close", []):
+                if valve_id in valves:
+                    node = network.node(valves[valve_id].node)
+                    features.append(_point(node.lon, node.lat, role="valve_to_close", id=valve_id,
+                                           pipe=valves[valve_id].pipe))  # fmt: skip
+            for pipe_id in part.get("affected_pipes", []):
+                if pipe_id in network.link_index:
+                    features.append(pipe_feature(service, pipe_id, role="affected_pipe"))
+    return {"type": "FeatureCollection", "features": features}
