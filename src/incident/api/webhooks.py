@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import logging
 import unicodedata
-import weakref
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -44,7 +43,6 @@ from incident.api.endpoint import Handler, json_response
 from incident.core.clock import isoformat
 from incident.core.domain import EventDraft
 from incident.core.errors import Forbidden, MalformedRequest, StoreError
-from incident.core.metrics import Metrics
 from incident.deliveries.records import Delivery, DeliveryChange
 from incident.deliveries.states import BEFORE_SEND, TWILIO_STATUS, DeliveryState, moves_forward
 from incident.households.model import Channel, Household
@@ -141,10 +139,6 @@ class HookMetrics:
         self.webhooks.labels(hook, outcome.value).inc()
 
 
-# Counters for an app that was not given HOOK_METRICS, made once per app's Metrics.
-_lazy_metrics: weakref.WeakKeyDictionary[Metrics, HookMetrics] = weakref.WeakKeyDictionary()
-
-
 def install_hooks(app: web.Application, options: HookOptions | None = None) -> None:
     """Give ``app`` the webhooks' counters (so they show on /metrics before the first
     webhook) and, if given, their options. Call before the app starts."""
@@ -154,13 +148,8 @@ def install_hooks(app: web.Application, options: HookOptions | None = None) -> N
 
 
 def hook_metrics(app: web.Application) -> HookMetrics:
-    found = app.get(HOOK_METRICS)
-    if found is not None:
-        return found
-    metrics = app[METRICS]
-    if metrics not in _lazy_metrics:
-        _lazy_metrics[metrics] = HookMetrics(metrics.registry)
-    return _lazy_metrics[metrics]
+    """The webhooks' counters, made by :func:`install_hooks` (``create_app`` calls it)."""
+    return app[HOOK_METRICS]
 
 
 # --- the signature -----------------------------------------------------------------------------
