@@ -12,7 +12,7 @@ the configured files: the households registry import is not what is measured.
 - *Ours*: ``PUT /api/incidents/{id}/area`` with ``{"isolate": {"pipe": P}}`` (replace) over
   HTTP on localhost, one at a time, for random pipes: trace, dry band, households, counts,
   the ``area_changed`` event in the store, the live feed, the JSON answer. Median and p90.
-- *Core only*: :func:`incident.geo.isolate_pipe` and :func:`incident.areas.counts` for the
+- *Core only*: :func:`incident.households.isolate_pipe` and :func:`incident.incidents.areas.counts` for the
   same pipes, in process: the least any answer could cost.
 - The pipe look-up (``GET /api/network/pipes/P``) is timed the same way.
 """
@@ -37,10 +37,11 @@ from aiohttp import ClientSession, web
 import incident.app as app_module
 from bench.geo_isolation import network_path
 from bench.geo_synth import households
-from incident.areas import counts
-from incident.auth import add_token
-from incident.domain import Role
-from incident.geo import LinkKind, ServiceArea, Valve, ZoneSet, build_service_area, isolate_pipe, read_network
+from incident.core.auth import add_token
+from incident.core.domain import Role
+from incident.geo import LinkKind, Valve, ZoneSet
+from incident.households import ServiceArea, build_service_area, isolate_pipe, read_network
+from incident.incidents.areas import counts
 from incident.settings import Settings, load_settings
 
 GOAL_MS = 150.0

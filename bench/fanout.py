@@ -28,22 +28,22 @@ from pathlib import Path
 
 import aiohttp
 
-from incident.clock import SystemClock, isoformat
-from incident.domain import Kind, Utility
-from incident.geo.household import Channel
-from incident.kafka import BrokerMonitor, EmbeddedBroker
-from incident.notices import load_notice_templates
-from incident.notify.channels import TwilioCarrier
-from incident.notify.context import NoticeContext, TemplateKey
-from incident.notify.drill import serve_drill
-from incident.notify.drill_config import DEFAULT_ACCOUNT_SID, DEFAULT_AUTH_TOKEN, DrillConfig
-from incident.notify.planner import AudienceCounts, plan_deliveries
-from incident.notify.records import Delivery, Notice
-from incident.notify.sender import NotifyEngine
-from incident.notify.states import DeliveryState
+from incident.adapters.carriers import TwilioCarrier
+from incident.adapters.kafka import BrokerMonitor, EmbeddedBroker
+from incident.carriersim.config import DEFAULT_ACCOUNT_SID, DEFAULT_AUTH_TOKEN, DrillConfig
+from incident.carriersim.server import serve_drill
+from incident.core.clock import SystemClock, isoformat
+from incident.core.domain import Kind, Utility
+from incident.deliveries.records import Delivery, Notice
+from incident.deliveries.states import DeliveryState
+from incident.households.model import Channel
+from incident.notices.context import NoticeContext, TemplateKey
+from incident.notices.fanout import NotifyEngine
+from incident.notices.planner import AudienceCounts, plan_deliveries
+from incident.notices.service import load_notice_templates
 from incident.settings import load_settings
 from incident.store import open_store
-from incident.store.base import PutNotice
+from incident.store.ports import PutNotice
 
 CONCURRENCY = 64
 
@@ -119,7 +119,7 @@ async def ours(url: str, n: int, tmp: Path) -> float:
     templates = await asyncio.to_thread(load_notice_templates, settings.notify)
 
     # A notice needs an incident: make one the usual way.
-    from incident import domain
+    from incident.core import domain
 
     appended = await store.create_incident(
         lambda _id: domain.declare(
@@ -204,7 +204,7 @@ async def ours(url: str, n: int, tmp: Path) -> float:
 
 def plan_and_render(m: int) -> tuple[float, float, int]:
     from bench.geo_synth import households
-    from incident.geo.files import read_network
+    from incident.households.files import read_network
 
     network = read_network(Path("config/sample/network.inp"))
     table = households(network, m)

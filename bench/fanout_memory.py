@@ -21,7 +21,7 @@ import tempfile
 from pathlib import Path
 
 from bench.geo_synth import SAMPLE, households, write_csv
-from incident.geo import read_network
+from incident.households import read_network
 
 CHILD = r"""
 import asyncio, json, sys, time
@@ -35,19 +35,19 @@ def mb(key):
     return 0.0
 
 async def main(csv, sample, tmp, send_seconds):
-    from incident.memory import limit_allocator_arenas
+    from incident.core.memory import limit_allocator_arenas
     limit_allocator_arenas()  # as `incident serve` does
     from aiohttp import web
     from incident.app import create_app
-    from incident.auth import Principal
-    from incident.domain import Declaration, Kind, Role, Severity, Utility
-    from incident.geo.household import Channel
+    from incident.core.auth import Principal
+    from incident.core.domain import Declaration, Kind, Role, Severity, Utility
+    from incident.households.model import Channel
     from incident.keys import INCIDENTS, NOTICES, SERVICE_AREA, SETTINGS, STORE
-    from incident.notices import NoticeFacts, NoticeRequest
-    from incident.notify.context import TemplateKey
-    from incident.areas import AreaRequest
-    from incident.notify.drill import serve_drill
-    from incident.notify.drill_config import DrillConfig, DEFAULT_ACCOUNT_SID, DEFAULT_AUTH_TOKEN
+    from incident.notices.service import NoticeFacts, NoticeRequest
+    from incident.notices.context import TemplateKey
+    from incident.incidents.areas import AreaRequest
+    from incident.carriersim.server import serve_drill
+    from incident.carriersim.config import DrillConfig, DEFAULT_ACCOUNT_SID, DEFAULT_AUTH_TOKEN
     from incident.settings import load_settings
     import json as _json
 

@@ -2,7 +2,7 @@
 
     python -m bench.geo_area [--households N] [--repeat N]
 
-Ours: :func:`incident.geo.households_in_area` over a :class:`HouseholdIndex` built once
+Ours: :func:`incident.households.households_in_area` over a :class:`HouseholdIndex` built once
 (packed grid; only points near the outline are tested). Baselines, on the same points and
 areas: ``shapely.contains_xy`` over every point (the naive scan), and a GeoPandas spatial
 join (``geopandas.sjoin``, predicate ``intersects``, over a GeoDataFrame of the points made
@@ -22,16 +22,8 @@ import numpy as np
 import shapely
 
 from bench.geo_synth import SAMPLE, households
-from incident.geo import (
-    Area,
-    HouseholdIndex,
-    area_around_point,
-    area_from_geojson,
-    area_from_zones,
-    households_in_area,
-    read_layers,
-    read_network,
-)
+from incident.geo import Area, area_around_point, area_from_geojson, area_from_zones
+from incident.households import HouseholdIndex, households_in_area, read_layers, read_network
 
 
 def _best(fn: Callable[[], object], repeat: int) -> float:

@@ -3,7 +3,7 @@
     python -m bench.geo_households [--households N] [--traces N] [--repeat N]
 
 Area queries: ours is one STRtree query with a Shapely 2 predicate over an index built once
-(:func:`incident.geo.households_in_area`); the baseline is the per-household loop
+(:func:`incident.households.households_in_area`); the baseline is the per-household loop
 ``polygon.contains(Point)`` over points made in advance. Areas: the sample's pressure
 zones and DMAs, gas-leak radii, and isolation bands.
 
@@ -28,18 +28,20 @@ import shapely
 
 from incident.geo import (
     Area,
-    Household,
-    HouseholdIndex,
     LinkKind,
     Network,
-    Priority,
     Valve,
     area_around_point,
     area_around_trace,
     area_from_zones,
     build_segments,
-    households_in_area,
     isolate,
+)
+from incident.households import (
+    Household,
+    HouseholdIndex,
+    Priority,
+    households_in_area,
     read_layers,
     read_network,
     read_valves,

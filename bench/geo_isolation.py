@@ -25,7 +25,8 @@ from collections.abc import Sequence
 from importlib.util import find_spec
 from pathlib import Path
 
-from incident.geo import LinkKind, Valve, build_segments, isolate, read_network
+from incident.geo import LinkKind, Valve, build_segments, isolate
+from incident.households import read_network
 
 
 def network_path() -> Path:

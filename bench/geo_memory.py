@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from bench.geo_synth import SAMPLE, households, write_csv
-from incident.geo import read_network
+from incident.households import read_network
 
 CHILD = """
 import gc, json, sys, time
@@ -33,7 +33,7 @@ def status():
             out[key] = int(value.split()[0]) / 1024
     return out
 import incident.geo as geo
-from incident.geo.table import HouseholdTable
+from incident.households.table import HouseholdTable
 before = status()
 started = time.perf_counter()
 if sys.argv[2] == "ours":

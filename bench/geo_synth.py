@@ -15,10 +15,11 @@ from pathlib import Path
 
 import numpy as np
 
-from incident.geo import LinkKind, Network, read_network
-from incident.geo.household import COLUMNS
+from incident.geo import LinkKind, Network
 from incident.geo.projection import LocalMetric
-from incident.geo.table import STRING, HouseholdTable
+from incident.households import read_network
+from incident.households.model import COLUMNS
+from incident.households.table import STRING, HouseholdTable
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT / "config" / "sample"

@@ -22,15 +22,15 @@ from pathlib import Path
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-from incident.clock import SystemClock
-from incident.incidents import IncidentService
-from incident.ingest import Batch, Ingestor
-from incident.kafka import BrokerMonitor, EmbeddedBroker
-from incident.live import LiveHub
-from incident.metrics import Metrics
+from incident.adapters.kafka import BrokerMonitor, EmbeddedBroker
+from incident.core.clock import SystemClock
+from incident.core.metrics import Metrics
+from incident.incidents.live import LiveHub
+from incident.incidents.service import IncidentService
+from incident.intake.ingest import Batch, Ingestor
+from incident.intake.triage import TriageService
 from incident.settings import load_settings
 from incident.store import open_store
-from incident.triage import TriageService
 
 
 def report(i: int, run: str) -> bytes:

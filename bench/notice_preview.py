@@ -4,9 +4,9 @@ against the streaming planner's count path, same run.
     python -m bench.notice_preview [--households N] [--repeat N] [--channels sms,voice,push]
 
 The area covers the whole service area (every household). *Ours* is the preview's work as the
-service does it: resolve the area to households (:func:`incident.areas.resolve`), put them in
-notify order and count the audience by column operations (:mod:`incident.notify.audience`),
-then render one text per channel and language (:func:`incident.notices.render_previews`).
+service does it: resolve the area to households (:func:`incident.incidents.areas.resolve`), put them in
+notify order and count the audience by column operations (:mod:`incident.notices.audience`),
+then render one text per channel and language (:func:`incident.notices.service.render_previews`).
 The address keys it counts over are made once when the service loads the households (timed
 and printed apart).
 *Core* is the counting alone (notify order and :func:`count_audience`). The *baseline* is the
@@ -25,15 +25,16 @@ from pathlib import Path
 from typing import Any
 
 from bench.geo_synth import SAMPLE, households
-from incident.areas import resolve
-from incident.domain import Kind, Utility
-from incident.geo import Channel, HouseholdIndex, iter_households, read_network
+from incident.core.domain import Kind, Utility
 from incident.geo.layers import ZoneSet
-from incident.geo.service_area import ServiceArea
-from incident.notices import PublicArea, count_for_area, render_previews
-from incident.notify import NoticeContext, load_templates
-from incident.notify.audience import count_audience, notify_order, prepare_address_keys
-from incident.notify.planner import AudienceCounts, plan_deliveries
+from incident.households import Channel, HouseholdIndex, iter_households, read_network
+from incident.households.service_area import ServiceArea
+from incident.incidents.areas import resolve
+from incident.notices.audience import count_audience, notify_order, prepare_address_keys
+from incident.notices.context import NoticeContext
+from incident.notices.planner import AudienceCounts, plan_deliveries
+from incident.notices.service import PublicArea, count_for_area, render_previews
+from incident.notices.templates import load_templates
 
 ROOT = Path(__file__).resolve().parents[1]
 

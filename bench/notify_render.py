@@ -5,9 +5,9 @@ per-household Jinja2 render, same run.
 
 Households get a language tag from a fixed mix (zh-CN, en, en-US, zh-cn, zh_CN, zh, fr, es;
 fr and es fall back to en). For each household and channel, ours asks the
-:class:`~incident.notify.NoticeCache` (render once per key, channel and tag, then a dict
+:class:`~incident.notices.templates.NoticeCache` (render once per key, channel and tag, then a dict
 lookup); the baseline renders the compiled template for every household
-(:meth:`~incident.notify.NoticeTemplates.render`: language match, variables, Jinja2,
+(:meth:`~incident.notices.templates.NoticeTemplates.render`: language match, variables, Jinja2,
 size cap). Templates are compiled once in both. The baseline is too slow to run a million
 times in a benchmark, so it runs on the first ``--sample`` households and is
 extrapolated linearly (it does the same work per household); the report says so. The
@@ -23,9 +23,10 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
-from incident.domain import Kind, Utility
-from incident.geo import Channel
-from incident.notify import NoticeContext, Rendered, load_templates
+from incident.core.domain import Kind, Utility
+from incident.households import Channel
+from incident.notices.context import NoticeContext
+from incident.notices.templates import Rendered, load_templates
 
 ROOT = Path(__file__).resolve().parents[1]
 TEMPLATES = ROOT / "templates" / "notices"

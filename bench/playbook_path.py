@@ -25,13 +25,13 @@ from aiokafka import AIOKafkaProducer
 from bench.geo_synth import households, write_csv
 from incident.api.endpoint import Handler
 from incident.app import create_app
-from incident.auth import Principal
-from incident.clock import SystemClock, isoformat
-from incident.domain import Role, Status
-from incident.geo.files import read_network
+from incident.carriersim.config import DEFAULT_ACCOUNT_SID, DEFAULT_AUTH_TOKEN, DrillConfig
+from incident.carriersim.server import create_drill_app
+from incident.core.auth import Principal
+from incident.core.clock import SystemClock, isoformat
+from incident.core.domain import Role, Status
+from incident.households.files import read_network
 from incident.keys import INCIDENTS, KAFKA
-from incident.notify.drill import create_drill_app
-from incident.notify.drill_config import DEFAULT_ACCOUNT_SID, DEFAULT_AUTH_TOKEN, DrillConfig
 from incident.settings import load_settings
 
 LIMIT = 1000  # messages per second, the carrier's

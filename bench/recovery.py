@@ -21,7 +21,7 @@ from tests.support.env import POSTGRES_URL, Broker, postgres_schema
 from tests.support.processes import Carrier, Faults, carrier_process, declare_and_approve, sending_service
 from tests.support.wait import wait_until
 
-from incident.notify.drill_config import DrillConfig, SmsOutcome
+from incident.carriersim.config import DrillConfig, SmsOutcome
 
 
 async def one_run(store_url: str, broker: Broker, households: int, rate: float, tmp: Path) -> str:

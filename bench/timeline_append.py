@@ -23,9 +23,9 @@ from pathlib import Path
 import aiosqlite
 import asyncpg
 
-from incident import domain
-from incident.clock import SystemClock
-from incident.domain import Declaration, Kind, Severity, Utility
+from incident.core import domain
+from incident.core.clock import SystemClock
+from incident.core.domain import Declaration, Kind, Severity, Utility
 from incident.settings import StoreSettings
 from incident.store import Store, open_store
 

@@ -15,8 +15,8 @@ import pytest
 from blockbuster import BlockBuster, blockbuster_ctx
 
 from incident.app import Prebuilt
-from incident.clock import ManualClock
-from incident.domain import Role
+from incident.core.clock import ManualClock
+from incident.core.domain import Role
 from incident.settings import Settings, StoreSettings, load_settings
 from incident.store import Store, open_store
 from tests.support.app import AiohttpClient, Api, Apps, Client, serve

@@ -27,26 +27,38 @@ from incident.api.endpoint import ALL_ROLES, Endpoint, Query, route_path
 from incident.api.idempotency import idempotency_middleware
 from incident.api.live import live
 from incident.api.middleware import authentication, errors_and_metrics
-from incident.area_worker import AreaWorker
-from incident.areas import AreaLimits
-from incident.auth import TokenRegistry, read_tokens
-from incident.clock import Clock, SystemClock
-from incident.errors import StoreError
-from incident.geo.household import Channel
-from incident.geo.service_area import ServiceArea
-from incident.households import (
+from incident.api.webhooks import (
+    HookOptions,
+    add_voice_fallback,
+    install_hooks,
+    make_settle,
+    wants_voice_fallback,
+)
+from incident.core.auth import TokenRegistry, read_tokens
+from incident.core.clock import Clock, SystemClock
+from incident.core.errors import StoreError
+from incident.core.memory import release_free_memory
+from incident.core.metrics import Metrics
+from incident.deliveries.records import Delivery
+from incident.households.model import Channel
+from incident.households.service_area import ServiceArea
+from incident.incidents.area_worker import AreaWorker
+from incident.incidents.areas import AreaLimits
+from incident.incidents.live import LiveHub
+from incident.incidents.service import IncidentService
+from incident.intake.households import (
     AreaFiles,
-    build_area,
     import_if_changed,
     phone_rules,
     read_area_files,
     registry_version,
 )
-from incident.incidents import IncidentService
-from incident.kafka_runtime import kafka_runtime
+from incident.intake.runtime import kafka_runtime
+from incident.intake.triage import TriageService
 from incident.keys import (
     CLOCK,
     ENDPOINTS,
+    HOOK_OPTIONS,
     HUB,
     INCIDENTS,
     KAFKA,
@@ -63,28 +75,15 @@ from incident.keys import (
     TOKENS,
     TRIAGE,
 )
-from incident.live import LiveHub
-from incident.memory import release_free_memory
-from incident.metrics import Metrics
-from incident.notices import NoticeService, load_notice_templates
-from incident.notify.ratelimit import WALL, RateClock
-from incident.notify.records import Delivery
-from incident.notify.runtime import PublicUrl, credentials, notify_runtime
-from incident.notify.templates import NoticeTemplates
-from incident.notify.webhooks import (
-    HOOK_OPTIONS,
-    HookOptions,
-    add_voice_fallback,
-    install_hooks,
-    make_settle,
-    wants_voice_fallback,
-)
+from incident.notices.ratelimit import WALL, RateClock
+from incident.notices.runtime import PublicUrl, credentials, notify_runtime, push_available
+from incident.notices.service import NoticeService, load_notice_templates
+from incident.notices.templates import NoticeTemplates
 from incident.playbook import OnCall, Playbook, load_oncall, load_playbooks
 from incident.playbook.engine import PlaybookEngine
-from incident.reload import AreaReloader, CurrentArea, TokenReloader, file_stamp, poll
+from incident.reload import AreaReloader, CurrentArea, TokenReloader, build_current_area, file_stamp, poll
 from incident.settings import Settings
 from incident.store import Store, open_store
-from incident.triage import TriageService
 
 log = logging.getLogger(__name__)
 
@@ -130,7 +129,7 @@ async def prebuild(settings: Settings, store: Store) -> Prebuilt:
     files = await read_area_files(a)
     if a.households:
         await import_if_changed(store, Path(a.households), files.extent, phone_rules(a))
-    area = await build_area(files, a, store)
+    area = await build_current_area(files, a, store)
     templates = await asyncio.to_thread(load_notice_templates, settings.notify)
     playbooks, oncall = await _read_playbooks(settings)
     return Prebuilt(_prebuilt_key(settings), files, area, templates, playbooks, oncall)
@@ -210,7 +209,7 @@ async def _area_ctx(app: web.Application) -> AsyncIterator[None]:
     version = await registry_version(store)  # before the registry is read: see AreaReloader
     # The prebuilt area is this registry's only when the registry is exactly the file just imported.
     fresh = imported is not None and imported.added == await store.count_households()
-    area = prebuilt.area if prebuilt and fresh else await build_area(files, settings, store)
+    area = prebuilt.area if prebuilt and fresh else await build_current_area(files, settings, store)
     current = CurrentArea(area, files, version)
     app[SERVICE_AREA] = current
     # Importing and indexing a million households leaves ~150 MB of freed scratch memory that
@@ -232,7 +231,26 @@ async def _notify_ctx(app: web.Application) -> AsyncIterator[None]:
     prebuilt = app.get(PREBUILT)
     templates = prebuilt.templates if prebuilt else await asyncio.to_thread(load_notice_templates, settings)
     app[TEMPLATES] = templates
-    app[NOTICES] = NoticeService(app[STORE], app[INCIDENTS], templates, settings, app[CLOCK])
+
+    def wake_fanout() -> None:
+        # After an approval the fan-out looks at once instead of at its next tick (it runs by
+        # the time anything can be approved: the app has started).
+        runtime = app.get(NOTIFY)
+        if runtime is not None:
+            runtime.engine.wake()
+
+    channels = (
+        frozenset(Channel) if push_available(app[SETTINGS]) else frozenset({Channel.sms, Channel.voice})
+    )
+    app[NOTICES] = NoticeService(
+        app[STORE],
+        app[INCIDENTS],
+        templates,
+        settings,
+        app[CLOCK],
+        channels=channels,
+        on_approved=wake_fanout,
+    )
     yield
 
 
@@ -272,9 +290,6 @@ async def _fanout_ctx(app: web.Application) -> AsyncIterator[None]:
     ) as runtime:  # fmt: skip
         app[NOTIFY] = runtime
         metrics.notify_oldest_due.set_function(runtime.engine.oldest_due_s)
-        app[NOTICES].on_approved = runtime.engine.wake
-        if not runtime.push:
-            app[NOTICES].channels = frozenset({Channel.sms, Channel.voice})
         task = asyncio.create_task(feed(), name="delivery-feed")
         try:
             yield

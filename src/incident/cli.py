@@ -12,13 +12,13 @@ from pathlib import Path
 import click
 from aiohttp import web
 
-from incident.auth import add_token
-from incident.clock import SystemClock
-from incident.domain import Role
-from incident.errors import IncidentError
-from incident.geo.files import Progress
-from incident.households import ImportResult as ImportResultT
-from incident.memory import limit_allocator_arenas
+from incident.core.auth import add_token
+from incident.core.clock import SystemClock
+from incident.core.domain import Role
+from incident.core.errors import IncidentError
+from incident.core.memory import limit_allocator_arenas
+from incident.households.files import Progress
+from incident.intake.households import ImportResult as ImportResultT
 from incident.settings import Settings, environment_warnings, load_settings, settings_toml
 
 log = logging.getLogger("incident")
@@ -155,7 +155,7 @@ def timeline() -> None:
 
 
 async def _verify(settings: Settings, incident_id: str) -> bool:
-    from incident.incidents import verify_incident
+    from incident.incidents.service import verify_incident
     from incident.store import open_store
 
     store = open_store(settings.store, SystemClock())
@@ -193,9 +193,9 @@ async def _export(settings: Settings, incident_id: str, fmt: str) -> str:
     import msgspec
 
     from incident.api.schemas import Timeline
-    from incident.errors import NotFound
-    from incident.incidents import verify_incident
-    from incident.notices import load_notice_templates
+    from incident.core.errors import NotFound
+    from incident.incidents.service import verify_incident
+    from incident.notices.service import load_notice_templates
     from incident.review.cap import alerts_document
     from incident.review.exports import after_action_report, cap_export
     from incident.review.timeline import timeline_csv
@@ -288,7 +288,7 @@ def dlq() -> None:
 @_config_option
 def dlq_list(limit: int, config_file: Path | None) -> None:
     """List dead letters: where each sits (PARTITION:OFFSET), when, why, and the start of it."""
-    from incident.kafka import cli_bootstrap, read_dead_letters
+    from incident.adapters.kafka import cli_bootstrap, read_dead_letters
 
     settings = _settings(config_file)
     try:
@@ -319,8 +319,8 @@ def dlq_list(limit: int, config_file: Path | None) -> None:
 def dlq_replay(where: str, fixed: Path | None, config_file: Path | None) -> None:
     """Re-submit a dead letter (fixed with --file) to the reports topic. It is checked first:
     a report that would be dead-lettered again is not sent."""
-    from incident.kafka import cli_bootstrap, read_dead_letters, resubmit
-    from incident.reports import ReportRejected, parse_report
+    from incident.adapters.kafka import cli_bootstrap, read_dead_letters, resubmit
+    from incident.reports.model import ReportRejected, parse_report
 
     partition, sep, offset = where.partition(":")
     if not sep or not partition.isdigit() or not offset.isdigit():
@@ -360,7 +360,7 @@ def households() -> None:
 
 
 async def _import(settings: Settings, path: Path, total: int, quiet: bool) -> ImportResultT:
-    from incident.households import import_households, phone_rules, read_area_files
+    from incident.intake.households import import_households, phone_rules, read_area_files
     from incident.store import open_store
 
     # The service area's extent: rows outside it (or with lon and lat swapped) are refused.
@@ -430,7 +430,7 @@ def playbooks_check(directory: Path, oncall_file: Path | None) -> None:
     """Check the playbooks in DIR (default config/playbooks; a single file works too) without
     running anything. Prints `ok: N playbooks`, or every problem as FILE:LINE: KEY: message
     and exits 1."""
-    from incident.errors import PlaybookError
+    from incident.core.errors import PlaybookError
     from incident.playbook import load_oncall, load_playbooks
 
     try:
@@ -488,9 +488,9 @@ def drill_run(
     """Play SCENARIO (a file, or the name of a shipped one: `incident drill list`) against the
     running service: reports onto Kafka, dispatcher actions through the API, progress as it
     goes and a summary. Exit 1 when a step fails or an expectation is not met."""
-    from incident.drill.runner import run_drill
-    from incident.drill.scenario import ScenarioError, find_scenario, load_scenario
-    from incident.kafka import cli_bootstrap
+    from incident.adapters.kafka import cli_bootstrap
+    from incident.drills.runner import run_drill
+    from incident.drills.scenario import ScenarioError, find_scenario, load_scenario
 
     settings = _settings(config_file)
     try:
@@ -521,7 +521,7 @@ def drill_run(
 @drill.command("list")
 def drill_list() -> None:
     """The shipped scenarios (config/drills): name, scenario time, speed and title."""
-    from incident.drill.scenario import ScenarioError, format_offset, load_scenario, shipped_scenarios
+    from incident.drills.scenario import ScenarioError, format_offset, load_scenario, shipped_scenarios
 
     seen: set[str] = set()
     for directory in _drill_dirs():

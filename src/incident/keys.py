@@ -1,4 +1,7 @@
-"""Typed keys for everything the app shares; declared once, used by views and wiring."""
+"""Typed keys for everything the app shares; declared once, used by views and wiring.
+
+The services are named for the type checker only (``TYPE_CHECKING``): importing this module
+loads none of them, so a view that needs a key does not pull in the whole service."""
 
 from __future__ import annotations
 
@@ -6,42 +9,45 @@ from typing import TYPE_CHECKING
 
 from aiohttp import web
 
-from incident.auth import Principal, TokenRegistry
-from incident.clock import Clock
-from incident.incidents import IncidentService
-from incident.kafka_runtime import KafkaRuntime
-from incident.live import LiveHub
-from incident.metrics import Metrics
-from incident.notices import NoticeService
-from incident.notify.runtime import NotifyRuntime, PublicUrl
-from incident.notify.templates import NoticeTemplates
-from incident.playbook.engine import PlaybookEngine
-from incident.reload import CurrentArea
-from incident.settings import Settings
-from incident.store import Store
-from incident.triage import TriageService
-
 if TYPE_CHECKING:
     from incident.api.endpoint import Endpoint
+    from incident.api.webhooks import HookMetrics, HookOptions
+    from incident.core.auth import Principal, TokenRegistry
+    from incident.core.clock import Clock
+    from incident.core.metrics import Metrics
+    from incident.incidents.live import LiveHub
+    from incident.incidents.service import IncidentService
+    from incident.intake.runtime import KafkaRuntime
+    from incident.intake.triage import TriageService
+    from incident.notices.runtime import NotifyRuntime, PublicUrl
+    from incident.notices.service import NoticeService
+    from incident.notices.templates import NoticeTemplates
+    from incident.playbook.engine import PlaybookEngine
+    from incident.reload import CurrentArea
+    from incident.settings import Settings
+    from incident.store import Store
 
 
-SETTINGS = web.AppKey("settings", Settings)
-CLOCK = web.AppKey("clock", Clock)
-METRICS = web.AppKey("metrics", Metrics)
-STORE = web.AppKey("store", Store)
-HUB = web.AppKey("hub", LiveHub)
-TOKENS = web.AppKey("tokens", TokenRegistry)
-INCIDENTS = web.AppKey("incidents", IncidentService)
-TRIAGE = web.AppKey("triage", TriageService)
+SETTINGS: web.AppKey[Settings] = web.AppKey("settings")
+CLOCK: web.AppKey[Clock] = web.AppKey("clock")
+METRICS: web.AppKey[Metrics] = web.AppKey("metrics")
+STORE: web.AppKey[Store] = web.AppKey("store")
+HUB: web.AppKey[LiveHub] = web.AppKey("hub")
+TOKENS: web.AppKey[TokenRegistry] = web.AppKey("tokens")
+INCIDENTS: web.AppKey[IncidentService] = web.AppKey("incidents")
+TRIAGE: web.AppKey[TriageService] = web.AppKey("triage")
 #: The service area in use (``.value``); replaced whole when households are imported.
-SERVICE_AREA = web.AppKey("service_area", CurrentArea)
-TEMPLATES = web.AppKey("templates", NoticeTemplates)
-NOTICES = web.AppKey("notices", NoticeService)
-NOTIFY = web.AppKey("notify", NotifyRuntime)
-PUBLIC_URL = web.AppKey("public_url", PublicUrl)
-KAFKA = web.AppKey("kafka", KafkaRuntime)
-PLAYBOOKS = web.AppKey("playbooks", PlaybookEngine)
+SERVICE_AREA: web.AppKey[CurrentArea] = web.AppKey("service_area")
+TEMPLATES: web.AppKey[NoticeTemplates] = web.AppKey("templates")
+NOTICES: web.AppKey[NoticeService] = web.AppKey("notices")
+NOTIFY: web.AppKey[NotifyRuntime] = web.AppKey("notify")
+PUBLIC_URL: web.AppKey[PublicUrl] = web.AppKey("public_url")
+KAFKA: web.AppKey[KafkaRuntime] = web.AppKey("kafka")
+PLAYBOOKS: web.AppKey[PlaybookEngine] = web.AppKey("playbooks")
 ENDPOINTS: web.AppKey[dict[web.AbstractRoute, Endpoint]] = web.AppKey("endpoints")
 LIVE_SOCKETS: web.AppKey[set[web.WebSocketResponse]] = web.AppKey("live_sockets")
+#: The carrier webhooks' options (defaults when absent) and counters.
+HOOK_OPTIONS: web.AppKey[HookOptions] = web.AppKey("hook_options")
+HOOK_METRICS: web.AppKey[HookMetrics] = web.AppKey("hook_metrics")
 
-PRINCIPAL = web.RequestKey("principal", Principal)
+PRINCIPAL: web.RequestKey[Principal] = web.RequestKey("principal")

@@ -17,16 +17,25 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from incident.auth import TokenRegistry, read_tokens
-from incident.errors import IncidentError
-from incident.geo import ServiceArea
-from incident.households import AreaFiles, build_area, registry_version
-from incident.memory import release_free_memory
-from incident.metrics import Metrics
+from incident.core.auth import TokenRegistry, read_tokens
+from incident.core.errors import IncidentError
+from incident.core.memory import release_free_memory
+from incident.core.metrics import Metrics
+from incident.households import ServiceArea
+from incident.intake.households import AreaFiles, build_area, registry_version
+from incident.notices.audience import prepare_address_keys
 from incident.settings import AreaSettings
 from incident.store import Store
 
 log = logging.getLogger(__name__)
+
+
+async def build_current_area(files: AreaFiles, settings: AreaSettings, store: Store) -> ServiceArea:
+    """The service area of the registry (:func:`build_area`), with the integer address keys
+    notice previews count audiences over made once, here (on a worker thread)."""
+    area = await build_area(files, settings, store)
+    await asyncio.to_thread(prepare_address_keys, area.households.households)
+    return area
 
 
 class CurrentArea:
@@ -94,7 +103,7 @@ class AreaReloader:
         try:
             # The version is read before the registry: an import during the build is seen
             # at the next look.
-            area = await build_area(self.current.files, self.settings, self.store)
+            area = await build_current_area(self.current.files, self.settings, self.store)
         except IncidentError as err:
             self.metrics.reloads.labels("households", "failed").inc()
             log.warning("service area not rebuilt, the previous one stays in use: %s", err.message)

@@ -17,8 +17,8 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 
-from incident.domain import Kind, Severity
-from incident.errors import ConfigError
+from incident.core.domain import Kind, Severity
+from incident.core.errors import ConfigError
 
 ENV_PREFIX = "INCIDENT_"
 

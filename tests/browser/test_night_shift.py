@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 from playwright.async_api import Page, Request, Route
 
-from incident.domain import EventDraft
+from incident.core.domain import EventDraft
 from incident.keys import STORE
 from tests.support.app import Api
 from tests.support.console import OpenConsole

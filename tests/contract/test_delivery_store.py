@@ -7,11 +7,11 @@ import asyncio
 import msgspec
 import pytest
 
-from incident import domain
-from incident.notify.records import Delivery, DeliveryChange, Notice
-from incident.notify.states import SENDABLE, DeliveryState
+from incident.core import domain
+from incident.deliveries.records import Delivery, DeliveryChange, Notice
+from incident.deliveries.states import SENDABLE, DeliveryState
 from incident.store import Store
-from incident.store.base import AppendTo, PutNotice
+from incident.store.ports import AppendTo, PutNotice
 from tests.support.rows import AT, delivery, incident, notice
 
 S = DeliveryState

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from incident.geo.household import Channel, Household, Priority
+from incident.households.model import Channel, Household, Priority
 from incident.store import Store
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 
 from incident.store import Store
-from incident.store.base import IdempotencyChange, IdempotencyRecord
+from incident.store.ports import IdempotencyChange, IdempotencyRecord
 
 T0 = "2026-11-22T08:00:00.000000+00:00"
 T1 = "2026-11-22T08:01:00.000000+00:00"

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from incident.notify.records import Delivery, Notice
-from incident.notify.states import DeliveryState
+from incident.deliveries.records import Delivery, Notice
+from incident.deliveries.states import DeliveryState
 from incident.store import Store
-from incident.store.base import PutNotice
+from incident.store.ports import PutNotice
 from tests.support.rows import delivery, incident, notice
 
 S = DeliveryState

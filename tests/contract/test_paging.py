@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from incident import domain
-from incident.clock import ManualClock
-from incident.domain import Declaration, Kind, Severity, Status, Utility
-from incident.reports import ReportStatus
+from incident.core import domain
+from incident.core.clock import ManualClock
+from incident.core.domain import Declaration, Kind, Severity, Status, Utility
+from incident.reports.model import ReportStatus
 from incident.store import Store
 from tests.support.rows import PLAN, rep
 

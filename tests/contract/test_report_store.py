@@ -6,13 +6,13 @@ import asyncio
 
 import pytest
 
-from incident import domain
-from incident.domain import Declaration, Kind, Severity, Utility
-from incident.errors import Conflict, IllegalTransition, NotFound
-from incident.incidents import verify_incident
-from incident.reports import ReportStatus
+from incident.core import domain
+from incident.core.domain import Declaration, Kind, Severity, Utility
+from incident.core.errors import Conflict, IllegalTransition, NotFound
+from incident.incidents.service import verify_incident
+from incident.reports.model import ReportStatus
 from incident.store import Store
-from incident.store.base import AppendTo, SetReport
+from incident.store.ports import AppendTo, SetReport
 from tests.support.rows import PLAN, rep
 
 

@@ -9,11 +9,11 @@ from datetime import timedelta
 import asyncpg
 import pytest
 
-from incident import domain
-from incident.clock import ManualClock
-from incident.domain import Declaration, Incident, Kind, Severity, Status, Utility
-from incident.errors import IllegalTransition, NotFound
-from incident.incidents import verify_incident
+from incident.core import domain
+from incident.core.clock import ManualClock
+from incident.core.domain import Declaration, Incident, Kind, Severity, Status, Utility
+from incident.core.errors import IllegalTransition, NotFound
+from incident.incidents.service import verify_incident
 from incident.settings import sqlite_path
 from incident.store import Store
 from incident.store.migrations import LATEST
@@ -263,7 +263,7 @@ async def test_a_closed_store_refuses_work(make_store: Callable[[], Store]) -> N
     await s.open()
     inc = await _declare(s)
     await s.close()
-    from incident.errors import StoreError
+    from incident.core.errors import StoreError
 
     with pytest.raises(StoreError, match="not open"):
         await s.append(inc.id, lambda st: domain.add_note(st, "late", "alice"))

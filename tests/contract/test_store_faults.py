@@ -23,20 +23,20 @@ from urllib.parse import urlsplit, urlunsplit
 import asyncpg
 import pytest
 
-from incident import domain
-from incident.clock import ManualClock
-from incident.domain import Declaration, Kind, Severity, Utility
-from incident.errors import OUTCOME_UNKNOWN, StoreError
-from incident.incidents import verify_incident
-from incident.notify.records import Delivery, DeliveryChange
-from incident.notify.states import DeliveryState
-from incident.reports import Location, Report
+from incident.core import domain
+from incident.core.clock import ManualClock
+from incident.core.domain import Declaration, Kind, Severity, Utility
+from incident.core.errors import OUTCOME_UNKNOWN, StoreError
+from incident.deliveries.records import Delivery, DeliveryChange
+from incident.deliveries.states import DeliveryState
+from incident.incidents.service import verify_incident
+from incident.intake.triage import ingest_planner
+from incident.reports.model import Location, Report
 from incident.settings import CorrelationSettings, StoreSettings
 from incident.store import Store, open_store
-from incident.store.base import IncomingReport, PutNotice
+from incident.store.ports import IncomingReport, PutNotice
 from incident.store.postgres import transient_error as pg_transient
 from incident.store.sqlite import transient_error as sqlite_transient
-from incident.triage import ingest_planner
 from tests.support.rows import AT, notice, terminate_backends
 
 S = DeliveryState

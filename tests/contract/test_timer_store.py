@@ -6,7 +6,7 @@ import asyncio
 from collections.abc import Callable
 
 from incident.store import Store
-from incident.store.base import DueTimer
+from incident.store.ports import DueTimer
 
 T0 = "2026-11-22T08:00:00.000000+00:00"
 T1 = "2026-11-22T08:01:00.000000+00:00"

@@ -123,7 +123,7 @@ def test_dashboard_shows_what_the_duty_engineer_needs() -> None:
 def test_the_source_scan_finds_every_metric_of_a_real_registry(known: Exported) -> None:
     """The names read from the source are the names a running service shows: every family of
     the app's Metrics (and the webhooks' counters) is found, with its type and labels."""
-    from incident.metrics import Metrics
+    from incident.core.metrics import Metrics
 
     registry = Metrics().registry
     _register_webhook_metrics(registry)
@@ -139,7 +139,7 @@ def test_the_source_scan_finds_every_metric_of_a_real_registry(known: Exported) 
 
 def _register_webhook_metrics(registry: CollectorRegistry) -> None:
     """The webhooks' counters, wherever the module that makes them lives now."""
-    for module in ("incident.notify.webhooks",):
+    for module in ("incident.api.webhooks",):
         try:
             found = importlib.import_module(module)
         except ImportError:

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from aiokafka import AIOKafkaProducer
 
-from incident.notify.drill_config import DrillConfig, SmsOutcome
+from incident.carriersim.config import DrillConfig, SmsOutcome
 from tests.support.env import Broker
 from tests.support.processes import Carrier, Faults, carrier_process
 

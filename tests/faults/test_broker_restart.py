@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from aiokafka import AIOKafkaProducer
 
-from incident.kafka import broker_binary, tansu_command
+from incident.adapters.kafka import broker_binary, tansu_command
 from tests.support.env import Broker
 from tests.support.processes import Faults, Service, report
 from tests.support.wait import wait_until

@@ -16,7 +16,7 @@ import aiohttp
 import pytest
 from twilio.request_validator import RequestValidator  # type: ignore[import-untyped, unused-ignore]
 
-from incident.notify.drill_config import DEFAULT_ACCOUNT_SID, DEFAULT_AUTH_TOKEN, DrillConfig, SmsOutcome
+from incident.carriersim.config import DEFAULT_ACCOUNT_SID, DEFAULT_AUTH_TOKEN, DrillConfig, SmsOutcome
 from tests.support.processes import (
     Carrier,
     Faults,

@@ -28,13 +28,13 @@ from aiohttp import web
 
 from incident.api.openapi import build_openapi
 from incident.app import all_endpoints, create_app
-from incident.clock import ManualClock
-from incident.domain import Kind, Role, Severity, Utility
+from incident.core.clock import ManualClock
+from incident.core.domain import Kind, Role, Severity, Utility
+from incident.intake.triage import ingest_planner
 from incident.keys import SERVICE_AREA, STORE
-from incident.reports import Location, Report
+from incident.reports.model import Location, Report
 from incident.settings import CorrelationSettings, load_settings
-from incident.store.base import IncomingReport
-from incident.triage import ingest_planner
+from incident.store.ports import IncomingReport
 from tests.support.env import Broker, Tokens, kafka_env
 
 pytestmark = pytest.mark.filterwarnings(

@@ -17,8 +17,8 @@ from aiohttp.web import Application
 from shapely.geometry import Point, shape
 
 import incident.api.areas
-import incident.areas
-from incident.clock import ManualClock
+import incident.incidents.areas
+from incident.core.clock import ManualClock
 from incident.settings import Settings
 from tests.support.app import Api, Client, serve
 from tests.support.env import Tokens
@@ -408,8 +408,8 @@ async def _while_stuck(api: Api, stuck: Stuck, method: str, path: str, body: Any
 async def test_a_slow_area_is_cut_off_and_the_service_keeps_answering(
     slow_api: Api, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    stuck = Stuck(incident.areas.area_around_point)
-    monkeypatch.setattr(incident.areas, "area_around_point", stuck)
+    stuck = Stuck(incident.incidents.areas.area_around_point)
+    monkeypatch.setattr(incident.incidents.areas, "area_around_point", stuck)
     inc = await slow_api.declare(kind="gas_leak", utility="gas", title="Gas smell on Walnut Rd")
     body = {"around": {"lon": -85.545, "lat": 38.035, "radius_m": 300}}
     status, err = await _while_stuck(slow_api, stuck, "PUT", f"/api/incidents/{inc['id']}/area", body)

@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
+from incident.adapters.kafka import free_port
 from incident.app import Prebuilt
-from incident.clock import ManualClock
-from incident.drill.runner import DrillError, DrillResult, run_drill
-from incident.drill.scenario import Scenario, load_scenario, loads_scenario
-from incident.kafka import free_port
+from incident.core.clock import ManualClock
+from incident.drills.runner import DrillError, DrillResult, run_drill
+from incident.drills.scenario import Scenario, load_scenario, loads_scenario
 from incident.keys import SETTINGS
 from tests.support.app import AiohttpClient, Apps, Client
 from tests.support.env import FAST_CALLS, Broker, Tokens

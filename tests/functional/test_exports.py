@@ -17,8 +17,8 @@ from shapely.geometry import Polygon, shape
 
 import incident.review
 from incident.cli import main
+from incident.deliveries.records import Delivery
 from incident.keys import STORE
-from incident.notify.records import Delivery
 from incident.settings import Settings
 from incident.store import Store
 from tests.support.app import Api, Apps

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from incident.clock import ManualClock
+from incident.core.clock import ManualClock
 from incident.keys import NOTIFY, SETTINGS, STORE
 from incident.store import Store
 from tests.support.app import Api, Apps, Client
@@ -97,8 +97,8 @@ async def _plan_and_approve(api: Api) -> tuple[str, int]:
 async def test_a_fan_out_cut_short_completes_after_a_restart_without_duplicates_or_gaps(
     apps: Apps,
 ) -> None:
-    from incident.notify.drill import serve_drill
-    from incident.notify.drill_config import DrillConfig
+    from incident.carriersim.config import DrillConfig
+    from incident.carriersim.server import serve_drill
 
     broker_env = kafka_env(apps.broker, send=True)
     async with serve_drill(DrillConfig(callbacks=False, latency_ms=(5, 20))) as carrier:
@@ -127,8 +127,8 @@ async def test_a_fan_out_cut_short_completes_after_a_restart_without_duplicates_
 async def test_429_storms_are_retried_and_still_send_once(
     apps: Apps,
 ) -> None:
-    from incident.notify.drill import serve_drill
-    from incident.notify.drill_config import DrillConfig
+    from incident.carriersim.config import DrillConfig
+    from incident.carriersim.server import serve_drill
 
     async with serve_drill(DrillConfig(callbacks=False)) as carrier:
         api = await apps.make(kafka=kafka_env(apps.broker, send=True), carrier_url=carrier.url, system_clock=True,
@@ -147,8 +147,8 @@ async def test_429_storms_are_retried_and_still_send_once(
 
 
 async def test_an_sms_refused_as_not_mobile_becomes_one_voice_call(apps: Apps) -> None:
-    from incident.notify.drill import serve_drill
-    from incident.notify.drill_config import DrillConfig
+    from incident.carriersim.config import DrillConfig
+    from incident.carriersim.server import serve_drill
 
     landline = next(r for r in rows_inside(BOX) if r["sms"] and r["voice"] and not r["opt_out"])
     config = DrillConfig(callbacks=False, not_sms_capable=[landline["sms"]])
@@ -203,11 +203,11 @@ async def test_sends_cut_short_are_looked_up_at_the_carrier_before_any_retry(
 ) -> None:
     from datetime import UTC, datetime, timedelta
 
-    from incident.notify.drill import serve_drill
-    from incident.notify.drill_config import DrillConfig
-    from incident.notify.records import Delivery, Notice
-    from incident.notify.states import DeliveryState
-    from incident.store.base import PutNotice
+    from incident.carriersim.config import DrillConfig
+    from incident.carriersim.server import serve_drill
+    from incident.deliveries.records import Delivery, Notice
+    from incident.deliveries.states import DeliveryState
+    from incident.store.ports import PutNotice
 
     async with serve_drill(DrillConfig(callbacks=False)) as carrier:
         api = await apps.make(kafka=kafka_env(apps.broker), carrier_url=carrier.url, system_clock=True,
@@ -257,11 +257,11 @@ async def test_a_started_call_of_a_sender_whose_lease_lapsed_is_not_sent_again_w
     "never got it" and send it again, until no call of it can still be in flight."""
     from datetime import UTC, datetime, timedelta
 
-    from incident.notify.drill import serve_drill
-    from incident.notify.drill_config import DrillConfig
-    from incident.notify.records import Delivery, Notice
-    from incident.notify.states import DeliveryState
-    from incident.store.base import PutNotice
+    from incident.carriersim.config import DrillConfig
+    from incident.carriersim.server import serve_drill
+    from incident.deliveries.records import Delivery, Notice
+    from incident.deliveries.states import DeliveryState
+    from incident.store.ports import PutNotice
 
     async with serve_drill(DrillConfig(callbacks=False)) as carrier:
         api = await apps.make(kafka=kafka_env(apps.broker), carrier_url=carrier.url, system_clock=True)
@@ -298,9 +298,9 @@ async def test_deliveries_waiting_for_a_slow_rate_are_not_taken_early(
     """At 3 SMS/s a sender takes (marks `sending`) only what it can send in the next few
     seconds: a long wait in `sending` would look like a send cut short to the reconciler,
     which would then send it again."""
-    from incident.notify.drill import serve_drill
-    from incident.notify.drill_config import DrillConfig
-    from incident.notify.sender import TAKE_AHEAD_S
+    from incident.carriersim.config import DrillConfig
+    from incident.carriersim.server import serve_drill
+    from incident.notices.fanout import TAKE_AHEAD_S
 
     rate = 3
     async with serve_drill(DrillConfig(callbacks=False)) as carrier:
@@ -337,9 +337,9 @@ async def test_a_send_whose_answer_is_lost_is_looked_up_not_sent_again(apps: App
     from aiohttp import web
     from aiohttp.test_utils import TestServer
 
-    from incident.notify.drill import serve_drill
-    from incident.notify.drill_config import DrillConfig
-    from incident.notify.states import DeliveryState
+    from incident.carriersim.config import DrillConfig
+    from incident.carriersim.server import serve_drill
+    from incident.deliveries.states import DeliveryState
 
     async with serve_drill(DrillConfig(callbacks=False)) as drill, aiohttp.ClientSession() as session:
         hung_up: list[str] = []
@@ -393,9 +393,9 @@ async def test_a_dead_senders_claims_are_released_and_sent_once_and_only_started
     started ones: every number gets the notice once."""
     from datetime import UTC, datetime, timedelta
 
-    from incident.notify.drill import serve_drill
-    from incident.notify.drill_config import DrillConfig
-    from incident.notify.states import DeliveryState
+    from incident.carriersim.config import DrillConfig
+    from incident.carriersim.server import serve_drill
+    from incident.deliveries.states import DeliveryState
 
     broker_env = kafka_env(apps.broker, send=True)
     async with serve_drill(DrillConfig(callbacks=False)) as carrier:
@@ -450,9 +450,9 @@ async def test_a_push_without_an_answer_is_given_up_never_pushed_twice(
     from aiohttp import web
     from aiohttp.test_utils import TestServer
 
-    from incident.notify.drill import serve_drill
-    from incident.notify.drill_config import DrillConfig
-    from incident.notify.states import DeliveryState
+    from incident.carriersim.config import DrillConfig
+    from incident.carriersim.server import serve_drill
+    from incident.deliveries.states import DeliveryState
 
     pushed: list[str] = []
 
@@ -501,11 +501,11 @@ async def test_fan_out_health_names_a_stall_and_the_oldest_due_delivery_has_an_a
     'fanout'), and the gauge gives the age of the oldest due delivery."""
     from datetime import timedelta
 
-    from incident.clock import isoformat
+    from incident.core.clock import isoformat
+    from incident.deliveries.records import Delivery, Notice
+    from incident.deliveries.states import DeliveryState
     from incident.keys import METRICS
-    from incident.notify.records import Delivery, Notice
-    from incident.notify.states import DeliveryState
-    from incident.store.base import PutNotice
+    from incident.store.ports import PutNotice
 
     inc = await api.declare()
     store, engine = client.app[STORE], client.app[NOTIFY].engine

@@ -20,17 +20,17 @@ from aiohttp.test_utils import make_mocked_request
 from twilio.request_validator import RequestValidator  # type: ignore[import-untyped, unused-ignore]
 
 from incident.api.hooks import ENDPOINTS
+from incident.api.webhooks import Keyword, parse_keyword, public_url
 from incident.app import create_app
-from incident.clock import ManualClock, isoformat
+from incident.carriersim.server import DrillConfig, SmsOutcome, serve_drill
+from incident.core.clock import ManualClock, isoformat
+from incident.deliveries.records import Delivery, DeliveryChange, Notice
+from incident.deliveries.states import DeliveryState
 from incident.keys import ENDPOINTS as ENDPOINT_TABLE
 from incident.keys import METRICS, STORE
-from incident.notify.drill import DrillConfig, SmsOutcome, serve_drill
-from incident.notify.records import Delivery, DeliveryChange, Notice
-from incident.notify.states import DeliveryState
-from incident.notify.webhooks import Keyword, parse_keyword, public_url
 from incident.settings import AreaSettings, Settings
 from incident.store import Store
-from incident.store.base import PutNotice
+from incident.store.ports import PutNotice
 from tests.support.app import Api, Client, serve
 from tests.support.env import Tokens
 
@@ -535,7 +535,7 @@ async def test_a_replayed_inbound_sms_changes_nothing(hooks: Client, hapi: Api, 
     """The same MessageSid again (Twilio retrying, a resend): no second report on the
     timeline, no second opt-out change (a STOP replayed after START must not opt out again),
     and no second reply SMS."""
-    from incident.notify.drill_twilio import inbound_sms_params
+    from incident.carriersim.wire import inbound_sms_params
 
     world = await World.make(hapi, clock)
     await world.delivery("H-1", sid="SM" + "9" * 32)
@@ -573,7 +573,7 @@ async def looked_up(
 ) -> AsyncIterator[tuple[Client, DrillConfig]]:
     """The real app on a manual clock, its carrier a drill carrier that posts no callbacks
     (they were lost while the service was down) and whose messages end at once."""
-    from incident.notify.drill_config import CallOutcome
+    from incident.carriersim.config import CallOutcome
     from incident.settings import CarrierSettings
 
     config = DrillConfig(

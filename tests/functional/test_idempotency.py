@@ -15,10 +15,10 @@ import msgspec
 import pytest
 from aiohttp.web import Application
 
-from incident.clock import ManualClock, isoformat
+from incident.core.clock import ManualClock, isoformat
 from incident.keys import CLOCK, STORE
 from incident.settings import Settings
-from incident.store.base import IdempotencyChange, IdempotencyRecord
+from incident.store.ports import IdempotencyChange, IdempotencyRecord
 from tests.support.app import Api, Client, serve
 from tests.support.env import Tokens
 from tests.support.sample import BOX

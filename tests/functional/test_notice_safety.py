@@ -10,9 +10,9 @@ from typing import Any
 import msgspec
 import pytest
 
-from incident.geo import Channel
+from incident.households import Channel
 from incident.keys import TEMPLATES
-from incident.notify.context import NoticeContext
+from incident.notices.context import NoticeContext
 from tests.support.app import Api, Apps
 from tests.support.sample import BOX
 

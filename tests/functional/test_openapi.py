@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from incident.domain import Role
+from incident.core.domain import Role
 from incident.keys import ENDPOINTS
 from tests.support.app import Api
 

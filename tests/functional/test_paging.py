@@ -7,9 +7,9 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from incident.deliveries.records import Notice
 from incident.keys import STORE
-from incident.notify.records import Notice
-from incident.store.base import PutNotice
+from incident.store.ports import PutNotice
 from tests.support.app import Api
 from tests.support.ingest import call_centre_report as report
 from tests.support.ingest import put_reports as ingest

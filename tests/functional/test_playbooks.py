@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from aiokafka import AIOKafkaProducer
 
-from incident.clock import ManualClock, isoformat
+from incident.core.clock import ManualClock, isoformat
 from incident.keys import PLAYBOOKS, STORE
 from incident.playbook.engine import PlaybookEngine
 from incident.store import Store
@@ -354,12 +354,12 @@ async def test_reminders_already_past_for_late_planned_work_go_out_once(
 async def test_an_auto_notice_cut_short_before_its_approval_is_approved_on_the_next_look(
     apps: Apps, clock: ManualClock
 ) -> None:
-    from incident.auth import Principal
-    from incident.domain import Role
-    from incident.geo.household import Channel
+    from incident.core.auth import Principal
+    from incident.core.domain import Role
+    from incident.households.model import Channel
     from incident.keys import NOTICES, SERVICE_AREA
-    from incident.notices import NoticeFacts, NoticeRequest
-    from incident.notify.context import TemplateKey
+    from incident.notices.context import TemplateKey
+    from incident.notices.service import NoticeFacts, NoticeRequest
 
     api = await _app(apps, kafka_env(apps.broker))
     engine, app = api.client.app[PLAYBOOKS], api.client.app

@@ -10,7 +10,7 @@ import msgspec
 import pytest
 
 from incident.app import PREBUILT, Prebuilt, create_app
-from incident.households import import_households
+from incident.intake.households import import_households
 from incident.keys import SERVICE_AREA, TEMPLATES
 from incident.settings import Settings
 from incident.store import Store

@@ -12,9 +12,9 @@ import msgspec
 import pytest
 from aiohttp.web import Application
 
-from incident.clock import ManualClock
-from incident.domain import Role
-from incident.households import import_households
+from incident.core.clock import ManualClock
+from incident.core.domain import Role
+from incident.intake.households import import_households
 from incident.keys import METRICS, SERVICE_AREA
 from incident.settings import Settings
 from incident.store import Store
@@ -109,8 +109,8 @@ async def _true(value: bool) -> bool:
 async def test_a_changed_tokens_file_is_read_once_it_has_settled(tmp_path: Path) -> None:
     """A file caught half-way through an edit (here: emptied) is not read: that would revoke
     every token. A change is read at the look after it was first seen, if it stayed."""
-    from incident.auth import TokenRegistry, read_tokens
-    from incident.metrics import Metrics
+    from incident.core.auth import TokenRegistry, read_tokens
+    from incident.core.metrics import Metrics
     from incident.reload import TokenReloader, file_stamp
 
     path = tmp_path / "tokens.toml"

@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from incident.domain import Kind, Severity
-from incident.kafka import free_port
+from incident.adapters.kafka import free_port
+from incident.core.domain import Kind, Severity
 from incident.settings import Settings, load_settings
 from tests.support.app import Api, serve
 from tests.support.env import Tokens

@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import asyncio
 
-from incident.clock import ManualClock
-from incident.notify.records import Delivery, DeliveryChange
-from incident.notify.sender import AnswerBook
-from incident.notify.states import DeliveryState
+from incident.core.clock import ManualClock
+from incident.deliveries.records import Delivery, DeliveryChange
+from incident.deliveries.states import DeliveryState
+from incident.notices.fanout import AnswerBook
 from incident.store import Store
-from incident.store.base import PutNotice
+from incident.store.ports import PutNotice
 from tests.support.rows import AT, delivery, incident, notice
 
 S = DeliveryState

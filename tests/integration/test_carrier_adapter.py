@@ -17,7 +17,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from incident.notify.channels import CarrierError, TwilioCarrier, _quote, form_body
+from incident.adapters.carriers import CarrierError, TwilioCarrier, _quote, form_body
 
 SID = "AC" + "cd" * 16
 TOKEN = "adapter-test-token"

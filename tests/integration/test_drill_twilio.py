@@ -25,7 +25,7 @@ from twilio.http.response import Response
 from twilio.request_validator import RequestValidator
 from twilio.rest import Client
 
-from incident.notify.drill import (
+from incident.carriersim.server import (
     DRILL,
     CallOutcome,
     DrillCarrier,

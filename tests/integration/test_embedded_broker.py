@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from incident.kafka import free_port
+from incident.adapters.kafka import free_port
 from tests.support.processes import Server
 
 

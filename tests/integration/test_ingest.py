@@ -14,8 +14,8 @@ import msgspec
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-from incident.ingest import Batch, Ingestor
-from incident.kafka import BrokerMonitor, EmbeddedBroker
+from incident.adapters.kafka import BrokerMonitor, EmbeddedBroker
+from incident.intake.ingest import Batch, Ingestor
 from incident.keys import STORE
 from incident.settings import load_settings
 from incident.store import Store

@@ -9,8 +9,8 @@ import uuid
 import pytest
 from aiokafka import AIOKafkaProducer
 
-from incident.clock import ManualClock
-from incident.kafka import BrokerMonitor
+from incident.adapters.kafka import BrokerMonitor
+from incident.core.clock import ManualClock
 from incident.settings import load_settings
 from incident.store import open_store
 from tests.support.env import Broker, kafka_env

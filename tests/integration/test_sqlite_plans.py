@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from incident.clock import ManualClock
-from incident.notify.records import DeliveryChange
-from incident.notify.states import DeliveryState
+from incident.core.clock import ManualClock
+from incident.deliveries.records import DeliveryChange
+from incident.deliveries.states import DeliveryState
 from incident.settings import StoreSettings
 from incident.store import open_store
 from incident.store.common import change_groups

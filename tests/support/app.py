@@ -13,9 +13,9 @@ from aiohttp.test_utils import TestClient
 from aiohttp.web import Application
 
 from incident.app import create_app
-from incident.clock import Clock, ManualClock
+from incident.core.clock import Clock, ManualClock
 from incident.keys import PUBLIC_URL, SETTINGS
-from incident.notify.ratelimit import WALL, RateClock
+from incident.notices.ratelimit import WALL, RateClock
 from incident.settings import Settings, load_settings
 from tests.support.env import FAST, SENDING, Broker, Tokens, app_env, external_carrier_env, kafka_env
 from tests.support.sample import built_sample

@@ -15,10 +15,10 @@ from pathlib import Path
 
 import asyncpg
 
-from incident.auth import add_token
-from incident.domain import Role
-from incident.kafka import broker_binary, free_port, tansu_command
-from incident.notify.drill_config import DEFAULT_ACCOUNT_SID, DEFAULT_AUTH_TOKEN
+from incident.adapters.kafka import broker_binary, free_port, tansu_command
+from incident.carriersim.config import DEFAULT_ACCOUNT_SID, DEFAULT_AUTH_TOKEN
+from incident.core.auth import add_token
+from incident.core.domain import Role
 
 POSTGRES_URL = os.environ.get("INCIDENT_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
 

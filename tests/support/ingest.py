@@ -10,17 +10,17 @@ from typing import Any
 
 import orjson
 
-from incident.domain import Kind, Severity, Utility
-from incident.incidents import IncidentService
-from incident.ingest import Batch, Ingestor
+from incident.core.domain import Kind, Severity, Utility
+from incident.core.metrics import Metrics
+from incident.incidents.live import LiveHub
+from incident.incidents.service import IncidentService
+from incident.intake.ingest import Batch, Ingestor
+from incident.intake.triage import TriageService, ingest_planner
 from incident.keys import STORE, TRIAGE
-from incident.live import LiveHub
-from incident.metrics import Metrics
-from incident.reports import Location, RejectCode, Report
+from incident.reports.model import Location, RejectCode, Report
 from incident.settings import CorrelationSettings, Settings
 from incident.store import Store
-from incident.store.base import IncomingReport
-from incident.triage import TriageService, ingest_planner
+from incident.store.ports import IncomingReport
 from tests.support.app import Api
 
 GOOD = {

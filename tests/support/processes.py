@@ -29,12 +29,12 @@ import aiohttp
 import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from incident.auth import add_token
-from incident.clock import SystemClock
-from incident.domain import Role
-from incident.kafka import free_port
-from incident.notify.drill import serve_drill
-from incident.notify.drill_config import DEFAULT_ACCOUNT_SID, DEFAULT_AUTH_TOKEN, DrillConfig
+from incident.adapters.kafka import free_port
+from incident.carriersim.config import DEFAULT_ACCOUNT_SID, DEFAULT_AUTH_TOKEN, DrillConfig
+from incident.carriersim.server import serve_drill
+from incident.core.auth import add_token
+from incident.core.clock import SystemClock
+from incident.core.domain import Role
 from incident.settings import StoreSettings
 from incident.store import Store, open_store
 from tests.support.env import Broker

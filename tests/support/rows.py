@@ -9,15 +9,15 @@ from datetime import UTC, datetime, timedelta
 
 import asyncpg
 
-from incident import domain
-from incident.domain import Declaration, Kind, Severity, Utility
-from incident.notify.records import Delivery, Notice
-from incident.notify.states import DeliveryState
-from incident.reports import Location, Report
+from incident.core import domain
+from incident.core.domain import Declaration, Kind, Severity, Utility
+from incident.deliveries.records import Delivery, Notice
+from incident.deliveries.states import DeliveryState
+from incident.intake.triage import ingest_planner
+from incident.reports.model import Location, Report
 from incident.settings import CorrelationSettings
 from incident.store import Store
-from incident.store.base import IncomingReport
-from incident.triage import ingest_planner
+from incident.store.ports import IncomingReport
 
 S = DeliveryState
 T0 = datetime(2026, 11, 22, 8, 0, tzinfo=UTC)

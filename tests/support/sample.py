@@ -14,7 +14,7 @@ from typing import Any
 from shapely.geometry import Point, shape
 
 from incident.app import Prebuilt, prebuild
-from incident.clock import ManualClock
+from incident.core.clock import ManualClock
 from incident.settings import Settings, StoreSettings, load_settings
 from incident.store import open_store
 

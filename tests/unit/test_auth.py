@@ -4,9 +4,9 @@ from pathlib import Path
 
 import pytest
 
-from incident.auth import TokenRegistry, add_token, read_tokens, token_digest
-from incident.domain import Role
-from incident.errors import ConfigError, InvalidInput
+from incident.core.auth import TokenRegistry, add_token, read_tokens, token_digest
+from incident.core.domain import Role
+from incident.core.errors import ConfigError, InvalidInput
 
 
 def test_tokens_are_stored_hashed_and_authenticate(tmp_path: Path) -> None:

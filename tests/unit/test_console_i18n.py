@@ -17,14 +17,14 @@ from pathlib import Path
 
 import pytest
 
-from incident import domain
-from incident.geo.household import Channel, Priority
-from incident.notify import states
-from incident.notify.context import Advisory, TemplateKey
-from incident.reports import ReportStatus
+from incident.core import domain
+from incident.deliveries import states
+from incident.households.model import Channel, Priority
+from incident.notices.context import Advisory, TemplateKey
+from incident.reports.model import ReportStatus
 from incident.review.words import WORDS
 
-SRC = Path(domain.__file__).parent
+SRC = Path(domain.__file__).parents[1]  # src/incident (domain is in core/)
 STATIC = SRC / "console" / "static"
 
 
@@ -103,7 +103,7 @@ def emitted_event_types() -> set[str]:
 
 
 def notice_statuses() -> set[str]:
-    text = (SRC / "notices.py").read_text(encoding="utf-8")
+    text = (SRC / "notices/service.py").read_text(encoding="utf-8")
     return set(re.findall(r'status\s*(?:=|==|!=)\s*"(\w+)"', text)) | {"planned", "approved"}
 
 

@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
-from incident.correlate import Candidate, Declare, Link, Sighting, Unassigned, decide, haversine_m
-from incident.domain import Kind, Severity, Utility
-from incident.reports import Asset, Location, Report
+from incident.core.domain import Kind, Severity, Utility
+from incident.reports.correlation import Candidate, Declare, Link, Sighting, Unassigned, decide, haversine_m
+from incident.reports.model import Asset, Location, Report
 from incident.settings import CorrelationSettings
 
 T0 = datetime(2026, 11, 22, 8, 0, tzinfo=UTC)

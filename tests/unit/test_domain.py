@@ -5,10 +5,10 @@ from datetime import UTC, datetime
 
 import pytest
 
-from incident import domain
-from incident.domain import Declaration, Incident, Kind, Role, Severity, Status, Utility
-from incident.errors import IllegalTransition, NotOwner
-from incident.timeline import seal
+from incident.core import domain
+from incident.core.domain import Declaration, Incident, Kind, Role, Severity, Status, Utility
+from incident.core.errors import IllegalTransition, NotOwner
+from incident.core.timeline import seal
 
 AT = datetime(2026, 11, 22, 8, 15, tzinfo=UTC)
 DECL = Declaration(kind=Kind.gas_leak, utility=Utility.gas, title="Smell of gas", severity=Severity.critical)

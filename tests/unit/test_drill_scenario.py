@@ -11,7 +11,8 @@ import pytest
 from click.testing import CliRunner
 
 from incident.cli import main
-from incident.drill.scenario import (
+from incident.deliveries.states import DeliveryState
+from incident.drills.scenario import (
     DeliveryCount,
     ScenarioError,
     find_scenario,
@@ -23,9 +24,8 @@ from incident.drill.scenario import (
     run_report_id,
     shipped_scenarios,
 )
-from incident.geo.household import Channel
-from incident.notify.states import DeliveryState
-from incident.reports import parse_report
+from incident.households.model import Channel
+from incident.reports.model import parse_report
 
 ROOT = Path(__file__).resolve().parents[2]
 DRILLS = ROOT / "config" / "drills"

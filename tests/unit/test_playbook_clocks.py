@@ -7,8 +7,8 @@ from typing import Any
 import msgspec
 import pytest
 
-from incident.clock import isoformat
-from incident.domain import TimelineEvent
+from incident.core.clock import isoformat
+from incident.core.domain import TimelineEvent
 from incident.playbook import Condition, Milestone, Playbook, Sla, Stage, convert, find_stage, load_playbooks
 from incident.playbook.clocks import (
     SlaClock,

@@ -7,9 +7,9 @@ import pytest
 from click.testing import CliRunner
 
 from incident.cli import main
-from incident.domain import Kind, Utility
-from incident.errors import ConfigError, IncidentError, PlaybookError
-from incident.notify.context import Advisory, TemplateKey
+from incident.core.domain import Kind, Utility
+from incident.core.errors import ConfigError, IncidentError, PlaybookError
+from incident.notices.context import Advisory, TemplateKey
 from incident.playbook import (
     Approval,
     AreaMethod,

@@ -8,9 +8,9 @@ import msgspec
 import pytest
 
 import incident.playbook
-from incident.domain import Kind, Status, Utility
-from incident.geo.household import Channel
-from incident.notify.context import TemplateKey
+from incident.core.domain import Kind, Status, Utility
+from incident.households.model import Channel
+from incident.notices.context import TemplateKey
 from incident.playbook import (
     Action,
     Approval,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from incident.notify.ratelimit import TokenBucket
+from incident.notices.ratelimit import TokenBucket
 
 
 class FakeTime:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import orjson
 import pytest
 
-from incident.reports import RejectCode, ReportRejected, parse_report
+from incident.reports.model import RejectCode, ReportRejected, parse_report
 from tests.support.ingest import GOOD, MALFORMED, with_fields
 
 
@@ -35,7 +35,7 @@ def test_a_message_without_value_is_rejected() -> None:
 
 
 def test_a_drill_report_declares_an_exercise() -> None:
-    from incident.triage import declaration_from
+    from incident.intake.triage import declaration_from
 
     assert declaration_from(
         parse_report(with_fields(details={"drill": True, "drill_run": "r1"}), 65536)

@@ -14,12 +14,13 @@ from lxml import etree
 from shapely.geometry import Polygon, shape
 
 import incident.review
-from incident import domain
-from incident.domain import Declaration, Kind, Severity, Status, Utility
-from incident.geo import Channel
-from incident.notify import NoticeTemplates, load_templates
-from incident.notify.context import NoticeContext
-from incident.notify.records import Notice
+from incident.core import domain
+from incident.core.domain import Declaration, Kind, Severity, Status, Utility
+from incident.core.timeline import seal
+from incident.deliveries.records import Notice
+from incident.households import Channel
+from incident.notices.context import NoticeContext
+from incident.notices.templates import NoticeTemplates, load_templates
 from incident.review.cap import (
     CAP_NS,
     EXPORT_NS,
@@ -29,7 +30,6 @@ from incident.review.cap import (
     cap_time,
     sender_for,
 )
-from incident.timeline import seal
 
 XSD = Path(incident.review.__file__).parent / "CAP-v1.2.xsd"
 TEMPLATES = Path(__file__).resolve().parents[2] / "templates" / "notices"

@@ -10,13 +10,13 @@ from typing import Any
 import msgspec
 from markupsafe import escape
 
-from incident import domain
-from incident.domain import Declaration, Kind, Severity, Status, TimelineEvent, Utility
-from incident.notify.records import Delivery
-from incident.notify.states import DeliveryState
-from incident.review.report import ReachTally, after_action, milestones, render_report, sla_clocks
+from incident.core import domain
+from incident.core.domain import Declaration, Kind, Severity, Status, TimelineEvent, Utility
+from incident.core.timeline import seal, verify
+from incident.deliveries.records import Delivery
+from incident.deliveries.states import DeliveryState
+from incident.review.after_action import ReachTally, after_action, milestones, render_report, sla_clocks
 from incident.review.words import describe_plain
-from incident.timeline import seal, verify
 
 T0 = datetime(2026, 11, 22, 8, 15, tzinfo=UTC)
 

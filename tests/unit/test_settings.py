@@ -6,7 +6,7 @@ from pathlib import Path
 import msgspec
 import pytest
 
-from incident.errors import ConfigError
+from incident.core.errors import ConfigError
 from incident.settings import Settings, environment_warnings, load_settings, settings_toml
 
 ROOT = Path(__file__).resolve().parents[2]

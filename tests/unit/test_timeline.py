@@ -6,9 +6,9 @@ from datetime import UTC, datetime
 import msgspec
 import orjson
 
-from incident import domain
-from incident.domain import Declaration, Kind, Severity, Utility
-from incident.timeline import GENESIS, seal, verify
+from incident.core import domain
+from incident.core.domain import Declaration, Kind, Severity, Utility
+from incident.core.timeline import GENESIS, seal, verify
 
 AT = datetime(2026, 11, 22, 8, 15, tzinfo=UTC)
 DECL = Declaration(
@@ -67,7 +67,7 @@ def test_editing_any_field_is_detected() -> None:
 def test_rehashing_a_forged_event_still_breaks_the_next_link() -> None:
     state, events = _chain()
     forged_event = msgspec.structs.replace(events[1], data={"text": "forged"})
-    from incident.timeline import canonical, chain_hash
+    from incident.core.timeline import canonical, chain_hash
 
     rehashed = msgspec.structs.replace(
         forged_event,

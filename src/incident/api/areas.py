@@ -11,10 +11,18 @@ from shapely.geometry import mapping
 
 from incident.api.endpoint import ALL_ROLES, Endpoint, Idempotency, Query, json_response, read_body
 from incident.api.incidents import STEER
-from incident.areas import AreaDescription, AreaRequest, Deadline, counts
-from incident.domain import Incident
-from incident.errors import NotFound
-from incident.geo import GeoError, ServiceArea, households_on_links, isolate
+from incident.core.domain import Incident
+from incident.core.errors import NotFound
+from incident.geo import GeoError, isolate
+from incident.households import ServiceArea, households_on_links
+from incident.incidents.areas import (
+    AreaDescription,
+    AreaRequest,
+    Deadline,
+    area_features,
+    counts,
+    pipe_feature,
+)
 from incident.keys import INCIDENTS, PRINCIPAL, SERVICE_AREA, SETTINGS
 
 
@@ -57,47 +65,6 @@ async def put_area(request: web.Request) -> web.Response:
             affected_pipes=list(resolved.affected_pipes),
         )
     )
-
-
-def _point(lon: float, lat: float, **props: Any) -> dict[str, Any]:
-    return {"type": "Feature", "geometry": {"type": "Point", "coordinates": [lon, lat]}, "properties": props}
-
-
-def _pipe_feature(service: ServiceArea, pipe_id: str, **props: Any) -> dict[str, Any]:
-    assert service.network is not None
-    link = service.network.link(pipe_id)
-    return {
-        "type": "Feature",
-        "geometry": {"type": "LineString", "coordinates": [list(p) for p in link.path]},
-        "properties": {"id": link.id, "kind": link.kind.value, "start": link.start, "end": link.end, **props},
-    }
-
-
-def area_features(service: ServiceArea, incident: Any) -> dict[str, Any]:
-    """The area polygon, the valves to close and the dry pipes, as one FeatureCollection."""
-    features: list[dict[str, Any]] = []
-    if incident.area is not None:
-        features.append({
-            "type": "Feature", "geometry": incident.area,
-            "properties": {"role": "area", "households": incident.households, "parts": [
-                {k: v for k, v in p.items() if k != "geometry"} for p in incident.area_parts
-            ]},
-        })  # fmt: skip
-    network = service.network
-    if network is not None and service.segments is not None:
-        valves = {v.id: v for v in service.segments.valves}
-        for part in incident.area_parts:
-            if part.get("method") != "isolation" or part.get("op") != "add":
-                continue
-            for valve_id in part.get("valves_to_close", []):
-                if valve_id in valves:
-                    node = network.node(valves[valve_id].node)
-                    features.append(_point(node.lon, node.lat, role="valve_to_close", id=valve_id,
-                                           pipe=valves[valve_id].pipe))  # fmt: skip
-            for pipe_id in part.get("affected_pipes", []):
-                if pipe_id in network.link_index:
-                    features.append(_pipe_feature(service, pipe_id, role="affected_pipe"))
-    return {"type": "FeatureCollection", "features": features}
 
 
 async def put_description(request: web.Request) -> web.Response:
@@ -153,7 +120,7 @@ def _pipe_look_up(
         "inoperable": inoperable,
         **dry,
     }
-    return _pipe_feature(service, pipe_id, households=len(on_pipe), if_broken=if_broken)
+    return pipe_feature(service, pipe_id, households=len(on_pipe), if_broken=if_broken)
 
 
 async def pipe(request: web.Request) -> web.Response:

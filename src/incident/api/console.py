@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 from aiohttp import web
 
 from incident.api.endpoint import Endpoint
-from incident.errors import NotFound
+from incident.core.errors import NotFound
 from incident.keys import SETTINGS
 
 #: The console's files (``src/incident/console/static``).

@@ -17,8 +17,8 @@ from typing import Any, TypeVar
 import msgspec
 from aiohttp import web
 
-from incident.domain import Role
-from incident.errors import InvalidInput, MalformedRequest, PayloadTooLarge
+from incident.core.domain import Role
+from incident.core.errors import InvalidInput, MalformedRequest, PayloadTooLarge
 from incident.keys import SETTINGS
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]

@@ -1,10 +1,10 @@
 """Carrier webhooks under ``/hooks/twilio/...``: public routes, authenticated by the
-``X-Twilio-Signature`` each handler checks (see :mod:`incident.notify.webhooks`)."""
+``X-Twilio-Signature`` each handler checks (see :mod:`incident.api.webhooks`)."""
 
 from __future__ import annotations
 
 from incident.api.endpoint import Endpoint
-from incident.notify.webhooks import HookOptions, gather, inbound_sms, make_status_callback
+from incident.api.webhooks import HookOptions, gather, inbound_sms, make_status_callback
 
 #: A form that cannot be read; a wrong signature; too large.
 _SIGNED = (400, 403, 413)

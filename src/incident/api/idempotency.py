@@ -34,10 +34,10 @@ from aiohttp.typedefs import Middleware
 
 from incident.api.endpoint import ONE_WRITE, Handler, Idempotency, raw_body
 from incident.api.middleware import error_response
-from incident.clock import isoformat
-from incident.errors import Conflict, IncidentError, InvalidInput, MalformedRequest, StoreError
+from incident.core.clock import isoformat
+from incident.core.errors import Conflict, IncidentError, InvalidInput, MalformedRequest, StoreError
 from incident.keys import CLOCK, ENDPOINTS, PRINCIPAL, SETTINGS, STORE
-from incident.store.base import IdempotencyChange, IdempotencyRecord, incident_counter
+from incident.store.ports import IdempotencyChange, IdempotencyRecord, incident_counter
 
 log = logging.getLogger(__name__)
 

@@ -17,8 +17,9 @@ from incident.api.endpoint import (
 )
 from incident.api.paging import CURSOR, LIMIT, cut, page_request, pair
 from incident.api.schemas import HandoverBody, IncidentList, NoteBody, SeverityBody, StatusBody, Timeline
-from incident.domain import OPEN_STATUSES, Declaration, Incident, Role, Status, TimelineEvent
-from incident.errors import InvalidInput, NotFound
+from incident.core.domain import OPEN_STATUSES, Declaration, Incident, Role, Status, TimelineEvent
+from incident.core.errors import InvalidInput, NotFound
+from incident.core.timeline import Integrity
 from incident.keys import (
     CLOCK,
     INCIDENTS,
@@ -33,7 +34,6 @@ from incident.keys import (
 from incident.review.cap import alerts_document
 from incident.review.exports import after_action_report, cap_export
 from incident.review.timeline import timeline_csv
-from incident.timeline import Integrity
 
 STEER = frozenset({Role.dispatcher, Role.command, Role.admin})
 DECLARE = frozenset({Role.dispatcher, Role.admin})

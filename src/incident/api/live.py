@@ -16,9 +16,9 @@ from aiohttp import WSCloseCode, WSMsgType, web
 
 from incident.api.endpoint import Endpoint
 from incident.api.middleware import authorize, bearer_token
-from incident.errors import AuthError, MalformedRequest
+from incident.core.errors import AuthError, MalformedRequest
+from incident.incidents.live import Subscriber
 from incident.keys import ENDPOINTS, HUB, LIVE_SOCKETS, METRICS, TOKENS
-from incident.live import Subscriber
 
 log = logging.getLogger(__name__)
 

@@ -8,8 +8,8 @@ import time
 from aiohttp import web
 
 from incident.api.endpoint import Endpoint, Handler, check_query, json_response
-from incident.auth import Principal, TokenRegistry
-from incident.errors import Forbidden, IncidentError, Unauthenticated
+from incident.core.auth import Principal, TokenRegistry
+from incident.core.errors import Forbidden, IncidentError, Unauthenticated
 from incident.keys import ENDPOINTS, METRICS, PRINCIPAL, TOKENS
 
 log = logging.getLogger(__name__)

@@ -10,10 +10,10 @@ from incident.api.endpoint import ALL_ROLES, Endpoint, Idempotency, Query, json_
 from incident.api.incidents import STEER
 from incident.api.paging import CURSOR, LIMIT, cut, page_request
 from incident.api.playbooks import check_etr_now
-from incident.clock import Timestamp
+from incident.core.clock import Timestamp
+from incident.deliveries.records import Delivery, Notice
 from incident.keys import INCIDENTS, NOTICES, PRINCIPAL, SERVICE_AREA, SETTINGS, STORE
-from incident.notices import NoticePreview, NoticeRequest, PlannedNotice
-from incident.notify.records import Delivery, Notice
+from incident.notices.service import NoticePreview, NoticeRequest, PlannedNotice
 
 
 class NoticeList(msgspec.Struct, frozen=True):

@@ -17,7 +17,7 @@ import msgspec
 from aiohttp import web
 
 from incident.api.endpoint import Query
-from incident.errors import InvalidInput
+from incident.core.errors import InvalidInput
 
 T = TypeVar("T")
 Key = tuple[str | int, ...]

@@ -11,9 +11,9 @@ from aiohttp import web
 import incident.playbook.clocks as clocks
 from incident.api.endpoint import ALL_ROLES, Endpoint, Idempotency, json_response, read_body
 from incident.api.incidents import STEER
-from incident.clock import Timestamp
-from incident.domain import Incident, check_etr
-from incident.errors import NotFound
+from incident.core.clock import Timestamp
+from incident.core.domain import Incident, check_etr
+from incident.core.errors import NotFound
 from incident.keys import CLOCK, INCIDENTS, PLAYBOOKS, PRINCIPAL, SETTINGS, STORE
 from incident.playbook.engine import advisory_in_force
 from incident.playbook.model import to_data

@@ -10,9 +10,9 @@ from aiohttp import web
 from incident.api.endpoint import ALL_ROLES, Endpoint, Idempotency, Query, json_response, read_body
 from incident.api.incidents import DECLARE, STEER
 from incident.api.paging import CURSOR, LIMIT, cut, page_request, pair
-from incident.domain import Incident, IncidentId, Severity, Title
+from incident.core.domain import Incident, IncidentId, Severity, Title
 from incident.keys import INCIDENTS, PRINCIPAL, TRIAGE
-from incident.reports import ReportStatus, StoredReport
+from incident.reports.model import ReportStatus, StoredReport
 
 _FILTERS: dict[str, frozenset[ReportStatus] | None] = {
     "all": None,

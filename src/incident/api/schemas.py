@@ -6,9 +6,9 @@ from typing import Annotated, Literal
 
 import msgspec
 
-from incident.auth import TokenName
-from incident.domain import Incident, Severity, Status, Text, TimelineEvent
-from incident.timeline import Integrity
+from incident.core.auth import TokenName
+from incident.core.domain import Incident, Severity, Status, Text, TimelineEvent
+from incident.core.timeline import Integrity
 
 Reason = Annotated[str, msgspec.Meta(max_length=1000)]
 

@@ -10,7 +10,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from incident.api.endpoint import ALL_ROLES, Endpoint, json_response
 from incident.api.openapi import build_openapi
 from incident.api.schemas import Health, Me
-from incident.errors import StoreError
+from incident.core.errors import StoreError
 from incident.keys import ENDPOINTS, KAFKA, METRICS, NOTIFY, PRINCIPAL, STORE
 
 #: How to ask one named part of the service: "ok", what is wrong with it, or None when this

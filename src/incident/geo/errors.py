@@ -12,12 +12,12 @@ rejected rows so one bad line never stops a load. Messages never contain phone n
 
 from __future__ import annotations
 
-from incident.errors import InvalidInput
+from incident.core.errors import InvalidInput
 
 
 class GeoError(InvalidInput):
     """Base of every error the geo package raises on purpose: bad input (a 4xx), part of
-    the service's one hierarchy (:mod:`incident.errors`)."""
+    the service's one hierarchy (:mod:`incident.core.errors`)."""
 
     code: str = "geo_error"
 

@@ -1,12 +1,12 @@
 """What the timeline says about a playbook's clocks, conditions and stages. Pure.
 
-Everything here reads a list of :class:`~incident.domain.TimelineEvent` (in ``seq`` order)
+Everything here reads a list of :class:`~incident.core.domain.TimelineEvent` (in ``seq`` order)
 and answers one question: when did a milestone happen (:func:`milestone_at`), where does each
 SLA clock stand (:func:`sla_clocks`), does a named condition hold (:func:`condition_holds`),
 may the current stage be left (:func:`exit_due`). The engine appends the events these answers
 call for; nothing here does I/O or keeps state.
 
-Timestamps are ISO strings. Event times come from :func:`incident.clock.isoformat`, but a
+Timestamps are ISO strings. Event times come from :func:`incident.core.clock.isoformat`, but a
 report's ``observed_at`` may carry any offset, so every comparison is made on datetimes; a
 timestamp without an offset is taken as UTC.
 """
@@ -19,8 +19,8 @@ from typing import Any, Literal
 
 import msgspec
 
-from incident.clock import Timestamp, isoformat
-from incident.domain import EventType, Status, TimelineEvent
+from incident.core.clock import Timestamp, isoformat
+from incident.core.domain import EventType, Status, TimelineEvent
 from incident.playbook.model import (
     Condition,
     ExitRule,

@@ -31,16 +31,23 @@ import msgspec
 from shapely.geometry import Point
 
 import incident.playbook.clocks as clocks
-from incident import domain
-from incident.areas import AreaRequest, Around, Isolate
-from incident.auth import Principal
-from incident.clock import Clock, isoformat
-from incident.domain import Incident, Role, TimelineEvent
-from incident.errors import Conflict, IllegalTransition, IncidentError, InvalidInput, StoreError
-from incident.geo import ServiceArea
-from incident.incidents import IncidentService, require_owner_or_command
-from incident.notices import Audience, NoticeFacts, NoticeRequest, NoticeService
-from incident.notify.context import Advisory
+from incident.core import domain
+from incident.core.auth import Principal
+from incident.core.clock import Clock, isoformat
+from incident.core.domain import Incident, Role, TimelineEvent
+from incident.core.errors import (
+    Conflict,
+    IllegalTransition,
+    IncidentError,
+    InvalidInput,
+    LeaseLost,
+    StoreError,
+)
+from incident.households import ServiceArea
+from incident.incidents.areas import AreaRequest, Around, Isolate
+from incident.incidents.service import IncidentService, require_owner_or_command
+from incident.notices.context import Advisory
+from incident.notices.service import Audience, NoticeFacts, NoticeRequest, NoticeService
 from incident.playbook.model import (
     Action,
     AreaMethod,
@@ -63,7 +70,7 @@ from incident.playbook.model import (
 from incident.playbook.oncall import OnCall
 from incident.settings import PlaybookSettings
 from incident.store import Store
-from incident.store.base import DueTimer
+from incident.store.ports import DueTimer
 
 log = logging.getLogger(__name__)
 
@@ -165,11 +172,6 @@ def _no_area(method: AreaMethod, report: Mapping[str, Any]) -> str:
         )
     missing = "the broken pipe" if method is AreaMethod.isolation else "a location"
     return f"area not computed by {how.get(method, method.value)}: the report gives no {missing}; {ask}"
-
-
-class LeaseLost(IncidentError):
-    code = "lease_lost"
-    status = 409
 
 
 class PlaybookEngine:

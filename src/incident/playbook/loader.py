@@ -21,10 +21,10 @@ from typing import Any, cast
 import msgspec
 import yaml
 
-from incident.domain import TRANSITIONS, Kind, Status, Utility
-from incident.errors import PlaybookError
-from incident.geo.household import Channel, Priority
-from incident.notify.context import Advisory, TemplateKey
+from incident.core.domain import TRANSITIONS, Kind, Status, Utility
+from incident.core.errors import PlaybookError
+from incident.households.model import Channel, Priority
+from incident.notices.context import Advisory, TemplateKey
 from incident.playbook.model import (
     ACTIONS,
     Action,

@@ -27,9 +27,9 @@ from typing import Annotated, Any, Literal, TypeVar
 
 import msgspec
 
-from incident.domain import Kind, Status, Utility
-from incident.geo.household import Channel, Priority
-from incident.notify.context import Advisory, TemplateKey
+from incident.core.domain import Kind, Status, Utility
+from incident.households.model import Channel, Priority
+from incident.notices.context import Advisory, TemplateKey
 
 __all__ = [
     "ACTIONS",

@@ -19,7 +19,7 @@ from typing import Annotated, TypeVar
 
 import msgspec
 
-from incident.errors import ConfigError
+from incident.core.errors import ConfigError
 
 __all__ = ["OnCall", "Person", "Rota", "load_oncall"]
 

@@ -36,11 +36,11 @@ import shapely
 from shapely.geometry import GeometryCollection, MultiPolygon, Polygon, shape
 from shapely.geometry.base import BaseGeometry
 
-from incident.domain import Incident, Kind, Severity, Status, TimelineEvent, Utility, apply_event
-from incident.geo import Channel
-from incident.notify.context import NoticeContext
-from incident.notify.records import Notice
-from incident.notify.templates import MissingTemplate, NoticeCache, NoticeTemplates, split_push
+from incident.core.domain import Incident, Kind, Severity, Status, TimelineEvent, Utility, apply_event
+from incident.deliveries.records import Notice
+from incident.households import Channel
+from incident.notices.context import NoticeContext
+from incident.notices.templates import MissingTemplate, NoticeCache, NoticeTemplates, split_push
 
 __all__ = [
     "CAP_NS",

@@ -7,13 +7,13 @@ from __future__ import annotations
 import asyncio
 from datetime import datetime
 
-from incident.clock import isoformat
-from incident.domain import fold
-from incident.errors import NotFound
-from incident.incidents import verify_incident
-from incident.notify.templates import NoticeTemplates
+from incident.core.clock import isoformat
+from incident.core.domain import fold
+from incident.core.errors import NotFound
+from incident.incidents.service import verify_incident
+from incident.notices.templates import NoticeTemplates
+from incident.review.after_action import ReachTally, after_action, render_report
 from incident.review.cap import CapAlert, cap_alerts, sender_for
-from incident.review.report import ReachTally, after_action, render_report
 from incident.store import Store
 
 #: Deliveries read per page while counting the households never reached.
@@ -43,7 +43,7 @@ async def reach_tally(store: Store, incident_id: str) -> ReachTally:
 
 
 async def after_action_report(store: Store, incident_id: str, now: datetime, timezone: str) -> str:
-    """The after-action report as printable HTML (see :mod:`incident.review.report`)."""
+    """The after-action report as printable HTML (see :mod:`incident.review.after_action`)."""
     integrity = await verify_incident(store, incident_id)
     events = await store.timeline(incident_id)
     # The state these very events fold to (an event appended meanwhile is in both or neither).

@@ -7,7 +7,7 @@ import io
 
 import orjson
 
-from incident.domain import TimelineEvent, describe
+from incident.core.domain import TimelineEvent, describe
 
 CSV_COLUMNS = ("incident_id", "seq", "at", "type", "actor", "summary", "data", "prev_hash", "hash")
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from incident.domain import TimelineEvent, describe
+from incident.core.domain import TimelineEvent, describe
 
 __all__ = ["WORDS", "describe_plain", "word"]
 
@@ -125,7 +125,7 @@ def _reason(d: Mapping[str, Any]) -> str:
 
 
 def describe_plain(event: TimelineEvent) -> str:
-    """One line about an event in plain words (no codes); :func:`incident.domain.describe`
+    """One line about an event in plain words (no codes); :func:`incident.core.domain.describe`
     for the events whose line has none."""
     d = event.data
     match event.type:

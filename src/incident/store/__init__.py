@@ -1,11 +1,11 @@
-"""Incident store: the truth of the service. See :mod:`incident.store.base`."""
+"""Incident store: the truth of the service. See :mod:`incident.store.ports`."""
 
 from __future__ import annotations
 
-from incident.clock import Clock
+from incident.core.clock import Clock
 from incident.settings import StoreSettings, sqlite_path
-from incident.store.base import Appended, Decider, Opener, Store
 from incident.store.common import Backoff
+from incident.store.ports import Appended, Decider, Opener, Store
 
 
 def open_store(settings: StoreSettings, clock: Clock) -> Store:

@@ -14,14 +14,23 @@ from typing import Any
 import msgspec
 import orjson
 
-from incident.clock import isoformat
-from incident.correlate import Candidate, Sighting
-from incident.domain import OPEN_STATUSES, Incident
-from incident.geo.household import Channel, Household, Priority
-from incident.notify.records import Delivery, DeliveryChange, Notice
-from incident.notify.states import AWAITING_FINAL, NO_RECEIPTS, NOT_TRIED, RELEASABLE, DeliveryState
-from incident.reports import Report, ReportStatus, StoredReport
-from incident.store.base import DueTimer, HouseholdUpsert, IdempotencyRecord
+from incident.core.clock import isoformat
+from incident.core.domain import OPEN_STATUSES, Incident
+from incident.deliveries.records import Delivery, DeliveryChange, Notice
+from incident.deliveries.states import (
+    AWAITING_FINAL,
+    NO_RECEIPTS,
+    NOT_TRIED,
+    RELEASABLE,
+    SENDABLE,
+    DeliveryState,
+    sql_list,
+)
+from incident.deliveries.states import DeliveryState as S
+from incident.households.model import Channel, Household, Priority
+from incident.reports.correlation import Candidate, Sighting
+from incident.reports.model import Report, ReportStatus, StoredReport
+from incident.store.ports import DueTimer, HouseholdUpsert, IdempotencyRecord
 
 REPORT_COLUMNS = (
     "report_id, kind, utility, severity, observed_at, received_at, lon, lat, asset_type, asset_id,"
@@ -133,7 +142,7 @@ def household_row(h: Household, digest: str, updated_at: str) -> tuple[Any, ...]
 
 
 HOUSEHOLD_UPSERT = (
-    f"INSERT INTO households ({HOUSEHOLD_COLUMNS}) VALUES ({{}})"  # noqa: S608 - constants only
+    f"INSERT INTO households ({HOUSEHOLD_COLUMNS}) VALUES ({{}})"  # noqa: S608
     " ON CONFLICT (account_id) DO UPDATE SET lon = excluded.lon, lat = excluded.lat,"
     " address = excluded.address, language = excluded.language, sms = excluded.sms,"
     " voice = excluded.voice, app_token = excluded.app_token, priority = excluded.priority,"
@@ -324,14 +333,10 @@ LOCK_TAKE = (
 )
 
 
-def _sql_list(states: Iterable[DeliveryState]) -> str:
-    return ", ".join(f"'{s.value}'" for s in sorted(states))
-
-
 # Per notice: deliveries not yet tried, and the earliest a held one (quiet hours) may go.
 PENDING_BY_NOTICE = (
     "SELECT notice_id, count(*), min(not_before) FROM deliveries WHERE incident_id = {0}"  # noqa: S608
-    f" AND state IN ({_sql_list(NOT_TRIED)}) GROUP BY notice_id"
+    f" AND state IN ({sql_list(*NOT_TRIED)}) GROUP BY notice_id"
 )
 
 # --- the fan-out under crashes ----------------------------------------------------------------
@@ -342,7 +347,7 @@ PENDING_BY_NOTICE = (
 # a sender that is gone (no lease reaching past {1}), claimed before {0} (a sender renews its
 # lease before it claims, and this grace covers a claim made just before the first renewal).
 RELEASABLE_WHERE = (
-    f"state = '{CLAIMED}' AND"  # noqa: S608 - constants only
+    f"state = '{CLAIMED}' AND"  # noqa: S608
     f" (claimed_by = {{3}} OR ({{3}} IS NULL AND (updated_at < {{2}}"
     " OR (updated_at < {0} AND NOT EXISTS (SELECT 1 FROM notify_senders s"
     " WHERE s.owner = deliveries.claimed_by AND s.alive_until > {1})))))"
@@ -351,7 +356,7 @@ RELEASABLE_WHERE = (
 # {0}; ``claimed_by`` stays set from the claim): the reconciler looks them up at once rather
 # than after ``sending_timeout_s``.
 ORPHANED_SENDING_WHERE = (
-    "state = 'sending' AND NOT EXISTS (SELECT 1 FROM notify_senders s"
+    f"state = {sql_list(S.sending)} AND NOT EXISTS (SELECT 1 FROM notify_senders s"  # noqa: S608
     " WHERE s.owner = deliveries.claimed_by AND s.alive_until > {0})"
 )
 SENDER_RENEW = (
@@ -370,13 +375,13 @@ def day_before(at: str) -> str:
 # When the oldest due delivery became due (its retry time, the end of its quiet hours, or when
 # it was approved or put back). Read through the state index: the due ones, not every row.
 OLDEST_DUE = (
-    "SELECT min(coalesce(next_attempt_at, not_before, updated_at)) FROM deliveries"
-    " WHERE state IN ('planned', 'retry') AND (not_before IS NULL OR not_before <= {0})"
+    "SELECT min(coalesce(next_attempt_at, not_before, updated_at)) FROM deliveries"  # noqa: S608
+    f" WHERE state IN ({sql_list(*SENDABLE)}) AND (not_before IS NULL OR not_before <= {{0}})"
     " AND (next_attempt_at IS NULL OR next_attempt_at <= {0})"
 )
 LAST_TAKEN = "SELECT max(last_taken_at) FROM notify_senders"
 AWAITING_FINAL_WHERE = (
-    f"state IN ({_sql_list(AWAITING_FINAL)}) AND channel <> '{NO_RECEIPTS}' AND carrier_sid IS NOT NULL"
+    f"state IN ({sql_list(*AWAITING_FINAL)}) AND channel <> '{NO_RECEIPTS}' AND carrier_sid IS NOT NULL"
     " AND updated_at < {0} ORDER BY updated_at LIMIT {1}"
 )
 INBOUND_FORGET = "DELETE FROM inbound_messages WHERE message_sid = {0}"

@@ -37,32 +37,15 @@ import asyncpg
 import msgspec
 import orjson
 
-from incident.clock import Clock, isoformat
-from incident.domain import Incident, Status, TimelineEvent, incident_id
-from incident.errors import OUTCOME_UNKNOWN, Conflict, NotFound, StoreError
-from incident.geo.household import Household
-from incident.notify.records import Delivery, DeliveryChange, Notice
-from incident.notify.states import DeliveryState
-from incident.reports import ReportStatus, StoredReport
-from incident.store.base import (
-    Appended,
-    AppendTo,
-    Decider,
-    DueTimer,
-    HouseholdUpsert,
-    IdempotencyChange,
-    IdempotencyRecord,
-    IncomingReport,
-    IngestResult,
-    NewIncident,
-    Opener,
-    Planner,
-    PlanResult,
-    PlanStep,
-    PutNotice,
-    SetReport,
-    incident_counter,
-)
+from incident.core.clock import Clock, isoformat
+from incident.core.domain import Incident, Status, TimelineEvent, incident_id
+from incident.core.errors import OUTCOME_UNKNOWN, Conflict, NotFound, StoreError
+from incident.core.timeline import seal
+from incident.deliveries.records import Delivery, DeliveryChange, Notice
+from incident.deliveries.states import SENDABLE, DeliveryState, sql_list
+from incident.deliveries.states import DeliveryState as S
+from incident.households.model import Household
+from incident.reports.model import ReportStatus, StoredReport
 from incident.store.common import (
     AWAITING_FINAL_WHERE,
     CLAIMED,
@@ -111,7 +94,25 @@ from incident.store.common import (
     upsert_rows,
 )
 from incident.store.migrations import MIGRATIONS
-from incident.timeline import seal
+from incident.store.ports import (
+    Appended,
+    AppendTo,
+    Decider,
+    DueTimer,
+    HouseholdUpsert,
+    IdempotencyChange,
+    IdempotencyRecord,
+    IncomingReport,
+    IngestResult,
+    NewIncident,
+    Opener,
+    Planner,
+    PlanResult,
+    PlanStep,
+    PutNotice,
+    SetReport,
+    incident_counter,
+)
 
 T = TypeVar("T")
 _decode_incident = msgspec.json.Decoder(Incident).decode
@@ -191,8 +192,8 @@ _PING_TIMEOUT_S = 2.0
 
 _MAX_BATCH = 256
 _RELEASE_DRAFTS = (
-    "UPDATE deliveries SET state = 'planned', not_before = $1, updated_at = $3"
-    " WHERE notice_id = $2 AND state = 'draft'"
+    f"UPDATE deliveries SET state = {sql_list(S.planned)}, not_before = $1, updated_at = $3"  # noqa: S608
+    f" WHERE notice_id = $2 AND state = {sql_list(S.draft)}"
 )
 
 
@@ -715,15 +716,16 @@ class PostgresStore:
     async def queue_deliveries(self, delivery_ids: Sequence[str], at: str) -> list[tuple[str, str]]:
         async def run(conn: Any) -> list[tuple[str, str]]:
             rows = await conn.fetch(
-                "UPDATE deliveries SET state = 'queued', updated_at = $1 WHERE delivery_id = ANY($2::text[])"
-                " AND state IN ('planned', 'retry') RETURNING delivery_id, account_id",
+                f"UPDATE deliveries SET state = {sql_list(S.queued)}, updated_at = $1"  # noqa: S608
+                f" WHERE delivery_id = ANY($2::text[]) AND state IN ({sql_list(*SENDABLE)})"
+                " RETURNING delivery_id, account_id",
                 at,
                 list(delivery_ids),
             )
             moved = [(r[0], r[1]) for r in rows]
             await conn.executemany(
-                "INSERT INTO delivery_events (delivery_id, at, state, detail)"
-                " VALUES ($1, $2, 'queued', 'job published')",
+                "INSERT INTO delivery_events (delivery_id, at, state, detail)"  # noqa: S608
+                f" VALUES ($1, $2, {sql_list(S.queued)}, 'job published')",
                 [(d, at) for d, _ in moved],
             )
             return moved
@@ -733,15 +735,16 @@ class PostgresStore:
     async def take_deliveries(self, delivery_ids: Sequence[str], at: str) -> list[Delivery]:
         async def run(conn: Any) -> list[Delivery]:
             rows = await conn.fetch(
-                "UPDATE deliveries SET state = 'sending', attempts = attempts + 1, updated_at = $1"  # noqa: S608
-                f" WHERE delivery_id = ANY($2::text[]) AND state = 'queued' RETURNING {DELIVERY_COLUMNS}",
+                f"UPDATE deliveries SET state = {sql_list(S.sending)}, attempts = attempts + 1,"  # noqa: S608
+                f" updated_at = $1 WHERE delivery_id = ANY($2::text[]) AND state = {sql_list(S.queued)}"
+                f" RETURNING {DELIVERY_COLUMNS}",
                 at,
                 list(delivery_ids),
             )
             taken = [delivery_of(r) for r in rows]
             await conn.executemany(
-                "INSERT INTO delivery_events (delivery_id, at, state, detail)"
-                " VALUES ($1, $2, 'sending', 'sending')",
+                "INSERT INTO delivery_events (delivery_id, at, state, detail)"  # noqa: S608
+                f" VALUES ($1, $2, {sql_list(S.sending)}, 'sending')",
                 [(d.delivery_id, at) for d in taken],
             )
             return taken
@@ -752,7 +755,8 @@ class PostgresStore:
         async def run(conn: Any) -> list[Delivery]:
             rows = await conn.fetch(
                 f"UPDATE deliveries SET state = '{CLAIMED}', claimed_by = $3, updated_at = $1"  # noqa: S608
-                f" WHERE delivery_id = ANY($2::text[]) AND state = 'queued' RETURNING {DELIVERY_COLUMNS}",
+                f" WHERE delivery_id = ANY($2::text[]) AND state = {sql_list(S.queued)}"
+                f" RETURNING {DELIVERY_COLUMNS}",
                 at, list(delivery_ids), owner,
             )  # fmt: skip
             claimed = [delivery_of(r) for r in rows]
@@ -766,13 +770,13 @@ class PostgresStore:
     ) -> list[str]:
         async def run(conn: Any) -> list[str]:
             rows = await conn.fetch(
-                "UPDATE deliveries SET state = 'sending', attempts = attempts + 1, updated_at = $1"  # noqa: S608
-                f" WHERE delivery_id = ANY($2::text[]) AND state = '{CLAIMED}'"
+                f"UPDATE deliveries SET state = {sql_list(S.sending)}, attempts = attempts + 1,"  # noqa: S608
+                f" updated_at = $1 WHERE delivery_id = ANY($2::text[]) AND state = '{CLAIMED}'"
                 " AND ($3::text IS NULL OR claimed_by = $3) RETURNING delivery_id",
                 at, list(delivery_ids), owner,
             )  # fmt: skip
             started = [r[0] for r in rows]
-            await _add_events(conn, at, "sending", "carrier call started", started)
+            await _add_events(conn, at, S.sending, "carrier call started", started)
             return started
 
         return await self._run(run)
@@ -789,12 +793,12 @@ class PostgresStore:
     ) -> int:
         async def run(conn: Any) -> int:
             rows = await conn.fetch(
-                "UPDATE deliveries SET state = 'planned', claimed_by = NULL, updated_at = $5"  # noqa: S608
+                f"UPDATE deliveries SET state = {sql_list(S.planned)}, claimed_by = NULL, updated_at = $5"  # noqa: S608
                 f" WHERE {RELEASABLE_WHERE.format('$1', '$2', '$3', '$4::text')} RETURNING delivery_id",
                 claimed_before, alive_at, stale_before, owner, at,
             )  # fmt: skip
             ids = [r[0] for r in rows]
-            await _add_events(conn, at, "planned", RELEASED, ids)
+            await _add_events(conn, at, S.planned, RELEASED, ids)
             return len(ids)
 
         return await self._run(run)
@@ -1049,7 +1053,7 @@ class PostgresStore:
 
     async def latest_delivery_to(self, address: str) -> Delivery | None:
         found = await self._deliveries(
-            "address = $1 AND state <> 'draft'"
+            f"address = $1 AND state <> {sql_list(S.draft)}"  # noqa: S608
             " ORDER BY (SELECT n.created_at FROM notices n WHERE n.notice_id = deliveries.notice_id) DESC,"
             " seq DESC, delivery_id DESC LIMIT 1",
             address,

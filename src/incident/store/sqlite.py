@@ -28,32 +28,15 @@ from typing import Any, TypeVar
 import msgspec
 import orjson
 
-from incident.clock import Clock, isoformat
-from incident.domain import Incident, Status, TimelineEvent, incident_id
-from incident.errors import OUTCOME_UNKNOWN, Conflict, NotFound, StoreError
-from incident.geo.household import Household
-from incident.notify.records import Delivery, DeliveryChange, Notice
-from incident.notify.states import DeliveryState
-from incident.reports import ReportStatus, StoredReport
-from incident.store.base import (
-    Appended,
-    AppendTo,
-    Decider,
-    DueTimer,
-    HouseholdUpsert,
-    IdempotencyChange,
-    IdempotencyRecord,
-    IncomingReport,
-    IngestResult,
-    NewIncident,
-    Opener,
-    Planner,
-    PlanResult,
-    PlanStep,
-    PutNotice,
-    SetReport,
-    incident_counter,
-)
+from incident.core.clock import Clock, isoformat
+from incident.core.domain import Incident, Status, TimelineEvent, incident_id
+from incident.core.errors import OUTCOME_UNKNOWN, Conflict, NotFound, StoreError
+from incident.core.timeline import seal
+from incident.deliveries.records import Delivery, DeliveryChange, Notice
+from incident.deliveries.states import SENDABLE, DeliveryState, sql_list
+from incident.deliveries.states import DeliveryState as S
+from incident.households.model import Household
+from incident.reports.model import ReportStatus, StoredReport
 from incident.store.common import (
     AWAITING_FINAL_WHERE,
     CLAIMED,
@@ -102,7 +85,25 @@ from incident.store.common import (
     upsert_rows,
 )
 from incident.store.migrations import MIGRATIONS
-from incident.timeline import seal
+from incident.store.ports import (
+    Appended,
+    AppendTo,
+    Decider,
+    DueTimer,
+    HouseholdUpsert,
+    IdempotencyChange,
+    IdempotencyRecord,
+    IncomingReport,
+    IngestResult,
+    NewIncident,
+    Opener,
+    Planner,
+    PlanResult,
+    PlanStep,
+    PutNotice,
+    SetReport,
+    incident_counter,
+)
 
 T = TypeVar("T")
 _MAX_BATCH = 512
@@ -162,12 +163,12 @@ _DUE_JSON = f"SELECT {_ROW_JSON} FROM ({_DUE})"  # noqa: S608
 _IDS = "SELECT value FROM json_each(?)"
 _ROWS_JSON = f"SELECT {_ROW_JSON} FROM deliveries"  # noqa: S608
 _QUEUE_PICK = (
-    "SELECT json_group_array(json_array(delivery_id, account_id)) FROM deliveries"
-    " WHERE delivery_id IN (SELECT value FROM json_each(?)) AND +state IN ('planned', 'retry')"
+    "SELECT json_group_array(json_array(delivery_id, account_id)) FROM deliveries"  # noqa: S608
+    f" WHERE delivery_id IN (SELECT value FROM json_each(?)) AND +state IN ({sql_list(*SENDABLE)})"
 )
 _QUEUE = (
-    "UPDATE deliveries SET state = 'queued', updated_at = ?"
-    " WHERE delivery_id IN (SELECT value FROM json_each(?)) AND +state IN ('planned', 'retry')"
+    f"UPDATE deliveries SET state = {sql_list(S.queued)}, updated_at = ?"  # noqa: S608
+    f" WHERE delivery_id IN (SELECT value FROM json_each(?)) AND +state IN ({sql_list(*SENDABLE)})"
 )
 _EVENTS_JSON = (
     "INSERT INTO delivery_events (delivery_id, at, state, detail) SELECT json_extract(value, '$[0]'), ?,"
@@ -239,8 +240,8 @@ def _change_group(conn: sqlite3.Connection, group: ChangeGroup, at: str) -> list
 
 
 _RELEASE_DRAFTS = (
-    "UPDATE deliveries SET state = 'planned', not_before = ?, updated_at = ?"
-    " WHERE notice_id = ? AND state = 'draft'"
+    f"UPDATE deliveries SET state = {sql_list(S.planned)}, not_before = ?, updated_at = ?"  # noqa: S608
+    f" WHERE notice_id = ? AND state = {sql_list(S.draft)}"
 )
 _HELD_BY = (
     "SELECT json_group_array(delivery_id) FROM deliveries"
@@ -249,7 +250,7 @@ _HELD_BY = (
 _RELEASABLE = RELEASABLE_WHERE.format("?1", "?2", "?3", "?4")
 _RELEASE_PICK = f"SELECT json_group_array(delivery_id) FROM deliveries WHERE {_RELEASABLE}"  # noqa: S608
 _RELEASE = (
-    "UPDATE deliveries SET state = 'planned', claimed_by = NULL, updated_at = ?"  # noqa: S608
+    f"UPDATE deliveries SET state = {sql_list(S.planned)}, claimed_by = NULL, updated_at = ?"  # noqa: S608
     f" WHERE delivery_id IN (SELECT value FROM json_each(?)) AND state = '{CLAIMED}'"
 )
 
@@ -703,7 +704,7 @@ class SqliteStore:
             moved = _json_list(conn, _QUEUE_PICK, [ids])
             if moved:
                 conn.execute(_QUEUE, [at, ids])
-                _add_events(conn, at, [(d, "queued", "job published") for d, _ in moved])
+                _add_events(conn, at, [(d, S.queued, "job published") for d, _ in moved])
             return [(d, a) for d, a in moved]
 
         return await self._write(run)
@@ -714,7 +715,7 @@ class SqliteStore:
             take = ChangeGroup(to="sending", expect=("queued",), count_attempt=True, columns=(),
                                items=[(i, d, ()) for i, d in enumerate(delivery_ids)])  # fmt: skip
             taken = _change_group(conn, take, at)
-            _add_events(conn, at, [(d.delivery_id, "sending", "sending") for d in taken])
+            _add_events(conn, at, [(d.delivery_id, S.sending, "sending") for d in taken])
             return taken
 
         return await self._write(run)
@@ -742,7 +743,7 @@ class SqliteStore:
             start = ChangeGroup(to="sending", expect=(CLAIMED,), count_attempt=True, columns=(),
                                 items=[(i, d, ()) for i, d in enumerate(ids)])  # fmt: skip
             started = _apply_group(conn, start, at)
-            _add_events(conn, at, [(d, "sending", "carrier call started") for d in started])
+            _add_events(conn, at, [(d, S.sending, "carrier call started") for d in started])
             return started
 
         return await self._write(run)
@@ -761,7 +762,7 @@ class SqliteStore:
             ids = _json_list(conn, _RELEASE_PICK, [claimed_before, alive_at, stale_before, owner])
             if ids:
                 conn.execute(_RELEASE, [at, _json(ids)])
-                _add_events(conn, at, [(d, "planned", RELEASED) for d in ids])
+                _add_events(conn, at, [(d, S.planned, RELEASED) for d in ids])
             return len(ids)
 
         return await self._write(run)
@@ -962,7 +963,7 @@ class SqliteStore:
 
     async def latest_delivery_to(self, address: str) -> Delivery | None:
         found = await self._deliveries(
-            "address = ? AND state <> 'draft'",
+            f"address = ? AND state <> {sql_list(S.draft)}",
             [address],
             "ORDER BY (SELECT n.created_at FROM notices n WHERE n.notice_id = deliveries.notice_id) DESC,"
             " seq DESC, delivery_id DESC LIMIT 1",

@@ -9,7 +9,6 @@ import pytest
 
 from incident.geo import (
     Extent,
-    Household,
     InvalidGeometry,
     RejectedRow,
     UnknownReference,
@@ -19,15 +18,18 @@ from incident.geo import (
     area_from_geojson,
     area_from_zones,
     build_segments,
-    build_service_area,
-    households_affected,
     isolate,
-    isolate_pipe,
-    iter_households_csv,
     parse_inp,
     parse_valves_csv,
     unsourced_parts,
     zones_from_features,
+)
+from incident.households import (
+    Household,
+    build_service_area,
+    households_affected,
+    isolate_pipe,
+    iter_households_csv,
 )
 
 # Around the sample network (lon -85.6, lat 38.04).

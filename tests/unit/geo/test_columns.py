@@ -11,16 +11,12 @@ import shapely
 from shapely.geometry import MultiPolygon, Polygon, box
 
 import incident.geo.segments as segments_module
-from incident.geo import (
+from incident.geo import LinkKind, PointGrid, RejectedRow, build_segments, isolate
+from incident.households import (
     Channel,
     Household,
     HouseholdTable,
-    LinkKind,
-    PointGrid,
     Priority,
-    RejectedRow,
-    build_segments,
-    isolate,
     load_household_table,
     load_households,
     merge_households,

@@ -7,13 +7,12 @@ from pathlib import Path
 
 import pytest
 
-from incident.geo import (
+from incident.geo import FileFormatError, RejectedRow
+from incident.households import (
     Channel,
-    FileFormatError,
     Household,
     Priority,
     Progress,
-    RejectedRow,
     iter_households_csv,
     iter_households_file,
     iter_households_geojson,

@@ -9,23 +9,25 @@ import pytest
 from shapely.geometry import LineString, Point
 
 from incident.geo import (
-    Household,
-    HouseholdIndex,
-    Priority,
     Valve,
     area_around_point,
     area_from_geojson,
-    attach_households,
     build_segments,
+    isolate,
+    parse_inp,
+    union,
+)
+from incident.households import (
+    Household,
+    HouseholdIndex,
+    Priority,
+    attach_households,
     count_by_language,
     count_by_priority,
     households_affected,
     households_in_area,
     households_on_links,
-    isolate,
     iter_households,
-    parse_inp,
-    union,
 )
 
 LANGS = ["en", "en", "en", "es", "zh-CN", "vi"]

@@ -23,10 +23,10 @@ from incident.geo import (
     difference,
     isolate,
     parse_inp,
-    read_layers,
     union,
     zones_from_features,
 )
+from incident.households import read_layers
 
 GEOD = pyproj.Geod(ellps="WGS84")
 

@@ -15,8 +15,8 @@ from incident.geo import (
     network_from_features,
     parse_inp,
     parse_valves_csv,
-    read_network,
 )
+from incident.households import read_network
 
 SMALL = """
 [TITLE]

@@ -10,7 +10,8 @@ import numpy as np
 import phonenumbers
 import pytest
 
-from incident.geo import Extent, Household, PhoneRules, RejectedRow, RowNote, iter_households_csv
+from incident.geo import Extent, RejectedRow, RowNote
+from incident.households import Household, PhoneRules, iter_households_csv
 
 HEADER = "account_id,lon,lat,address,language,sms,voice,app_token,priority,opt_out\n"
 # Around Wenzhou (area code 577), where the Chinese numbers below belong.

@@ -11,9 +11,8 @@ import pyproj
 import pytest
 
 import incident.geo as geo
-from incident.geo import (
-    GeoError,
-    area_from_zones,
+from incident.geo import GeoError, area_from_zones
+from incident.households import (
     count_by_language,
     count_by_priority,
     households_in_area,

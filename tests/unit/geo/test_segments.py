@@ -8,16 +8,8 @@ from typing import Any
 
 import pytest
 
-from incident.geo import (
-    LinkKind,
-    Network,
-    UnknownReference,
-    Valve,
-    build_segments,
-    isolate,
-    parse_inp,
-    read_network,
-)
+from incident.geo import LinkKind, Network, UnknownReference, Valve, build_segments, isolate, parse_inp
+from incident.households import read_network
 
 
 def network(pipes: str, sources: str = "R1", extra: str = "") -> Network:

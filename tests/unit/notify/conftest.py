@@ -6,8 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from incident.domain import Kind, Utility
-from incident.notify import NoticeContext, NoticeTemplates, load_templates
+from incident.core.domain import Kind, Utility
+from incident.notices.context import NoticeContext
+from incident.notices.templates import NoticeTemplates, load_templates
 
 BUNDLED = Path(__file__).resolve().parents[3] / "templates" / "notices"
 

@@ -8,10 +8,10 @@ import random
 import numpy as np
 import pytest
 
-from incident.geo.household import Channel, Household, Priority
-from incident.geo.table import HouseholdTable
-from incident.notify.audience import address_keys, count_audience, notify_order
-from incident.notify.planner import AudienceCounts, plan_deliveries
+from incident.households.model import Channel, Household, Priority
+from incident.households.table import HouseholdTable
+from incident.notices.audience import address_keys, count_audience, notify_order
+from incident.notices.planner import AudienceCounts, plan_deliveries
 
 #: Numbers and texts that stress the planner's key: shared numbers, a leading zero, non-ASCII
 #: digits equal to ASCII ones, numbers beyond 64 bits, a bare "+", texts that look like numbers.

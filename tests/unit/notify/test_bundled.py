@@ -8,18 +8,12 @@ import itertools
 import msgspec
 import pytest
 
-from incident.domain import Kind, Utility
-from incident.geo import Channel
-from incident.notify import (
-    Advisory,
-    Encoding,
-    NoticeTemplates,
-    TemplateKey,
-    sample_contexts,
-    sms_info,
-    split_push,
-    validate_templates,
-)
+from incident.core.domain import Kind, Utility
+from incident.households import Channel
+from incident.notices.checks import sample_contexts, validate_templates
+from incident.notices.context import Advisory, TemplateKey
+from incident.notices.sms import Encoding, sms_info
+from incident.notices.templates import NoticeTemplates, split_push
 
 from .conftest import BUNDLED, context
 

@@ -9,18 +9,18 @@ from datetime import UTC, datetime, timedelta
 import msgspec
 import pytest
 
-import incident.notify.drill
-from incident.notify.drill import CallOutcome, DrillConfig, SmsOutcome
-from incident.notify.drill_outcome import StepKind, plan_call, plan_sms, uniforms
-from incident.notify.drill_records import MessageRecord, Records
-from incident.notify.drill_twilio import date_filter, gather_action, is_e164, mask, rfc2822
+import incident.carriersim.server
+from incident.carriersim.outcome import StepKind, plan_call, plan_sms, uniforms
+from incident.carriersim.records import MessageRecord, Records
+from incident.carriersim.server import CallOutcome, DrillConfig, SmsOutcome
+from incident.carriersim.wire import date_filter, gather_action, is_e164, mask, rfc2822
 
 NUMBERS = [f"+1555{i:07d}" for i in range(4000)]
 ALL_EVENTS = frozenset({"initiated", "ringing", "answered", "completed"})
 
 
 def test_public_surface_is_exactly_all() -> None:
-    module = incident.notify.drill
+    module = incident.carriersim.server
     assert set(module.__all__) <= set(vars(module))
     assert "create_drill_app" in module.__all__
     assert "serve_drill" in module.__all__

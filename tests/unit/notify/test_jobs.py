@@ -8,8 +8,8 @@ import logging
 import msgspec
 import pytest
 
-from incident.geo.household import Channel
-from incident.notify.sender import NotifyJob, _read_jobs
+from incident.households.model import Channel
+from incident.notices.fanout import NotifyJob, _read_jobs
 
 encode = msgspec.json.encode
 
@@ -35,7 +35,7 @@ def test_jobs_of_earlier_versions_are_read_for_their_deliveries() -> None:
 
 
 def test_what_is_not_a_job_is_skipped_and_logged(caplog: pytest.LogCaptureFixture) -> None:
-    with caplog.at_level(logging.ERROR, logger="incident.notify.sender"):
+    with caplog.at_level(logging.ERROR, logger="incident.notices.fanout"):
         by_channel, unknown = _read_jobs([
             b"not json", None, b'{"delivery_ids": "c:0"}',
             # A channel this version does not know: its deliveries are read, not dropped.

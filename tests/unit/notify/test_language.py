@@ -5,8 +5,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from incident.notify import format_time, match_language
-from incident.notify.language import zone
+from incident.notices.language import format_time, match_language, zone
 
 from .conftest import context
 

@@ -7,9 +7,9 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from incident.geo.household import Channel, Household, Priority
-from incident.notify.context import TemplateKey
-from incident.notify.planner import AudienceCounts, QuietHours, plan_deliveries, send_after
+from incident.households.model import Channel, Household, Priority
+from incident.notices.context import TemplateKey
+from incident.notices.planner import AudienceCounts, QuietHours, plan_deliveries, send_after
 
 
 def hh(

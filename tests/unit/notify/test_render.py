@@ -6,14 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from incident.geo import Channel
-from incident.notify import (
-    Encoding,
-    MissingTemplate,
-    NoticeTemplates,
-    load_templates,
-    preview_notice,
-)
+from incident.households import Channel
+from incident.notices.preview import preview_notice
+from incident.notices.sms import Encoding
+from incident.notices.templates import MissingTemplate, NoticeTemplates, load_templates
 
 from .conftest import context
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from incident.notify import Encoding, sms_info
+from incident.notices.sms import Encoding, sms_info
 
 
 @pytest.mark.parametrize(

@@ -4,7 +4,7 @@ import itertools
 
 import pytest
 
-from incident.notify.states import FINAL, TWILIO_STATUS, DeliveryState, moves_forward
+from incident.deliveries.states import FINAL, TWILIO_STATUS, DeliveryState, moves_forward
 
 S = DeliveryState
 

@@ -9,14 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from incident.geo import Channel
-from incident.notify import (
-    NoticeTemplateError,
-    NoticeTooLarge,
-    Severity,
-    load_templates,
-    validate_templates,
-)
+from incident.households import Channel
+from incident.notices.checks import Severity, validate_templates
+from incident.notices.templates import NoticeTemplateError, NoticeTooLarge, load_templates
 
 from .conftest import context
 
