@@ -3,7 +3,7 @@
     python -m bench.geo_synth --households 1000000 --out var/bench/households-1m.csv
 
 Points lie 8-40 m off a pipe of the sample network, chosen by pipe length (about 1.5 % lie
-250-400 m away, as in config/sample/); every text column is filled as a real file would be.
+250-400 m away, as in the bundled sample); every text column is filled as a real file would be.
 """
 
 from __future__ import annotations
@@ -19,9 +19,10 @@ from incident.geo import LinkKind, Network, read_network
 from incident.geo.household import COLUMNS
 from incident.geo.projection import LocalMetric
 from incident.geo.table import STRING, HouseholdTable
+from incident.settings import BUNDLED_DIR
 
 ROOT = Path(__file__).resolve().parents[1]
-SAMPLE = ROOT / "config" / "sample"
+SAMPLE = BUNDLED_DIR / "sample"
 LANGUAGES = ("ar", "en", "es", "fr", "vi", "zh-CN")
 LANGUAGE_P = (0.03, 0.70, 0.12, 0.03, 0.04, 0.08)
 STREETS = np.array(

@@ -26,9 +26,10 @@ from pathlib import Path
 from incident.domain import Kind, Utility
 from incident.geo import Channel
 from incident.notify import NoticeContext, Rendered, load_templates
+from incident.settings import BUNDLED_DIR
 
 ROOT = Path(__file__).resolve().parents[1]
-TEMPLATES = ROOT / "templates" / "notices"
+TEMPLATES = BUNDLED_DIR / "templates" / "notices"
 MIX = {"zh-CN": 50, "en": 25, "en-US": 8, "zh-cn": 6, "zh_CN": 3, "zh": 3, "fr": 3, "es": 2}
 
 

@@ -34,13 +34,13 @@ from incident.domain import Role
 from incident.kafka import free_port
 from incident.notify.drill import serve_drill
 from incident.notify.drill_config import DEFAULT_ACCOUNT_SID, DEFAULT_AUTH_TOKEN, DrillConfig, SmsOutcome
-from incident.settings import StoreSettings
+from incident.settings import BUNDLED_DIR, StoreSettings
 from incident.store import Store, open_store
 from tests.conftest import Broker
 
 INCIDENT = [sys.executable, "-m", "incident"]
 ROOT = Path(__file__).resolve().parents[2]
-SAMPLE_HOUSEHOLDS = ROOT / "config" / "sample" / "households.csv"
+SAMPLE_HOUSEHOLDS = BUNDLED_DIR / "sample" / "households.csv"
 
 
 async def wait_for(check: Callable[[], Awaitable[bool]], what: str, limit: float = 60.0) -> None:

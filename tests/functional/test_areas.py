@@ -7,7 +7,6 @@ import csv
 import json
 import threading
 from collections.abc import Awaitable, Callable
-from pathlib import Path
 from typing import Any
 
 import msgspec
@@ -20,11 +19,11 @@ import incident.api.areas
 import incident.areas
 from incident.app import create_app
 from incident.clock import ManualClock
-from incident.settings import Settings
+from incident.settings import BUNDLED_DIR, Settings
 from tests.conftest import Tokens
 from tests.functional.conftest import Api, Client
 
-SAMPLE = Path(__file__).resolve().parents[2] / "config" / "sample"
+SAMPLE = BUNDLED_DIR / "sample"
 
 
 @pytest.fixture(scope="module")

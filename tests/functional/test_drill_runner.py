@@ -15,7 +15,7 @@ from incident.drill.runner import DrillError, DrillResult, run_drill
 from incident.drill.scenario import Scenario, load_scenario, loads_scenario
 from incident.kafka import free_port
 from incident.keys import PUBLIC_URL, SETTINGS
-from incident.settings import Settings, load_settings
+from incident.settings import BUNDLED_DIR, Settings, load_settings
 from tests.conftest import Broker, Tokens, kafka_env
 from tests.functional.conftest import Client
 
@@ -247,7 +247,7 @@ steps:
     assert lines_with(lines, "system:playbook: stage assess entered (Assess and isolate)")
 
 
-DRILLS = Path(__file__).resolve().parents[2] / "config" / "drills"
+DRILLS = BUNDLED_DIR / "drills"
 
 
 @pytest.mark.parametrize("name", ["gas_leak", "main_break", "contamination"])

@@ -7,7 +7,6 @@ import asyncio
 import json
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -18,7 +17,7 @@ from incident.app import create_app
 from incident.clock import ManualClock, isoformat
 from incident.keys import PLAYBOOKS, PUBLIC_URL, STORE
 from incident.playbook.engine import PlaybookEngine
-from incident.settings import load_settings
+from incident.settings import BUNDLED_DIR, load_settings
 from incident.store import Store
 from tests.conftest import Broker, Tokens, kafka_env
 from tests.functional.conftest import Api, Client
@@ -246,7 +245,7 @@ async def test_timers_survive_a_restart_and_fire_once_across_instances(
     assert after[timer.timer_id.replace(":1", ":2")].state == "pending"  # the next round is waiting
 
 
-DEFAULT_PLAYBOOKS = sorted(p.stem for p in Path("config/playbooks").glob("*.yaml"))
+DEFAULT_PLAYBOOKS = sorted(p.stem for p in (BUNDLED_DIR / "playbooks").glob("*.yaml"))
 
 
 @pytest.mark.parametrize("name", DEFAULT_PLAYBOOKS)

@@ -26,9 +26,10 @@ from incident.drill.scenario import (
 from incident.geo.household import Channel
 from incident.notify.states import DeliveryState
 from incident.reports import parse_report
+from incident.settings import BUNDLED_DIR
 
 ROOT = Path(__file__).resolve().parents[2]
-DRILLS = ROOT / "config" / "drills"
+DRILLS = BUNDLED_DIR / "drills"
 
 GOOD = """\
 name: small

@@ -8,8 +8,9 @@ import pytest
 
 from incident.domain import Kind, Utility
 from incident.notify import NoticeContext, NoticeTemplates, load_templates
+from incident.settings import BUNDLED_DIR
 
-BUNDLED = Path(__file__).resolve().parents[3] / "templates" / "notices"
+BUNDLED = BUNDLED_DIR / "templates" / "notices"
 
 
 @pytest.fixture(scope="session")

@@ -1,8 +1,8 @@
 """Build the sample service area in this folder, deterministically.
 
-    python config/sample/generate.py                 # valves, zone layers, 3000 households
-    python config/sample/generate.py --from-wntr     # also re-derive network.inp (needs wntr)
-    python config/sample/generate.py --households 200000 --out var/big   # larger, not committed
+    python src/incident/bundled/sample/generate.py                 # valves, zone layers, 3000 households
+    python src/incident/bundled/sample/generate.py --from-wntr     # also re-derive network.inp (needs wntr)
+    python src/incident/bundled/sample/generate.py --households 200000 --out var/big   # larger, not committed
 
 The network is ``ky4`` from the Kentucky water distribution research database, as shipped
 in the ``wntr`` package; its coordinates are Kentucky Single Zone feet (EPSG:3089) and are
