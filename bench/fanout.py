@@ -206,7 +206,7 @@ def plan_and_render(m: int) -> tuple[float, float, int]:
     from bench.geo_synth import households
     from incident.geo.files import read_network
 
-    network = read_network((BUNDLED_DIR / "sample/network.inp"))
+    network = read_network(BUNDLED_DIR / "sample/network.inp")
     table = households(network, m)
     settings = load_settings(None, {})
     templates = load_notice_templates(settings.notify)

@@ -70,7 +70,7 @@ class Stopwatch:
 
 
 def config(tmp: Path, n: int) -> Path:
-    network = read_network((BUNDLED_DIR / "sample/network.inp"))
+    network = read_network(BUNDLED_DIR / "sample/network.inp")
     write_csv(households(network, n), tmp / "households.csv")
     (tmp / "playbooks").mkdir()
     layer = json.loads((BUNDLED_DIR / "sample/layers/pressure_zones.geojson").read_text(encoding="utf-8"))

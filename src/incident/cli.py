@@ -217,7 +217,8 @@ def init(directory: Path) -> None:
         BUNDLED_DIR, directory, dirs_exist_ok=True, ignore=shutil.ignore_patterns("*.py", "__pycache__")
     )
     (directory / "config.toml").write_text(_INIT_CONFIG, encoding="utf-8")
-    click.echo(f"wrote the defaults to {directory}; start with: incident serve --config {directory / 'config.toml'}")
+    config = directory / "config.toml"
+    click.echo(f"wrote the defaults to {directory}; start with: incident serve --config {config}")
 
 
 # --- tokens -------------------------------------------------------------------------------

@@ -64,6 +64,7 @@ def _resolve_bundled(struct: msgspec.Struct, section: str) -> None:
         if sec == section:
             msgspec.structs.force_setattr(struct, key, bundled(getattr(struct, key)))
 
+
 Port = Annotated[int, msgspec.Meta(ge=0, le=65535)]
 Positive = Annotated[int, msgspec.Meta(ge=1)]
 PositiveFloat = Annotated[float, msgspec.Meta(gt=0)]
