@@ -41,6 +41,7 @@ from incident.keys import (
     HUB,
     INCIDENTS,
     KAFKA,
+    LIVE_BRIDGE,
     LIVE_SOCKETS,
     METRICS,
     NOTICES,
@@ -126,6 +127,21 @@ async def _kafka_ctx(app: web.Application) -> AsyncIterator[None]:
     async with kafka_runtime(app[SETTINGS], app[STORE], app[TRIAGE], app[METRICS]) as runtime:
         app[KAFKA] = runtime
         yield
+
+
+async def _live_bridge_ctx(app: web.Application) -> AsyncIterator[None]:
+    settings = app[SETTINGS]
+    mode = settings.live.bridge
+    if mode == "off" or (mode == "auto" and not settings.kafka.bootstrap_servers):
+        yield
+        return
+    from incident.live_bridge import LiveBridge
+
+    bridge = LiveBridge(app[HUB], app[KAFKA].bootstrap, settings.live.topic, app[METRICS])
+    await bridge.start()
+    app[LIVE_BRIDGE] = bridge
+    yield
+    await bridge.close()
 
 
 async def _stop(task: asyncio.Task[None]) -> None:
@@ -287,8 +303,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> web.Applica
     _register(app, all_endpoints())
     n = settings.notify
     install_hooks(app, HookOptions(n.voice_retries, n.voice_retry_minutes, n.sms_fallback_to_voice))
-    app.cleanup_ctx.extend(
-        [_tokens_ctx, _store_ctx, _area_ctx, _notify_ctx, _kafka_ctx, _fanout_ctx, _playbook_ctx]
-    )
+    contexts = [_tokens_ctx, _store_ctx, _area_ctx, _notify_ctx, _kafka_ctx, _live_bridge_ctx, _fanout_ctx]
+    app.cleanup_ctx.extend([*contexts, _playbook_ctx])
     app.on_shutdown.append(_close_live_sockets)
     return app

@@ -23,6 +23,7 @@ from incident.triage import TriageService
 
 if TYPE_CHECKING:
     from incident.api.endpoint import Endpoint
+    from incident.live_bridge import LiveBridge
 
 
 SETTINGS = web.AppKey("settings", Settings)
@@ -43,5 +44,7 @@ KAFKA = web.AppKey("kafka", KafkaRuntime)
 PLAYBOOKS = web.AppKey("playbooks", PlaybookEngine)
 ENDPOINTS: web.AppKey[dict[web.AbstractRoute, Endpoint]] = web.AppKey("endpoints")
 LIVE_SOCKETS: web.AppKey[set[web.WebSocketResponse]] = web.AppKey("live_sockets")
+#: Present when the live feed is bridged between instances ([live] bridge).
+LIVE_BRIDGE: web.AppKey[LiveBridge] = web.AppKey("live_bridge")
 
 PRINCIPAL = web.RequestKey("principal", Principal)

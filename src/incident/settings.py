@@ -306,6 +306,13 @@ class NotifySettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw
 class LiveSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
     #: Events a live client may fall behind by before it is dropped.
     client_queue: Positive = 1000
+    #: Bridge the live feed between instances through Kafka, so a console connected to one
+    #: instance sees what the others do (the fan-out on a worker, ingest on another API pod).
+    #: auto: on against a Kafka cluster ([kafka] bootstrap_servers), off with the embedded
+    #: broker (one machine, one instance).
+    bridge: Literal["auto", "on", "off"] = "auto"
+    #: The topic the instances share (one partition).
+    topic: str = "incident.live"
 
 
 class LogSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
