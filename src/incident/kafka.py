@@ -17,7 +17,7 @@ import sys
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 
@@ -383,3 +383,29 @@ async def resubmit(bootstrap: str, topic: str, letter: DeadLetter, value: bytes)
         raise BrokerError(f"Kafka at {bootstrap}: {err}") from err
     finally:
         await producer.stop()
+
+
+# --- shares of a cluster-wide rate, by the partitions a consumer holds ---------------------
+
+
+class PartitionShares(ConsumerRebalanceListener):  # type: ignore[misc]
+    """Tells ``on_share`` which part (0..1) of ``topic``'s partitions this consumer holds.
+
+    The group's members divide a rate (a carrier's messages per second) by the partitions
+    they were given: the shares add up to at most one. Kafka revokes every member's partitions
+    before it hands out new ones (the eager protocol aiokafka uses), and a revocation is
+    share 0 until the new assignment, so no two members count the same partition at once.
+    """
+
+    def __init__(self, consumer: AIOKafkaConsumer, topic: str, on_share: Callable[[float], None]) -> None:
+        self._consumer = consumer
+        self._topic = topic
+        self._on_share = on_share
+
+    async def on_partitions_revoked(self, revoked: Iterable[TopicPartition]) -> None:
+        self._on_share(0.0)
+
+    async def on_partitions_assigned(self, assigned: Iterable[TopicPartition]) -> None:
+        mine = sum(1 for tp in assigned if tp.topic == self._topic)
+        total = len(self._consumer.partitions_for_topic(self._topic) or ())
+        self._on_share(min(1.0, mine / total) if total else (1.0 if mine else 0.0))

@@ -13,7 +13,8 @@ from aiohttp.web import Application
 
 from incident.app import create_app
 from incident.clock import ManualClock
-from incident.keys import HUB, LIVE_BRIDGE, METRICS
+from incident.geo.household import Channel
+from incident.keys import HUB, LIVE_BRIDGE, METRICS, NOTIFY
 from incident.live import LiveHub
 from incident.live_bridge import OUTBOX, LiveBridge
 from incident.metrics import Metrics
@@ -112,3 +113,32 @@ async def test_a_full_queue_to_kafka_drops_and_counts_never_waits(broker: Broker
     for n in range(OUTBOX + 5):
         hub.publish_deliveries(f"INC-{n}", {})
     assert metrics.live_bridge.labels(direction="dropped")._value.get() == 5
+
+
+async def test_carrier_rates_are_divided_among_the_senders_and_again_when_one_leaves(
+    settings: Settings, clock: ManualClock, aiohttp_client: Callable[[Application], Awaitable[Client]]
+) -> None:
+    sending = msgspec.structs.replace(settings, notify=msgspec.structs.replace(settings.notify, send=True))
+    first = await aiohttp_client(create_app(sending, clock=clock))
+    second_app = create_app(sending, clock=clock)
+    second = await aiohttp_client(second_app)
+    engines = [first.app[NOTIFY].engine, second.app[NOTIFY].engine]
+    partitions = sending.kafka.partitions
+
+    def shares() -> list[float]:
+        return [e.rate_share for e in engines]
+
+    # Both joined the senders' group: the partitions, and so the rates, are split between them.
+    await _until(lambda: all(0 < s < 1 for s in shares()) and abs(sum(shares()) - 1) < 1e-9)
+    held = [round(s * partitions) for s in shares()]
+    assert sum(held) == partitions and min(held) >= 1  # whole partitions, each counted once
+    rate = sending.twilio.messages_per_second
+    assert sum(e._limits[Channel.sms].rate for e in engines) <= rate + 1e-9
+    await second.close()  # it leaves the group: the first takes every partition and the whole rate
+    await _until(lambda: engines[0].rate_share == 1.0)
+
+
+async def _until(ok: Callable[[], bool], timeout: float = 30.0) -> None:
+    async with asyncio.timeout(timeout):
+        while not ok():
+            await asyncio.sleep(0.05)
