@@ -41,7 +41,7 @@ from incident.notices.context import NoticeContext, TemplateKey
 from incident.notices.fanout import NotifyEngine
 from incident.notices.planner import AudienceCounts, plan_deliveries
 from incident.notices.service import load_notice_templates
-from incident.settings import load_settings
+from incident.settings import BUNDLED_DIR, load_settings
 from incident.store import open_store
 from incident.store.ports import PutNotice
 
@@ -206,7 +206,7 @@ def plan_and_render(m: int) -> tuple[float, float, int]:
     from bench.geo_synth import households
     from incident.households.files import read_network
 
-    network = read_network(Path("config/sample/network.inp"))
+    network = read_network(BUNDLED_DIR / "sample/network.inp")
     table = households(network, m)
     settings = load_settings(None, {})
     templates = load_notice_templates(settings.notify)

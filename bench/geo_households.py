@@ -46,15 +46,16 @@ from incident.households import (
     read_network,
     read_valves,
 )
+from incident.settings import BUNDLED_DIR
 
 ROOT = Path(__file__).resolve().parents[1]
-SAMPLE = ROOT / "config" / "sample"
+SAMPLE = BUNDLED_DIR / "sample"
 
 
 def _generator() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("sample_generate", SAMPLE / "generate.py")
+    spec = importlib.util.spec_from_file_location("sample_generate", ROOT / "tools" / "generate_sample.py")
     if spec is None or spec.loader is None:
-        raise SystemExit("config/sample/generate.py is missing")
+        raise SystemExit("tools/generate_sample.py is missing")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module

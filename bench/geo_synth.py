@@ -20,9 +20,10 @@ from incident.geo.projection import LocalMetric
 from incident.households import read_network
 from incident.households.model import COLUMNS
 from incident.households.table import STRING, HouseholdTable
+from incident.settings import BUNDLED_DIR
 
 ROOT = Path(__file__).resolve().parents[1]
-SAMPLE = ROOT / "config" / "sample"
+SAMPLE = BUNDLED_DIR / "sample"
 LANGUAGES = ("ar", "en", "es", "fr", "vi", "zh-CN")
 LANGUAGE_P = (0.03, 0.70, 0.12, 0.03, 0.04, 0.08)
 STREETS = np.array(

@@ -35,6 +35,7 @@ from incident.notices.context import NoticeContext
 from incident.notices.planner import AudienceCounts, plan_deliveries
 from incident.notices.service import PublicArea, count_for_area, render_previews
 from incident.notices.templates import load_templates
+from incident.settings import BUNDLED_DIR
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -64,7 +65,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     lat0, lat1 = float(table.lat.min()) - pad, float(table.lat.max()) + pad
     ring = [[lon0, lat0], [lon1, lat0], [lon1, lat1], [lon0, lat1], [lon0, lat0]]
     parts = [{"op": "add", "method": "drawn", "geometry": {"type": "Polygon", "coordinates": [ring]}}]
-    templates = load_templates(ROOT / "templates" / "notices")
+    templates = load_templates(BUNDLED_DIR / "templates" / "notices")
     area = PublicArea("Maple St 1-99", {"en": "Maple St 1-99", "zh-CN": "枫树街1-99号"}, "description")
     context = NoticeContext(
         utility_name="Sampletown Water", utility_phone="+1 555 0100", utility_url="https://sampletown.example",

@@ -27,9 +27,10 @@ from incident.core.domain import Kind, Utility
 from incident.households import Channel
 from incident.notices.context import NoticeContext
 from incident.notices.templates import Rendered, load_templates
+from incident.settings import BUNDLED_DIR
 
 ROOT = Path(__file__).resolve().parents[1]
-TEMPLATES = ROOT / "templates" / "notices"
+TEMPLATES = BUNDLED_DIR / "templates" / "notices"
 MIX = {"zh-CN": 50, "en": 25, "en-US": 8, "zh-cn": 6, "zh_CN": 3, "zh": 3, "fr": 3, "es": 2}
 
 

@@ -32,7 +32,7 @@ from incident.core.clock import SystemClock, isoformat
 from incident.core.domain import Role, Status
 from incident.households.files import read_network
 from incident.keys import INCIDENTS, KAFKA
-from incident.settings import load_settings
+from incident.settings import BUNDLED_DIR, load_settings
 
 LIMIT = 1000  # messages per second, the carrier's
 TAP = {"lon": -85.547, "lat": 38.045}
@@ -70,10 +70,10 @@ class Stopwatch:
 
 
 def config(tmp: Path, n: int) -> Path:
-    network = read_network(Path("config/sample/network.inp"))
+    network = read_network(BUNDLED_DIR / "sample/network.inp")
     write_csv(households(network, n), tmp / "households.csv")
     (tmp / "playbooks").mkdir()
-    layer = json.loads(Path("config/sample/layers/pressure_zones.geojson").read_text(encoding="utf-8"))
+    layer = json.loads((BUNDLED_DIR / "sample/layers/pressure_zones.geojson").read_text(encoding="utf-8"))
     ids = [str(f["id"]) for f in layer["features"]]  # every pressure zone: the whole service area
     (tmp / "playbooks" / "bench_contamination.yaml").write_text(
         PLAYBOOK.replace("ZONES", ", ".join(ids)), encoding="utf-8"

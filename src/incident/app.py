@@ -62,6 +62,7 @@ from incident.keys import (
     HUB,
     INCIDENTS,
     KAFKA,
+    LIVE_BRIDGE,
     LIVE_SOCKETS,
     METRICS,
     NOTICES,
@@ -189,6 +190,24 @@ async def _kafka_ctx(app: web.Application) -> AsyncIterator[None]:
     async with kafka_runtime(app[SETTINGS], app[STORE], app[TRIAGE], app[METRICS]) as runtime:
         app[KAFKA] = runtime
         yield
+
+
+async def _live_bridge_ctx(app: web.Application) -> AsyncIterator[None]:
+    settings = app[SETTINGS]
+    mode = settings.live.bridge
+    if mode == "off" or (mode == "auto" and not settings.kafka.bootstrap_servers):
+        yield
+        return
+    from incident.adapters.live_bridge import LiveBridge
+
+    hub = app[HUB]
+    bridge = LiveBridge(hub.deliver, app[KAFKA].bootstrap, settings.live.topic, app[METRICS])
+    await bridge.start()
+    hub.relay = bridge.relay
+    app[LIVE_BRIDGE] = bridge
+    yield
+    hub.relay = None
+    await bridge.close()
 
 
 async def _stop(task: asyncio.Task[None]) -> None:
@@ -386,8 +405,7 @@ def create_app(
     _register(app, all_endpoints())
     n = settings.notify
     install_hooks(app, HookOptions(n.voice_retries, n.voice_retry_minutes, n.sms_fallback_to_voice))
-    app.cleanup_ctx.extend(
-        [_tokens_ctx, _store_ctx, _area_ctx, _notify_ctx, _kafka_ctx, _fanout_ctx, _playbook_ctx]
-    )
+    contexts = [_tokens_ctx, _store_ctx, _area_ctx, _notify_ctx, _kafka_ctx, _live_bridge_ctx, _fanout_ctx]
+    app.cleanup_ctx.extend([*contexts, _playbook_ctx])
     app.on_shutdown.append(_close_live_sockets)
     return app

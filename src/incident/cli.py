@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import click
+import msgspec
 from aiohttp import web
 
 from incident.core.auth import add_token
@@ -19,7 +20,7 @@ from incident.core.errors import IncidentError
 from incident.core.memory import limit_allocator_arenas
 from incident.households.files import Progress
 from incident.intake.households import ImportResult as ImportResultT
-from incident.settings import Settings, environment_warnings, load_settings, settings_toml
+from incident.settings import BUNDLED_DIR, Settings, environment_warnings, load_settings, settings_toml
 
 log = logging.getLogger("incident")
 
@@ -96,11 +97,34 @@ async def _serve(settings: Settings) -> None:
     log.info("stopped")
 
 
+def with_role(settings: Settings, role: str) -> Settings:
+    """The settings of one role: ``api`` takes HTTP and report ingest, ``worker`` the
+    fan-out and the playbook timers, ``all`` (one machine) everything as configured. Both
+    roles serve HTTP, so each has /healthz and /metrics."""
+    if role == "all":
+        return settings
+    api = role == "api"
+    return msgspec.structs.replace(
+        settings,
+        kafka=msgspec.structs.replace(settings.kafka, consume_reports=api),
+        notify=msgspec.structs.replace(settings.notify, send=not api),
+        playbooks=msgspec.structs.replace(settings.playbooks, enabled=not api),
+    )
+
+
 @main.command()
+@click.option(
+    "--role",
+    type=click.Choice(["all", "api", "worker"]),
+    default="all",
+    show_default=True,
+    help="api: HTTP API, console, webhooks and report ingest; worker: fan-out and playbook "
+    "timers; all: both (one machine). Several instances of each share the work.",
+)
 @_config_option
-def serve(config_file: Path | None) -> None:
+def serve(role: str, config_file: Path | None) -> None:
     """Run the service until SIGTERM or SIGINT, then shut down cleanly."""
-    settings = _settings(config_file)
+    settings = with_role(_settings(config_file), role)
     _logging(settings)
     if (
         settings.store.url.startswith(("postgresql://", "postgres://"))
@@ -120,6 +144,81 @@ def serve(config_file: Path | None) -> None:
         raise click.ClickException(
             f"cannot listen on {settings.http.host}:{settings.http.port}: {err}"
         ) from err
+
+
+# --- migrate ------------------------------------------------------------------------------
+
+
+async def _migrate(settings: Settings) -> int:
+    from incident.store import open_store
+
+    store = open_store(settings.store, SystemClock())
+    await store.open()  # opening brings the schema up to date (one migrator at a time)
+    try:
+        return await store.schema_version()
+    finally:
+        await store.close()
+
+
+@main.command()
+@_config_option
+def migrate(config_file: Path | None) -> None:
+    """Bring the store's schema up to date, then exit (a deployment's one-off job, run before
+    new instances start; safe to run again, and instances wait for one another)."""
+    settings = _settings(config_file)
+    _logging(settings)
+    try:
+        version = asyncio.run(_migrate(settings))
+    except IncidentError as err:
+        raise click.ClickException(err.message) from err
+    click.echo(f"store schema at version {version}")
+
+
+# --- init ---------------------------------------------------------------------------------
+
+#: What `incident init` writes beside the copied files: their settings, relative to the file.
+_INIT_CONFIG = """\
+# Written by `incident init`: the shipped defaults, copied here to be edited. Relative paths
+# are relative to this file's folder. Every key: `incident config --config THIS_FILE`, and
+# config/default.toml in the source tree.
+
+[store]
+url = "sqlite:///var/incident.db"
+
+[auth]
+tokens_file = "var/tokens.toml"
+
+[area]
+households = "sample/households.csv"
+layers = "sample/layers"
+network = "sample/network.inp"
+valves = "sample/valves.csv"
+
+[notify]
+templates = "templates/notices"
+
+[playbooks]
+dir = "playbooks"
+oncall = "oncall.toml"
+"""
+
+
+@main.command()
+@click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
+def init(directory: Path) -> None:
+    """Copy the shipped defaults (notice templates, playbooks, on-call rotas, sample area,
+    drill scenarios) into DIRECTORY with a config.toml naming them, to adapt to a utility.
+    DIRECTORY must not exist yet or be empty."""
+    import shutil
+
+    if directory.exists() and any(directory.iterdir()):
+        raise click.ClickException(f"{directory} is not empty: choose a new folder")
+    shutil.copytree(
+        BUNDLED_DIR, directory, dirs_exist_ok=True, ignore=shutil.ignore_patterns("*.py", "__pycache__")
+    )
+    (directory / "config.toml").write_text(_INIT_CONFIG, encoding="utf-8")
+    config = directory / "config.toml"
+    click.echo(f"wrote the defaults to {directory}; start with: incident serve --config {config}")
 
 
 # --- tokens -------------------------------------------------------------------------------
@@ -418,21 +517,28 @@ def playbooks() -> None:
 
 
 @playbooks.command("check")
-@click.argument("directory", metavar="[DIR]", default="config/playbooks", type=click.Path(path_type=Path))
+@click.argument("directory", metavar="[DIR]", default=None, required=False, type=click.Path(path_type=Path))
 @click.option(
     "--oncall",
     "oncall_file",
     type=click.Path(dir_okay=False, path_type=Path),
     default=None,
-    help="On-call rotas file (e.g. config/oncall.toml): every rota a playbook pages must be in it.",
+    help="On-call rotas file: every rota a playbook pages must be in it (default: [playbooks] "
+    "oncall when DIR is not given).",
 )
-def playbooks_check(directory: Path, oncall_file: Path | None) -> None:
-    """Check the playbooks in DIR (default config/playbooks; a single file works too) without
-    running anything. Prints `ok: N playbooks`, or every problem as FILE:LINE: KEY: message
-    and exits 1."""
+@_config_option
+def playbooks_check(directory: Path | None, oncall_file: Path | None, config_file: Path | None) -> None:
+    """Check the playbooks in DIR (default: [playbooks] dir, the ones `incident serve` loads; a
+    single file works too) without running anything. Prints `ok: N playbooks`, or every problem
+    as FILE:LINE: KEY: message and exits 1."""
     from incident.core.errors import PlaybookError
     from incident.playbook import load_oncall, load_playbooks
 
+    if directory is None:
+        p = _settings(config_file).playbooks
+        directory = Path(p.dir)
+        if oncall_file is None and p.oncall:
+            oncall_file = Path(p.oncall)
     try:
         oncall = load_oncall(oncall_file) if oncall_file is not None else None
         found = load_playbooks(directory, oncall=oncall)
@@ -450,8 +556,9 @@ def playbooks_check(directory: Path, oncall_file: Path | None) -> None:
 
 
 def _drill_dirs() -> list[Path]:
-    """Where shipped scenarios are: ./config/drills, else the source tree's."""
-    return [Path("config/drills"), Path(__file__).resolve().parents[2] / "config" / "drills"]
+    """Where scenarios are found by name: the utility's own in ./config/drills, then the ones
+    shipped with the package."""
+    return [Path("config/drills"), BUNDLED_DIR / "drills"]
 
 
 @main.group()
@@ -520,7 +627,8 @@ def drill_run(
 
 @drill.command("list")
 def drill_list() -> None:
-    """The shipped scenarios (config/drills): name, scenario time, speed and title."""
+    """The scenarios (./config/drills, then the shipped ones): name, scenario time, speed
+    and title."""
     from incident.drills.scenario import ScenarioError, format_offset, load_scenario, shipped_scenarios
 
     seen: set[str] = set()
@@ -536,4 +644,4 @@ def drill_list() -> None:
                 continue
             click.echo(f"{s.name:<16} {format_offset(s.duration)[1:]:>6} at {s.speed:>5g}x  {s.title}")
     if not seen:
-        click.echo("no scenarios found in config/drills")
+        click.echo(f"no scenarios found in {' or '.join(map(str, _drill_dirs()))}")

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 from aiohttp import web
 
 if TYPE_CHECKING:
+    from incident.adapters.live_bridge import LiveBridge
     from incident.api.endpoint import Endpoint
     from incident.api.webhooks import HookMetrics, HookOptions
     from incident.core.auth import Principal, TokenRegistry
@@ -49,5 +50,7 @@ LIVE_SOCKETS: web.AppKey[set[web.WebSocketResponse]] = web.AppKey("live_sockets"
 #: The carrier webhooks' options (defaults when absent) and counters.
 HOOK_OPTIONS: web.AppKey[HookOptions] = web.AppKey("hook_options")
 HOOK_METRICS: web.AppKey[HookMetrics] = web.AppKey("hook_metrics")
+#: Present when the live feed is bridged between instances ([live] bridge).
+LIVE_BRIDGE: web.AppKey[LiveBridge] = web.AppKey("live_bridge")
 
 PRINCIPAL: web.RequestKey[Principal] = web.RequestKey("principal")

@@ -2,6 +2,12 @@
 
 Only :func:`load_settings` looks at the environment, and only at the mapping it is given.
 ``config/default.toml`` documents every key; a test keeps it equal to the defaults here.
+
+Paths: ``bundled:NAME`` is a file shipped inside the package (``incident/bundled/NAME``: the
+notice templates, playbooks, on-call example, sample service area and drill scenarios), so the
+defaults work from a wheel in any working directory. A relative path written in a config file
+is relative to that file's folder; one from the environment, or a default such as
+``var/tokens.toml``, to the working directory.
 """
 
 from __future__ import annotations
@@ -21,6 +27,43 @@ from incident.core.domain import Kind, Severity
 from incident.core.errors import ConfigError
 
 ENV_PREFIX = "INCIDENT_"
+
+#: Files shipped with the package (package data), named ``bundled:<path below here>``.
+BUNDLED_DIR = Path(__file__).resolve().parent / "bundled"
+BUNDLED_PREFIX = "bundled:"
+
+#: (section, key) of every setting that names a file or folder.
+PATH_KEYS: frozenset[tuple[str, str]] = frozenset(
+    {
+        ("auth", "tokens_file"),
+        ("area", "households"),
+        ("area", "layers"),
+        ("area", "network"),
+        ("area", "valves"),
+        ("notify", "templates"),
+        ("playbooks", "dir"),
+        ("playbooks", "oncall"),
+    }
+)
+
+
+def bundled(value: str) -> str:
+    """``bundled:NAME`` as the path of the shipped file; any other value unchanged."""
+    if not value.startswith(BUNDLED_PREFIX):
+        return value
+    name = value.removeprefix(BUNDLED_PREFIX).strip("/")
+    target = (BUNDLED_DIR / name).resolve()
+    if not target.is_relative_to(BUNDLED_DIR):
+        raise ValueError(f"{value!r} points outside the bundled files")
+    return str(target)
+
+
+def _resolve_bundled(struct: msgspec.Struct, section: str) -> None:
+    """Frozen structs resolve ``bundled:`` once, when built: every user sees a real path."""
+    for sec, key in PATH_KEYS:
+        if sec == section:
+            msgspec.structs.force_setattr(struct, key, bundled(getattr(struct, key)))
+
 
 Port = Annotated[int, msgspec.Meta(ge=0, le=65535)]
 Positive = Annotated[int, msgspec.Meta(ge=1)]
@@ -155,10 +198,10 @@ class AuthSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_o
 
 
 class AreaSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
-    households: str = "config/sample/households.csv"
-    layers: str = "config/sample/layers"
-    network: str = "config/sample/network.inp"
-    valves: str = "config/sample/valves.csv"
+    households: str = "bundled:sample/households.csv"
+    layers: str = "bundled:sample/layers"
+    network: str = "bundled:sample/network.inp"
+    valves: str = "bundled:sample/valves.csv"
     crs: str = ""
     #: How far (metres) a household may be from its pipe to be attached to it.
     service_distance_m: Annotated[float, msgspec.Meta(gt=0)] = 100.0
@@ -181,6 +224,8 @@ class AreaSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_o
     def __post_init__(self) -> None:
         import phonenumbers
 
+        _resolve_bundled(self, "area")
+
         if self.default_region and self.default_region not in phonenumbers.SUPPORTED_REGIONS:
             raise ValueError(
                 f"default_region {self.default_region!r} is not a region code phonenumbers knows "
@@ -190,7 +235,7 @@ class AreaSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_o
 
 class NotifySettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
     #: Folder of templates/notices/<language>/<key>.<channel>.j2
-    templates: str = "templates/notices"
+    templates: str = "bundled:templates/notices"
     #: Language used when a household's language has no template.
     default_language: str = "en"
     #: Time zone in which households read times (ETR, planned start/end) and quiet hours run.
@@ -241,6 +286,8 @@ class NotifySettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw
     def __post_init__(self) -> None:
         from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+        _resolve_bundled(self, "notify")
+
         try:
             ZoneInfo(self.timezone)
         except (ZoneInfoNotFoundError, ValueError):
@@ -259,6 +306,13 @@ class NotifySettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw
 class LiveSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
     #: Events a live client may fall behind by before it is dropped.
     client_queue: Positive = 1000
+    #: Bridge the live feed between instances through Kafka, so a console connected to one
+    #: instance sees what the others do (the fan-out on a worker, ingest on another API pod).
+    #: auto: on against a Kafka cluster ([kafka] bootstrap_servers), off with the embedded
+    #: broker (one machine, one instance).
+    bridge: Literal["auto", "on", "off"] = "auto"
+    #: The topic the instances share (one partition).
+    topic: str = "incident.live"
 
 
 class LogSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
@@ -284,15 +338,18 @@ class PlaybookSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True, 
     #: Run playbooks in this instance (several instances share the work through the store).
     enabled: bool = True
     #: Folder of playbook files (YAML); checked at start, an error stops start-up.
-    dir: str = "config/playbooks"
+    dir: str = "bundled:playbooks"
     #: On-call rotas that pages and SLA escalations text; empty: pages are only recorded.
-    oncall: str = "config/oncall.toml"
+    oncall: str = "bundled:oncall.toml"
     #: How long one instance holds an incident's evaluation or a claimed timer.
     lease_s: PositiveFloat = 120.0
     #: How often sent notices are checked for being handed over, and timers polled.
     poll_s: PositiveFloat = 2.0
     #: Every open incident is looked at again this often (a trigger lost in a crash is found).
     sweep_s: PositiveFloat = 60.0
+
+    def __post_init__(self) -> None:
+        _resolve_bundled(self, "playbooks")
 
 
 class IncidentSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
@@ -420,6 +477,24 @@ def _cross_checks(settings: Settings, sources: Mapping[tuple[str, str], str], fi
             raise ConfigError(f"{where}: [twilio] from_number must be an E.164 number (+ and digits)")
 
 
+def _from_folder(value: str, folder: Path) -> str:
+    if not value or value.startswith(BUNDLED_PREFIX) or Path(value).is_absolute():
+        return value
+    return str(folder / value)
+
+
+def _paths_from_folder(data: dict[str, Any], folder: Path) -> None:
+    """Relative paths written in a config file name files beside it, wherever the service
+    is started from (a wheel run from /tmp, a container's working directory)."""
+    for section, key in PATH_KEYS:
+        table = data.get(section)
+        if isinstance(table, dict) and isinstance(table.get(key), str):
+            table[key] = _from_folder(table[key], folder)
+    store = data.get("store")
+    if isinstance(store, dict) and isinstance(url := store.get("url"), str) and url.startswith("sqlite:///"):
+        store["url"] = "sqlite:///" + _from_folder(url.removeprefix("sqlite:///"), folder)
+
+
 def load_settings(path: Path | None = None, environ: Mapping[str, str] | None = None) -> Settings:
     """Build the settings from ``path`` (built-in defaults when None) and ``environ``."""
     file = str(path) if path is not None else "built-in defaults"
@@ -431,6 +506,8 @@ def load_settings(path: Path | None = None, environ: Mapping[str, str] | None = 
             raise ConfigError(f"{file}: no such config file") from err
         except tomllib.TOMLDecodeError as err:
             raise ConfigError(f"{file}: not valid TOML: {err}") from err
+    if path is not None:
+        _paths_from_folder(data, path.resolve().parent)
     env_values, sources = _from_env(environ or {})
     for section, items in env_values.items():
         current = data.get(section)
@@ -499,7 +576,10 @@ def _toml_table(name: str, values: Mapping[str, Any]) -> list[str]:
 
 def settings_toml(settings: Settings) -> str:
     """The settings as a TOML file that loads back to the same settings (secrets masked)."""
-    data: dict[str, Mapping[str, Any]] = msgspec.to_builtins(settings)
+    data: dict[str, dict[str, Any]] = msgspec.to_builtins(settings)
+    # Paths relative to the working directory are written out whole, so that the file loads
+    # back to the same files wherever it is saved (its relative paths would be beside it).
+    _paths_from_folder(data, Path.cwd())
     out: list[str] = []
     for section, values in data.items():
         out += [*_toml_table(section, values), ""]

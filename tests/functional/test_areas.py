@@ -7,7 +7,6 @@ import csv
 import json
 import threading
 from collections.abc import Awaitable, Callable
-from pathlib import Path
 from typing import Any
 
 import msgspec
@@ -19,11 +18,11 @@ from shapely.geometry import Point, shape
 import incident.api.areas
 import incident.incidents.areas
 from incident.core.clock import ManualClock
-from incident.settings import Settings
+from incident.settings import BUNDLED_DIR, Settings
 from tests.support.app import Api, Client, serve
 from tests.support.env import Tokens
 
-SAMPLE = Path(__file__).resolve().parents[2] / "config" / "sample"
+SAMPLE = BUNDLED_DIR / "sample"
 
 
 @pytest.fixture(scope="module")

@@ -15,6 +15,7 @@ from incident.core.clock import ManualClock
 from incident.drills.runner import DrillError, DrillResult, run_drill
 from incident.drills.scenario import Scenario, load_scenario, loads_scenario
 from incident.keys import SETTINGS
+from incident.settings import BUNDLED_DIR
 from tests.support.app import AiohttpClient, Apps, Client
 from tests.support.env import FAST_CALLS, Broker, Tokens
 
@@ -237,7 +238,7 @@ steps:
     assert lines_with(lines, "system:playbook: stage assess entered (Assess and isolate)")
 
 
-DRILLS = Path(__file__).resolve().parents[2] / "config" / "drills"
+DRILLS = BUNDLED_DIR / "drills"
 
 
 @pytest.mark.parametrize("name", ["gas_leak", "main_break", "contamination"])

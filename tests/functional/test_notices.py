@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import csv
-from pathlib import Path
 
 from shapely.geometry import Point, shape
 
+from incident.settings import BUNDLED_DIR
 from tests.support.app import Api
 from tests.support.sample import BOX
 
-SAMPLE = Path(__file__).resolve().parents[2] / "config" / "sample" / "households.csv"
+SAMPLE = BUNDLED_DIR / "sample" / "households.csv"
 
 
 def expected_sms(box: dict[str, object]) -> tuple[int, int, set[str]]:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import json
 from datetime import timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -15,6 +14,7 @@ from aiokafka import AIOKafkaProducer
 from incident.core.clock import ManualClock, isoformat
 from incident.keys import PLAYBOOKS, STORE
 from incident.playbook.engine import PlaybookEngine
+from incident.settings import BUNDLED_DIR
 from incident.store import Store
 from tests.support.app import Api, Apps
 from tests.support.env import FAST, FAST_CALLS, SENDING, kafka_env
@@ -220,7 +220,7 @@ async def test_timers_survive_a_restart_and_fire_once_across_instances(
     assert after[timer.timer_id.replace(":1", ":2")].state == "pending"  # the next round is waiting
 
 
-DEFAULT_PLAYBOOKS = sorted(p.stem for p in Path("config/playbooks").glob("*.yaml"))
+DEFAULT_PLAYBOOKS = sorted(p.stem for p in (BUNDLED_DIR / "playbooks").glob("*.yaml"))
 
 
 @pytest.mark.parametrize("name", DEFAULT_PLAYBOOKS)

@@ -124,6 +124,9 @@ def kafka_env(
         "INCIDENT_KAFKA__HEARTBEAT_INTERVAL_MS": "200",
         # Playbooks would add their own events to every test's incidents: on where tested.
         "INCIDENT_PLAYBOOKS__ENABLED": "false",
+        # One instance per test but where several are tested (tests/functional/test_cluster.py).
+        "INCIDENT_LIVE__BRIDGE": "off",
+        "INCIDENT_LIVE__TOPIC": f"live-{suffix}",
     }
 
 

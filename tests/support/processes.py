@@ -35,13 +35,13 @@ from incident.carriersim.server import serve_drill
 from incident.core.auth import add_token
 from incident.core.clock import SystemClock
 from incident.core.domain import Role
-from incident.settings import StoreSettings
+from incident.settings import BUNDLED_DIR, StoreSettings
 from incident.store import Store, open_store
 from tests.support.env import Broker
 
 INCIDENT = [sys.executable, "-m", "incident"]
 ROOT = Path(__file__).resolve().parents[2]
-SAMPLE_HOUSEHOLDS = ROOT / "config" / "sample" / "households.csv"
+SAMPLE_HOUSEHOLDS = BUNDLED_DIR / "sample" / "households.csv"
 
 
 # --- the carrier: a Twilio-compatible server in a process of its own ---------------------
@@ -261,6 +261,7 @@ class Faults:
             "INCIDENT_KAFKA__HEARTBEAT_INTERVAL_MS": "200",
             "INCIDENT_NOTIFY__JOBS_TOPIC": f"jobs-{self.suffix}",
             "INCIDENT_NOTIFY__GROUP_ID": f"notify-{self.suffix}",
+            "INCIDENT_LIVE__TOPIC": f"live-{self.suffix}",
             "INCIDENT_NOTIFY__QUIET_HOURS": "",
             "INCIDENT_PLAYBOOKS__ENABLED": "false",
             "INCIDENT_LOG__LEVEL": "WARNING",

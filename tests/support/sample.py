@@ -15,11 +15,11 @@ from shapely.geometry import Point, shape
 
 from incident.app import Prebuilt, prebuild
 from incident.core.clock import ManualClock
-from incident.settings import Settings, StoreSettings, load_settings
+from incident.settings import BUNDLED_DIR, Settings, StoreSettings, load_settings
 from incident.store import open_store
 
 ROOT = Path(__file__).resolve().parents[2]
-SAMPLE_DIR = ROOT / "config" / "sample"
+SAMPLE_DIR = BUNDLED_DIR / "sample"
 SAMPLE = SAMPLE_DIR / "households.csv"
 
 #: A box around Maple St in the sample area, with a few hundred households.

@@ -26,9 +26,10 @@ from incident.drills.scenario import (
 )
 from incident.households.model import Channel
 from incident.reports.model import parse_report
+from incident.settings import BUNDLED_DIR
 
 ROOT = Path(__file__).resolve().parents[2]
-DRILLS = ROOT / "config" / "drills"
+DRILLS = BUNDLED_DIR / "drills"
 
 GOOD = """\
 name: small

@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import msgspec
@@ -25,8 +24,9 @@ from incident.playbook.clocks import (
     report_matches,
     sla_clocks,
 )
+from incident.settings import BUNDLED_DIR
 
-PLAYBOOKS = Path(__file__).resolve().parents[2] / "config" / "playbooks"
+PLAYBOOKS = BUNDLED_DIR / "playbooks"
 T0 = datetime(2026, 11, 21, 8, 0, tzinfo=UTC)
 
 

@@ -29,10 +29,11 @@ from incident.playbook import (
     select_playbook,
     to_data,
 )
+from incident.settings import BUNDLED_DIR
 
 ROOT = Path(__file__).resolve().parents[2]
-PLAYBOOKS = ROOT / "config" / "playbooks"
-ONCALL = ROOT / "config" / "oncall.toml"
+PLAYBOOKS = BUNDLED_DIR / "playbooks"
+ONCALL = BUNDLED_DIR / "oncall.toml"
 
 GOOD = """\
 name: sample

@@ -30,9 +30,10 @@ from incident.review.cap import (
     cap_time,
     sender_for,
 )
+from incident.settings import BUNDLED_DIR
 
 XSD = Path(incident.review.__file__).parent / "CAP-v1.2.xsd"
-TEMPLATES = Path(__file__).resolve().parents[2] / "templates" / "notices"
+TEMPLATES = BUNDLED_DIR / "templates" / "notices"
 NS = {"cap": CAP_NS}
 SENDER = "riverside.example"
 T0 = datetime(2026, 11, 22, 8, 15, tzinfo=UTC)

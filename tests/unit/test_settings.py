@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import os
 import tomllib
 from pathlib import Path
 
@@ -7,13 +8,62 @@ import msgspec
 import pytest
 
 from incident.core.errors import ConfigError
-from incident.settings import Settings, environment_warnings, load_settings, settings_toml
+from incident.settings import BUNDLED_DIR, Settings, environment_warnings, load_settings, settings_toml
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_default_toml_documents_exactly_the_built_in_defaults() -> None:
-    assert load_settings(ROOT / "config" / "default.toml", {}) == Settings()
+    # Read from a file, the runtime paths are beside the file; every other key is the default.
+    folder = ROOT / "config"
+    defaults = Settings()
+    expected = msgspec.structs.replace(
+        defaults,
+        store=msgspec.structs.replace(defaults.store, url=f"sqlite:///{folder / 'var' / 'incident.db'}"),
+        auth=msgspec.structs.replace(defaults.auth, tokens_file=str(folder / "var" / "tokens.toml")),
+    )
+    assert load_settings(folder / "default.toml", {}) == expected
+
+
+def test_defaults_name_files_shipped_inside_the_package() -> None:
+    s = Settings()
+    shipped = [s.area.households, s.area.layers, s.area.network, s.area.valves, s.notify.templates,
+               s.playbooks.dir, s.playbooks.oncall]  # fmt: skip
+    for value in shipped:
+        path = Path(value)
+        assert path.is_absolute() and path.exists(), value
+        assert path.is_relative_to(BUNDLED_DIR), value
+    assert (Path(s.notify.templates) / "en").is_dir()
+    assert sorted(Path(s.playbooks.dir).glob("*.yaml"))
+
+
+def test_relative_paths_in_a_file_are_beside_it_and_from_the_environment_in_the_cwd(tmp_path: Path) -> None:
+    folder = tmp_path / "etc"
+    folder.mkdir()
+    path = folder / "s.toml"
+    path.write_text(
+        '[store]\nurl = "sqlite:///data/x.db"\n[auth]\ntokens_file = "tokens.toml"\n'
+        '[area]\nhouseholds = "h.csv"\nlayers = "/abs/layers"\nnetwork = ""\n'
+        '[notify]\ntemplates = "bundled:templates/notices"\n[playbooks]\ndir = "../books"\n'
+    )
+    s = load_settings(path, {"INCIDENT_AREA__VALVES": "v.csv"})
+    assert s.store.url == f"sqlite:///{folder / 'data' / 'x.db'}"
+    assert s.auth.tokens_file == str(folder / "tokens.toml")
+    assert s.area.households == str(folder / "h.csv")
+    assert s.area.layers == "/abs/layers"  # absolute: as written
+    assert s.area.network == ""  # empty: none, not the folder
+    assert s.area.valves == "v.csv"  # from the environment: the working directory's
+    assert s.notify.templates == str(BUNDLED_DIR / "templates" / "notices")
+    assert Path(s.playbooks.dir) == folder / ".." / "books"
+    # Relative to the file, not to where the loader is called from: the same from /.
+    assert load_settings(Path(os.path.relpath(path, Path.cwd())), {}) == load_settings(path, {})
+
+
+def test_a_bundled_name_cannot_leave_the_bundled_folder(tmp_path: Path) -> None:
+    path = tmp_path / "s.toml"
+    path.write_text('[notify]\ntemplates = "bundled:../../../etc"\n')
+    with pytest.raises(ConfigError, match="outside the bundled files"):
+        load_settings(path, {})
 
 
 def test_environment_overrides_with_type_conversion(tmp_path: Path) -> None:
@@ -148,9 +198,14 @@ def test_settings_print_as_toml_that_loads_back_to_the_same_settings(tmp_path: P
     )
     settings = load_settings(path, TWILIO)
     text = settings_toml(settings)
-    # Everything loads back as it was, but the secret, which is masked.
+    # Everything loads back as it was, but the secret, which is masked, and the paths relative
+    # to the working directory, which are written whole (the file may be saved anywhere).
+    cwd = Path.cwd()
     masked = msgspec.structs.replace(
-        settings, twilio=msgspec.structs.replace(settings.twilio, auth_token="********")
+        settings,
+        twilio=msgspec.structs.replace(settings.twilio, auth_token="********"),
+        store=msgspec.structs.replace(settings.store, url=f"sqlite:///{cwd / 'var' / 'incident.db'}"),
+        auth=msgspec.structs.replace(settings.auth, tokens_file=str(cwd / "var" / "tokens.toml")),
     )
     assert load_settings(_write(tmp_path / "back.toml", text), {}) == masked
     assert tomllib.loads(text)["notify"]["utility_name"] == 'Wasser "Süd" \\ Ost\tline'
@@ -169,7 +224,7 @@ def test_printed_settings_hide_secrets_but_not_paths() -> None:
     assert data["twilio"]["auth_token"] == data["push"]["token"] == "********"
     assert "s3cret" not in text and "pushtok" not in text and ":pw@" not in text
     assert data["store"]["url"] == "postgresql://u:********@db/x"
-    assert data["auth"]["tokens_file"] == "var/tokens.toml"  # a path, not a secret
+    assert data["auth"]["tokens_file"] == str(Path.cwd() / "var" / "tokens.toml")  # a path, not a secret
 
 
 def test_an_unknown_default_region_stops_start_up() -> None:

@@ -18,7 +18,13 @@ from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Se
 from dataclasses import dataclass
 from typing import Any, TypeAlias
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
+from aiokafka import (
+    AIOKafkaConsumer,
+    AIOKafkaProducer,
+    ConsumerRebalanceListener,
+    ConsumerRecord,
+    TopicPartition,
+)
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 from aiokafka.partitioner import DefaultPartitioner
@@ -212,6 +218,11 @@ class Consumer:
 
     def assignment(self) -> set[TopicPartition]:
         return set(self._c.assignment())
+
+    def subscribe_sharing(self, topic: str, on_share: Callable[[float], None]) -> None:
+        """Consume ``topic`` in the group, telling ``on_share`` this member's part of its
+        partitions at every rebalance (see :class:`PartitionShares`)."""
+        self._c.subscribe([topic], listener=PartitionShares(self._c, topic, on_share))
 
     async def getmany(self, *, timeout_ms: int, max_records: int | None = None) -> Batch:
         with broker_errors("Kafka fetch"):
@@ -499,3 +510,29 @@ async def resubmit(bootstrap: str, topic: str, letter: DeadLetter, value: bytes)
         raise BrokerError(f"Kafka at {bootstrap}: {err.message}") from err
     finally:
         await producer.stop()
+
+
+# --- shares of a cluster-wide rate, by the partitions a consumer holds ---------------------
+
+
+class PartitionShares(ConsumerRebalanceListener):  # type: ignore[misc]
+    """Tells ``on_share`` which part (0..1) of ``topic``'s partitions this consumer holds.
+
+    The group's members divide a rate (a carrier's messages per second) by the partitions
+    they were given: the shares add up to at most one. Kafka revokes every member's partitions
+    before it hands out new ones (the eager protocol aiokafka uses), and a revocation is
+    share 0 until the new assignment, so no two members count the same partition at once.
+    """
+
+    def __init__(self, consumer: AIOKafkaConsumer, topic: str, on_share: Callable[[float], None]) -> None:
+        self._consumer = consumer
+        self._topic = topic
+        self._on_share = on_share
+
+    async def on_partitions_revoked(self, revoked: Iterable[TopicPartition]) -> None:
+        self._on_share(0.0)
+
+    async def on_partitions_assigned(self, assigned: Iterable[TopicPartition]) -> None:
+        mine = sum(1 for tp in assigned if tp.topic == self._topic)
+        total = len(self._consumer.partitions_for_topic(self._topic) or ())
+        self._on_share(min(1.0, mine / total) if total else (1.0 if mine else 0.0))

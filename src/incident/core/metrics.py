@@ -37,6 +37,13 @@ class Metrics:
         self.live_dropped = Counter(
             "incident_live_clients_dropped", "Live clients dropped for falling behind", registry=r
         )
+        self.live_bridge = Counter(
+            "incident_live_bridge_messages",
+            "Live-feed messages bridged between instances through Kafka: out, in, dropped (the queue"
+            " to Kafka was full)",
+            ["direction"],
+            registry=r,
+        )
         # Ingest from Kafka
         self.reports_consumed = Counter("incident_reports_consumed", "Report messages read", registry=r)
         self.reports_stored = Counter("incident_reports_stored", "New reports stored", registry=r)

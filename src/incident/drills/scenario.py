@@ -1,7 +1,7 @@
 """Drill scenarios as data: timed reports and dispatcher actions played against a running
 service (``incident drill run``). Pure, but for reading files.
 
-A scenario file (YAML, ``config/drills/<name>.yaml``)::
+A scenario file (YAML, ``config/drills/<name>.yaml`` or a shipped one in ``incident/bundled/drills/``)::
 
     name: main_break                  # must equal the file name without .yaml
     title: Main break on Sycamore Ct
@@ -502,7 +502,7 @@ def load_scenario(path: Path) -> Scenario:
 
 
 def shipped_scenarios(directory: Path) -> list[Path]:
-    """The scenario files of ``directory`` (``config/drills``), by name."""
+    """The scenario files of ``directory`` (``config/drills``, ``incident/bundled/drills``), by name."""
     if not directory.is_dir():
         return []
     return sorted(f for f in directory.iterdir() if f.suffix in SCENARIO_SUFFIXES and f.is_file())

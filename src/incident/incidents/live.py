@@ -8,7 +8,9 @@ never slow the service or the other clients.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Collection
+import functools
+from collections.abc import Callable, Collection
+from typing import Literal
 
 import msgspec
 
@@ -46,11 +48,18 @@ class Subscriber:
         return self.incidents is None or incident_id in self.incidents
 
 
+#: What a live message is about: an incident's event, its delivery counts, or a report.
+MessageKind = Literal["event", "deliveries", "report"]
+#: Where an instance's messages also go, for the other instances' clients (see live_bridge).
+Relay = Callable[[MessageKind, str, str], None]
+
+
 class LiveHub:
     def __init__(self, metrics: Metrics, client_queue: int) -> None:
         self._metrics = metrics
         self._client_queue = client_queue
         self._subscribers: set[Subscriber] = set()
+        self.relay: Relay | None = None
 
     def __len__(self) -> int:
         return len(self._subscribers)
@@ -67,42 +76,42 @@ class LiveHub:
 
     def publish(self, incident: Incident, events: Collection[TimelineEvent]) -> None:
         for event in events:
-            message: str | None = None  # encoded once, and only if someone listens
-            for sub in list(self._subscribers):
-                if not sub.wants(event.incident_id):
-                    continue
-                if message is None:
-                    message = _encode(LiveMessage(event=event, incident=incident)).decode()
-                try:
-                    sub.queue.put_nowait(message)
-                except asyncio.QueueFull:
-                    self._drop(sub)
+            build = functools.partial(LiveMessage, event=event, incident=incident)
+            self._publish("event", event.incident_id, build)
 
     def publish_report(self, report: StoredReport) -> None:
         """Reports go to clients that watch everything, not to those filtered by incident."""
-        message: str | None = None
-        for sub in list(self._subscribers):
-            if sub.incidents is not None:
-                continue
-            if message is None:
-                message = _encode(LiveReport(report=report)).decode()
-            try:
-                sub.queue.put_nowait(message)
-            except asyncio.QueueFull:
-                self._drop(sub)
+        self._publish("report", "", lambda: LiveReport(report=report))
 
     def publish_deliveries(self, incident_id: str, counts: dict[str, dict[str, int]]) -> None:
         """Delivery progress of an incident: per channel, per state."""
-        message: str | None = None
-        for sub in list(self._subscribers):
-            if not sub.wants(incident_id):
-                continue
+        build = lambda: LiveDeliveries(incident_id=incident_id, counts=counts)  # noqa: E731
+        self._publish("deliveries", incident_id, build)
+
+    def deliver(self, kind: MessageKind, incident_id: str, message: str) -> None:
+        """A message another instance published, to this instance's clients."""
+        for sub in self._audience(kind, incident_id):
+            self._put(sub, message)
+
+    def _publish(self, kind: MessageKind, incident_id: str, build: Callable[[], msgspec.Struct]) -> None:
+        message: str | None = None  # encoded once, and only if someone listens
+        for sub in self._audience(kind, incident_id):
             if message is None:
-                message = _encode(LiveDeliveries(incident_id=incident_id, counts=counts)).decode()
-            try:
-                sub.queue.put_nowait(message)
-            except asyncio.QueueFull:
-                self._drop(sub)
+                message = _encode(build()).decode()
+            self._put(sub, message)
+        if self.relay is not None:
+            self.relay(kind, incident_id, message if message is not None else _encode(build()).decode())
+
+    def _audience(self, kind: MessageKind, incident_id: str) -> list[Subscriber]:
+        if kind == "report":
+            return [sub for sub in self._subscribers if sub.incidents is None]
+        return [sub for sub in self._subscribers if sub.wants(incident_id)]
+
+    def _put(self, sub: Subscriber, message: str) -> None:
+        try:
+            sub.queue.put_nowait(message)
+        except asyncio.QueueFull:
+            self._drop(sub)
 
     def close_all(self) -> None:
         """At shutdown: let every client go."""

@@ -287,10 +287,23 @@ class NotifyEngine:
         """Nothing to wait for: the loops connect, and keep trying while Kafka is down."""
         session, heartbeat = group_timeouts(self._settings.kafka, self._embedded)
         self._consumer = Consumer(
-            self._n.jobs_topic, bootstrap_servers=self._bootstrap, group_id=self._n.group_id,
+            bootstrap_servers=self._bootstrap, group_id=self._n.group_id,
             enable_auto_commit=False, auto_offset_reset="earliest", session_timeout_ms=session,
             heartbeat_interval_ms=heartbeat, fetch_max_wait_ms=50, max_poll_records=JOBS_PER_BATCH,
         )  # fmt: skip
+        # The carrier's rates are the cluster's: each instance sends at the part of them that
+        # its share of the jobs' partitions is (re-divided at every rebalance).
+        self._consumer.subscribe_sharing(self._n.jobs_topic, self.set_rate_share)
+
+    @property
+    def rate_share(self) -> float:
+        """This instance's part of the carrier's rates (its part of the jobs' partitions)."""
+        return self._limits[Channel.sms].share
+
+    def set_rate_share(self, share: float) -> None:
+        for bucket in self._limits.values():
+            bucket.set_share(share)
+        log.info("carrier rate share: %.0f%% of the configured rates", share * 100)
 
     async def stop(self) -> None:
         await self._answers.close()

@@ -8,7 +8,7 @@ keys, each stage, action, exit rule, timer, SLA and condition), so one run finds
 in every part rather than only the first; then the checks across parts run (names, stage
 references, rotas, status moves). Every problem becomes one line::
 
-    config/playbooks/gas_leak.yaml:14: stages[1].on_enter[0].template: unknown template 'gas_leek' (...)
+    playbooks/gas_leak.yaml:14: stages[1].on_enter[0].template: unknown template 'gas_leek' (...)
 """
 
 from __future__ import annotations

@@ -5,7 +5,8 @@ stage runs its ``on_enter`` actions once, in order, arms its timers, and is left
 first of its exit rules that holds: to the stage its rule names (``to:``) or else to the
 next stage. SLA clocks run across stages, from one milestone to another.
 
-The file format (YAML, ``config/playbooks/<name>.yaml``) is the one of issue 6; this module
+The file format (YAML, ``<[playbooks] dir>/<name>.yaml``; shipped in ``incident/bundled/``)
+is the one of issue 6; this module
 holds the typed form the engine runs and the checks that need no other file. Durations are
 written ``90s``, ``30m``, ``2h``, ``1d`` or ``1d12h`` and become :class:`Duration` (a
 ``timedelta``); SLA milestones are written ``declared``, ``first_notice_sent``,
@@ -268,7 +269,7 @@ PAGE_FIELDS = frozenset(
 
 
 class Page(_Action, frozen=True, kw_only=True, tag="page"):
-    """Text the on-call staff of ``rota`` (``config/oncall.toml``) by SMS."""
+    """Text the on-call staff of ``rota`` (the ``[playbooks] oncall`` file) by SMS."""
 
     rota: Id
     text: Annotated[str, msgspec.Meta(min_length=1, max_length=320)]

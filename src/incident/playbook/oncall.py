@@ -1,5 +1,6 @@
 """On-call rotas: who a playbook's ``page`` action and an SLA's escalation text. Pure but
-for :func:`load_oncall`, which reads the TOML file (``config/oncall.toml``)::
+for :func:`load_oncall`, which reads the TOML file ``[playbooks] oncall`` (shipped example:
+``incident/bundled/oncall.toml``)::
 
     [rotas.water_on_call]
     title = "Water distribution on-call"

@@ -4,8 +4,10 @@ from pathlib import Path
 
 import pytest
 
+from incident.settings import BUNDLED_DIR
+
 ROOT = Path(__file__).resolve().parents[3]
-SAMPLE = ROOT / "config" / "sample"
+SAMPLE = BUNDLED_DIR / "sample"
 
 
 @pytest.fixture(scope="session")

@@ -75,7 +75,9 @@ def test_sample_network_is_ky4_from_wntr(wntr_networks: Path) -> None:
 
 
 def test_sample_files_are_what_the_generator_makes(tmp_path: Path) -> None:
-    spec = importlib.util.spec_from_file_location("sample_generate", SAMPLE / "generate.py")
+    spec = importlib.util.spec_from_file_location(
+        "sample_generate", SAMPLE.parents[3] / "tools" / "generate_sample.py"
+    )
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)

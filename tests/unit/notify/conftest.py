@@ -9,8 +9,9 @@ import pytest
 from incident.core.domain import Kind, Utility
 from incident.notices.context import NoticeContext
 from incident.notices.templates import NoticeTemplates, load_templates
+from incident.settings import BUNDLED_DIR
 
-BUNDLED = Path(__file__).resolve().parents[3] / "templates" / "notices"
+BUNDLED = BUNDLED_DIR / "templates" / "notices"
 
 
 @pytest.fixture(scope="session")

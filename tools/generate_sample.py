@@ -1,8 +1,8 @@
 """Build the sample service area in this folder, deterministically.
 
-    python config/sample/generate.py                 # valves, zone layers, 3000 households
-    python config/sample/generate.py --from-wntr     # also re-derive network.inp (needs wntr)
-    python config/sample/generate.py --households 200000 --out var/big   # larger, not committed
+    python tools/generate_sample.py                 # valves, zone layers, 3000 households
+    python tools/generate_sample.py --from-wntr     # also re-derive network.inp (needs wntr)
+    python tools/generate_sample.py --households 200000 --out var/big   # larger, not committed
 
 The network is ``ky4`` from the Kentucky water distribution research database, as shipped
 in the ``wntr`` package; its coordinates are Kentucky Single Zone feet (EPSG:3089) and are
@@ -31,7 +31,7 @@ from shapely.geometry import mapping
 from incident.geo.network import LinkKind, Network, NodeKind, Valve, parse_inp
 from incident.geo.projection import LocalMetric
 
-HERE = Path(__file__).resolve().parent
+HERE = Path(__file__).resolve().parents[1] / "src" / "incident" / "bundled" / "sample"
 SOURCE_CRS = "EPSG:3089"  # NAD83 / Kentucky Single Zone (ftUS)
 SEED = 20261122
 
