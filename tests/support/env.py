@@ -15,7 +15,7 @@ from pathlib import Path
 
 import asyncpg
 
-from incident.adapters.kafka import broker_binary, free_port, tansu_command
+from incident.adapters.kafka import _die_with_parent, broker_binary, free_port, tansu_command
 from incident.carriersim.config import DEFAULT_ACCOUNT_SID, DEFAULT_AUTH_TOKEN
 from incident.core.auth import add_token
 from incident.core.domain import Role
@@ -85,6 +85,8 @@ class Broker:
         self.proc = subprocess.Popen(
             tansu_command(broker_binary(), "127.0.0.1", self.port),
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            # Killed with the test run, even by SIGKILL: no broker left behind on the machine.
+            preexec_fn=_die_with_parent(os.getpid()),
         )  # fmt: skip
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
