@@ -121,17 +121,17 @@ def test_the_installed_service_serves_from_any_directory(
         )
     try:
         url = _wait_for_url(proc, log)
-        assert _get(f"{url}/healthz")[0] == 200
+        assert _call("GET", f"{url}/healthz")[0] == 200
         # The bundled sample area is loaded (its households are found) and the console is served.
-        status, body = _get(f"{url}/api/incidents", token)
+        status, body = _call("GET", f"{url}/api/incidents", token)
         assert status == 200 and body["incidents"] == []
         with urllib.request.urlopen(f"{url}/", timeout=10) as resp:
             assert resp.status == 200 and b"<html" in resp.read().lower()
-        status, incident = _send("POST", f"{url}/api/incidents", token, {
+        status, incident = _call("POST", f"{url}/api/incidents", token, {
             "kind": "main_break", "utility": "water", "title": "Main break", "severity": "high",
         })  # fmt: skip
         assert status == 201, incident
-        status, area = _send(
+        status, area = _call(
             "PUT", f"{url}/api/incidents/{incident['id']}/area", token,
             {"around": {"lon": -85.6, "lat": 38.04, "radius_m": 400}},
         )  # fmt: skip
@@ -215,22 +215,13 @@ def _wait_for_url(proc: subprocess.Popen[bytes], log: Path) -> str:
     raise AssertionError(f"the installed service did not start:\n{log.read_text()}")
 
 
-def _get(url: str, token: str | None = None) -> tuple[int, dict[str, Any]]:
-    req = urllib.request.Request(url)
+def _call(method: str, url: str, token: str | None = None, body: object = None) -> tuple[int, dict[str, Any]]:
+    data = json.dumps(body).encode() if body is not None else None
+    req = urllib.request.Request(url, method=method, data=data)
     if token:
         req.add_header("Authorization", f"Bearer {token}")
-    try:
-        with urllib.request.urlopen(req, timeout=10) as resp:
-            return resp.status, json.loads(resp.read())
-    except urllib.error.HTTPError as err:
-        with err:
-            return err.code, json.loads(err.read())
-
-
-def _send(method: str, url: str, token: str, body: object) -> tuple[int, dict[str, Any]]:
-    req = urllib.request.Request(url, method=method, data=json.dumps(body).encode())
-    req.add_header("Authorization", f"Bearer {token}")
-    req.add_header("Content-Type", "application/json")
+    if data is not None:
+        req.add_header("Content-Type", "application/json")
     try:
         with urllib.request.urlopen(req, timeout=10) as resp:
             return resp.status, json.loads(resp.read())
