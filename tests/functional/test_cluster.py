@@ -10,6 +10,7 @@ import aiohttp
 import msgspec
 import pytest
 from aiohttp.web import Application
+from aiokafka import AIOKafkaProducer
 
 from incident.adapters.live_bridge import OUTBOX, LiveBridge
 from incident.app import create_app
@@ -17,10 +18,11 @@ from incident.core.clock import ManualClock
 from incident.core.metrics import Metrics
 from incident.households.model import Channel
 from incident.incidents.live import LiveHub
-from incident.keys import HUB, LIVE_BRIDGE, METRICS, NOTIFY
+from incident.keys import HUB, LIVE_BRIDGE, METRICS, NOTIFY, SETTINGS
 from incident.settings import Settings
 from tests.support.app import Api, Client
 from tests.support.env import Broker, Tokens
+from tests.support.wait import wait_until
 
 Instances = tuple[Api, Api]
 
@@ -129,16 +131,45 @@ async def test_carrier_rates_are_divided_among_the_senders_and_again_when_one_le
         return [e.rate_share for e in engines]
 
     # Both joined the senders' group: the partitions, and so the rates, are split between them.
-    await _until(lambda: all(0 < s < 1 for s in shares()) and abs(sum(shares()) - 1) < 1e-9)
+    await wait_until(
+        _now(lambda: all(0 < s < 1 for s in shares()) and abs(sum(shares()) - 1) < 1e-9), "rates split"
+    )
     held = [round(s * partitions) for s in shares()]
     assert sum(held) == partitions and min(held) >= 1  # whole partitions, each counted once
     rate = sending.twilio.messages_per_second
     assert sum(e._limits[Channel.sms].rate for e in engines) <= rate + 1e-9
     await second.close()  # it leaves the group: the first takes every partition and the whole rate
-    await _until(lambda: engines[0].rate_share == 1.0)
+    await wait_until(_now(lambda: engines[0].rate_share == 1.0), "the whole rate back")
 
 
-async def _until(ok: Callable[[], bool], timeout: float = 30.0) -> None:
-    async with asyncio.timeout(timeout):
-        while not ok():
-            await asyncio.sleep(0.05)
+def _now(ok: Callable[[], bool]) -> Callable[[], Awaitable[bool]]:
+    async def check() -> bool:
+        return ok()
+
+    return check
+
+
+async def test_what_no_instance_wrote_never_reaches_a_console(two: Instances, broker: Broker) -> None:
+    """A broken or hostile writer on the live topic: its messages are skipped, counted, and the
+    bridge goes on with the next one."""
+    a, b = two
+    topic = b.client.app[SETTINGS].live.topic
+    producer = AIOKafkaProducer(bootstrap_servers=broker.bootstrap)
+    await producer.start()
+    try:
+        for value, kind in (
+            (b"\xff\xfe", b"event"),
+            (b"not json", b"event"),
+            (b"{}", b"\xff"),
+            (b"{}", b"other"),
+        ):
+            await producer.send_and_wait(topic, value, key=b"INC-X", headers=[("kind", kind)])
+    finally:
+        await producer.stop()
+    async with b.client.ws_connect("/api/live", headers=b.tokens.header("carol")) as ws:
+        await ws.receive_json(timeout=5)
+        a.client.app[HUB].publish_deliveries("INC-X", {"sms": {"sent": 1}})
+        got = await ws.receive_json(timeout=10)
+        assert got == {"type": "deliveries", "incident_id": "INC-X", "counts": {"sms": {"sent": 1}}}
+    unreadable = b.client.app[METRICS].live_bridge.labels(direction="unreadable")
+    assert unreadable._value.get() == 4

@@ -19,6 +19,7 @@ import uuid
 from collections.abc import Callable
 from typing import Literal
 
+import msgspec
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
@@ -123,6 +124,8 @@ class LiveBridge:
                         self._deliver(record.headers, record.key, record.value)
             except (KafkaError, OSError) as err:
                 log.warning("live feed bridge: reading %s failed (%s); trying again", self._topic, err)
+            except Exception:  # the bridge outlives any one failure: consoles would go quiet
+                log.exception("live feed bridge: reading %s failed; trying again", self._topic)
             finally:
                 with contextlib.suppress(Exception):
                     await consumer.stop()
@@ -130,10 +133,23 @@ class LiveBridge:
 
     def _deliver(self, headers: object, key: bytes | None, value: bytes | None) -> None:
         found = dict(headers) if isinstance(headers, (list, tuple)) else {}
-        if found.get(_INSTANCE) == self.instance.encode() or value is None:
+        if found.get(_INSTANCE) == self.instance.encode():
             return
-        kind = found.get(_KIND, b"").decode()
-        if kind != "event" and kind != "deliveries" and kind != "report":
+        kind = found.get(_KIND)
+        try:
+            # Only what an instance writes goes to the consoles: JSON, a known kind, text ids.
+            incident_id = (key or b"").decode()
+            message = value.decode() if value is not None else ""
+            msgspec.json.decode(message)
+        except (UnicodeDecodeError, msgspec.DecodeError):
+            kind = None
+        if kind == b"event":
+            self._deliver_here("event", incident_id, message)
+        elif kind == b"deliveries":
+            self._deliver_here("deliveries", incident_id, message)
+        elif kind == b"report":
+            self._deliver_here("report", incident_id, message)
+        else:
+            self._metrics.live_bridge.labels(direction="unreadable").inc()
             return
         self._metrics.live_bridge.labels(direction="in").inc()
-        self._deliver_here(kind, (key or b"").decode(), value.decode())

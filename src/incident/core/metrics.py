@@ -40,7 +40,7 @@ class Metrics:
         self.live_bridge = Counter(
             "incident_live_bridge_messages",
             "Live-feed messages bridged between instances through Kafka: out, in, dropped (the queue"
-            " to Kafka was full)",
+            " to Kafka was full), unreadable (not a message an instance writes: skipped)",
             ["direction"],
             registry=r,
         )
