@@ -806,6 +806,7 @@ class DispatchView {
   renderPreview(preview, body) {
     const counts = preview.counts;
     const optedOut = Object.entries(counts.opted_out || {}).filter(([, v]) => v);
+    const unconfirmed = Object.entries(counts.unconfirmed_priority || {}).filter(([, v]) => v);
     const missing = (preview.missing_facts || []).length > 0;
     const plan = can("POST", `${ID}/notices`) && !missing
       ? h("button", { type: "button", class: "primary", id: "notice-plan", onclick: () => this.planNotice(body) }, t("notice.plan")) : null;
@@ -815,6 +816,8 @@ class DispatchView {
       audienceLine(counts),
       counts.unreachable ? h("p", { class: "warn" }, t("notice.unreachable", { count: number(counts.unreachable) })) : null,
       optedOut.length ? h("p", { class: "muted small" }, t("notice.optedout", { list: list(optedOut.map(([ch, k]) => `${label("channel", ch)} ${number(k)}`)) })) : null,
+      unconfirmed.length ? h("p", { class: "warn", id: "preview-unconfirmed" }, t("notice.unconfirmed", { list: list(unconfirmed.map(([p, k]) => `${label("priority", p)} ${number(k)}`)) })) : null,
+      counts.needs_skipped && counts.needs_skipped.voice ? h("p", { class: "muted small" }, t("notice.needs.skipped", { count: number(counts.needs_skipped.voice) })) : null,
       missing ? h("p", { class: "error", role: "alert", id: "preview-missing" }, t("notice.missing.area")) : null,
       // Channels asked for that it would not go out on (an email without a template), and why.
       ...Object.entries(preview.skipped_channels || {}).map(([ch, why]) => h("p", { class: "warn", dataset: { skipped: ch } }, `${label("channel", ch)}: ${why}`)),
