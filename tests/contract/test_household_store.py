@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
+from pathlib import Path
 
 from incident.households.model import Channel, Household, HouseholdSource, Need, Priority
+from incident.intake.households import import_households, registry_version
 from incident.store import Store
 
 
@@ -77,3 +80,22 @@ async def test_meta_values(store: Store) -> None:
     await store.set_meta("households.source", "abc")
     await store.set_meta("households.source", "def")
     assert await store.get_meta("households.source") == "def"
+
+
+async def test_the_billing_import_keeps_self_enrolled_households(store: Store, tmp_path: Path) -> None:
+    mine = household(2, source=HouseholdSource.self_enrolled, email="me@example.org", sms="+15025550999")
+    await store.upsert_households([mine])
+    version = await registry_version(store)
+    path = tmp_path / "billing.csv"
+    header = "account_id,lon,lat,address,language,sms,voice,app_token,priority,opt_out,email,needs\n"
+    rows = "A00001,-85.6,38.04,1 Elm St,en,+15025550001,,,,,,\nA00002,-85.6,38.04,2 Billing Rd,en,,,,,,,\n"
+    await asyncio.to_thread(path.write_text, header + rows)
+    result = await import_households(store, path)
+    assert (result.added, result.updated, result.kept) == (1, 0, 1) and "1 kept" in result.summary()
+    assert (await store.households_page("A00001", 10)) == [mine]
+    changed = await registry_version(store)
+    assert changed != version
+    # Only the kept row differs from the registry now: nothing changes, no new version.
+    again = await import_households(store, path)
+    assert (again.added, again.updated, again.unchanged, again.kept) == (0, 0, 1, 1)
+    assert await registry_version(store) == changed
