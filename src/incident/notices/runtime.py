@@ -108,8 +108,11 @@ async def notify_runtime(
             )
             base_url = drill.url
             log.info(
-                "drill carrier (Twilio-compatible simulator) on %s: nothing leaves this machine", drill.url
+                "drill carrier (Twilio-compatible simulator) on %s: no SMS or call leaves this machine",
+                drill.url,
             )
+            if settings.email.configured:
+                log.warning("[email] host is set: emails go to that SMTP server in drill mode too")
         carrier = TwilioCarrier(creds.account_sid, creds.auth_token, base_url)
         stack.push_async_callback(carrier.close)
         push: PushGateway | None = None
