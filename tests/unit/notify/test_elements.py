@@ -20,6 +20,26 @@ from .conftest import BUNDLED, context
 DROPPED = [
     (
         "zh-CN",
+        "boil_water.email.j2",
+        "饮用受污染的水可能引起腹泻、腹痛、恶心、头痛等症状。",
+        Element.health_effects,
+    ),
+    ("zh-CN", "do_not_drink.email.j2", "婴幼儿、孕妇、老年人和免疫力低下者风险更高。", Element.at_risk),
+    (
+        "en",
+        "do_not_use.email.j2",
+        "Our crews are finding the cause, flushing the pipes and testing the water.",
+        Element.actions_taken,
+    ),
+    (
+        "en",
+        "boil_water.email.j2",
+        "- Bring tap water to a rolling boil for 1 minute, then let it cool before you use it.",
+        Element.what_to_do,
+    ),
+    ("zh-CN", "do_not_use.email.j2", "，{{ area }}的自来水可能受到污染", Element.situation),  # noqa: RUF001
+    (
+        "zh-CN",
         "boil_water.voice.j2",
         "饮用受污染的水可能引起腹泻、腹痛、恶心和头痛。",
         Element.health_effects,
