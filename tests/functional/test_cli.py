@@ -306,15 +306,15 @@ def test_templates_check_names_a_dropped_element_and_exits_1(env: dict[str, str]
     assert run(["templates", "check"], env).stdout.startswith("ok: ")
     root = tmp_path / "notices"
     shutil.copytree(BUNDLED_DIR / "templates" / "notices", root)
-    voice = root / "zh-CN" / "boil_water.voice.j2"
-    voice.write_text(
-        voice.read_text(encoding="utf-8").replace("饮用受污染的水可能引起腹泻、腹痛、恶心和头痛。", ""),
+    email = root / "zh-CN" / "boil_water.email.j2"
+    email.write_text(
+        email.read_text(encoding="utf-8").replace("饮用受污染的水可能引起腹泻、腹痛、恶心、头痛等症状。", ""),
         encoding="utf-8",
     )
     result = run(["templates", "check", str(root)], env)
     assert result.returncode == 1
     assert (
-        f"error: {voice}: boil_water.voice in zh-CN lacks the required element health_effects"
+        f"error: {email}: boil_water.email in zh-CN lacks the required element health_effects"
         in result.stdout
     )
     assert "Traceback" not in result.stderr
