@@ -1,8 +1,9 @@
 """The elements a drinking-water notice must contain, and how they are recognised. Pure.
 
 The US EPA Public Notification Rule (40 CFR 141.205(a)) lists what every public notice of a
-drinking-water situation says; China's rules for water-supply emergencies (GB 5749 and the
-local emergency plans) ask the same of a notice to residents. For the water-quality notices
+drinking-water situation says. Chinese rules ask water suppliers to inform the public of a
+water-quality emergency promptly without such a list, so the same elements are checked in
+every language: a translation must not say less than the original. For the water-quality notices
 (``boil_water``, ``do_not_drink``, ``do_not_use``) :data:`REQUIRED` names the elements each
 channel must carry:
 
@@ -85,7 +86,10 @@ PHRASES: Mapping[str, Mapping[Element, tuple[str, ...]]] = {
         Element.situation: (
             "may have entered", "may be contaminated", "has been contaminated", "was found in",
         ),
-        Element.occurred: ("takes effect", "took effect", "in effect since", "occurred on", "occurred at"),
+        Element.occurred: (
+            "takes effect", "took effect", "effective immediately", "in effect since", "occurred on",
+            "occurred at",
+        ),
         Element.health_effects: ("diarrhea", "diarrhoea", "nausea", "vomiting", "health effects"),
         Element.at_risk: ("infants", "young children", "older adults", "elderly", "immune", "pregnant"),
         Element.actions_taken: (

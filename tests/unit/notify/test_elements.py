@@ -51,7 +51,7 @@ DROPPED = [
         Element.health_effects,
     ),
     ("zh-CN", "do_not_use.voice.j2", "婴幼儿、孕妇、老年人和免疫力低下者尤其需要注意。", Element.at_risk),
-    ("en", "boil_water.voice.j2", " It takes effect immediately.", Element.occurred),
+    ("en", "do_not_drink.voice.j2", " This advisory takes effect immediately.", Element.occurred),
     ("zh-CN", "do_not_drink.voice.j2", "抢修人员正在排查原因、冲洗管网并检测水质。", Element.actions_taken),
     ("zh-CN", "boil_water.sms.j2", "详询 {{ utility_phone }} 或 {{ utility_url }}", Element.contact),
 ]
