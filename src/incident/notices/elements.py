@@ -50,10 +50,10 @@ class Element(StrEnum):
     health_effects = "health_effects"  # (3) the potential adverse health effects
     at_risk = "at_risk"  # (4) the population at risk, sensitive groups included
     area = "area"  # (4) who is affected: the area
-    what_to_do = "what_to_do"  # (5) whether to use another water supply, what to do
-    actions_taken = "actions_taken"  # (6) what is being done to correct it
-    resolution = "resolution"  # (7) when it is expected to be resolved
-    contact = "contact"  # (8) whom to contact: phone or web address
+    what_to_do = "what_to_do"  # (5), (6) whether to use another water supply, what to do
+    actions_taken = "actions_taken"  # (7) what is being done to correct it
+    resolution = "resolution"  # (8) when it is expected to be resolved
+    contact = "contact"  # (9) whom to contact: phone or web address
 
 
 #: What each element means, for the checker's messages.
