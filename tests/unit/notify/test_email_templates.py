@@ -69,7 +69,7 @@ def test_email_wording_follows_the_utility_the_advisory_and_the_cause(
     assert ("relight" if language == "en" else "重新点火") in gas
     assert ("Keep warm" if language == "en" else "请注意保暖") in heat
     lifted = email("advisory_lifted", advisory=Advisory.do_not_use)
-    assert ("Do-not-use advisory lifted" if language == "en" else "暂停使用通知已解除") in lifted
+    assert ("do-not-use advisory lifted" if language == "en" else "暂停使用通知已解除") in lifted
     boil = email("boil_water", kind=Kind.contamination)
     assert ("tests found a problem" if language == "en" else "水质检测结果异常") in boil
     drill = email("boil_water", drill=True)
