@@ -552,6 +552,39 @@ def playbooks_check(directory: Path | None, oncall_file: Path | None, config_fil
     click.echo(f"ok: {len(found)} playbooks")
 
 
+# --- templates ----------------------------------------------------------------------------
+
+
+@main.group()
+def templates() -> None:
+    """Notice templates: what households are sent, per key, channel and language."""
+
+
+@templates.command("check")
+@click.argument("directory", metavar="[DIR]", default=None, required=False, type=click.Path(path_type=Path))
+@_config_option
+def templates_check(directory: Path | None, config_file: Path | None) -> None:
+    """Check the notice templates in DIR (default: [notify] templates, the ones `incident
+    serve` loads) as start-up does, and more: every file compiles, uses only known variables,
+    renders with sample facts for every utility; every key and channel exists in the default
+    language; water-quality notices carry every element the drinking-water notice rules
+    require, in each language. Prints every problem as `error|warning: FILE[:LINE]: message`
+    and exits 1 if any is an error; otherwise `ok: N templates`."""
+    from incident.notices.checks import Severity, validate_templates
+
+    notify = _settings(config_file).notify
+    root = Path(notify.templates) if directory is None else directory
+    problems = validate_templates(
+        root, default_language=notify.default_language, max_chars=notify.max_chars,
+        max_segments=notify.max_segments,
+    )  # fmt: skip
+    for problem in problems:
+        click.echo(problem)
+    if any(problem.severity is Severity.error for problem in problems):
+        sys.exit(1)
+    click.echo(f"ok: {sum(1 for _ in root.glob('*/*.j2'))} templates")
+
+
 # --- drill --------------------------------------------------------------------------------
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import signal
 import sqlite3
 import subprocess
@@ -14,6 +15,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
+from incident.settings import BUNDLED_DIR
 from tests.support.processes import INCIDENT, Server
 
 
@@ -298,3 +300,21 @@ def test_config_prints_toml_that_loads_back(env: dict[str, str], tmp_path: Path)
     saved.write_text(result.stdout)
     clean = {k: v for k, v in env.items() if not k.startswith("INCIDENT_")}
     assert run(["config", "--config", str(saved)], clean).stdout == result.stdout
+
+
+def test_templates_check_names_a_dropped_element_and_exits_1(env: dict[str, str], tmp_path: Path) -> None:
+    assert run(["templates", "check"], env).stdout.startswith("ok: ")
+    root = tmp_path / "notices"
+    shutil.copytree(BUNDLED_DIR / "templates" / "notices", root)
+    email = root / "zh-CN" / "boil_water.email.j2"
+    email.write_text(
+        email.read_text(encoding="utf-8").replace("饮用受污染的水可能引起腹泻、腹痛、恶心、头痛等症状。", ""),
+        encoding="utf-8",
+    )
+    result = run(["templates", "check", str(root)], env)
+    assert result.returncode == 1
+    assert (
+        f"error: {email}: boil_water.email in zh-CN lacks the required element health_effects"
+        in result.stdout
+    )
+    assert "Traceback" not in result.stderr

@@ -9,6 +9,7 @@ Rendering is pure: data in, data out; only :func:`.templates.load_templates` and
     sandbox    the Jinja2 sandbox and the syntax policy for operator templates
     templates  load, compile once, render with language fallback, NoticeCache
     checks     validate a template folder: every problem, with file and line
+    elements   what a drinking-water notice must say, per channel and language (pure)
     preview    what the dispatcher sees before approving a notice
     planner    households -> draft deliveries (pure);  audience: counts by column operations
     service    NoticeService: plan, approve, replan, preview (through the store)

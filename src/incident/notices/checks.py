@@ -6,10 +6,13 @@ template with sample contexts for every utility, with and without the optional f
 as a drill. It returns every problem instead of stopping at the first.
 
     error     the template cannot be used: bad name, syntax, unknown variable, render
-              failure, a key or channel missing in the default language
+              failure, a key or channel missing in the default language, a water-quality
+              notice without an element the drinking-water notice rules require
+              (:mod:`.elements`: e.g. the health effects dropped from a translation)
     warning   it works but should be looked at: a translation missing (households get the
               default language), a voice notice that does not ask to press 1, an SMS over
-              ``max_segments`` parts
+              ``max_segments`` parts, a language whose required elements cannot be
+              checked (no phrases for it in :mod:`.elements`)
 """
 
 from __future__ import annotations
@@ -23,7 +26,8 @@ from jinja2 import meta, nodes
 
 from incident.core.domain import Kind, Utility
 from incident.households import Channel
-from incident.notices.context import VARIABLES, Advisory, NoticeContext, TemplateKey
+from incident.notices.context import VARIABLES, Advisory, NoticeContext, TemplateKey, template_variables
+from incident.notices.elements import DESCRIPTIONS, REQUIRED, checked_language, missing_elements
 from incident.notices.sandbox import NoticeSandbox
 from incident.notices.sms import sms_info
 from incident.notices.templates import (
@@ -153,6 +157,16 @@ def _render_all(
                     None,
                     "the voice notice should end by asking to press 1 to confirm",
                 )
+            for element in missing_elements(
+                key, channel, language, text, template_variables(context, language)
+            ):
+                add(
+                    Severity.error,
+                    path,
+                    None,
+                    f"{key}.{channel} in {language} lacks the required element {element} "
+                    f"({DESCRIPTIONS[element]}) of a drinking-water notice",
+                )
             segments = sms_info(text).segments
             if channel is Channel.sms and segments > max_segments:
                 add(
@@ -162,6 +176,20 @@ def _render_all(
                     f"SMS takes {segments} parts with a sample context (over {max_segments})",
                 )
     return list(problems.values())
+
+
+def _unchecked_languages(templates: NoticeTemplates, root: Path) -> list[Problem]:
+    problems = []
+    for language in sorted(templates.languages):
+        keys = sorted({key for lang, key, _, _ in templates.paths() if lang == language and key in REQUIRED})
+        if keys and checked_language(language) is None:
+            message = (
+                f"the required elements of {', '.join(keys)} cannot be checked in {language}: "
+                "no phrases for that language (incident.notices.elements)"
+            )
+            path = str(root / language)
+            problems.append(Problem(severity=Severity.warning, path=path, line=None, message=message))
+    return problems
 
 
 def validate_templates(
@@ -189,4 +217,5 @@ def validate_templates(
         # an unknown variable fails every render of its template: said once above
         skip = {problem.path for problem in unknown}
         problems += _render_all(templates, contexts or sample_contexts(), max_segments, skip)
+        problems += _unchecked_languages(templates, root)
     return sorted(problems, key=lambda p: (p.severity is not Severity.error, p.path, p.line or 0))
