@@ -320,3 +320,13 @@ def read_link(secret: bytes, token: str, now: float) -> str:
     if until < now:
         raise BadLink("this link has expired: sign up again to get a new one", code="link_expired")
     return account_id
+
+
+def pending_of(h: Household) -> Pending:
+    """A self-enrolled household as the sign-up it came from (for its signed link)."""
+    phone = h.sms or h.voice
+    needs = (Need.medical_equipment,) if h.priority is Priority.medical else ()
+    return Pending(
+        address=h.address, lon=h.lon, lat=h.lat, language=h.language, phone=phone,
+        channels=tuple(c.value for c in h.channels() if c is not Channel.push), needs=needs,
+    )  # fmt: skip
