@@ -81,7 +81,8 @@ def households(network: Network, n: int, seed: int = 7) -> HouseholdTable:
         lon=lon, lat=lat, address=np.char.add(address, ", Sampletown KY").astype(STRING),
         languages=LANGUAGES, language_code=rng.choice(len(LANGUAGES), n, p=LANGUAGE_P).astype(np.int16),
         sms=sms.astype(STRING), voice=voice.astype(STRING), app_token=token.astype(STRING),
-        priority_rank=rank, opt_out_bits=opt,
+        priority_rank=rank, opt_out_bits=opt, email=np.full(n, "", STRING),
+        need_bits=np.zeros(n, np.uint8), flags=np.zeros(n, np.uint8),
     )  # fmt: skip
 
 

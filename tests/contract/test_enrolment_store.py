@@ -7,7 +7,7 @@ import asyncio
 import dataclasses
 
 from incident.households.enrolment import Pending, household
-from incident.households.model import Household
+from incident.households.model import Household, HouseholdSource
 from incident.store import Store
 from incident.store.ports import Enrolment, EnrolmentLimits
 
@@ -88,7 +88,9 @@ async def test_confirming_adds_the_household_once(store: Store) -> None:
 async def test_only_self_enrolled_households_can_be_removed(store: Store) -> None:
     await store.admit_enrolment(enrolment(1), limits(), T0)
     await store.finish_enrolment("enr-1", household(PENDING, "self-0001"))
-    await store.upsert_households([household(PENDING, "A00001")])
+    await store.upsert_households(
+        [dataclasses.replace(household(PENDING, "A00001"), source=HouseholdSource.file)]
+    )
     assert not await store.remove_household("A00001")
     assert await store.remove_household("self-0001")
     assert not await store.remove_household("self-0001")

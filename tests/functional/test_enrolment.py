@@ -97,6 +97,9 @@ async def test_confirmed_household_is_in_the_registry_and_the_service_area(api: 
     home = await api.client.app[STORE].get_household(done["household_id"])
     assert home is not None and (home.sms, home.voice, home.address) == (PHONE, PHONE, SIGN_UP["address"])
     assert home.priority is not None and home.priority.value == "medical"
+    # Told by the resident: a medical priority the utility has yet to confirm.
+    assert home.source.value == "self" and not home.priority_confirmed
+    assert {n.value for n in home.needs} == {"medical_equipment"}
 
     async def in_area() -> bool:
         return done["household_id"] in set(

@@ -15,7 +15,8 @@ from aiohttp import web
 
 from incident.api.endpoint import Endpoint, json_response, read_body
 from incident.core.errors import NotFound
-from incident.households.enrolment import Choices, Need, Pending, SentTo, validate
+from incident.households.enrolment import Choices, Pending, SentTo, validate
+from incident.households.model import Need
 from incident.keys import ENROLMENTS, SETTINGS
 
 #: A sign-up is a few hundred bytes; nothing bigger is read on a public route.

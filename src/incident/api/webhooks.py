@@ -49,6 +49,7 @@ from incident.households.model import Channel, Household
 from incident.keys import CLOCK, HOOK_METRICS, HOOK_OPTIONS, INCIDENTS, METRICS, SERVICE_AREA, SETTINGS, STORE
 from incident.notices.fanout import Settle
 from incident.notices.language import primary_subtag
+from incident.notices.needs import channels_for_needs
 from incident.notices.runtime import credentials
 from incident.store import Store
 
@@ -293,6 +294,8 @@ def voice_fallback(
         return None
     if not household.voice or Channel.voice in household.opt_out:
         return None
+    if Channel.voice not in channels_for_needs(household.needs, [Channel.voice]):
+        return None  # a deaf household is never called
     return Delivery(
         delivery_id=f"{sms.delivery_id}:voice",
         notice_id=sms.notice_id,

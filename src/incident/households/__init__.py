@@ -7,6 +7,7 @@ the households file into the store and builds the service area from it (not re-e
 it needs the store).
 """
 
+from incident.households.emails import EmailError, normalise_email
 from incident.households.files import (
     HouseholdLoad,
     HouseholdTableLoad,
@@ -36,6 +37,8 @@ from incident.households.merge import HouseholdMerge, merge_households
 from incident.households.model import (
     Channel,
     Household,
+    HouseholdSource,
+    Need,
     Priority,
     iter_households_csv,
     iter_households_geojson,
@@ -54,14 +57,17 @@ from incident.households.table import HouseholdTable
 __all__ = [
     "Attachment",
     "Channel",
+    "EmailError",
     "Household",
     "HouseholdIndex",
     "HouseholdLoad",
     "HouseholdMerge",
+    "HouseholdSource",
     "HouseholdTable",
     "HouseholdTableLoad",
     "Isolation",
     "LoadReport",
+    "Need",
     "PhoneRules",
     "Priority",
     "Progress",
@@ -84,6 +90,7 @@ __all__ = [
     "load_households",
     "load_service_area",
     "merge_households",
+    "normalise_email",
     "read_layers",
     "read_network",
     "read_valves",

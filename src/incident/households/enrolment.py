@@ -26,7 +26,8 @@ import msgspec
 
 from incident.core.errors import InvalidInput
 from incident.geo.extent import Extent
-from incident.households.model import Channel, Household, Priority, standard_tag
+from incident.households.emails import EmailError, normalise_email
+from incident.households.model import Channel, Household, HouseholdSource, Need, Priority, standard_tag
 from incident.households.phones import PhoneError, PhoneRules
 
 #: How long a code may be used, and how many guesses an enrolment takes before it dies.
@@ -35,20 +36,6 @@ MAX_TRIES = 5
 CODE_DIGITS = 6
 MAX_ADDRESS = 200
 MAX_EMAIL = 254
-
-# A practical address check (RFC 5321 lengths, one @, a dotted domain, no spaces or controls):
-# the code itself is the real proof that the address works.
-_EMAIL = re.compile(
-    r"^[^@\s\x00-\x1f\x7f]{1,64}@[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)+$"
-)
-
-
-class Need(StrEnum):
-    """What a household asks of the notices (mirrors the household model's needs)."""
-
-    deaf_or_hard_of_hearing = "deaf_or_hard_of_hearing"
-    blind_or_low_vision = "blind_or_low_vision"
-    medical_equipment = "medical_equipment"
 
 
 class SentTo(StrEnum):
@@ -125,12 +112,11 @@ def _mobile(value: str, rules: Rules, what: str) -> str:
 
 
 def normal_email(value: str) -> str:
-    """The address with its domain in lower case, or :class:`InvalidInput`."""
-    value = value.strip()
-    if len(value) > MAX_EMAIL or not _EMAIL.match(value):
-        raise _bad("email: not an email address")
-    local, _, domain = value.rpartition("@")
-    return f"{local}@{domain.lower()}"
+    """The address in its one spelling (the households file's rule), or :class:`InvalidInput`."""
+    try:
+        return normalise_email(value)
+    except EmailError as err:
+        raise _bad(f"email: the address {err}") from None
 
 
 #: The channels a sign-up may choose (push is signed up in the app) and what each needs.
@@ -208,13 +194,16 @@ def household(pending: Pending, account_id: str) -> Household:
     """The household a confirmed sign-up becomes (source ``self``). The confirmed number is
     both its sms and its voice number; the channels not chosen are opted out, so that a
     change of channels through the signed link needs no new number."""
-    priority = Priority.medical if Need.medical_equipment in pending.needs else None
+    medical = Need.medical_equipment in pending.needs
     phone_channels = {Channel.sms, Channel.voice} if pending.phone else set()
     return Household(
         account_id=account_id, lon=pending.lon, lat=pending.lat, address=pending.address,
         language=pending.language, sms=pending.phone, voice=pending.phone, app_token="",
-        priority=priority,
+        priority=Priority.medical if medical else None,
         opt_out=frozenset(c for c in phone_channels if c.value not in pending.channels),
+        email=pending.email, source=HouseholdSource.self_enrolled, needs=frozenset(pending.needs),
+        # A medical priority told by a resident waits for the utility's confirmation.
+        priority_confirmed=not medical,
     )  # fmt: skip
 
 
@@ -324,9 +313,11 @@ def read_link(secret: bytes, token: str, now: float) -> str:
 
 def pending_of(h: Household) -> Pending:
     """A self-enrolled household as the sign-up it came from (for its signed link)."""
-    phone = h.sms or h.voice
-    needs = (Need.medical_equipment,) if h.priority is Priority.medical else ()
+    channels = [c.value for c in h.channels() if c is not Channel.push]
+    if Need.blind_or_low_vision in h.needs and "voice" in channels:
+        channels.remove("voice")
+        channels.insert(0, "voice")
     return Pending(
-        address=h.address, lon=h.lon, lat=h.lat, language=h.language, phone=phone,
-        channels=tuple(c.value for c in h.channels() if c is not Channel.push), needs=needs,
+        address=h.address, lon=h.lon, lat=h.lat, language=h.language, phone=h.sms or h.voice, email=h.email,
+        channels=tuple(channels), needs=tuple(sorted(h.needs)),
     )  # fmt: skip

@@ -14,9 +14,12 @@ import numpy as np
 
 from incident.geo.rows import RejectedRow
 from incident.households.model import Household
-from incident.households.table import HouseholdTable, HouseholdTableBuilder
+from incident.households.table import SELF_ENROLLED, HouseholdTable, HouseholdTableBuilder
 
-_COMPARED = ("lon", "lat", "address", "sms", "voice", "app_token", "priority_rank", "opt_out_bits")
+_COMPARED = (
+    "lon", "lat", "address", "sms", "voice", "app_token", "priority_rank", "opt_out_bits", "email",
+    "need_bits", "flags",
+)  # fmt: skip
 
 
 @dataclass(frozen=True, eq=False)
@@ -51,7 +54,8 @@ def merge_households(
 
     A new account is added; a known one is replaced by the new row when any field differs
     (updated) and kept otherwise (unchanged). Accounts the file does not mention are kept,
-    or dropped with ``remove_missing`` (a full re-import). Rejected rows are passed through.
+    or dropped with ``remove_missing`` (a full re-import). A self-enrolled household is
+    never replaced by a file row (it counts as unchanged) nor dropped. Rejected rows are passed through.
     An account id twice among the new rows is a caller error (``ValueError``): the file
     readers already reject the later one.
     """
@@ -86,10 +90,13 @@ def merge_households(
         np.array(old.languages, dtype=object)[old.language_code[matched_old]]
         == np.array(new.languages, dtype=object)[new.language_code[matched_new]]
     )
+    # A self-enrolled household is the resident's own: a file row never replaces it.
+    old_self = (old.flags & SELF_ENROLLED) != 0
+    same |= old_self[matched_old] & ((new.flags[matched_new] & SELF_ENROLLED) == 0)
 
     mentioned = np.zeros(len(old), np.bool_)
     mentioned[matched_old] = True
-    keep_old = np.flatnonzero(mentioned | (not remove_missing))
+    keep_old = np.flatnonzero(mentioned | (not remove_missing) | old_self)
     # Old rows stay in place, updated ones take the new row's values; new accounts follow.
     replace = np.full(len(old), -1, np.int64)
     replace[matched_old[~same]] = matched_new[~same]
@@ -100,7 +107,7 @@ def merge_households(
     merged = merged.take(np.argsort(position, kind="stable"))
     added = np.flatnonzero(~known)
     merged = HouseholdTable.concat([merged, new.take(added)])
-    removed = np.flatnonzero(~mentioned) if remove_missing else np.empty(0, np.int64)
+    removed = np.flatnonzero(~mentioned & ~old_self) if remove_missing else np.empty(0, np.int64)
     return HouseholdMerge(
         households=merged,
         added=tuple(new.account_id[added].tolist()),

@@ -23,6 +23,7 @@ from incident.geo.errors import FileFormatError
 from incident.geo.extent import Extent, swapped_into
 from incident.geo.geojson import iter_features
 from incident.geo.rows import RejectedRow, RowNote
+from incident.households.emails import EmailError, normalise_email
 from incident.households.phones import PhoneError, PhoneRules
 
 
@@ -36,6 +37,26 @@ class Channel(StrEnum):
     sms = "sms"
     voice = "voice"
     push = "push"
+    email = "email"
+
+
+class Need(StrEnum):
+    """What a household told us it needs (self-enrolment, or the file's ``needs`` column)."""
+
+    #: Never called; text channels first.
+    deaf_or_hard_of_hearing = "deaf_or_hard_of_hearing"
+    #: Called first.
+    blind_or_low_vision = "blind_or_low_vision"
+    #: Priority ``medical`` (unconfirmed until the utility confirms a self-enrolled one).
+    medical_equipment = "medical_equipment"
+
+
+class HouseholdSource(StrEnum):
+    """Where a household came from: the utility's file (the billing import) or a resident's
+    own sign-up. The import never overwrites or removes a self-enrolled household."""
+
+    file = "file"
+    self_enrolled = "self"
 
 
 #: The contract's column order; CSV headers may order them freely.
@@ -51,6 +72,8 @@ COLUMNS: tuple[str, ...] = (
     "priority",
     "opt_out",
 )
+#: Columns a file may have besides :data:`COLUMNS`.
+OPTIONAL_COLUMNS: tuple[str, ...] = ("email", "needs")
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +88,12 @@ class Household:
     app_token: str
     priority: Priority | None
     opt_out: frozenset[Channel]
+    email: str = ""
+    source: HouseholdSource = HouseholdSource.file
+    needs: frozenset[Need] = frozenset()
+    #: False while a self-enrolled ``medical_equipment`` priority awaits the utility's
+    #: confirmation (dispatchers see it as unconfirmed).
+    priority_confirmed: bool = True
 
     def channels(self) -> tuple[Channel, ...]:
         """Channels this household can be reached on, in the contract's order."""
@@ -72,6 +101,7 @@ class Household:
             Channel.sms: bool(self.sms),
             Channel.voice: bool(self.voice),
             Channel.push: bool(self.app_token),
+            Channel.email: bool(self.email),
         }
         return tuple(c for c in Channel if have[c] and c not in self.opt_out)
 
@@ -211,8 +241,41 @@ def _opt_out(row: Mapping[str, object]) -> frozenset[Channel]:
         try:
             channels.add(Channel(part))
         except ValueError:
-            raise _Bad(f"opt_out channel {part!r} is not one of sms | voice | push") from None
+            allowed = " | ".join(c.value for c in Channel)
+            raise _Bad(f"opt_out channel {part!r} is not one of {allowed}") from None
     return frozenset(channels)
+
+
+def _email(row: Mapping[str, object]) -> str:
+    address = _text(row, "email")
+    if not address:
+        return ""
+    try:
+        return normalise_email(address)
+    except EmailError as err:
+        raise _Bad(f"email {err}") from None
+
+
+def _needs(row: Mapping[str, object]) -> frozenset[Need]:
+    value = row.get("needs")
+    if value is None:
+        return frozenset()
+    if isinstance(value, list):
+        parts = [str(v).strip() for v in value]
+    elif isinstance(value, str):
+        parts = [p.strip() for p in value.split(";")]
+    else:
+        raise _Bad("needs must be needs separated by ;")
+    needs: set[Need] = set()
+    for part in parts:
+        if not part:
+            continue
+        try:
+            needs.add(Need(part))
+        except ValueError:
+            allowed = " | ".join(n.value for n in Need)
+            raise _Bad(f"need {part[:40]!r} is not one of {allowed}") from None
+    return frozenset(needs)
 
 
 class RowValidator:
@@ -261,6 +324,8 @@ class RowValidator:
                 app_token=_text(row, "app_token"),
                 priority=_priority(row),
                 opt_out=_opt_out(row),
+                email=_email(row),
+                needs=_needs(row),
             )
         except _Bad as bad:
             return RejectedRow(where, number, account_id, str(bad))

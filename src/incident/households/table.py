@@ -17,7 +17,7 @@ from typing import Any, overload
 import numpy as np
 from numpy.typing import NDArray
 
-from incident.households.model import Channel, Household, Priority
+from incident.households.model import Channel, Household, HouseholdSource, Need, Priority
 
 #: Notify order: the most at risk first, then everyone else.
 PRIORITY_ORDER: tuple[Priority | None, ...] = (
@@ -27,9 +27,14 @@ PRIORITY_ORDER: tuple[Priority | None, ...] = (
     None,
 )
 PRIORITY_RANK: dict[Priority | None, int] = {p: i for i, p in enumerate(PRIORITY_ORDER)}
-_CHANNEL_BIT = {Channel.sms: 1, Channel.voice: 2, Channel.push: 4}
+_CHANNEL_BIT = {Channel.sms: 1, Channel.voice: 2, Channel.push: 4, Channel.email: 8}
 #: Opt-out sets by bit mask, shared by every household that has the same one.
-_OPT_OUT = tuple(frozenset(c for c, bit in _CHANNEL_BIT.items() if mask & bit) for mask in range(8))
+_OPT_OUT = tuple(frozenset(c for c, bit in _CHANNEL_BIT.items() if mask & bit) for mask in range(16))
+NEED_BIT = {Need.deaf_or_hard_of_hearing: 1, Need.blind_or_low_vision: 2, Need.medical_equipment: 4}
+_NEEDS = tuple(frozenset(n for n, bit in NEED_BIT.items() if mask & bit) for mask in range(8))
+#: Bits of ``flags``: the household signed itself up; its priority awaits confirmation.
+SELF_ENROLLED = 1
+PRIORITY_UNCONFIRMED = 2
 
 STRING = np.dtypes.StringDType()
 StrArray = NDArray[Any]  # NumPy StringDType: variable-width text, short strings stored inline
@@ -38,6 +43,16 @@ F64 = NDArray[np.float64]
 
 def opt_out_bits(channels: Iterable[Channel]) -> int:
     return sum(_CHANNEL_BIT[c] for c in set(channels))
+
+
+def need_bits(needs: Iterable[Need]) -> int:
+    return sum(NEED_BIT[n] for n in set(needs))
+
+
+def flag_bits(h: Household) -> int:
+    return (SELF_ENROLLED if h.source is HouseholdSource.self_enrolled else 0) | (
+        0 if h.priority_confirmed else PRIORITY_UNCONFIRMED
+    )
 
 
 @dataclass(frozen=True, eq=False)
@@ -56,8 +71,13 @@ class HouseholdTable(Sequence[Household]):
     app_token: StrArray
     #: Position in :data:`PRIORITY_ORDER` of each household's priority.
     priority_rank: NDArray[np.int8]
-    #: Opted-out channels as bits (sms 1, voice 2, push 4).
+    #: Opted-out channels as bits (sms 1, voice 2, push 4, email 8).
     opt_out_bits: NDArray[np.uint8]
+    email: StrArray
+    #: Needs as bits (:data:`NEED_BIT`).
+    need_bits: NDArray[np.uint8]
+    #: :data:`SELF_ENROLLED` and :data:`PRIORITY_UNCONFIRMED` bits.
+    flags: NDArray[np.uint8]
 
     @classmethod
     def from_households(cls, households: Iterable[Household]) -> HouseholdTable:
@@ -84,7 +104,8 @@ class HouseholdTable(Sequence[Household]):
         return self._row(
             str(self.account_id[i]), float(self.lon[i]), float(self.lat[i]), str(self.address[i]),
             int(self.language_code[i]), str(self.sms[i]), str(self.voice[i]), str(self.app_token[i]),
-            int(self.priority_rank[i]), int(self.opt_out_bits[i]),
+            int(self.priority_rank[i]), int(self.opt_out_bits[i]), str(self.email[i]),
+            int(self.need_bits[i]), int(self.flags[i]),
         )  # fmt: skip
 
     def _row(
@@ -99,10 +120,15 @@ class HouseholdTable(Sequence[Household]):
         app_token: str,
         rank: int,
         opt_out: int,
+        email: str,
+        needs: int,
+        flags: int,
     ) -> Household:
         return Household(
             account_id, lon, lat, address, self.languages[language], sms, voice, app_token,
-            PRIORITY_ORDER[rank], _OPT_OUT[opt_out],
+            PRIORITY_ORDER[rank], _OPT_OUT[opt_out], email,
+            HouseholdSource.self_enrolled if flags & SELF_ENROLLED else HouseholdSource.file,
+            _NEEDS[needs], not flags & PRIORITY_UNCONFIRMED,
         )  # fmt: skip
 
     def __iter__(self) -> Iterator[Household]:
@@ -116,7 +142,8 @@ class HouseholdTable(Sequence[Household]):
                 self.account_id[at].tolist(), self.lon[at].tolist(), self.lat[at].tolist(),
                 self.address[at].tolist(), self.language_code[at].tolist(), self.sms[at].tolist(),
                 self.voice[at].tolist(), self.app_token[at].tolist(), self.priority_rank[at].tolist(),
-                self.opt_out_bits[at].tolist(),
+                self.opt_out_bits[at].tolist(), self.email[at].tolist(), self.need_bits[at].tolist(),
+                self.flags[at].tolist(),
             )  # fmt: skip
             for row in zip(*columns, strict=True):
                 yield self._row(*row)
@@ -127,7 +154,8 @@ class HouseholdTable(Sequence[Household]):
             self.account_id[positions], self.lon[positions], self.lat[positions],
             self.address[positions], self.languages, self.language_code[positions],
             self.sms[positions], self.voice[positions], self.app_token[positions],
-            self.priority_rank[positions], self.opt_out_bits[positions],
+            self.priority_rank[positions], self.opt_out_bits[positions], self.email[positions],
+            self.need_bits[positions], self.flags[positions],
         )  # fmt: skip
 
     def __repr__(self) -> str:
@@ -152,7 +180,8 @@ class HouseholdTable(Sequence[Household]):
             cat("address", STRING), languages,
             np.concatenate(recoded) if recoded else np.empty(0, np.int16),
             cat("sms", STRING), cat("voice", STRING), cat("app_token", STRING),
-            cat("priority_rank", np.int8), cat("opt_out_bits", np.uint8),
+            cat("priority_rank", np.int8), cat("opt_out_bits", np.uint8), cat("email", STRING),
+            cat("need_bits", np.uint8), cat("flags", np.uint8),
         )  # fmt: skip
 
 
@@ -178,6 +207,9 @@ class HouseholdTableBuilder:
         rows["app_token"].append(h.app_token)
         rows["priority_rank"].append(PRIORITY_RANK[h.priority])
         rows["opt_out_bits"].append(opt_out_bits(h.opt_out))
+        rows["email"].append(h.email)
+        rows["need_bits"].append(need_bits(h.needs))
+        rows["flags"].append(flag_bits(h))
         if len(rows["lon"]) >= self._chunk:
             self._flush()
 
@@ -212,4 +244,7 @@ _COLUMNS: dict[str, Any] = {
     "app_token": STRING,
     "priority_rank": np.int8,
     "opt_out_bits": np.uint8,
+    "email": STRING,
+    "need_bits": np.uint8,
+    "flags": np.uint8,
 }

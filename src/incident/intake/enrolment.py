@@ -43,7 +43,7 @@ from incident.households.enrolment import (
     read_link,
     sign_link,
 )
-from incident.households.model import Household
+from incident.households.model import Household, HouseholdSource
 from incident.intake.households import VERSION_KEY
 from incident.settings import EnrolmentSettings
 from incident.store import Store
@@ -213,8 +213,8 @@ class EnrolmentService:
 
     async def _household(self, token: str) -> Household:
         account_id = read_link(self._secret, token, self._now().timestamp())
-        found = await self._store.get_household(account_id) if account_id.startswith("self-") else None
-        if found is None:
+        found = await self._store.get_household(account_id)
+        if found is None or found.source is not HouseholdSource.self_enrolled:
             raise Gone("this sign-up was removed", code="removed")
         return found
 

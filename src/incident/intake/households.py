@@ -1,7 +1,8 @@
 """Household registry flows: import a households file into the store, load the service area.
 
 The store's registry is the truth (re-imports update by ``account_id``; opt-outs made by
-reply will live there too). At start the service imports ``[area] households`` if the file
+reply will live there too). Households that signed themselves up (source ``self``) are
+never overwritten by an import. At start the service imports ``[area] households`` if the file
 changed since the last import, then builds the in-memory service area from the registry.
 Every import that changes the registry writes a new ``households.version`` to the store; a
 running service polls it and rebuilds its service area (see :mod:`incident.reload`).
@@ -60,6 +61,8 @@ class ImportResult:
     added: int = 0
     updated: int = 0
     unchanged: int = 0
+    #: Rows for a household that signed itself up: never overwritten by the file.
+    kept: int = 0
     rejected: list[RejectedRow] = field(default_factory=list)
     #: Rows loaded with a change (a fixed-line number taken out of sms), and why.
     notes: list[RowNote] = field(default_factory=list)
@@ -69,6 +72,8 @@ class ImportResult:
             f"{self.read:,} rows: {self.added:,} added, {self.updated:,} updated, "
             f"{self.unchanged:,} unchanged"
         )
+        if self.kept:
+            text += f"; {self.kept:,} kept (self-enrolled, not overwritten)"
         if self.rejected:
             text += f"; {len(self.rejected):,} rejected"
         if self.notes:
@@ -134,6 +139,7 @@ async def import_households(
             result.added += counts.added
             result.updated += counts.updated
             result.unchanged += counts.unchanged
+            result.kept += counts.kept
     digest = await asyncio.to_thread(file_digest, path)
     key = await asyncio.to_thread(_source_key, path)
     await store.set_meta(key, digest)

@@ -27,8 +27,8 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
-from incident.households.model import Channel
-from incident.households.table import PRIORITY_ORDER, HouseholdTable, StrArray, opt_out_bits
+from incident.households.model import Channel, Need
+from incident.households.table import NEED_BIT, PRIORITY_ORDER, HouseholdTable, StrArray, opt_out_bits
 from incident.notices.planner import AudienceCounts, _address_key
 
 __all__ = ["AddressKeys", "address_keys", "count_audience", "notify_order", "prepare_address_keys"]
@@ -50,6 +50,8 @@ def _column(table: HouseholdTable, channel: Channel) -> StrArray:
         return table.sms
     if channel is Channel.voice:
         return table.voice
+    if channel is Channel.email:
+        return table.email
     return table.app_token
 
 
@@ -150,6 +152,11 @@ def count_audience(
         ak = address_keys(table, channel)
         keys = ak.keys[positions]
         has = keys != NO_ADDRESS
+        if channel is Channel.voice:  # never called (see incident.notices.needs)
+            deaf = has & ((table.need_bits[positions] & NEED_BIT[Need.deaf_or_hard_of_hearing]) != 0)
+            if (skipped := int(deaf.sum())) > 0:
+                counts.needs_skipped[channel.value] += skipped
+                has &= ~deaf
         blocked = has & ((bits & opt_out_bits([channel])) != 0)
         replied = by_reply.get(channel)
         if replied:

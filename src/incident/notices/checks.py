@@ -100,19 +100,30 @@ def _unknown_variables(environment: NoticeSandbox, compiled: CompiledTemplate) -
     return problems
 
 
+def _consequence(severity: Severity, channel: Channel) -> tuple[Severity, str]:
+    if severity is not Severity.error:
+        return severity, "falls back to the default"
+    if channel is Channel.email:
+        return Severity.warning, "is not sent by email"
+    return severity, "cannot be sent"
+
+
 def _coverage(templates: NoticeTemplates, root: Path, broken: set[str]) -> list[Problem]:
     problems = []
+    # Email is optional: a folder without any email template simply has no email channel;
+    # once it has some, the missing ones are pointed out (email is not a channel for them).
+    with_email = any(channel is Channel.email for _, _, channel, _ in templates.paths())
     for language in sorted(templates.languages):
         severity = Severity.error if language == templates.default_language else Severity.warning
         for key in [*TemplateKey, DRILL]:
             for channel in Channel:
+                if channel is Channel.email and not with_email:
+                    continue
                 path = str(root / language / f"{key}.{channel}.j2")
                 if not templates.has(language, key, channel) and path not in broken:
-                    consequence = (
-                        "cannot be sent" if severity is Severity.error else "falls back to the default"
-                    )
+                    level, consequence = _consequence(severity, channel)
                     message = f"missing: {key} on {channel} in {language} {consequence}"
-                    problems.append(Problem(severity=severity, path=path, line=None, message=message))
+                    problems.append(Problem(severity=level, path=path, line=None, message=message))
     return problems
 
 

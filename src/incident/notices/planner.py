@@ -4,7 +4,9 @@ Households come highest priority first (``medical``, ``critical_facility``, ``vu
 then the rest), so deliveries are planned in the order they should go out. One delivery per
 (channel, address): when several accounts share a number, the first (highest priority)
 account's language is used and the others are counted as covered. Opted-out channels are
-skipped. Non-urgent notices are held during quiet hours; emergency ones never are.
+skipped. A household's needs order its channels and may rule one out (voice for a deaf
+household, see :mod:`incident.notices.needs`). Non-urgent notices are held during quiet
+hours; emergency ones never are.
 
 The planner streams: it holds only the set of addresses already planned, so a fan-out to a
 million households does not hold a million deliveries.
@@ -21,6 +23,7 @@ from zoneinfo import ZoneInfo
 
 from incident.households.model import Channel, Household, Priority
 from incident.notices.context import TemplateKey
+from incident.notices.needs import channels_for_needs
 
 #: Notices about danger or loss of service: sent at any hour.
 URGENT: frozenset[TemplateKey] = frozenset(
@@ -99,6 +102,8 @@ class AudienceCounts:
     opted_out: Counter[str] = field(default_factory=Counter)
     #: Households whose address another (earlier) household already gets the notice at.
     shared_address: Counter[str] = field(default_factory=Counter)
+    #: Households with an address on a channel that their needs rule out (voice, deaf).
+    needs_skipped: Counter[str] = field(default_factory=Counter)
     #: Deliveries per channel and language: how many get each text of the notice.
     by_channel_language: dict[str, Counter[str]] = field(default_factory=dict)
 
@@ -112,6 +117,7 @@ class AudienceCounts:
             "by_priority": dict(self.by_priority),
             "opted_out": dict(self.opted_out),
             "shared_address": dict(self.shared_address),
+            "needs_skipped": dict(self.needs_skipped),
             "by_channel_language": {c: dict(n) for c, n in self.by_channel_language.items()},
         }
 
@@ -121,6 +127,8 @@ def _address(household: Household, channel: Channel) -> str:
         return household.sms
     if channel is Channel.voice:
         return household.voice
+    if channel is Channel.email:
+        return household.email
     return household.app_token
 
 
@@ -151,7 +159,13 @@ def plan_deliveries(
         counts.households += 1
         blocked = household.opt_out | extra.get(household.account_id, frozenset())
         reached = False
-        for channel in channels:
+        order: Sequence[Channel] = channels
+        if household.needs:
+            order = channels_for_needs(household.needs, channels)
+            for left_out in channels:
+                if left_out not in order and _address(household, left_out):
+                    counts.needs_skipped[left_out.value] += 1
+        for channel in order:
             address = _address(household, channel)
             if not address:
                 continue

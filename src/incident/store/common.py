@@ -9,6 +9,7 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from enum import StrEnum
 from typing import Any
 
 import msgspec
@@ -28,7 +29,7 @@ from incident.deliveries.states import (
 )
 from incident.deliveries.states import DeliveryState as S
 from incident.households.enrolment import Pending
-from incident.households.model import Channel, Household, Priority
+from incident.households.model import Channel, Household, HouseholdSource, Need, Priority
 from incident.reports.correlation import Candidate, Sighting
 from incident.reports.model import Report, ReportStatus, StoredReport
 from incident.store.ports import DueTimer, HouseholdUpsert, IdempotencyRecord
@@ -123,52 +124,73 @@ def candidates(incidents: Iterable[Incident], sighting_rows: Iterable[Any]) -> l
 # --- households -----------------------------------------------------------------------------
 
 HOUSEHOLD_COLUMNS = (
-    "account_id, lon, lat, address, language, sms, voice, app_token, priority, opt_out, digest, updated_at"
+    "account_id, lon, lat, address, language, sms, voice, app_token, priority, opt_out, digest, updated_at,"
+    " email, source, needs, priority_confirmed"
 )
+#: Placeholders per household row.
+HOUSEHOLD_WIDTH = 16
+
+
+def _joined(values: Iterable[StrEnum]) -> str:
+    return "|".join(sorted(v.value for v in values))
 
 
 def household_digest(h: Household) -> str:
     """Changes when anything about the household changes; re-imports skip equal rows."""
     priority = h.priority.value if h.priority else ""
-    opt_out = "|".join(sorted(c.value for c in h.opt_out))
-    parts = (h.account_id, repr(h.lon), repr(h.lat), h.address, h.language, h.sms, h.voice, h.app_token,
-             priority, opt_out)  # fmt: skip
+    parts: tuple[str, ...] = (h.account_id, repr(h.lon), repr(h.lat), h.address, h.language, h.sms, h.voice,
+                              h.app_token, priority, _joined(h.opt_out))  # fmt: skip
+    if h.email or h.needs or h.source is not HouseholdSource.file or not h.priority_confirmed:
+        # Only then: a household without them keeps the digest it had before these fields
+        # (the first import after an upgrade does not rewrite every row).
+        parts += (h.email, h.source.value, _joined(h.needs), "1" if h.priority_confirmed else "0")
     return hashlib.sha1("\x1f".join(parts).encode(), usedforsecurity=False).hexdigest()
 
 
 def household_row(h: Household, digest: str, updated_at: str) -> tuple[Any, ...]:
-    opt_out = "|".join(sorted(c.value for c in h.opt_out))
     priority = h.priority.value if h.priority else None
     return (h.account_id, h.lon, h.lat, h.address, h.language, h.sms, h.voice, h.app_token, priority,
-            opt_out, digest, updated_at)  # fmt: skip
+            _joined(h.opt_out), digest, updated_at, h.email, h.source.value, _joined(h.needs),
+            int(h.priority_confirmed))  # fmt: skip
 
 
+# A file row never overwrites a self-enrolled household (the guard holds even when an
+# enrolment lands between reading the stored sources and writing).
 HOUSEHOLD_UPSERT = (
     f"INSERT INTO households ({HOUSEHOLD_COLUMNS}) VALUES ({{}})"  # noqa: S608
     " ON CONFLICT (account_id) DO UPDATE SET lon = excluded.lon, lat = excluded.lat,"
     " address = excluded.address, language = excluded.language, sms = excluded.sms,"
     " voice = excluded.voice, app_token = excluded.app_token, priority = excluded.priority,"
-    " opt_out = excluded.opt_out, digest = excluded.digest, updated_at = excluded.updated_at"
+    " opt_out = excluded.opt_out, digest = excluded.digest, updated_at = excluded.updated_at,"
+    " email = excluded.email, source = excluded.source, needs = excluded.needs,"
+    " priority_confirmed = excluded.priority_confirmed"
+    " WHERE households.source <> 'self' OR excluded.source = 'self'"
 )
 
 
 def upsert_rows(
-    households: Sequence[Household], known: Mapping[str, str], now: str
+    households: Sequence[Household], known: Mapping[str, tuple[str, str]], now: str
 ) -> tuple[list[tuple[Any, ...]], HouseholdUpsert]:
     """Which households to write (new or changed, by digest) and the counts, given the
-    digests already stored by account id."""
+    (digest, source) already stored by account id. A file row for a self-enrolled
+    household is not written (counted as ``kept``)."""
     rows: list[tuple[Any, ...]] = []
-    added = updated = 0
+    added = updated = kept = 0
     for h in households:
         digest = household_digest(h)
-        if known.get(h.account_id) == digest:
+        stored = known.get(h.account_id)
+        if stored is not None and stored[0] == digest:
             continue
-        if h.account_id in known:
+        protected = stored is not None and stored[1] == HouseholdSource.self_enrolled
+        if protected and h.source is HouseholdSource.file:
+            kept += 1
+            continue
+        if stored is not None:
             updated += 1
         else:
             added += 1
         rows.append(household_row(h, digest, now))
-    return rows, HouseholdUpsert(added, updated, len(households) - added - updated)
+    return rows, HouseholdUpsert(added, updated, len(households) - added - updated - kept, kept)
 
 
 def household_of(row: Any) -> Household:
@@ -176,6 +198,8 @@ def household_of(row: Any) -> Household:
         account_id=row[0], lon=row[1], lat=row[2], address=row[3], language=row[4], sms=row[5], voice=row[6],
         app_token=row[7], priority=Priority(row[8]) if row[8] else None,
         opt_out=frozenset(Channel(c) for c in row[9].split("|") if c),
+        email=row[12], source=HouseholdSource(row[13]),
+        needs=frozenset(Need(n) for n in row[14].split("|") if n), priority_confirmed=bool(row[15]),
     )  # fmt: skip
 
 
@@ -448,4 +472,4 @@ def admission(
 #: Counted per client and per contact: (count, oldest created_at) of the window.
 ENROLMENT_COUNT = "SELECT count(*), min(created_at) FROM enrolments WHERE {} = {} AND created_at >= {}"
 #: The households a signed link may remove: self-enrolled ones only.
-SELF_ENROLLED = "account_id LIKE 'self-%'"
+SELF_ENROLLED = "source = 'self'"

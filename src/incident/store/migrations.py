@@ -281,6 +281,25 @@ MIGRATIONS += (
     Migration(version=12, name="indexes for paged lists", sqlite=_V12_PAGING, postgres=_V12_PAGING),
 )
 
+# Version 13: households reachable by email, with their needs, and self-enrolled ones kept
+# apart from the billing import (source 'self' rows are never overwritten by a file row).
+# priority_confirmed: 0 while a self-enrolled medical priority awaits the utility.
+_V13_RESIDENTS = """
+ALTER TABLE households ADD COLUMN email TEXT NOT NULL DEFAULT '';
+ALTER TABLE households ADD COLUMN source TEXT NOT NULL DEFAULT 'file';
+ALTER TABLE households ADD COLUMN needs TEXT NOT NULL DEFAULT '';
+ALTER TABLE households ADD COLUMN priority_confirmed INTEGER NOT NULL DEFAULT 1;
+"""
+
+MIGRATIONS += (
+    Migration(
+        version=13,
+        name="households: email, source, needs, priority confirmed",
+        sqlite=_V13_RESIDENTS,
+        postgres=_V13_RESIDENTS,
+    ),
+)
+
 # Version 15: self-enrolment with double opt-in (see incident.intake.enrolment). A sign-up
 # waits here, with its code as a keyed hash, until it is confirmed (its household is then in
 # the registry) or dies (expired, too many tries). Contacts and client addresses are kept

@@ -56,6 +56,7 @@ from incident.store.common import (
     ENROLMENT_COUNT,
     HOUSEHOLD_COLUMNS,
     HOUSEHOLD_UPSERT,
+    HOUSEHOLD_WIDTH,
     IDEMPOTENCY_COLUMNS,
     INBOUND_FORGET,
     INBOUND_RECORD,
@@ -606,14 +607,16 @@ class PostgresStore:
     async def upsert_households(self, households: Sequence[Household]) -> HouseholdUpsert:
         async def run(conn: Any) -> HouseholdUpsert:
             now = isoformat(self._clock.now())
-            known = dict(
-                await conn.fetch(
-                    "SELECT account_id, digest FROM households WHERE account_id = ANY($1::text[])",
+            known = {
+                r[0]: (r[1], r[2])
+                for r in await conn.fetch(
+                    "SELECT account_id, digest, source FROM households WHERE account_id = ANY($1::text[])",
                     [h.account_id for h in households],
                 )
-            )
+            }
             rows, counts = upsert_rows(households, known, now)
-            await conn.executemany(HOUSEHOLD_UPSERT.format(", ".join(f"${n}" for n in range(1, 13))), rows)
+            marks = ", ".join(f"${n}" for n in range(1, HOUSEHOLD_WIDTH + 1))
+            await conn.executemany(HOUSEHOLD_UPSERT.format(marks), rows)
             return counts
 
         return await self._run(run)
@@ -1270,7 +1273,7 @@ class PostgresStore:
                 return False
             if household is not None:
                 rows, _ = upsert_rows([household], {}, isoformat(self._clock.now()))
-                marks = ", ".join(f"${n}" for n in range(1, 13))
+                marks = ", ".join(f"${n}" for n in range(1, HOUSEHOLD_WIDTH + 1))
                 await conn.executemany(HOUSEHOLD_UPSERT.format(marks), rows)
             return True
 

@@ -47,6 +47,7 @@ from incident.store.common import (
     ENROLMENT_COUNT,
     HOUSEHOLD_COLUMNS,
     HOUSEHOLD_UPSERT,
+    HOUSEHOLD_WIDTH,
     IDEMPOTENCY_COLUMNS,
     INBOUND_FORGET,
     INBOUND_RECORD,
@@ -605,15 +606,15 @@ class SqliteStore:
     async def upsert_households(self, households: Sequence[Household]) -> HouseholdUpsert:
         def run(conn: sqlite3.Connection) -> HouseholdUpsert:
             now = isoformat(self._clock.now())
-            known: dict[str, str] = {}
+            known: dict[str, tuple[str, str]] = {}
             ids = [h.account_id for h in households]
             for start in range(0, len(ids), 500):
                 chunk = ids[start : start + 500]
                 marks = ", ".join("?" * len(chunk))
-                sql = f"SELECT account_id, digest FROM households WHERE account_id IN ({marks})"  # noqa: S608
-                known.update(conn.execute(sql, chunk).fetchall())
+                sql = f"SELECT account_id, digest, source FROM households WHERE account_id IN ({marks})"  # noqa: S608
+                known.update((r[0], (r[1], r[2])) for r in conn.execute(sql, chunk))
             rows, counts = upsert_rows(households, known, now)
-            conn.executemany(HOUSEHOLD_UPSERT.format(", ".join("?" * 12)), rows)
+            conn.executemany(HOUSEHOLD_UPSERT.format(", ".join("?" * HOUSEHOLD_WIDTH)), rows)
             return counts
 
         return await self._write(run)
@@ -1168,7 +1169,7 @@ class SqliteStore:
                 return False
             if household is not None:
                 rows, _ = upsert_rows([household], {}, isoformat(self._clock.now()))
-                conn.executemany(HOUSEHOLD_UPSERT.format(", ".join("?" * 12)), rows)
+                conn.executemany(HOUSEHOLD_UPSERT.format(", ".join("?" * HOUSEHOLD_WIDTH)), rows)
             return True
 
         return await self._write(run)

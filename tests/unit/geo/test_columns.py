@@ -15,7 +15,9 @@ from incident.geo import LinkKind, PointGrid, RejectedRow, build_segments, isola
 from incident.households import (
     Channel,
     Household,
+    HouseholdSource,
     HouseholdTable,
+    Need,
     Priority,
     load_household_table,
     load_households,
@@ -35,6 +37,10 @@ def home(i: int, **changes: object) -> Household:
         "language": ["en", "es", "zh-CN"][i % 3], "sms": SECRET if i % 2 else "", "voice": "",
         "app_token": "", "priority": [None, Priority.medical][i % 2],
         "opt_out": frozenset({Channel.voice}) if i % 4 == 0 else frozenset(),
+        "email": f"h{i}@example.org" if i % 3 == 0 else "",
+        "needs": [frozenset(), frozenset({Need.deaf_or_hard_of_hearing}),
+                  frozenset({Need.blind_or_low_vision, Need.medical_equipment})][i % 3],
+        "priority_confirmed": i % 10 != 1,
     }  # fmt: skip
     values.update(changes)
     return Household(**values)  # type: ignore[arg-type]
@@ -48,7 +54,8 @@ def test_table_is_a_sequence_of_the_same_households() -> None:
     assert list(table.iter_rows(np.array([7, 3], np.int64))) == [homes[7], homes[3]]
     with pytest.raises(IndexError):
         table[50]
-    assert SECRET not in repr(table)
+    assert SECRET not in repr(table) and "example.org" not in repr(table)
+    assert table[3].channels()[-1] is Channel.email and table[11].priority_confirmed is False
 
 
 def test_grid_equals_a_full_scan_on_edges_vertices_and_strays() -> None:
@@ -112,6 +119,18 @@ def test_merge_updates_by_account_without_duplicates() -> None:
     assert merge_households([], [home(1)]).added == ("A-1",)
     with pytest.raises(ValueError, match="A-1"):
         merge_households(existing, [home(1), home(1)])
+
+
+def test_merge_never_replaces_or_drops_a_self_enrolled_household() -> None:
+    mine = home(1, source=HouseholdSource.self_enrolled, sms=SECRET)
+    existing = [home(0), mine]
+    from_file = home(1, source=HouseholdSource.file, sms="", address="elsewhere")
+    merged = merge_households(existing, [from_file], remove_missing=True)
+    assert list(merged.households) == [mine]
+    assert merged.updated == () and merged.unchanged == 1 and merged.removed == ("A-0",)
+    # The resident's own change does replace it.
+    moved = home(1, source=HouseholdSource.self_enrolled, address="2 New St")
+    assert list(merge_households(existing, [moved]).households) == [home(0), moved]
 
 
 def test_python_search_gives_the_same_traces_as_scipy(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -10,13 +10,17 @@ import pytest
 from incident.geo import FileFormatError, RejectedRow
 from incident.households import (
     Channel,
+    EmailError,
     Household,
+    HouseholdSource,
+    Need,
     Priority,
     Progress,
     iter_households_csv,
     iter_households_file,
     iter_households_geojson,
     load_households,
+    normalise_email,
 )
 
 HEADER = "account_id,lon,lat,address,language,sms,voice,app_token,priority,opt_out\n"
@@ -61,6 +65,7 @@ def test_header_may_reorder_columns_and_add_others() -> None:
         ("A,-85,38,,en,,+1 502 555 0142,,,", "voice number is not E.164"),
         ("A,-85,38,,en,,,,urgent,", "priority 'urgent'"),
         ("A,-85,38,,en,,,,,sms|fax", "opt_out channel 'fax'"),
+        ("A,-85,38,,en,,,,,,,", "row has 12 fields"),
         (",-85,38,,en,,,,,", "account_id is missing"),
         ("A,-85,38,,en,,,", "row has 8 fields"),
     ],
@@ -72,6 +77,49 @@ def test_bad_rows_are_rejected_with_line_and_reason(fields: str, reason: str) ->
     assert isinstance(bad, RejectedRow)
     assert (bad.where, bad.number) == ("line", 3)
     assert reason in bad.reason
+
+
+def test_optional_email_and_needs_columns() -> None:
+    text = HEADER.rstrip("\n") + ",email,needs\n"
+    text += "A-1,-85,38,,en,,,,,,Jo.Smith+alerts@Example.ORG,deaf_or_hard_of_hearing; medical_equipment\n"
+    text += "A-2,-85,38,,en,,,,,email,,\n"
+    text += "A-3,-85,38,,en,,,,,,jo@@example.org,\n"
+    text += "A-4,-85,38,,en,,,,,,,blind\n"
+    one, two, three, four = parse(text)
+    assert isinstance(one, Household) and isinstance(two, Household)
+    assert one.email == "Jo.Smith+alerts@example.org"
+    assert one.needs == frozenset({Need.deaf_or_hard_of_hearing, Need.medical_equipment})
+    assert one.channels() == (Channel.email,) and one.source is HouseholdSource.file
+    assert one.priority is None and one.priority_confirmed  # a file's priority column is the utility's word
+    assert two.opt_out == frozenset({Channel.email}) and two.needs == frozenset()
+    assert isinstance(three, RejectedRow) and "email" in three.reason and "jo@" not in three.reason
+    assert isinstance(four, RejectedRow) and "need 'blind' is not one of" in four.reason
+    [old] = parse(HEADER + "A-5,-85,38,,en,,,,,\n")  # files without the columns still load
+    assert isinstance(old, Household) and (old.email, old.needs) == ("", frozenset())
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (" a.b@Mail.Example.COM ", "a.b@mail.example.com"),
+        ("Ann@Bücher.example", "Ann@xn--bcher-kva.example"),
+        ("x@localhost", None),
+        ("x y@example.org", None),
+        ("@example.org", None),
+        ("x@-example.org", None),
+        ("x@example.123", None),
+        ("x@example..org", None),
+        ("a" * 65 + "@example.org", None),
+        ("x@" + "a" * 250 + ".org", None),
+        ("x@example.org\r\nBcc: y@example.org", None),
+    ],
+)
+def test_email_addresses_are_normalised_or_refused(text: str, expected: str | None) -> None:
+    if expected is None:
+        with pytest.raises(EmailError):
+            normalise_email(text)
+    else:
+        assert normalise_email(text) == expected
 
 
 def test_phone_numbers_never_reach_messages() -> None:

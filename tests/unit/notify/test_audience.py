@@ -8,7 +8,7 @@ import random
 import numpy as np
 import pytest
 
-from incident.households.model import Channel, Household, Priority
+from incident.households.model import Channel, Household, Need, Priority
 from incident.households.table import HouseholdTable
 from incident.notices.audience import address_keys, count_audience, notify_order
 from incident.notices.planner import AudienceCounts, plan_deliveries
@@ -36,6 +36,10 @@ def _households(rng: random.Random, n: int) -> list[Household]:
             rng.choice(["", "t1", "t2", f"tok{rng.randint(0, 50)}", "+12"]),
             rng.choice([None, *Priority]),
             frozenset(c for c in Channel if rng.random() < 0.1),
+            email=rng.choice(
+                ["", "", "a@example.org", "b@example.org", f"h{rng.randint(0, 50)}@example.org"]
+            ),
+            needs=frozenset(n for n in Need if rng.random() < 0.2),
         )
         for i in range(n)
     ]
@@ -47,11 +51,12 @@ def test_the_column_count_is_the_planners_count(seed: int) -> None:
     table = HouseholdTable.from_households(_households(rng, 1500))
     selected = np.array(sorted(rng.sample(range(len(table)), 1100)), np.int64)
     order = notify_order(table, selected)
-    channels = rng.sample(list(Channel), rng.randint(1, 3))
+    channels = rng.sample(list(Channel), rng.randint(1, 4))
     stopped = {
         Channel.sms: {"+12", "+0012", "tok", "+15550000001"},
         Channel.voice: {"+" + "9" * 25, "12"},
         Channel.push: {"t1", "+12", "nope"},
+        Channel.email: {"a@example.org"},
     }
     planned = AudienceCounts()
     for _ in plan_deliveries(table.iter_rows(order), channels, planned, stopped=stopped):
@@ -59,6 +64,8 @@ def test_the_column_count_is_the_planners_count(seed: int) -> None:
     counted = count_audience(table, order, channels, AudienceCounts(), stopped=stopped)
     assert counted.as_dict() == planned.as_dict()
     assert counted.as_dict()["deliveries"] > 0
+    if Channel.voice in channels:
+        assert counted.needs_skipped["voice"] > 0
 
 
 def test_address_keys_are_made_once_per_table_and_say_equal_for_equal_numbers() -> None:

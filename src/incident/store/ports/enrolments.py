@@ -84,5 +84,5 @@ class EnrolmentPort(Protocol):
     async def get_household(self, account_id: str) -> Household | None: ...
 
     async def remove_household(self, account_id: str) -> bool:
-        """Remove a self-enrolled household (``self-`` account ids only); False when none."""
+        """Remove a self-enrolled household (source ``self`` only); False when none."""
         ...
