@@ -8,6 +8,7 @@ changes or removes it. Answers are the same whether or not a number is known.
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated, Literal
 
 import msgspec
@@ -52,7 +53,7 @@ class EnrolmentStarted(msgspec.Struct, frozen=True):
     enrolment_id: str
     #: Where the code went.
     sent_to: SentTo
-    expires_at: str
+    expires_at: datetime
 
 
 class ConfirmBody(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -66,7 +67,7 @@ class EnrolmentConfirmed(msgspec.Struct, frozen=True):
     manage_token: str
     #: The sign-up page that opens with this token.
     manage_url: str
-    link_expires_at: str
+    link_expires_at: datetime
 
 
 class SelfHousehold(msgspec.Struct, frozen=True):
@@ -128,7 +129,8 @@ async def enrol(request: web.Request) -> web.Response:
         rules=service.rules,
     )  # fmt: skip
     started = await service.enrol(pending, client_address(request))
-    return json_response(EnrolmentStarted(started.enrolment_id, started.sent_to, started.expires_at), 202)
+    expires = datetime.fromisoformat(started.expires_at)
+    return json_response(EnrolmentStarted(started.enrolment_id, started.sent_to, expires), 202)
 
 
 async def confirm(request: web.Request) -> web.Response:
@@ -136,7 +138,9 @@ async def confirm(request: web.Request) -> web.Response:
     body = await read_body(request, ConfirmBody, limit=BODY_LIMIT)
     done = await request.app[ENROLMENTS].confirm(request.match_info["enrolment_id"], body.code)
     url = f"/public/signup#manage={done.token}"
-    return json_response(EnrolmentConfirmed(done.account_id, done.token, url, done.link_expires_at))
+    return json_response(
+        EnrolmentConfirmed(done.account_id, done.token, url, datetime.fromisoformat(done.link_expires_at))
+    )
 
 
 async def read_self(request: web.Request) -> web.Response:

@@ -12,12 +12,12 @@ from aiohttp import web
 from incident.api.console import cached
 from incident.api.endpoint import Endpoint
 from incident.core.errors import NotFound
-from incident.keys import SETTINGS
+from incident.keys import SERVICE_AREA, SETTINGS
 
 #: The page's files (``src/incident/signup/static``).
 STATIC = Path(__file__).resolve().parent.parent / "signup" / "static"
 
-_FILES = {"signup.js": "text/javascript", "signup.css": "text/css", "map.js": "text/javascript"}
+_FILES = {"signup.js": "text/javascript", "signup.css": "text/css"}
 _NAME = re.compile(r"^[a-z.]{1,20}$")
 
 POLICY = (
@@ -36,10 +36,17 @@ def _read(path: Path) -> bytes | None:
 async def page(request: web.Request) -> web.Response:
     if not request.app[SETTINGS].enrolment.enabled:
         raise NotFound("sign-up is not offered here")
-    body = await asyncio.to_thread(_read, STATIC / "signup.html")
-    if body is None:
+    raw = await asyncio.to_thread(_read, STATIC / "signup.html")
+    if raw is None:
         raise NotFound("the sign-up page is not installed")
-    response = cached(request, body, "text/html")
+    # The map of the page is the service area's extent (numbers only: nothing to escape).
+    extent = request.app[SERVICE_AREA].files.extent
+    box = (
+        ""
+        if extent is None
+        else ",".join(f"{v:.6f}" for v in (extent.west, extent.south, extent.east, extent.north))
+    )
+    response = cached(request, raw.replace(b"__EXTENT__", box.encode()), "text/html")
     response.headers["Content-Security-Policy"] = POLICY
     # The manage token travels in the fragment, which is never sent; no referrer either.
     response.headers["Referrer-Policy"] = "no-referrer"
