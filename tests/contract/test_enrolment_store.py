@@ -85,6 +85,17 @@ async def test_confirming_adds_the_household_once(store: Store) -> None:
     assert await store.get_household("self-0001") == moved
 
 
+async def test_confirmed_sign_ups_outlive_the_purge(store: Store) -> None:
+    await store.admit_enrolment(enrolment(1), limits(), T0)
+    await store.admit_enrolment(enrolment(2, contact="k2"), limits(), T0)
+    await store.finish_enrolment("enr-1", household(PENDING, "self-0001"))
+    assert (
+        await store.admit_enrolment(enrolment(3, client="c3", contact="k3", at=LATER), limits(since=T2), T1)
+    ).admitted
+    assert await store.get_enrolment("enr-2") is None
+    assert await store.enrolled_household("k1") == "self-0001"
+
+
 async def test_only_self_enrolled_households_can_be_removed(store: Store) -> None:
     await store.admit_enrolment(enrolment(1), limits(), T0)
     await store.finish_enrolment("enr-1", household(PENDING, "self-0001"))

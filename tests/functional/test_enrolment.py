@@ -296,3 +296,10 @@ async def test_a_confirmed_household_is_reached_by_a_notice_and_stop_is_honoured
 
 async def _more_than(api: Api, n: int) -> bool:
     return len(messages_to(api, PHONE)) > n
+
+
+async def test_sign_up_can_be_turned_off(apps: Apps) -> None:
+    api = await apps.make(INCIDENT_ENROLMENT__ENABLED="false")
+    status, _ = await enrol(api)
+    assert status == 404 and messages_to(api, PHONE) == []
+    assert (await api.call("GET", "/public/signup", None))[0] == 404

@@ -1224,7 +1224,9 @@ class PostgresStore:
             # locks, taken in a fixed order): two cannot both take the last place.
             for key in sorted((enrolment.client_key, enrolment.contact_key)):
                 await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 15))", key)
-            await conn.execute("DELETE FROM enrolments WHERE created_at < $1", purge_before)
+            await conn.execute(
+                "DELETE FROM enrolments WHERE created_at < $1 AND status <> 'confirmed'", purge_before
+            )
             answer = admission(
                 await count(conn, "client_key", enrolment.client_key),
                 await count(conn, "contact_key", enrolment.contact_key),

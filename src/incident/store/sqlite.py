@@ -1122,7 +1122,9 @@ class SqliteStore:
 
         def run(conn: sqlite3.Connection) -> Admission:
             # One writer: counting and adding cannot interleave with another sign-up.
-            conn.execute("DELETE FROM enrolments WHERE created_at < ?", (purge_before,))
+            conn.execute(
+                "DELETE FROM enrolments WHERE created_at < ? AND status <> 'confirmed'", (purge_before,)
+            )
             answer = admission(
                 count(conn, "client_key", enrolment.client_key),
                 count(conn, "contact_key", enrolment.contact_key),

@@ -59,7 +59,8 @@ class EnrolmentPort(Protocol):
     ) -> Admission:
         """Count the sign-ups of the same client and contact since ``limits.since`` and add
         ``enrolment`` only when both are under their limit, in one transaction (two instances
-        cannot both take the last place). Sign-ups created before ``purge_before`` go."""
+        cannot both take the last place). Sign-ups created before ``purge_before`` go, but for
+        confirmed ones (keyed hashes only by then: they find a contact's household again)."""
         ...
 
     async def get_enrolment(self, enrolment_id: str) -> Enrolment | None: ...
