@@ -266,8 +266,11 @@ async def _notify_ctx(app: web.Application) -> AsyncIterator[None]:
         if runtime is not None:
             runtime.engine.wake()
 
-    channels = (
-        frozenset(Channel) if push_available(app[SETTINGS]) else frozenset({Channel.sms, Channel.voice})
+    channels = frozenset(
+        c
+        for c in Channel
+        if (c is not Channel.push or push_available(app[SETTINGS]))
+        and (c is not Channel.email or app[SETTINGS].email.configured)
     )
     app[NOTICES] = NoticeService(
         app[STORE],

@@ -18,6 +18,8 @@ import re
 import tomllib
 from collections.abc import Mapping
 from datetime import time
+from email.headerregistry import Address
+from email.utils import parseaddr
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -187,6 +189,31 @@ class PushSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_o
     url: str = ""
     #: Bearer token for the gateway.
     token: str = ""
+
+
+class EmailSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    """The SMTP server notices are sent through; empty ``host``: no email channel."""
+
+    host: str = ""
+    #: 25 / 587 (starttls) / 465 (tls).
+    port: Annotated[int, msgspec.Meta(ge=1, le=65535)] = 587
+    #: none: plain (a relay on a trusted network); starttls: upgrade after connecting;
+    #: tls: TLS from the first byte (implicit TLS, port 465).
+    tls: Literal["none", "starttls", "tls"] = "starttls"
+    user: str = ""
+    password: str = ""
+    #: The sender, e.g. "Riverside Water <alerts@riverside.example>" or just the address.
+    from_address: str = ""
+    #: Seconds for each step of talking to the server.
+    timeout: PositiveFloat = 30.0
+    #: Messages per second to the server, for the whole cluster.
+    messages_per_second: PositiveFloat = 20.0
+    #: Connections open to the server at once, per instance.
+    connections: Annotated[int, msgspec.Meta(ge=1, le=64)] = 4
+
+    @property
+    def configured(self) -> bool:
+        return bool(self.host)
 
 
 class AuthSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
@@ -389,6 +416,7 @@ class Settings(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=
     carrier: CarrierSettings = msgspec.field(default_factory=CarrierSettings)
     twilio: TwilioSettings = msgspec.field(default_factory=TwilioSettings)
     push: PushSettings = msgspec.field(default_factory=PushSettings)
+    email: EmailSettings = msgspec.field(default_factory=EmailSettings)
     auth: AuthSettings = msgspec.field(default_factory=AuthSettings)
     area: AreaSettings = msgspec.field(default_factory=AreaSettings)
     notify: NotifySettings = msgspec.field(default_factory=NotifySettings)
@@ -497,6 +525,46 @@ def _cross_checks(settings: Settings, sources: Mapping[tuple[str, str], str], fi
         if not re.fullmatch(r"\+[1-9][0-9]{6,14}", t.from_number):
             where = sources.get(("twilio", "from_number"), file)
             raise ConfigError(f"{where}: [twilio] from_number must be an E.164 number (+ and digits)")
+    _email_checks(settings.email, sources, file)
+
+
+def _email_checks(e: EmailSettings, sources: Mapping[tuple[str, str], str], file: str) -> None:
+    def where(key: str) -> str:
+        return sources.get(("email", key), file)
+
+    if not e.host:
+        set_keys = [k for k in ("user", "password", "from_address") if getattr(e, k)]
+        if set_keys:
+            raise ConfigError(
+                f"{where(set_keys[0])}: [email] {set_keys[0]} is set but host is empty: "
+                "give [email] host (the SMTP server), or leave [email] out for no email channel"
+            )
+        return
+    if any(c.isspace() for c in e.host) or "/" in e.host or "@" in e.host:
+        raise ConfigError(
+            f"{where('host')}: [email] host must be a host name or address (no scheme, no user)"
+        )
+    if not e.from_address:
+        raise ConfigError(
+            f"{file}: [email] host is set: [email] from_address is needed too "
+            "(e.g. INCIDENT_EMAIL__FROM_ADDRESS=alerts@utility.example)"
+        )
+    _, address = parseaddr(e.from_address)
+    try:
+        local, _, domain = address.rpartition("@")
+        Address(addr_spec=address)
+        valid = bool(local) and "." in domain
+    except (ValueError, IndexError):
+        valid = False
+    if not valid or "\n" in e.from_address or "\r" in e.from_address:
+        raise ConfigError(f"{where('from_address')}: [email] from_address must be an address (name@domain)")
+    if bool(e.user) != bool(e.password):
+        missing = "password" if e.user else "user"
+        raise ConfigError(f"{file}: [email] user and password go together: [email] {missing} is empty")
+    if e.password and e.tls == "none":
+        raise ConfigError(
+            f'{where("tls")}: [email] tls = "none" would send the password in clear: use "starttls" or "tls"'
+        )
 
 
 def _from_folder(value: str, folder: Path) -> str:

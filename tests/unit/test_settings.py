@@ -235,3 +235,46 @@ def test_an_unknown_default_region_stops_start_up() -> None:
 def _write(path: Path, text: str) -> Path:
     path.write_text(text, encoding="utf-8")
     return path
+
+
+EMAIL = {
+    "INCIDENT_EMAIL__HOST": "smtp.utility.example",
+    "INCIDENT_EMAIL__FROM_ADDRESS": "Riverside Water <alerts@riverside.example>",
+    "INCIDENT_EMAIL__USER": "alerts",
+    "INCIDENT_EMAIL__PASSWORD": "mailpw",
+}
+
+
+@pytest.mark.parametrize(
+    ("drop", "change", "message"),
+    [
+        ("INCIDENT_EMAIL__FROM_ADDRESS", {}, "[email] from_address is needed too"),
+        (None, {"INCIDENT_EMAIL__FROM_ADDRESS": "alerts"}, "from_address must be an address"),
+        (None, {"INCIDENT_EMAIL__FROM_ADDRESS": "a@b.example\r\nBcc: x@y.example"}, "from_address must be"),
+        ("INCIDENT_EMAIL__PASSWORD", {}, "[email] password is empty"),
+        (None, {"INCIDENT_EMAIL__TLS": "none"}, "would send the password in clear"),
+        (None, {"INCIDENT_EMAIL__TLS": "ssl"}, "INCIDENT_EMAIL__TLS: Invalid enum value"),
+        (None, {"INCIDENT_EMAIL__HOST": "smtp://smtp.utility.example"}, "host must be a host name"),
+        (None, {"INCIDENT_EMAIL__PORT": "0"}, "INCIDENT_EMAIL__PORT"),
+        ("INCIDENT_EMAIL__HOST", {}, "[email] user is set but host is empty"),
+    ],
+)
+def test_email_settings_are_checked_across_keys(
+    drop: str | None, change: dict[str, str], message: str
+) -> None:
+    env = {k: v for k, v in EMAIL.items() if k != drop} | change
+    with pytest.raises(ConfigError) as err:
+        load_settings(None, env)
+    assert message in err.value.message
+    assert "mailpw" not in err.value.message
+
+
+def test_email_is_a_channel_only_with_a_host() -> None:
+    assert not load_settings(None, {}).email.configured
+    settings = load_settings(None, EMAIL)
+    assert settings.email.configured and settings.email.tls == "starttls" and settings.email.port == 587
+    relay = load_settings(None, {"INCIDENT_EMAIL__HOST": "127.0.0.1", "INCIDENT_EMAIL__TLS": "none",
+                                 "INCIDENT_EMAIL__FROM_ADDRESS": "alerts@riverside.example"})  # fmt: skip
+    assert relay.email.configured and relay.email.user == ""
+    text = settings_toml(settings)
+    assert "mailpw" not in text and tomllib.loads(text)["email"]["password"] == "********"

@@ -23,7 +23,8 @@ class Preview(msgspec.Struct, frozen=True, kw_only=True):
     """One rendered notice as the dispatcher sees it before approving.
 
     ``encoding``, ``units`` and ``segments`` describe the SMS channel only (None elsewhere);
-    ``title`` and ``body`` split a push notice (None elsewhere).
+    ``title`` and ``body`` split a push notice, and an email (``title`` is its subject);
+    None elsewhere.
     """
 
     key: str
@@ -72,6 +73,9 @@ class Notice(msgspec.Struct, frozen=True, kw_only=True):
     #: For each channel and household language, the exact text (or spoken script) that goes
     #: out, drill marker included, with the households that get it and its SMS parts.
     previews: list[Preview] = msgspec.field(default_factory=list)
+    #: Channels asked for that the notice does not go out on, and why (``{"email": "no
+    #: email template for boil_water"}``).
+    skipped_channels: dict[str, str] = msgspec.field(default_factory=dict)
     #: What was asked for (template, channels, audience, facts): planning again starts here.
     request: dict[str, Any] = msgspec.field(default_factory=dict)
     #: The incident's last timeline event when planned: a change of the area or of a fact

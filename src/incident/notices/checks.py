@@ -110,14 +110,14 @@ def _consequence(severity: Severity, channel: Channel) -> tuple[Severity, str]:
 
 def _coverage(templates: NoticeTemplates, root: Path, broken: set[str]) -> list[Problem]:
     problems = []
-    # Email is optional: a folder without any email template simply has no email channel;
-    # once it has some, the missing ones are pointed out (email is not a channel for them).
-    with_email = any(channel is Channel.email for _, _, channel, _ in templates.paths())
+    # Email is optional per key: a key without any email template is simply not sent by
+    # email (plans say so); one with some is checked in every language like the others.
+    by_email = {key for _, key, channel, _ in templates.paths() if channel is Channel.email}
     for language in sorted(templates.languages):
         severity = Severity.error if language == templates.default_language else Severity.warning
         for key in [*TemplateKey, DRILL]:
             for channel in Channel:
-                if channel is Channel.email and not with_email:
+                if channel is Channel.email and key not in by_email and (key != DRILL or not by_email):
                     continue
                 path = str(root / language / f"{key}.{channel}.j2")
                 if not templates.has(language, key, channel) and path not in broken:

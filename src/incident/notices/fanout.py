@@ -14,8 +14,11 @@ the carrier, exactly once per delivery.
 - A send whose outcome is unknown (the process died between the carrier call and recording
   the answer, or the call got no answer) stays ``sending``: the reconciler asks the carrier
   for messages to that number since the attempt began before anything is sent again. App
-  push has nothing to ask: such a push is given up (``failed``, ``outcome_unknown``), never
-  pushed twice.
+  push and email have nothing to ask: such a push or email is given up (``failed``,
+  ``outcome_unknown``), never sent twice.
+- Email goes to an SMTP server (``[email]``); the server taking it is as far as anyone can
+  know (bounces are out of scope), so it is recorded ``delivered`` at once. A 4xx answer or
+  a server not reached is retried like an SMS; a 5xx answer is final (``failed``).
 - A delivery the carrier took whose final status never came is looked up by its SID after
   ``finality_after_s`` and settled as if the callback had come.
 """
@@ -46,6 +49,7 @@ from incident.adapters.carriers import (
     twiml_for,
 )
 from incident.adapters.kafka import Consumer, Producer, group_timeouts, make_producer, partition_of
+from incident.adapters.smtp import EmailSender
 from incident.core.clock import Clock, isoformat
 from incident.core.errors import BrokerError, CarrierError, StoreError
 from incident.deliveries.records import Delivery, DeliveryChange, Notice
@@ -53,7 +57,7 @@ from incident.deliveries.states import DeliveryState
 from incident.households.model import Channel
 from incident.notices.context import NoticeContext
 from incident.notices.ratelimit import WALL, RateClock, TokenBucket
-from incident.notices.templates import NoticeCache, NoticeTemplates, split_push
+from incident.notices.templates import NoticeCache, NoticeTemplates, split_email, split_push
 from incident.settings import Settings
 from incident.store import Store
 
@@ -86,6 +90,9 @@ Settle = Callable[[Delivery, CarrierStatus], Awaitable[bool]]
 FLUSH_AFTER_S = 0.01
 #: How long stopping waits for the answers still to be recorded.
 CLOSE_WAIT_S = 5.0
+#: Channels whose far end keeps nothing to ask: a send with an unknown outcome is given up,
+#: never repeated.
+NOTHING_TO_ASK = frozenset({Channel.push.value, Channel.email.value})
 
 
 class NotifyJob(msgspec.Struct, frozen=True, omit_defaults=True):
@@ -240,6 +247,7 @@ class NotifyEngine:
         from_number: str,
         public_url: Callable[[], str],
         push: PushGateway | None = None,
+        email: EmailSender | None = None,
         on_change: Callable[[Delivery], None] | None = None,
         settle: Settle | None = None,
         rate_clock: RateClock = WALL,
@@ -255,6 +263,7 @@ class NotifyEngine:
         self._public_url = public_url
         self._from = from_number
         self._push = push
+        self._email = email
         self._on_change = on_change or (lambda d: None)
         self._wake = asyncio.Event()
         self._producer: Producer | None = None
@@ -264,6 +273,7 @@ class NotifyEngine:
         self._limits = {
             Channel.sms: TokenBucket(settings.twilio.messages_per_second, clock=rate_clock),
             Channel.voice: TokenBucket(settings.twilio.calls_per_second, clock=rate_clock),
+            Channel.email: TokenBucket(settings.email.messages_per_second, clock=rate_clock),
         }
         self._calls = asyncio.Semaphore(self._n.max_concurrent_calls)
         #: Carrier calls at once, as many as the carrier client has connections.
@@ -586,9 +596,9 @@ class NotifyEngine:
         try:
             to, sid, error = await self._hand_over(taken, notice)
         except CarrierError as err:
-            if err.outcome_unknown and taken.channel == Channel.push.value:
-                # A push gateway keeps nothing to ask: rather a gap (the household still has its
-                # other channels) than a second push. The same rule as a push cut short.
+            if err.outcome_unknown and taken.channel in NOTHING_TO_ASK:
+                # A push gateway or SMTP server keeps nothing to ask: rather a gap (the household
+                # still has its other channels) than a second one. The same rule as one cut short.
                 log.warning("delivery %s: %s; not pushed again", taken.delivery_id, err)
                 return self._finish(taken, S.failed, error_code="outcome_unknown")
             if err.outcome_unknown:
@@ -627,6 +637,18 @@ class NotifyEngine:
                 accepted = await self._carrier.call(
                     taken.address, self._from, twiml, status_url(base, taken.delivery_id)
                 )
+        elif channel is Channel.email:
+            if self._email is None:
+                return S.failed, None, "email_not_configured"
+            subject, body = split_email(rendered.text)
+            await self._limits[channel].take()
+            async with self._sending:
+                message_id = await self._email.send(
+                    taken.address, subject, body, language=rendered.language_used,
+                    delivery_id=taken.delivery_id, at=self._clock.now(),
+                )  # fmt: skip
+            # The server took it: as far as anyone can know (bounces are out of scope).
+            return S.delivered, message_id, None
         elif self._push is not None:
             title, body = split_push(rendered.text)
             data = {"incident_id": taken.incident_id, "notice_id": taken.notice_id}
@@ -670,9 +692,10 @@ class NotifyEngine:
                 candidates.setdefault(d.delivery_id, d)
         fixed = 0
         for d in candidates.values():
-            if d.channel == Channel.push.value:
-                # A push gateway keeps no list to ask: rather a gap (the household still has its
-                # other channels) than a second notice. The same rule as a push left unanswered.
+            if d.channel in NOTHING_TO_ASK:
+                # A push gateway or SMTP server keeps no list to ask: rather a gap (the household
+                # still has its other channels) than a second notice. The same rule as a push
+                # left unanswered.
                 gave_up = DeliveryChange(
                     delivery_id=d.delivery_id, expect=frozenset({S.sending}), to=S.failed,
                     error_code="outcome_unknown", detail="reconciled: cut short, not sent again",

@@ -8,12 +8,14 @@ from incident.deliveries.records import Preview
 from incident.households import Channel
 from incident.notices.context import NoticeContext
 from incident.notices.sms import sms_info
-from incident.notices.templates import NoticeTemplates, Rendered, split_push
+from incident.notices.templates import NoticeTemplates, Rendered, split_email, split_push
 
-__all__ = ["PUSH_TITLE_CHARS", "Preview", "preview", "preview_notice"]
+__all__ = ["EMAIL_SUBJECT_CHARS", "PUSH_TITLE_CHARS", "Preview", "preview", "preview_notice"]
 
 #: Longer push titles are cut short on many lock screens.
 PUSH_TITLE_CHARS = 65
+#: Longer subjects are cut short in most mail lists (and on phones well before).
+EMAIL_SUBJECT_CHARS = 78
 
 
 def preview(rendered: Rendered, *, max_segments: int = 3) -> Preview:
@@ -22,7 +24,16 @@ def preview(rendered: Rendered, *, max_segments: int = 3) -> Preview:
     if rendered.fell_back:
         warnings.append(f"no {rendered.language_requested} template: households get {rendered.language_used}")
     info = sms_info(rendered.text) if rendered.channel is Channel.sms else None
-    title, body = split_push(rendered.text) if rendered.channel is Channel.push else (None, None)
+    title: str | None = None
+    body: str | None = None
+    if rendered.channel is Channel.push:
+        title, body = split_push(rendered.text)
+    elif rendered.channel is Channel.email:
+        title, body = split_email(rendered.text)  # the subject; rendering checked the shape
+        if len(title) > EMAIL_SUBJECT_CHARS:
+            warnings.append(
+                f"email subject has {len(title)} characters; mail lists may cut it at {EMAIL_SUBJECT_CHARS}"
+            )
     if info is not None and info.segments > max_segments:
         warnings.append(
             f"SMS takes {info.segments} parts ({info.units} {info.encoding} units), over {max_segments}"

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 import aiohttp
 
 from incident.adapters.carriers import PushGateway, TwilioCarrier
+from incident.adapters.smtp import EmailSender
 from incident.core.clock import Clock
 from incident.core.errors import ConfigError
 from incident.deliveries.records import Delivery
@@ -121,6 +122,7 @@ async def notify_runtime(
         engine = NotifyEngine(
             settings, store, templates, carrier, clock, bootstrap,
             embedded=embedded, from_number=creds.from_number, push=push,
+            email=EmailSender(settings.email) if settings.email.configured else None,
             public_url=lambda: public_url.value or settings.twilio.public_base_url
             or f"http://{settings.http.host}:{settings.http.port}",
             on_change=on_change, settle=settle, rate_clock=rate_clock,

@@ -98,6 +98,8 @@ class NoticePreview(msgspec.Struct, frozen=True, kw_only=True):
     #: Facts missing for this notice (``["area"]``): planning it would be refused (or held).
     missing_facts: list[str] = msgspec.field(default_factory=list)
     message: str | None = None
+    #: Channels asked for that it would not go out on, and why.
+    skipped_channels: dict[str, str] = msgspec.field(default_factory=dict)
 
 
 #: Timeline events that change what a planned notice says or whom it reaches.
@@ -109,6 +111,13 @@ _FACT_EVENTS: dict[str, str] = {
     "advisory_lifted": "advisory",
 }
 _SYSTEM_PREFIX = "system:"
+#: Why a channel cannot be sent on at all by this service.
+_UNAVAILABLE: dict[Channel, str] = {
+    Channel.push: "app push needs [push] url (a gateway)",
+    Channel.email: "email needs an SMTP server: [email] host and from_address",
+    Channel.sms: "not available",
+    Channel.voice: "not available",
+}
 
 
 class PublicArea(msgspec.Struct, frozen=True):
@@ -216,10 +225,29 @@ class NoticeService:
         #: Channels this service can send on (app push needs a gateway).
         self.channels = channels
 
-    def _check_channels(self, request: NoticeRequest) -> None:
-        missing = [c.value for c in request.channels if c not in self.channels]
+    def _check_channels(self, request: NoticeRequest) -> tuple[list[Channel], dict[str, str]]:
+        """The channels the notice goes out on, and those it does not, with why. A channel
+        this service cannot send on is refused; an email without a template for the notice
+        is left out (saying so), unless nothing would be left."""
+        missing = [c for c in request.channels if c not in self.channels]
         if missing:
-            raise InvalidInput(f"cannot send on {', '.join(missing)}: app push needs [push] url (a gateway)")
+            reasons = "; ".join(f"{c.value}: {_UNAVAILABLE[c]}" for c in missing)
+            raise InvalidInput(f"cannot send on {', '.join(c.value for c in missing)} ({reasons})")
+        key = request.template.value
+        skipped: dict[str, str] = {}
+        channels: list[Channel] = []
+        for channel in dict.fromkeys(request.channels):
+            if channel is Channel.email and not self._templates.has(
+                self._settings.default_language, key, channel
+            ):
+                skipped[channel.value] = (
+                    f"no {key}.email.j2 template in {self._settings.default_language}: not sent by email"
+                )
+            else:
+                channels.append(channel)
+        if not channels:
+            raise InvalidInput(f"cannot send {key}: {'; '.join(skipped.values())}")
+        return channels, skipped
 
     async def _ready(self, incident_id: str) -> Incident:
         incident = await self._incidents.get(incident_id)
@@ -245,26 +273,25 @@ class NoticeService:
     ) -> NoticePreview:
         """Counts and texts of the notice ``request`` would plan; nothing is stored."""
         incident = await self._ready(incident_id)
-        self._check_channels(request)
+        channels, skipped = self._check_channels(request)
         area = public_area(incident, request.facts, service, self._settings.default_language)
         context = context_for(incident, request.facts, self._settings, area)
-        stopped = {c: await self._store.opted_out_addresses(c.value) for c in request.channels}
+        stopped = {c: await self._store.opted_out_addresses(c.value) for c in channels}
         wanted = request.audience.priority if request.audience and request.audience.priority else None
         counts = await asyncio.to_thread(
-            count_for_area, service, incident.area_parts, buffer_m, request.channels, wanted, stopped
+            count_for_area, service, incident.area_parts, buffer_m, channels, wanted, stopped
         )
         missing = [] if area is not None else ["area"]
         previews = (
-            self._previews(
-                request.template.value, request.channels, context, counts.by_channel_language, area
-            )
+            self._previews(request.template.value, channels, context, counts.by_channel_language, area)
             if area is not None
             else []
         )
         return NoticePreview(
             incident_id=incident_id, template=request.template.value,
-            channels=[c.value for c in request.channels], counts=counts.as_dict(), previews=previews,
+            channels=[c.value for c in channels], counts=counts.as_dict(), previews=previews,
             missing_facts=missing, message=_MISSING_AREA.format(id=incident_id) if missing else None,
+            skipped_channels=skipped,
         )  # fmt: skip
 
     async def plan(
@@ -277,7 +304,7 @@ class NoticeService:
         plans (``action``) is stored *held*, saying which fact is missing, and never sent."""
         incident = await self._ready(incident_id)
         require_owner_or_command(incident, by)
-        self._check_channels(request)
+        channels, skipped = self._check_channels(request)
         area = public_area(incident, request.facts, service, self._settings.default_language)
         if area is None and action is None:
             raise InvalidInput(
@@ -292,12 +319,13 @@ class NoticeService:
         counts = AudienceCounts()
         wanted = set(request.audience.priority) if request.audience and request.audience.priority else None
         # Numbers that texted STOP since the households file was made.
-        stopped = {c: await self._store.opted_out_addresses(c.value) for c in request.channels}
+        stopped = {c: await self._store.opted_out_addresses(c.value) for c in channels}
         required = 1 if incident.drill else self._settings.approvals_required
         draft = Notice(
             notice_id=notice_id, incident_id=incident_id, template=request.template.value,
-            channels=[c.value for c in request.channels], status="planning", created_by=by.name,
-            created_at=now, context=msgspec.to_builtins(context), request=msgspec.to_builtins(request),
+            channels=[c.value for c in channels], skipped_channels=skipped, status="planning",
+            created_by=by.name, created_at=now, context=msgspec.to_builtins(context),
+            request=msgspec.to_builtins(request),
             basis_seq=incident.last_seq, approvals_required=required, action=action,
             replaces=replaces.notice_id if replaces else None,
         )  # fmt: skip
@@ -318,7 +346,7 @@ class NoticeService:
 
         if area is None:  # a playbook notice: held, with the counts, until the fact is given
             found = await asyncio.to_thread(
-                count_for_area, service, incident.area_parts, buffer_m, request.channels,
+                count_for_area, service, incident.area_parts, buffer_m, channels,
                 list(wanted) if wanted else None, stopped,
             )  # fmt: skip
             held = msgspec.structs.replace(
@@ -344,13 +372,13 @@ class NoticeService:
             households = iter_households(service.households, selection)
             if wanted is not None:
                 households = (h for h in households if h.priority in wanted)
-            return plan_deliveries(households, request.channels, counts, stopped=stopped)
+            return plan_deliveries(households, channels, counts, stopped=stopped)
 
         planned = await asyncio.to_thread(stream)
         await self._store.apply_plan([PutNotice(draft)])
         while batch := await asyncio.to_thread(_take, planned, BATCH):
             await self._store.add_deliveries([_delivery(notice_id, incident_id, d, now) for d in batch])
-        previews = self._previews(draft.template, request.channels, context, counts.by_channel_language, area)
+        previews = self._previews(draft.template, channels, context, counts.by_channel_language, area)
         notice = msgspec.structs.replace(draft, status="planned", counts=counts.as_dict(), previews=previews)
         event.update({k: v for k, v in notice.counts.items() if k != "by_channel_language"})
         if auto_approve:  # approved by the playbook at once; if cut short, on its next look

@@ -2,12 +2,17 @@
 apart from reading the files in :func:`load_templates`.
 
 Files: ``<root>/<language>/<key>.<channel>.j2`` (keys: :class:`TemplateKey`, channels:
-``sms``, ``voice``, ``push``), and ``<root>/<language>/_drill.<channel>.j2``, the marker put
-on the first line of every drill notice in that language (so no template can forget it).
+``sms``, ``voice``, ``push``, ``email``), and ``<root>/<language>/_drill.<channel>.j2``, the
+marker put on the first line of every drill notice in that language (so no template can
+forget it). Email templates are optional: a key without one (in the default language) is
+not sent by email.
 
 Output: each line trimmed, runs of spaces collapsed, at most one blank line in a row, no
 blank lines at either end. Push: the first line is the title, the rest the body
-(:func:`split_push`). Voice: plain text; the caller escapes it for TwiML.
+(:func:`split_push`). Voice: plain text; the caller escapes it for TwiML. Email: the first
+line is ``Subject: <subject>``, then a blank line, then the plain-text body
+(:func:`split_email`); a drill email has the marker's first line before its subject and
+the marker above its body (the email marker, else the SMS one).
 
 Errors::
 
@@ -46,6 +51,7 @@ __all__ = [
     "compile_folder",
     "compile_template",
     "load_templates",
+    "split_email",
     "split_push",
 ]
 
@@ -109,6 +115,25 @@ def split_push(text: str) -> tuple[str, str]:
     """A rendered push notice as ``(title, body)``: the first line, and the rest."""
     title, _, body = text.partition("\n")
     return title.strip(), body.strip()
+
+
+#: How an email template's output begins.
+SUBJECT = "Subject:"
+_EMAIL_SHAPE = (
+    "an email template must render 'Subject: <subject>' on its first line, then a blank line, then the body"
+)
+
+
+def split_email(text: str) -> tuple[str, str]:
+    """A rendered email notice as ``(subject, body)``; ``ValueError`` when it does not
+    have the shape (``Subject: ...``, a blank line, a body)."""
+    first, _, rest = text.partition("\n")
+    if first[: len(SUBJECT)].lower() != SUBJECT.lower():
+        raise ValueError(_EMAIL_SHAPE)
+    subject, body = first[len(SUBJECT) :].strip(), rest.strip()
+    if not subject or not body or not rest.startswith("\n"):
+        raise ValueError(_EMAIL_SHAPE)
+    return subject, body
 
 
 def _template_line(err: BaseException, path: str) -> int | None:
@@ -184,15 +209,33 @@ class NoticeTemplates:
         """Render ``key`` on ``channel`` for a household speaking ``language`` (a BCP 47 tag)."""
         used, fell_back = self.resolve(key, channel, language)
         variables = template_variables(context, used)
-        text = self._run(self._templates[used, key, channel], variables)
+        compiled = self._templates[used, key, channel]
+        text = self._run(compiled, variables)
+        if channel is Channel.email:
+            try:
+                split_email(text)
+            except ValueError as err:
+                raise NoticeTemplateError(compiled.path, 1, str(err)) from None
         if context.drill:
-            marker = self._templates.get((used, DRILL, channel)) or self._templates.get(
-                (self.default_language, DRILL, channel)
+            marker_channels = (channel, Channel.sms) if channel is Channel.email else (channel,)
+            marker = next(
+                (
+                    found
+                    for c in marker_channels
+                    for language in (used, self.default_language)
+                    if (found := self._templates.get((language, DRILL, c))) is not None
+                ),
+                None,
             )
             if marker is None:
                 raise MissingTemplate(f"no {DRILL}.{channel} drill marker for {used!r} or the default")
-            text = f"{self._run(marker, variables)}\n{text}"
-            self._check_size(text, self._templates[used, key, channel].path)
+            drill = self._run(marker, variables)
+            if channel is Channel.email:
+                subject, body = split_email(text)
+                text = f"{SUBJECT} {drill.partition(chr(10))[0]} {subject}\n\n{drill}\n{body}"
+            else:
+                text = f"{drill}\n{text}"
+            self._check_size(text, compiled.path)
         return Rendered(
             key=key,
             channel=channel,
@@ -267,7 +310,7 @@ def compile_folder(
         for path in sorted(folder.glob("*.j2")):
             match = _NAME.match(path.name)
             if match is None or match["key"] not in _KEYS or match["channel"] not in _CHANNELS:
-                reason = "expected <key>.<channel>.j2 with a known template key and sms|voice|push"
+                reason = "expected <key>.<channel>.j2 with a known template key and sms|voice|push|email"
                 errors.append(NoticeTemplateError(str(path), None, reason))
                 continue
             try:

@@ -61,7 +61,7 @@ WORDS: Mapping[str, Mapping[str, str]] = {
     },
     "severity": {"low": "low", "medium": "medium", "high": "high", "critical": "critical"},
     "utility": {"water": "water", "gas": "gas", "heat": "district heating"},
-    "channel": {"sms": "SMS", "voice": "voice call", "push": "app push"},
+    "channel": {"sms": "SMS", "voice": "voice call", "push": "app push", "email": "email"},
     "advisory": {"boil_water": "boil water", "do_not_drink": "do not drink", "do_not_use": "do not use"},
     "template": {
         "main_break": "main break",

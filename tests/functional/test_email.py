@@ -1,0 +1,227 @@
+"""The email channel end to end, against a real SMTP server on loopback: approve -> Kafka
+notify jobs -> senders -> SMTP, exactly once per address, in each household's language;
+4xx retried, 5xx final; a re-run or a restart never sends twice."""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import logging
+import shutil
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from incident.deliveries.records import Delivery
+from incident.deliveries.states import DeliveryState
+from incident.keys import NOTIFY, STORE
+from incident.settings import BUNDLED_DIR
+from tests.support.app import Api, Apps
+from tests.support.env import kafka_env
+from tests.support.sample import BOX
+from tests.support.smtp import SmtpServer, smtp_server
+from tests.support.wait import wait_until
+
+S = DeliveryState
+HEADER = ["account_id", "lon", "lat", "address", "language", "sms", "voice", "app_token", "priority",
+          "opt_out", "email", "needs"]  # fmt: skip
+#: Households inside BOX: addresses and languages (a French speaker reads the default, en).
+HOMES = [
+    ("E-1", "en", "ann@example.org", ""),
+    ("E-2", "zh-CN", "wei@Example.ORG", ""),
+    ("E-3", "fr", "luc@example.org", ""),
+    ("E-4", "en", "gone@example.org", "email"),  # opted out of email
+    ("E-5", "en", "ann@example.org", ""),  # shares E-1's address: one email for both
+    ("E-6", "es", "", ""),  # no address
+]
+ADDRESSES = {"ann@example.org": "en", "wei@example.org": "zh-CN", "luc@example.org": "fr"}
+
+
+@pytest.fixture
+def households(tmp_path: Path) -> Path:
+    path = tmp_path / "households.csv"
+    with path.open("w", encoding="utf-8", newline="") as f:
+        out = csv.writer(f)
+        out.writerow(HEADER)
+        for i, (account, language, email, opt_out) in enumerate(HOMES):
+            out.writerow([account, f"{-85.55 + i * 0.001:.6f}", "38.03", f"{i} Maple St", language, "", "", "",
+                          "", opt_out, email, ""])  # fmt: skip
+    return path
+
+
+async def email_app(apps: Apps, smtp: SmtpServer, households: Path, **more: str) -> Api:
+    return await apps.make(
+        send=True, system_clock=True, INCIDENT_AREA__HOUSEHOLDS=str(households),
+        INCIDENT_EMAIL__MESSAGES_PER_SECOND="500", INCIDENT_NOTIFY__RETRY_BASE_S="0.05",
+        **smtp.env(), **more,
+    )  # fmt: skip
+
+
+async def plan_and_approve(api: Api, template: str = "main_break") -> tuple[str, dict[str, Any]]:
+    inc = await api.declare(area=BOX)
+    status, planned = await api.call(
+        "POST",
+        f"/api/incidents/{inc['id']}/notices",
+        json={"template": template, "channels": ["email"], "facts": {"area": "Maple St"}},
+    )
+    assert status == 201, planned
+    notice = planned["notice"]
+    status, body = await api.call("POST", f"/api/incidents/{inc['id']}/notices/{notice['notice_id']}/approve")
+    assert status == 200, body
+    return inc["id"], notice
+
+
+async def deliveries(api: Api, incident_id: str) -> list[Delivery]:
+    return await api.client.app[STORE].list_deliveries(incident_id, "", 10_000)
+
+
+async def all_final(api: Api, incident_id: str) -> bool:
+    rows = await deliveries(api, incident_id)
+    return bool(rows) and all(r.state in (S.delivered, S.failed) for r in rows)
+
+
+async def test_a_notice_reaches_every_address_once_in_its_language(
+    apps: Apps, households: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    async with smtp_server() as smtp:
+        api = await email_app(apps, smtp, households)
+        with caplog.at_level(logging.DEBUG):
+            incident_id, notice = await plan_and_approve(api)
+            await wait_until(lambda: all_final(api, incident_id), "every email handed over")
+        # The dispatcher approved what they read: subject and body per language.
+        assert notice["channels"] == ["email"] and notice["counts"]["by_channel"] == {"email": 3}
+        assert notice["counts"]["opted_out"] == {"email": 1} and notice["counts"]["shared_address"] == {
+            "email": 1
+        }
+        previews = {p["language_requested"]: p for p in notice["previews"]}
+        assert previews["en"]["title"] == "Sampletown Water: water main break in Maple St"
+        assert [previews[t]["households"] for t in ("en", "zh-CN", "fr")] == [1, 1, 1]
+        assert previews["fr"]["language_used"] == "en" and previews["fr"]["fell_back"]
+        assert previews["zh-CN"]["text"].startswith("Subject: 【Sampletown Water】Maple St供水管道爆管\n\n")
+
+        got = smtp.recorder.received
+        assert Counter(r.to for r in got) == dict.fromkeys(ADDRESSES, 1)  # every address once
+        for r in got:
+            language = ADDRESSES[r.to]
+            assert r.message["Content-Language"] == previews[language]["language_used"]
+            assert r.subject == previews[language]["title"]
+            assert r.body == previews[language]["body"]
+            assert r.sender == "alerts@sampletown.example"
+            assert r.message["Auto-Submitted"] == "auto-generated"
+        rows = await deliveries(api, incident_id)
+        assert {r.state for r in rows} == {S.delivered} and {r.channel for r in rows} == {"email"}
+        assert {r.carrier_sid for r in rows} == {str(r.message["Message-ID"]) for r in got}
+
+        _, progress = await api.call("GET", f"/api/incidents/{incident_id}/deliveries")
+        assert progress["counts"]["email"] == {"delivered": 3}
+        async with api.client.get("/metrics") as resp:
+            metrics = await resp.text()
+        assert 'channel="email",state="delivered"' in metrics
+        # The service's own log lines (the test server's "mail.log" logs what it receives).
+        logged = "\n".join(r.getMessage() for r in caplog.records if not r.name.startswith("mail.log"))
+        for address in ADDRESSES:
+            assert address not in metrics and address not in logged
+
+
+async def test_a_4xx_is_retried_and_then_delivered_once(apps: Apps, households: Path) -> None:
+    async with smtp_server() as smtp:
+        api = await email_app(apps, smtp, households)
+        smtp.recorder.fail_next("451 4.3.0 Try again later", count=2)
+        smtp.recorder.fail_next("452 4.2.2 Mailbox full", count=1, at="RCPT")
+        incident_id, _ = await plan_and_approve(api)
+        await wait_until(lambda: all_final(api, incident_id), "every email handed over")
+        rows = await deliveries(api, incident_id)
+        assert {r.state for r in rows} == {S.delivered}
+        assert sum(r.attempts for r in rows) == len(rows) + 3  # three refusals, each tried again
+        assert Counter(r.to for r in smtp.recorder.received) == dict.fromkeys(ADDRESSES, 1)
+
+
+async def test_a_5xx_is_final(apps: Apps, households: Path) -> None:
+    async with smtp_server() as smtp:
+        api = await email_app(apps, smtp, households, INCIDENT_EMAIL__CONNECTIONS="1")
+        smtp.recorder.fail_next("550 5.1.1 No such user", at="RCPT")
+        smtp.recorder.fail_next("554 5.6.0 Message refused")
+        incident_id, _ = await plan_and_approve(api)
+        await wait_until(lambda: all_final(api, incident_id), "every email handed over")
+        rows = await deliveries(api, incident_id)
+        failed = sorted((r.error_code, r.attempts) for r in rows if r.state is S.failed)
+        assert failed == [("550", 1), ("554", 1)]  # not tried again
+        assert len(smtp.recorder.received) == 1 and smtp.recorder.data_calls == 2
+
+
+async def test_a_rerun_or_a_restart_never_sends_twice(apps: Apps, households: Path) -> None:
+    broker_env = kafka_env(apps.broker, send=True)
+    async with smtp_server() as smtp:
+        first = await email_app(apps, smtp, households, kafka=broker_env)
+        incident_id, _ = await plan_and_approve(first)
+        await wait_until(lambda: all_final(first, incident_id), "every email handed over")
+        engine = first.client.app[NOTIFY].engine
+        rows = await deliveries(first, incident_id)
+        assert await asyncio.gather(*(engine.send(r.delivery_id) for r in rows)) == [None] * len(rows)
+        await first.client.close()
+
+        second = await email_app(apps, smtp, households, kafka=broker_env,
+                                 INCIDENT_NOTIFY__REQUEUE_S="1", INCIDENT_NOTIFY__SENDING_TIMEOUT_S="1")  # fmt: skip
+        await second.client.app[NOTIFY].engine.requeue_lost(0.0)
+        await second.client.app[NOTIFY].engine.reconcile()
+        await asyncio.sleep(0.5)  # the second instance's loops have had their look
+        assert Counter(r.to for r in smtp.recorder.received) == dict.fromkeys(ADDRESSES, 1)
+        assert {r.state for r in await deliveries(second, incident_id)} == {S.delivered}
+
+
+async def test_a_fan_out_cut_short_mid_email_is_never_sent_twice(apps: Apps, households: Path) -> None:
+    broker_env = kafka_env(apps.broker, send=True)
+    async with smtp_server() as smtp:
+        smtp.recorder.delay_s = 1.0  # every DATA is in flight when the instance goes away
+        first = await email_app(apps, smtp, households, kafka=broker_env)
+        incident_id, _ = await plan_and_approve(first)
+        await wait_until(lambda: asyncio.sleep(0, smtp.recorder.data_calls > 0), "an email under way")
+        await first.client.close()
+        smtp.recorder.delay_s = 0.0
+
+        second = await email_app(apps, smtp, households, kafka=broker_env,
+                                 INCIDENT_NOTIFY__REQUEUE_S="1", INCIDENT_NOTIFY__SENDING_TIMEOUT_S="1",
+                                 INCIDENT_NOTIFY__SENDER_LEASE_S="1")  # fmt: skip
+        await wait_until(lambda: all_final(second, incident_id), "every email settled", limit=30)
+        await asyncio.sleep(1.2)  # the messages cut short would have arrived by now
+        sent = Counter(r.to for r in smtp.recorder.received)
+        assert set(sent.values()) <= {1}, "a duplicate: some address got the notice twice"
+        rows = await deliveries(second, incident_id)
+        # Each one either went (once) or, cut short mid-DATA, was given up rather than repeated.
+        for r in rows:
+            assert r.state is S.delivered or (r.state is S.failed and r.error_code == "outcome_unknown"), r
+        assert sum(r.state is S.delivered for r in rows) <= len(sent)
+
+
+async def test_email_is_a_channel_only_when_configured_and_templated(apps: Apps, tmp_path: Path) -> None:
+    templates = tmp_path / "notices"
+
+    def copy() -> None:
+        shutil.copytree(BUNDLED_DIR / "templates" / "notices", templates)
+        for stale in templates.glob("*/planned_outage.email.j2"):
+            stale.unlink()  # a key without an email template
+
+    await asyncio.to_thread(copy)
+    plain = await apps.make()
+    inc = await plain.declare(area=BOX)
+    body = {"template": "main_break", "channels": ["sms", "email"], "facts": {"area": "Maple St"}}
+    status, refused = await plain.call("POST", f"/api/incidents/{inc['id']}/notices/preview", json=body)
+    assert status == 422 and "email needs an SMTP server" in refused["error"]["message"], refused
+
+    async with smtp_server() as smtp:
+        api = await apps.make(**smtp.env(), INCIDENT_NOTIFY__TEMPLATES=str(templates))
+        inc = await api.declare(area=BOX)
+        # No email template for this key: the notice goes by SMS only, and says why.
+        body = {"template": "planned_outage", "channels": ["sms", "email"], "facts": {"area": "Maple St"}}
+        status, planned = await api.call("POST", f"/api/incidents/{inc['id']}/notices", json=body)
+        assert status == 201, planned
+        notice = planned["notice"]
+        assert notice["channels"] == ["sms"]
+        assert "no planned_outage.email.j2 template" in notice["skipped_channels"]["email"]
+        status, preview = await api.call("POST", f"/api/incidents/{inc['id']}/notices/preview", json=body)
+        assert status == 200 and preview["skipped_channels"] == notice["skipped_channels"]
+        only_email = {**body, "channels": ["email"]}
+        status, refused = await api.call("POST", f"/api/incidents/{inc['id']}/notices", json=only_email)
+        assert status == 422 and "no planned_outage.email.j2 template" in refused["error"]["message"]
