@@ -9,12 +9,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import uuid
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
 from aiohttp import WSCloseCode, web
 
+from incident.adapters.smtp import EmailSender
 from incident.api import areas as area_views
 from incident.api import console as console_views
 from incident.api import enrolments as enrolment_views
@@ -377,9 +379,17 @@ async def _enrolment_ctx(app: web.Application) -> AsyncIterator[None]:
             app[SERVICE_AREA].files.extent, phones, lambda tag: match_language(tag, languages) is not None
         )
 
+    send_email = None
+    if settings.email.configured:
+        mailer = EmailSender(settings.email)
+
+        async def send_email(address: str, subject: str, text: str, language: str) -> None:
+            one = f"code-{uuid.uuid4().hex}"  # the Message-ID's own part: one per code
+            await mailer.send(address, subject, text, language=language, delivery_id=one, at=app[CLOCK].now())
+
     service = EnrolmentService(
         app[STORE], app[CLOCK], settings.enrolment, rules, utility=settings.notify.utility_name,
-        send_sms=send_sms,
+        send_sms=send_sms, send_email=send_email,
     )  # fmt: skip
     await service.start()
     app[ENROLMENTS] = service

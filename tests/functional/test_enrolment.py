@@ -15,6 +15,7 @@ from incident.keys import NOTIFY, SERVICE_AREA, STORE
 from incident.store import Store
 from tests.support.app import Api, Apps
 from tests.support.env import FROM_NUMBER
+from tests.support.smtp import Received, SmtpServer, smtp_server
 from tests.support.wait import wait_until
 
 ENROL = "/public/api/enrolments"
@@ -303,3 +304,25 @@ async def test_sign_up_can_be_turned_off(apps: Apps) -> None:
     status, _ = await enrol(api)
     assert status == 404 and messages_to(api, PHONE) == []
     assert (await api.call("GET", "/public/signup", None))[0] == 404
+
+
+async def test_an_email_sign_up_gets_its_code_by_email(apps: Apps) -> None:
+    async with smtp_server() as smtp:
+        api = await apps.make(INCIDENT_ENROLMENT__FORWARDED_HOPS="1", **smtp.env())
+        address = "Resident@Example.ORG"
+        status, started = await enrol(api, sms=None, email=address, channels=["email"], language="zh-CN")
+        assert status == 202 and started["sent_to"] == "email"
+        got = await wait_until(lambda: _mail(smtp, "Resident@example.org"), "the code by email")
+        assert "验证码" in got[0].subject and messages_to(api, PHONE) == []
+        code = re.findall(r"\d{6}", got[0].body)[0]
+        status, done = await confirm(api, started["enrolment_id"], code)
+        assert status == 200
+        home = await api.client.app[STORE].get_household(done["household_id"])
+        assert home is not None and (home.email, home.sms, home.voice) == ("Resident@example.org", "", "")
+        assert [c.value for c in home.channels()] == ["email"]
+        status, view = await api.call("GET", f"/public/api/households/self/{done['manage_token']}", None)
+        assert status == 200 and view["channels"] == ["email"] and view["contact"] == "R•••@example.org"
+
+
+async def _mail(smtp: SmtpServer, address: str) -> list[Received]:
+    return smtp.recorder.to(address)

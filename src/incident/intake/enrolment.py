@@ -51,9 +51,9 @@ from incident.store.ports import Enrolment, EnrolmentLimits
 
 log = logging.getLogger(__name__)
 
-#: Sends ``text`` to ``contact`` (a phone number, or an email address with a subject).
+#: Sends ``(number, text)`` by SMS; ``(address, subject, text, language)`` by email.
 SendSms = Callable[[str, str], Awaitable[None]]
-SendEmail = Callable[[str, str, str], Awaitable[None]]
+SendEmail = Callable[[str, str, str, str], Awaitable[None]]
 
 SECRET_KEY = "enrolment.secret"  # noqa: S105 (the meta key, not a secret)
 
@@ -163,9 +163,8 @@ class EnrolmentService:
                 await self._send_sms(pending.phone, code_text(pending.language, code, self._utility))
             elif self._send_email is not None:
                 subject = code_subject(pending.language, self._utility)
-                await self._send_email(
-                    pending.email, subject, code_text(pending.language, code, self._utility)
-                )
+                text = code_text(pending.language, code, self._utility)
+                await self._send_email(pending.email, subject, text, pending.language)
         except CarrierError as err:
             # The answer stays the same (it must not tell a working number from another); the
             # resident asks again. No number in the log.
