@@ -225,3 +225,46 @@ async def test_email_is_a_channel_only_when_configured_and_templated(apps: Apps,
         only_email = {**body, "channels": ["email"]}
         status, refused = await api.call("POST", f"/api/incidents/{inc['id']}/notices", json=only_email)
         assert status == 422 and "no planned_outage.email.j2 template" in refused["error"]["message"]
+
+
+async def test_the_sender_maps_what_the_server_says_onto_carrier_errors() -> None:
+    from datetime import UTC, datetime
+
+    from incident.adapters.smtp import EmailSender
+    from incident.core.errors import CarrierError
+    from incident.settings import load_settings
+
+    at = datetime(2026, 11, 22, tzinfo=UTC)
+
+    async def send(sender: EmailSender) -> str:
+        return await sender.send(
+            "ann@example.org", "Subject", "Body.", language="en", delivery_id="I-1-N1:1", at=at
+        )
+
+    async with smtp_server() as smtp:
+        sender = EmailSender((await asyncio.to_thread(load_settings, None, smtp.env())).email)
+        assert await send(sender) == "<I-1-N1.1@sampletown.example>"
+        cases = [
+            ("451 4.7.1 Greylisted", "RCPT", (True, False, 451)),
+            ("550 5.7.1 Relaying denied", "RCPT", (False, False, 550)),
+            ("452 4.3.1 Insufficient storage", "DATA", (True, False, 452)),
+            ("552 5.3.4 Message too big", "DATA", (False, False, 552)),
+        ]
+        for reply, at_step, expected in cases:
+            smtp.recorder.fail_next(reply, at=at_step)  # type: ignore[arg-type]
+            with pytest.raises(CarrierError) as err:
+                await send(sender)
+            assert (err.value.retryable, err.value.outcome_unknown, err.value.carrier_code) == expected
+            assert "ann@example.org" not in str(err.value)
+        smtp.recorder.drop_in_data = 1
+        with pytest.raises(CarrierError) as err:
+            await send(sender)
+        assert err.value.outcome_unknown  # it may have arrived: never sent again
+        port = smtp.port
+    # Nobody listens any more: nothing went out, so it is tried again.
+    gone = EmailSender(
+        (await asyncio.to_thread(load_settings, None, smtp.env(INCIDENT_EMAIL__PORT=str(port)))).email
+    )
+    with pytest.raises(CarrierError) as err:
+        await send(gone)
+    assert err.value.retryable and not err.value.outcome_unknown

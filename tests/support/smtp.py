@@ -48,6 +48,8 @@ class SmtpRecorder:
     delay_s: float = 0.0
     #: Times DATA was answered at all (accepted or refused).
     data_calls: int = 0
+    #: Drop the connection instead of answering the next this many DATA commands.
+    drop_in_data: int = 0
     _fail: dict[str, deque[str]] = field(default_factory=lambda: {"RCPT": deque(), "DATA": deque()})
 
     def fail_next(self, reply: str, *, count: int = 1, at: Literal["RCPT", "DATA"] = "DATA") -> None:
@@ -69,6 +71,11 @@ class SmtpRecorder:
         self.data_calls += 1
         if self.delay_s:
             await asyncio.sleep(self.delay_s)
+        if self.drop_in_data:
+            self.drop_in_data -= 1
+            assert server.transport is not None
+            server.transport.abort()  # the message arrived; its answer never does
+            return "250 OK (never seen)"
         if self._fail["DATA"]:
             return self._fail["DATA"].popleft()
         content = envelope.original_content or envelope.content

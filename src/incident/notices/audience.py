@@ -28,7 +28,14 @@ import numpy as np
 from numpy.typing import NDArray
 
 from incident.households.model import Channel, Need
-from incident.households.table import NEED_BIT, PRIORITY_ORDER, HouseholdTable, StrArray, opt_out_bits
+from incident.households.table import (
+    NEED_BIT,
+    PRIORITY_ORDER,
+    PRIORITY_UNCONFIRMED,
+    HouseholdTable,
+    StrArray,
+    opt_out_bits,
+)
 from incident.notices.planner import AudienceCounts, _address_key
 
 __all__ = ["AddressKeys", "address_keys", "count_audience", "notify_order", "prepare_address_keys"]
@@ -145,6 +152,7 @@ def count_audience(
     bits = table.opt_out_bits[positions]
     languages = table.language_code[positions]
     ranks = table.priority_rank[positions]
+    flags = table.flags[positions]
     for channel in channels:
         per_language = counts.by_channel_language.setdefault(channel.value, Counter())
         if n == 0:
@@ -187,5 +195,10 @@ def count_audience(
             if count:
                 priority = PRIORITY_ORDER[rank]
                 counts.by_priority[priority.value if priority else "none"] += count
+        unconfirmed = first[(flags[first] & PRIORITY_UNCONFIRMED) != 0]
+        for rank, count in enumerate(np.bincount(ranks[unconfirmed]).tolist()):
+            priority = PRIORITY_ORDER[rank]
+            if count and priority is not None:
+                counts.unconfirmed_priority[priority.value] += count
     counts.unreachable += n - int(reached.sum())
     return counts

@@ -104,6 +104,9 @@ class AudienceCounts:
     shared_address: Counter[str] = field(default_factory=Counter)
     #: Households with an address on a channel that their needs rule out (voice, deaf).
     needs_skipped: Counter[str] = field(default_factory=Counter)
+    #: Deliveries (among ``by_priority``) whose priority a resident claimed and the utility
+    #: has not confirmed yet (a self-enrolled ``medical_equipment`` need), by priority.
+    unconfirmed_priority: Counter[str] = field(default_factory=Counter)
     #: Deliveries per channel and language: how many get each text of the notice.
     by_channel_language: dict[str, Counter[str]] = field(default_factory=dict)
 
@@ -118,6 +121,7 @@ class AudienceCounts:
             "opted_out": dict(self.opted_out),
             "shared_address": dict(self.shared_address),
             "needs_skipped": dict(self.needs_skipped),
+            "unconfirmed_priority": dict(self.unconfirmed_priority),
             "by_channel_language": {c: dict(n) for c, n in self.by_channel_language.items()},
         }
 
@@ -183,6 +187,8 @@ def plan_deliveries(
             counts.by_language[household.language] += 1
             per_language[channel][household.language] += 1
             counts.by_priority[household.priority.value if household.priority else "none"] += 1
+            if household.priority is not None and not household.priority_confirmed:
+                counts.unconfirmed_priority[household.priority.value] += 1
             yield PlannedDelivery(
                 seq, channel, address, household.account_id, household.language, household.priority
             )

@@ -40,6 +40,7 @@ def _households(rng: random.Random, n: int) -> list[Household]:
                 ["", "", "a@example.org", "b@example.org", f"h{rng.randint(0, 50)}@example.org"]
             ),
             needs=frozenset(n for n in Need if rng.random() < 0.2),
+            priority_confirmed=rng.random() < 0.7,
         )
         for i in range(n)
     ]
@@ -66,6 +67,7 @@ def test_the_column_count_is_the_planners_count(seed: int) -> None:
     assert counted.as_dict()["deliveries"] > 0
     if Channel.voice in channels:
         assert counted.needs_skipped["voice"] > 0
+    assert sum(counted.unconfirmed_priority.values()) > 0
 
 
 def test_address_keys_are_made_once_per_table_and_say_equal_for_equal_numbers() -> None:

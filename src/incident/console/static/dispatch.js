@@ -15,7 +15,7 @@ const SEVERITIES = ["low", "medium", "high", "critical"];
 const TEMPLATES = ["main_break", "unplanned_outage", "planned_outage", "low_pressure", "boil_water", "do_not_drink", "do_not_use", "gas_leak", "heat_outage", "etr_update", "restored", "advisory_lifted", "follow_up"];
 const ADVISORIES = ["boil_water", "do_not_drink", "do_not_use"];
 const PRIORITIES = ["medical", "critical_facility", "vulnerable"];
-const CHANNELS = ["sms", "voice", "push"];
+const CHANNELS = ["sms", "voice", "push", "email"];
 const TRANSITIONS = {
   declared: ["active", "cancelled"],
   active: ["restoring", "monitoring", "closed", "cancelled"],
@@ -725,7 +725,7 @@ class DispatchView {
     if (!can("POST", `${ID}/notices`)) return h("div", { class: "panel-body" }, parts);
     const c = (this.composer = {
       template: select(TEMPLATES.map((k) => [k, label("template", k)]), TEMPLATE_FOR_KIND[inc.kind] || "main_break", { id: "notice-template" }),
-      channels: CHANNELS.map((ch) => h("input", { type: "checkbox", value: ch, checked: ch !== "push", dataset: { channel: ch } })),
+      channels: CHANNELS.map((ch) => h("input", { type: "checkbox", value: ch, checked: ch === "sms" || ch === "voice", dataset: { channel: ch } })),
       everyone: h("input", { type: "radio", name: "audience", value: "all", checked: true }),
       only: h("input", { type: "radio", name: "audience", value: "priority" }),
       priorities: PRIORITIES.map((p) => h("input", { type: "checkbox", value: p, checked: p === "medical" })),
@@ -806,6 +806,7 @@ class DispatchView {
   renderPreview(preview, body) {
     const counts = preview.counts;
     const optedOut = Object.entries(counts.opted_out || {}).filter(([, v]) => v);
+    const unconfirmed = Object.entries(counts.unconfirmed_priority || {}).filter(([, v]) => v);
     const missing = (preview.missing_facts || []).length > 0;
     const plan = can("POST", `${ID}/notices`) && !missing
       ? h("button", { type: "button", class: "primary", id: "notice-plan", onclick: () => this.planNotice(body) }, t("notice.plan")) : null;
@@ -815,7 +816,11 @@ class DispatchView {
       audienceLine(counts),
       counts.unreachable ? h("p", { class: "warn" }, t("notice.unreachable", { count: number(counts.unreachable) })) : null,
       optedOut.length ? h("p", { class: "muted small" }, t("notice.optedout", { list: list(optedOut.map(([ch, k]) => `${label("channel", ch)} ${number(k)}`)) })) : null,
+      unconfirmed.length ? h("p", { class: "warn", id: "preview-unconfirmed" }, t("notice.unconfirmed", { list: list(unconfirmed.map(([p, k]) => `${label("priority", p)} ${number(k)}`)) })) : null,
+      counts.needs_skipped && counts.needs_skipped.voice ? h("p", { class: "muted small" }, t("notice.needs.skipped", { count: number(counts.needs_skipped.voice) })) : null,
       missing ? h("p", { class: "error", role: "alert", id: "preview-missing" }, t("notice.missing.area")) : null,
+      // Channels asked for that it would not go out on (an email without a template), and why.
+      ...Object.entries(preview.skipped_channels || {}).map(([ch, why]) => h("p", { class: "warn", dataset: { skipped: ch } }, `${label("channel", ch)}: ${why}`)),
       previewCards(preview.previews),
       plan);
   }

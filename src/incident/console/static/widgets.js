@@ -11,7 +11,7 @@ export const FINAL = new Set(["delivered", "undelivered", "failed", "completed",
 export const REACHED = new Set(["delivered", "completed", "confirmed", "answered"]);
 export const NO_RECEIPTS = "push";
 const WAITING = new Set(["planned"]);
-export const CHANNELS = ["sms", "voice", "push"];
+export const CHANNELS = ["sms", "voice", "push", "email"];
 
 /** Whether nothing more will happen to a delivery in `state` on `channel`. */
 export function isFinal(channel, state) {
