@@ -9,19 +9,23 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import uuid
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
 from aiohttp import WSCloseCode, web
 
+from incident.adapters.smtp import EmailSender
 from incident.api import areas as area_views
 from incident.api import console as console_views
+from incident.api import enrolments as enrolment_views
 from incident.api import hooks as hook_views
 from incident.api import incidents as incident_views
 from incident.api import notices as notice_views
 from incident.api import playbooks as playbook_views
 from incident.api import reports as report_views
+from incident.api import signup as signup_views
 from incident.api import system as system_views
 from incident.api.endpoint import ALL_ROLES, Endpoint, Query, route_path
 from incident.api.idempotency import idempotency_middleware
@@ -40,12 +44,14 @@ from incident.core.errors import StoreError
 from incident.core.memory import release_free_memory
 from incident.core.metrics import Metrics
 from incident.deliveries.records import Delivery
+from incident.households.enrolment import Rules
 from incident.households.model import Channel
 from incident.households.service_area import ServiceArea
 from incident.incidents.area_worker import AreaWorker
 from incident.incidents.areas import AreaLimits
 from incident.incidents.live import LiveHub
 from incident.incidents.service import IncidentService
+from incident.intake.enrolment import EnrolmentService
 from incident.intake.households import (
     AreaFiles,
     import_if_changed,
@@ -58,6 +64,7 @@ from incident.intake.triage import TriageService
 from incident.keys import (
     CLOCK,
     ENDPOINTS,
+    ENROLMENTS,
     HOOK_OPTIONS,
     HUB,
     INCIDENTS,
@@ -76,6 +83,7 @@ from incident.keys import (
     TOKENS,
     TRIAGE,
 )
+from incident.notices.language import match_language
 from incident.notices.ratelimit import WALL, RateClock
 from incident.notices.runtime import PublicUrl, credentials, notify_runtime, push_available
 from incident.notices.service import NoticeService, load_notice_templates
@@ -167,6 +175,8 @@ def all_endpoints() -> tuple[Endpoint, ...]:
         *hook_views.ENDPOINTS,
         LIVE_ENDPOINT,
         *console_views.ENDPOINTS,
+        *enrolment_views.ENDPOINTS,
+        *signup_views.ENDPOINTS,
     )
 
 
@@ -350,6 +360,42 @@ async def _playbook_ctx(app: web.Application) -> AsyncIterator[None]:
                 await task
 
 
+async def _enrolment_ctx(app: web.Application) -> AsyncIterator[None]:
+    settings = app[SETTINGS]
+    carrier = app[NOTIFY].carrier
+    sender = credentials(settings).from_number
+    phones = phone_rules(settings.area)
+    languages = app[TEMPLATES].languages
+
+    async def send_sms(phone: str, text: str) -> None:
+        base = (
+            app[PUBLIC_URL].value or settings.twilio.public_base_url
+            or f"http://{settings.http.host}:{settings.http.port}"
+        )  # fmt: skip
+        await carrier.send_sms(phone, sender, text, f"{base.rstrip('/')}/hooks/twilio/status")
+
+    def rules() -> Rules:
+        return Rules(
+            app[SERVICE_AREA].files.extent, phones, lambda tag: match_language(tag, languages) is not None
+        )
+
+    send_email = None
+    if settings.email.configured:
+        mailer = EmailSender(settings.email)
+
+        async def send_email(address: str, subject: str, text: str, language: str) -> None:
+            one = f"code-{uuid.uuid4().hex}"  # the Message-ID's own part: one per code
+            await mailer.send(address, subject, text, language=language, delivery_id=one, at=app[CLOCK].now())
+
+    service = EnrolmentService(
+        app[STORE], app[CLOCK], settings.enrolment, rules, utility=settings.notify.utility_name,
+        send_sms=send_sms, send_email=send_email,
+    )  # fmt: skip
+    await service.start()
+    app[ENROLMENTS] = service
+    yield
+
+
 async def _tokens_ctx(app: web.Application) -> AsyncIterator[None]:
     auth = app[SETTINGS].auth
     path = Path(auth.tokens_file)
@@ -409,6 +455,6 @@ def create_app(
     n = settings.notify
     install_hooks(app, HookOptions(n.voice_retries, n.voice_retry_minutes, n.sms_fallback_to_voice))
     contexts = [_tokens_ctx, _store_ctx, _area_ctx, _notify_ctx, _kafka_ctx, _live_bridge_ctx, _fanout_ctx]
-    app.cleanup_ctx.extend([*contexts, _playbook_ctx])
+    app.cleanup_ctx.extend([*contexts, _playbook_ctx, _enrolment_ctx])
     app.on_shutdown.append(_close_live_sockets)
     return app

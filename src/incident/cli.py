@@ -216,7 +216,11 @@ def init(directory: Path) -> None:
     shutil.copytree(
         BUNDLED_DIR, directory, dirs_exist_ok=True, ignore=shutil.ignore_patterns("*.py", "__pycache__")
     )
-    (directory / "config.toml").write_text(_INIT_CONFIG, encoding="utf-8")
+    import secrets
+
+    # Signs the links residents get to change or remove their sign-up: one per installation.
+    secret = f'\n[enrolment]\nsecret = "{secrets.token_hex(32)}"\n'
+    (directory / "config.toml").write_text(_INIT_CONFIG + secret, encoding="utf-8")
     config = directory / "config.toml"
     click.echo(f"wrote the defaults to {directory}; start with: incident serve --config {config}")
 

@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from incident.core.metrics import Metrics
     from incident.incidents.live import LiveHub
     from incident.incidents.service import IncidentService
+    from incident.intake.enrolment import EnrolmentService
     from incident.intake.runtime import KafkaRuntime
     from incident.intake.triage import TriageService
     from incident.notices.runtime import NotifyRuntime, PublicUrl
@@ -50,6 +51,8 @@ LIVE_SOCKETS: web.AppKey[set[web.WebSocketResponse]] = web.AppKey("live_sockets"
 #: The carrier webhooks' options (defaults when absent) and counters.
 HOOK_OPTIONS: web.AppKey[HookOptions] = web.AppKey("hook_options")
 HOOK_METRICS: web.AppKey[HookMetrics] = web.AppKey("hook_metrics")
+#: Residents signing themselves up (double opt-in).
+ENROLMENTS: web.AppKey[EnrolmentService] = web.AppKey("enrolments")
 #: Present when the live feed is bridged between instances ([live] bridge).
 LIVE_BRIDGE: web.AppKey[LiveBridge] = web.AppKey("live_bridge")
 

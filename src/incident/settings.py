@@ -386,6 +386,27 @@ class IncidentSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True, 
     etr_horizon_days: PositiveFloat = 30.0
 
 
+class EnrolmentSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    """Residents signing themselves up (``/public/signup``, double opt-in by a one-time code)."""
+
+    #: Residents may sign up (the routes answer 404 when false).
+    enabled: bool = True
+    #: Signs the links that change or remove a sign-up, and keys the stored code hashes. Empty:
+    #: a random secret made once per database and kept in it (every instance shares it);
+    #: `incident init` writes one here. Changing it ends every link given out.
+    secret: str = ""
+    #: Sign-ups from one client address (IPv6: its /64) and to one phone number or email
+    #: address within ``window_s`` seconds; more get 429 with Retry-After.
+    per_client: Positive = 10
+    per_contact: Positive = 3
+    window_s: Positive = 3600
+    #: Days a link to change or remove a sign-up works.
+    link_days: Positive = 365
+    #: Reverse proxies in front of the service that append to X-Forwarded-For: the client is
+    #: the address that many hops from its end (0: the connection's own address).
+    forwarded_hops: Annotated[int, msgspec.Meta(ge=0, le=5)] = 0
+
+
 class Settings(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
     http: HttpSettings = msgspec.field(default_factory=HttpSettings)
     store: StoreSettings = msgspec.field(default_factory=StoreSettings)
@@ -403,6 +424,7 @@ class Settings(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=
     live: LiveSettings = msgspec.field(default_factory=LiveSettings)
     log: LogSettings = msgspec.field(default_factory=LogSettings)
     console: ConsoleSettings = msgspec.field(default_factory=ConsoleSettings)
+    enrolment: EnrolmentSettings = msgspec.field(default_factory=EnrolmentSettings)
 
 
 def _section_types() -> dict[str, type[msgspec.Struct]]:

@@ -85,6 +85,8 @@ def test_the_wheel_carries_every_file_the_defaults_name(installed: tuple[Path, P
         "incident/bundled/sample/layers/pressure_zones.geojson",
         "incident/bundled/drills/main_break.yaml",
         "incident/console/static/index.html",
+        "incident/signup/static/signup.html",
+        "incident/signup/static/signup.js",
         "incident/review/CAP-v1.2.xsd",
     ):
         assert needed in names, needed
@@ -183,6 +185,9 @@ def test_init_copies_the_defaults_with_a_config_that_names_them(
     assert shown["playbooks"]["dir"] == str(target / "playbooks")
     assert shown["area"]["households"] == str(target / "sample" / "households.csv")
     assert shown["store"]["url"] == f"sqlite:///{target / 'var' / 'incident.db'}"
+    # Its own secret for the residents' sign-up links (shown masked).
+    assert shown["enrolment"]["secret"] == "********"
+    assert re.search(r'secret = "[0-9a-f]{64}"', (target / "config.toml").read_text())
     # An edit in the copy is what the check reads.
     broken = (
         (target / "playbooks" / "gas_leak.yaml").read_text().replace("name: gas_leak", "name: gas_leek", 1)

@@ -53,10 +53,10 @@ async def _file(request: web.Request, *parts: str) -> web.Response:
     body = await asyncio.to_thread(_read, path) if content_type else None
     if body is None or content_type is None:
         raise NotFound(f"no console file {'/'.join(parts)}")
-    return _cached(request, body, content_type)
+    return cached(request, body, content_type)
 
 
-def _cached(request: web.Request, body: bytes, content_type: str) -> web.Response:
+def cached(request: web.Request, body: bytes, content_type: str) -> web.Response:
     """Revalidated on every load (an upgrade shows at once), answered 304 when unchanged."""
     etag = '"' + hashlib.sha256(body).hexdigest()[:20] + '"'
     headers = {"ETag": etag, "Cache-Control": "no-cache", "X-Content-Type-Options": "nosniff"}
@@ -93,7 +93,7 @@ async def index(request: web.Request) -> web.Response:
         .replace("__TILE_URL__", html.escape(console.tile_url, quote=True))
         .replace("__TILE_ATTRIBUTION__", html.escape(console.tile_attribution, quote=True))
     )
-    response = _cached(request, text.encode(), "text/html")
+    response = cached(request, text.encode(), "text/html")
     response.headers["Content-Security-Policy"] = _policy(request, console.tile_url)
     response.headers["Referrer-Policy"] = "no-referrer"
     return response

@@ -192,13 +192,19 @@ def _enum_values(tp: Any) -> list[str]:
     return []
 
 
-async def raw_body(request: web.Request) -> bytes:
-    """The request's bytes (read once; aiohttp keeps them for the next reader)."""
+async def raw_body(request: web.Request, limit: int | None = None) -> bytes:
+    """The request's bytes (read once; aiohttp keeps them for the next reader); ``limit``
+    lowers ``[http] max_body_bytes`` for this route (the public ones take small bodies)."""
+    if limit is not None and (request.content_length or 0) > limit:
+        raise PayloadTooLarge(f"request body is larger than the limit of {limit} bytes")
     try:
-        return await request.read()
+        raw = await request.read()
     except web.HTTPRequestEntityTooLarge as err:
-        limit = request.app[SETTINGS].http.max_body_bytes
-        raise PayloadTooLarge(f"request body is larger than the limit of {limit} bytes") from err
+        most = request.app[SETTINGS].http.max_body_bytes
+        raise PayloadTooLarge(f"request body is larger than the limit of {most} bytes") from err
+    if limit is not None and len(raw) > limit:  # sent without a length (chunked)
+        raise PayloadTooLarge(f"request body is larger than the limit of {limit} bytes")
+    return raw
 
 
 _STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"')
@@ -216,9 +222,9 @@ def json_depth(raw: bytes, limit: int) -> int:
     return max(itertools.accumulate(map(_STEP.__getitem__, brackets), initial=0))
 
 
-async def read_body(request: web.Request, type_: type[T]) -> T:
+async def read_body(request: web.Request, type_: type[T], *, limit: int | None = None) -> T:
     """Decode and validate a JSON body; every failure is a 4xx a person can act on."""
-    raw = await raw_body(request)
+    raw = await raw_body(request, limit)
     if not raw.strip():
         raise MalformedRequest("request body is empty; send a JSON object", code="empty_body")
     limit = request.app[SETTINGS].http.max_json_depth

@@ -9,7 +9,7 @@ from aiohttp import web
 
 from incident.api.endpoint import Endpoint, Handler, check_query, json_response
 from incident.core.auth import Principal, TokenRegistry
-from incident.core.errors import Forbidden, IncidentError, Unauthenticated
+from incident.core.errors import Forbidden, IncidentError, TooManyRequests, Unauthenticated
 from incident.keys import ENDPOINTS, METRICS, PRINCIPAL, TOKENS
 
 log = logging.getLogger(__name__)
@@ -63,7 +63,10 @@ async def errors_and_metrics(request: web.Request, handler: Handler) -> web.Stre
         status = err.status
         if status >= 500:
             log.error("request failed: %s %s: %s", request.method, template, err.message)
-        return error_response(status, err.code, err.message)
+        response = error_response(status, err.code, err.message)
+        if isinstance(err, TooManyRequests):
+            response.headers["Retry-After"] = str(err.retry_after)
+        return response
     except web.HTTPException as err:
         status = err.status
         if status < 400:

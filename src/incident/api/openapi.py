@@ -85,9 +85,18 @@ _WHY = {
     403: "the token's role may not do this (or, on webhooks, the signature is wrong)",
     404: "nothing of that id",
     409: "the current state forbids it, or the Idempotency-Key is in use",
+    410: "it was there and is no more (an expired or used-up code, a removed sign-up)",
     413: "the body is larger than the limit",
     422: "a value breaks the schema or a rule (or the Idempotency-Key came with another body)",
+    429: "too many requests: try again after Retry-After seconds",
     503: "the store is unavailable; try again",
+}
+
+
+_RETRY_AFTER: dict[str, Any] = {
+    "description": "seconds to wait before trying again",
+    "required": True,
+    "schema": {"type": "string", "pattern": "^[0-9]+$"},
 }
 
 
@@ -142,6 +151,8 @@ def build_openapi(endpoints: Iterable[Endpoint]) -> dict[str, Any]:
         responses: dict[str, Any] = {str(e.status): success}
         for code in e.error_statuses():
             responses[str(code)] = _error(error_ref, _WHY.get(code, "error"))
+            if code == 429:
+                responses[str(code)]["headers"] = {"Retry-After": _RETRY_AFTER}
         op["responses"] = responses
         if e.roles is not None:
             op["security"] = [{"bearer": []}]

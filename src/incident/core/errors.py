@@ -13,6 +13,8 @@
     │   └── Forbidden             the token's role may not do this (403)
     │       └── NotOwner          a dispatcher acting on someone else's incident
     ├── NotFound                  no such incident, report, ... (404)
+    │   └── Gone                  it was there and is no more: an expired or used-up code (410)
+    ├── TooManyRequests           a rate limit of a public route (429, ``retry_after`` seconds)
     ├── Conflict                  the request fights the current state (409)
     │   └── IllegalTransition
     ├── LeaseLost                 an instance's lease ran out under it (playbook evaluation, 409)
@@ -96,6 +98,20 @@ class Forbidden(AuthError):
 class NotFound(IncidentError):
     code = "not_found"
     status = 404
+
+
+class Gone(NotFound):
+    code = "gone"
+    status = 410
+
+
+class TooManyRequests(IncidentError):
+    code = "too_many_requests"
+    status = 429
+
+    def __init__(self, message: str, *, retry_after: int, code: str | None = None) -> None:
+        super().__init__(message, code=code)
+        self.retry_after = max(1, retry_after)
 
 
 class Conflict(IncidentError):

@@ -427,3 +427,8 @@ def numbered_households_geojson(chunks: Iterable[str], validator: RowValidator) 
         row["lon"] = coords[0] if len(coords) > 0 else None
         row["lat"] = coords[1] if len(coords) > 1 else None
         yield index, validator.validate(row, "feature", index)
+
+
+def standard_tag(tag: str) -> str | None:
+    """The one spelling of a BCP 47 tag, None when it is not one."""
+    return _standard_tag(tag)

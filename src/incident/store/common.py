@@ -28,10 +28,12 @@ from incident.deliveries.states import (
     sql_list,
 )
 from incident.deliveries.states import DeliveryState as S
+from incident.households.enrolment import Pending
 from incident.households.model import Channel, Household, HouseholdSource, Need, Priority
 from incident.reports.correlation import Candidate, Sighting
 from incident.reports.model import Report, ReportStatus, StoredReport
 from incident.store.ports import DueTimer, HouseholdUpsert, IdempotencyRecord
+from incident.store.ports.enrolments import Admission, Enrolment, EnrolmentLimits
 
 REPORT_COLUMNS = (
     "report_id, kind, utility, severity, observed_at, received_at, lon, lat, asset_type, asset_id,"
@@ -430,3 +432,44 @@ def idempotency_of(row: Any) -> IdempotencyRecord:
         scope=row[0], key=row[1], body_sha256=row[2], state=row[3], status=row[4], response=row[5],
         guard=row[6], created_at=row[7], updated_at=row[8],
     )  # fmt: skip
+
+
+# --- self-enrolments ----------------------------------------------------------------------
+
+ENROLMENT_COLUMNS = (
+    "enrolment_id, client_key, contact_key, pending, code_digest, expires_at, tries, status, created_at,"
+    " account_id"
+)
+
+
+def enrolment_values(e: Enrolment) -> tuple[Any, ...]:
+    return (e.enrolment_id, e.client_key, e.contact_key, msgspec.json.encode(e.pending).decode(),
+            e.code_digest, e.expires_at, e.tries, e.status, e.created_at, e.account_id)  # fmt: skip
+
+
+_NO_PENDING = Pending(address="", lon=0.0, lat=0.0, language="")
+
+
+def enrolment_of(row: Any) -> Enrolment:
+    pending = msgspec.json.decode(row[3], type=Pending) if row[3] != "{}" else _NO_PENDING
+    return Enrolment(
+        enrolment_id=row[0], client_key=row[1], contact_key=row[2], pending=pending, code_digest=row[4],
+        expires_at=row[5], tries=int(row[6]), status=row[7], created_at=row[8], account_id=row[9],
+    )  # fmt: skip
+
+
+def admission(
+    by_client: tuple[int, str | None], by_contact: tuple[int, str | None], limits: EnrolmentLimits
+) -> Admission:
+    """Whether a sign-up fits under both limits, from (count, oldest) per client and contact."""
+    if by_client[0] >= limits.per_client:
+        return Admission(admitted=False, limit="client", oldest=by_client[1])
+    if by_contact[0] >= limits.per_contact:
+        return Admission(admitted=False, limit="contact", oldest=by_contact[1])
+    return Admission(admitted=True)
+
+
+#: Counted per client and per contact: (count, oldest created_at) of the window.
+ENROLMENT_COUNT = "SELECT count(*), min(created_at) FROM enrolments WHERE {} = {} AND created_at >= {}"
+#: The households a signed link may remove: self-enrolled ones only.
+SELF_ENROLLED = "source = 'self'"

@@ -300,4 +300,30 @@ MIGRATIONS += (
     ),
 )
 
+# Version 15: self-enrolment with double opt-in (see incident.intake.enrolment). A sign-up
+# waits here, with its code as a keyed hash, until it is confirmed (its household is then in
+# the registry) or dies (expired, too many tries). Contacts and client addresses are kept
+# only as keyed hashes, counted for the rate limits of every instance.
+_V15_ENROLMENTS = """
+CREATE TABLE enrolments (
+    enrolment_id TEXT PRIMARY KEY,
+    client_key TEXT NOT NULL,
+    contact_key TEXT NOT NULL,
+    pending TEXT NOT NULL,
+    code_digest TEXT NOT NULL,
+    expires_at TEXT NOT NULL,
+    tries INTEGER NOT NULL DEFAULT 0,
+    status TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    account_id TEXT
+);
+CREATE INDEX enrolments_by_client ON enrolments (client_key, created_at);
+CREATE INDEX enrolments_by_contact ON enrolments (contact_key, created_at);
+CREATE INDEX enrolments_by_age ON enrolments (created_at);
+"""
+
+MIGRATIONS += (
+    Migration(version=15, name="self-enrolments", sqlite=_V15_ENROLMENTS, postgres=_V15_ENROLMENTS),
+)
+
 LATEST = max(m.version for m in MIGRATIONS)

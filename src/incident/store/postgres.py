@@ -52,6 +52,8 @@ from incident.store.common import (
     COUNTS_SQL,
     DELIVERY_COLUMNS,
     DUE_SQL,
+    ENROLMENT_COLUMNS,
+    ENROLMENT_COUNT,
     HOUSEHOLD_COLUMNS,
     HOUSEHOLD_UPSERT,
     HOUSEHOLD_WIDTH,
@@ -68,6 +70,7 @@ from incident.store.common import (
     RELEASABLE_WHERE,
     RELEASED,
     REPORT_COLUMNS,
+    SELF_ENROLLED,
     SENDER_RENEW,
     SENDERS_FORGET,
     SIGHTINGS_SQL,
@@ -78,11 +81,14 @@ from incident.store.common import (
     Backoff,
     ChangeGroup,
     Retry,
+    admission,
     candidates,
     change_groups,
     day_before,
     delivery_of,
     delivery_row,
+    enrolment_of,
+    enrolment_values,
     household_of,
     idempotency_of,
     idempotency_values,
@@ -96,10 +102,13 @@ from incident.store.common import (
 )
 from incident.store.migrations import MIGRATIONS
 from incident.store.ports import (
+    Admission,
     Appended,
     AppendTo,
     Decider,
     DueTimer,
+    Enrolment,
+    EnrolmentLimits,
     HouseholdUpsert,
     IdempotencyChange,
     IdempotencyRecord,
@@ -1191,3 +1200,113 @@ class PostgresStore:
             lambda c: c.fetchval("SELECT value FROM counters WHERE name = $1", name), transaction=False
         )
         return int(value or 0)
+
+    # --- self-enrolments -----------------------------------------------------------------------
+
+    async def meta_default(self, key: str, value: str) -> str:
+        async def run(conn: Any) -> str:
+            await conn.execute(
+                "INSERT INTO meta (key, value) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING", key, value
+            )
+            return str(await conn.fetchval("SELECT value FROM meta WHERE key = $1", key))
+
+        return await self._run(run, verify=False)  # repeating changes nothing and answers the same
+
+    async def admit_enrolment(
+        self, enrolment: Enrolment, limits: EnrolmentLimits, purge_before: str
+    ) -> Admission:
+        async def count(conn: Any, column: str, key: str) -> tuple[int, str | None]:
+            row = await conn.fetchrow(ENROLMENT_COUNT.format(column, "$1", "$2"), key, limits.since)
+            return int(row[0]), row[1]
+
+        async def run(conn: Any) -> Admission:
+            # Instances serialise on the client and the contact (transaction-scoped advisory
+            # locks, taken in a fixed order): two cannot both take the last place.
+            for key in sorted((enrolment.client_key, enrolment.contact_key)):
+                await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 15))", key)
+            await conn.execute(
+                "DELETE FROM enrolments WHERE created_at < $1 AND status <> 'confirmed'", purge_before
+            )
+            answer = admission(
+                await count(conn, "client_key", enrolment.client_key),
+                await count(conn, "contact_key", enrolment.contact_key),
+                limits,
+            )
+            if answer.admitted:
+                marks = ", ".join(f"${n}" for n in range(1, 11))
+                await conn.execute(
+                    f"INSERT INTO enrolments ({ENROLMENT_COLUMNS}) VALUES ({marks})",  # noqa: S608
+                    *enrolment_values(enrolment),
+                )
+            return answer
+
+        return await self._run(run)
+
+    async def get_enrolment(self, enrolment_id: str) -> Enrolment | None:
+        row = await self._run(
+            lambda c: c.fetchrow(
+                f"SELECT {ENROLMENT_COLUMNS} FROM enrolments WHERE enrolment_id = $1",  # noqa: S608
+                enrolment_id,
+            ),
+            transaction=False,
+        )
+        return None if row is None else enrolment_of(row)
+
+    async def try_enrolment(self, enrolment_id: str, now: str, max_tries: int) -> Enrolment | None:
+        row = await self._run(
+            lambda c: c.fetchrow(
+                "UPDATE enrolments SET tries = tries + 1 WHERE enrolment_id = $1 AND status = 'pending'"  # noqa: S608
+                f" AND expires_at > $2 AND tries < $3 RETURNING {ENROLMENT_COLUMNS}",
+                enrolment_id, now, max_tries,
+            )
+        )  # fmt: skip
+        return None if row is None else enrolment_of(row)
+
+    async def finish_enrolment(self, enrolment_id: str, household: Household | None) -> bool:
+        async def run(conn: Any) -> bool:
+            status = "dead" if household is None else "confirmed"
+            account = None if household is None else household.account_id
+            done = await conn.execute(
+                "UPDATE enrolments SET status = $1, account_id = $2, pending = '{}'"
+                " WHERE enrolment_id = $3 AND status = 'pending'",
+                status, account, enrolment_id,
+            )  # fmt: skip
+            if not str(done).endswith(" 1"):
+                return False
+            if household is not None:
+                rows, _ = upsert_rows([household], {}, isoformat(self._clock.now()))
+                marks = ", ".join(f"${n}" for n in range(1, HOUSEHOLD_WIDTH + 1))
+                await conn.executemany(HOUSEHOLD_UPSERT.format(marks), rows)
+            return True
+
+        return bool(await self._run(run))
+
+    async def enrolled_household(self, contact_key: str) -> str | None:
+        value = await self._run(
+            lambda c: c.fetchval(
+                "SELECT e.account_id FROM enrolments e JOIN households h ON h.account_id = e.account_id"
+                " WHERE e.contact_key = $1 AND e.status = 'confirmed' ORDER BY e.created_at DESC LIMIT 1",
+                contact_key,
+            ),
+            transaction=False,
+        )
+        return None if value is None else str(value)
+
+    async def get_household(self, account_id: str) -> Household | None:
+        row = await self._run(
+            lambda c: c.fetchrow(
+                f"SELECT {HOUSEHOLD_COLUMNS} FROM households WHERE account_id = $1",  # noqa: S608
+                account_id,
+            ),
+            transaction=False,
+        )
+        return None if row is None else household_of(row)
+
+    async def remove_household(self, account_id: str) -> bool:
+        status = await self._run(
+            lambda c: c.execute(
+                f"DELETE FROM households WHERE account_id = $1 AND {SELF_ENROLLED}",  # noqa: S608
+                account_id,
+            )
+        )
+        return str(status).endswith(" 1")

@@ -43,6 +43,8 @@ from incident.store.common import (
     COUNTS_SQL,
     DELIVERY_COLUMNS,
     DUE_SQL,
+    ENROLMENT_COLUMNS,
+    ENROLMENT_COUNT,
     HOUSEHOLD_COLUMNS,
     HOUSEHOLD_UPSERT,
     HOUSEHOLD_WIDTH,
@@ -59,6 +61,7 @@ from incident.store.common import (
     RELEASABLE_WHERE,
     RELEASED,
     REPORT_COLUMNS,
+    SELF_ENROLLED,
     SENDER_RENEW,
     SENDERS_FORGET,
     SIGHTINGS_SQL,
@@ -69,11 +72,14 @@ from incident.store.common import (
     Backoff,
     ChangeGroup,
     Retry,
+    admission,
     candidates,
     change_groups,
     day_before,
     delivery_of,
     delivery_row,
+    enrolment_of,
+    enrolment_values,
     household_of,
     idempotency_of,
     idempotency_values,
@@ -87,10 +93,13 @@ from incident.store.common import (
 )
 from incident.store.migrations import MIGRATIONS
 from incident.store.ports import (
+    Admission,
     Appended,
     AppendTo,
     Decider,
     DueTimer,
+    Enrolment,
+    EnrolmentLimits,
     HouseholdUpsert,
     IdempotencyChange,
     IdempotencyRecord,
@@ -1092,6 +1101,109 @@ class SqliteStore:
             lambda c: c.execute("SELECT value FROM counters WHERE name = ?", (name,)).fetchone()
         )
         return 0 if row is None else int(row[0])
+
+    # --- self-enrolments -----------------------------------------------------------------------
+
+    async def meta_default(self, key: str, value: str) -> str:
+        def run(conn: sqlite3.Connection) -> str:
+            conn.execute(
+                "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO NOTHING", (key, value)
+            )
+            return str(conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()[0])
+
+        return await self._write(run)
+
+    async def admit_enrolment(
+        self, enrolment: Enrolment, limits: EnrolmentLimits, purge_before: str
+    ) -> Admission:
+        def count(conn: sqlite3.Connection, column: str, key: str) -> tuple[int, str | None]:
+            row = conn.execute(ENROLMENT_COUNT.format(column, "?", "?"), (key, limits.since)).fetchone()
+            return int(row[0]), row[1]
+
+        def run(conn: sqlite3.Connection) -> Admission:
+            # One writer: counting and adding cannot interleave with another sign-up.
+            conn.execute(
+                "DELETE FROM enrolments WHERE created_at < ? AND status <> 'confirmed'", (purge_before,)
+            )
+            answer = admission(
+                count(conn, "client_key", enrolment.client_key),
+                count(conn, "contact_key", enrolment.contact_key),
+                limits,
+            )
+            if answer.admitted:
+                conn.execute(
+                    f"INSERT INTO enrolments ({ENROLMENT_COLUMNS}) VALUES ({', '.join('?' * 10)})",  # noqa: S608
+                    enrolment_values(enrolment),
+                )
+            return answer
+
+        return await self._write(run)
+
+    async def get_enrolment(self, enrolment_id: str) -> Enrolment | None:
+        row = await self._read(
+            lambda c: c.execute(
+                f"SELECT {ENROLMENT_COLUMNS} FROM enrolments WHERE enrolment_id = ?",  # noqa: S608
+                (enrolment_id,),
+            ).fetchone()
+        )
+        return None if row is None else enrolment_of(row)
+
+    async def try_enrolment(self, enrolment_id: str, now: str, max_tries: int) -> Enrolment | None:
+        row = await self._write(
+            lambda c: c.execute(
+                "UPDATE enrolments SET tries = tries + 1 WHERE enrolment_id = ? AND status = 'pending'"  # noqa: S608
+                f" AND expires_at > ? AND tries < ? RETURNING {ENROLMENT_COLUMNS}",
+                (enrolment_id, now, max_tries),
+            ).fetchone()
+        )
+        return None if row is None else enrolment_of(row)
+
+    async def finish_enrolment(self, enrolment_id: str, household: Household | None) -> bool:
+        def run(conn: sqlite3.Connection) -> bool:
+            status = "dead" if household is None else "confirmed"
+            account = None if household is None else household.account_id
+            cur = conn.execute(
+                "UPDATE enrolments SET status = ?, account_id = ?, pending = '{}'"
+                " WHERE enrolment_id = ? AND status = 'pending'",
+                (status, account, enrolment_id),
+            )
+            if cur.rowcount != 1:
+                return False
+            if household is not None:
+                rows, _ = upsert_rows([household], {}, isoformat(self._clock.now()))
+                conn.executemany(HOUSEHOLD_UPSERT.format(", ".join("?" * HOUSEHOLD_WIDTH)), rows)
+            return True
+
+        return await self._write(run)
+
+    async def enrolled_household(self, contact_key: str) -> str | None:
+        row = await self._read(
+            lambda c: c.execute(
+                "SELECT e.account_id FROM enrolments e JOIN households h ON h.account_id = e.account_id"
+                " WHERE e.contact_key = ? AND e.status = 'confirmed' ORDER BY e.created_at DESC LIMIT 1",
+                (contact_key,),
+            ).fetchone()
+        )
+        return None if row is None else str(row[0])
+
+    async def get_household(self, account_id: str) -> Household | None:
+        row = await self._read(
+            lambda c: c.execute(
+                f"SELECT {HOUSEHOLD_COLUMNS} FROM households WHERE account_id = ?",  # noqa: S608
+                (account_id,),
+            ).fetchone()
+        )
+        return None if row is None else household_of(row)
+
+    async def remove_household(self, account_id: str) -> bool:
+        def run(conn: sqlite3.Connection) -> bool:
+            cur = conn.execute(
+                f"DELETE FROM households WHERE account_id = ? AND {SELF_ENROLLED}",  # noqa: S608
+                (account_id,),
+            )
+            return cur.rowcount == 1
+
+        return await self._write(run)
 
 
 def _split_sql(script: str) -> list[str]:

@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import Protocol
 
 from incident.store.ports.deliveries import DeliveryPort
+from incident.store.ports.enrolments import Admission, Enrolment, EnrolmentLimits, EnrolmentPort
 from incident.store.ports.households import HouseholdPort, HouseholdUpsert
 from incident.store.ports.idempotency import IdempotencyChange, IdempotencyPort, IdempotencyRecord
 from incident.store.ports.incidents import (
@@ -44,6 +45,7 @@ class Store(
     OptOutPort,
     TimerPort,
     IdempotencyPort,
+    EnrolmentPort,
     Protocol,
 ):
     """The whole store: what both engines implement and the wiring hands around. Flows that
@@ -51,11 +53,15 @@ class Store(
 
 
 __all__ = [
+    "Admission",
     "AppendTo",
     "Appended",
     "Decider",
     "DeliveryPort",
     "DueTimer",
+    "Enrolment",
+    "EnrolmentLimits",
+    "EnrolmentPort",
     "HouseholdPort",
     "HouseholdUpsert",
     "IdempotencyChange",
