@@ -14,6 +14,9 @@ event released. Each becomes one ``<alert>``:
   deliveries were rendered in): the SMS text as ``description``, the app-push title as
   ``headline``; ``category``/``event``/``urgency``/``severity``/``certainty`` from the
   incident (as it was when the notice was planned) and the template.
+- a short text of at most :data:`WEA_MAX_CHARS` characters (the Wireless Emergency Alerts
+  limit) as the ``CMAMlongtext`` parameter, the name IPAWS gives it: the SMS text, cut at a
+  word when longer.
 - ``<area>``: the dispatcher's description of the area, and the incident's area as it was
   when the notice was planned as ``<polygon>`` elements (exterior rings, ``lat,lon``;
   rings of more than :data:`MAX_POLYGON_POINTS` points are simplified outwards, so the
@@ -46,6 +49,7 @@ __all__ = [
     "CAP_NS",
     "EXPORT_NS",
     "MAX_POLYGON_POINTS",
+    "WEA_MAX_CHARS",
     "Cancellation",
     "CapAlert",
     "InfoText",
@@ -56,8 +60,10 @@ __all__ = [
     "cap_alerts",
     "cap_polygons",
     "cap_time",
+    "ending",
     "public_notices",
     "sender_for",
+    "short_text",
 ]
 
 CAP_NS = "urn:oasis:names:tc:emergency:cap:1.2"
@@ -65,6 +71,8 @@ CAP_NS = "urn:oasis:names:tc:emergency:cap:1.2"
 EXPORT_NS = "urn:x-incident:cap-alerts:1"
 #: Longest polygon ring emitted; many CAP consumers (IPAWS among them) accept at most 100.
 MAX_POLYGON_POINTS = 100
+#: Longest Wireless Emergency Alert text (characters), sent as the ``CMAMlongtext`` parameter.
+WEA_MAX_CHARS = 360
 
 _PAST = frozenset({"restored", "advisory_lifted", "follow_up"})
 _ADVISORIES = frozenset({"boil_water", "do_not_drink", "do_not_use"})
@@ -129,6 +137,9 @@ class PublicNotice(msgspec.Struct, frozen=True, kw_only=True):
 class Cancellation(msgspec.Struct, frozen=True, kw_only=True):
     at: str
     reason: str | None = None
+    #: The status that ended the incident: cancelled, or closed (the public feed ends a
+    #: closed incident's alerts too).
+    status: Status = Status.cancelled
 
 
 class CapAlert(msgspec.Struct, frozen=True, kw_only=True):
@@ -182,6 +193,15 @@ def cancellation(events: Sequence[TimelineEvent]) -> Cancellation | None:
     for event in events:
         if event.type == "status_changed" and event.data.get("to") == Status.cancelled.value:
             return Cancellation(at=event.at, reason=event.data.get("reason"))
+    return None
+
+
+def ending(events: Sequence[TimelineEvent]) -> Cancellation | None:
+    """When the incident was closed or cancelled: what ends its alerts in the public feed."""
+    for event in events:
+        to = event.data.get("to")
+        if event.type == "status_changed" and to in (Status.closed.value, Status.cancelled.value):
+            return Cancellation(at=event.at, reason=event.data.get("reason"), status=Status(to))
     return None
 
 
@@ -266,7 +286,7 @@ def build_alerts(
         identifier = f"{incident_id}-cancel"
         sent = cap_time(cancelled.at)
         root = _header(identifier, sender, sent, status, "Cancel")
-        note = "Incident cancelled" + (f": {cancelled.reason}" if cancelled.reason else "")
+        note = f"Incident {cancelled.status.value}" + (f": {cancelled.reason}" if cancelled.reason else "")
         _sub(root, "note", note)
         _sub(root, "references", " ".join(a.reference for a in alerts))
         _sub(root, "incidents", incident_id)
@@ -279,8 +299,11 @@ def cap_alerts(
     notices: Mapping[str, Notice],
     templates: NoticeTemplates,
     sender: str,
+    *,
+    end_on_close: bool = False,
 ) -> list[CapAlert]:
-    """Every alert of the incident whose full timeline ``events`` is."""
+    """Every alert of the incident whose full timeline ``events`` is; a Cancel ends them when
+    the incident was cancelled (or, ``end_on_close``, closed)."""
     if not events:
         return []
     incident = events[0]
@@ -289,7 +312,7 @@ def cap_alerts(
         sender=sender,
         incident_id=incident.incident_id,
         drill=bool(incident.data.get("drill", False)),
-        cancelled=cancellation(events),
+        cancelled=ending(events) if end_on_close else cancellation(events),
     )
 
 
@@ -365,10 +388,26 @@ def _info(root: ET.Element, notice: PublicNotice, text: InfoText) -> None:
         _sub(info, "web", notice.web)
     if notice.contact:
         _sub(info, "contact", notice.contact)
+    parameter = ET.SubElement(info, _q("parameter"))
+    _sub(parameter, "valueName", "CMAMlongtext")
+    _sub(parameter, "value", short_text(text.description))
     area = ET.SubElement(info, _q("area"))
     _sub(area, "areaDesc", text.area_desc)
     for polygon in cap_polygons(incident.area):
         _sub(area, "polygon", polygon)
+
+
+def short_text(text: str, limit: int = WEA_MAX_CHARS) -> str:
+    """``text`` on one line in at most ``limit`` characters: cut at the last space that
+    leaves room for an ellipsis (anywhere, for a script without spaces)."""
+    flat = " ".join(text.split())
+    if len(flat) <= limit:
+        return flat
+    head = flat[: limit - 1]
+    space = head.rfind(" ")
+    if space >= limit // 2:
+        head = head[:space]
+    return head.rstrip(" ,;:.") + "…"
 
 
 # --- mapping the incident and template to CAP's words -----------------------------------
