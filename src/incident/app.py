@@ -17,6 +17,7 @@ from aiohttp import WSCloseCode, web
 
 from incident.api import areas as area_views
 from incident.api import console as console_views
+from incident.api import feeds as feed_views
 from incident.api import hooks as hook_views
 from incident.api import incidents as incident_views
 from incident.api import notices as notice_views
@@ -58,6 +59,7 @@ from incident.intake.triage import TriageService
 from incident.keys import (
     CLOCK,
     ENDPOINTS,
+    FEEDS,
     HOOK_OPTIONS,
     HUB,
     INCIDENTS,
@@ -83,6 +85,7 @@ from incident.notices.templates import NoticeTemplates
 from incident.playbook import OnCall, Playbook, load_oncall, load_playbooks
 from incident.playbook.engine import PlaybookEngine
 from incident.reload import AreaReloader, CurrentArea, TokenReloader, build_current_area, file_stamp, poll
+from incident.review.public_feeds import PublicFeeds
 from incident.settings import Settings
 from incident.store import Store, open_store
 
@@ -167,6 +170,7 @@ def all_endpoints() -> tuple[Endpoint, ...]:
         *hook_views.ENDPOINTS,
         LIVE_ENDPOINT,
         *console_views.ENDPOINTS,
+        *feed_views.ENDPOINTS,
     )
 
 
@@ -319,6 +323,23 @@ async def _fanout_ctx(app: web.Application) -> AsyncIterator[None]:
             await asyncio.gather(*followups, return_exceptions=True)
 
 
+async def _feeds_ctx(app: web.Application) -> AsyncIterator[None]:
+    settings = app[SETTINGS]
+    public_url = app[PUBLIC_URL]
+    feeds = PublicFeeds(
+        app[STORE],
+        app[TEMPLATES],
+        settings.feeds,
+        utility_name=settings.notify.utility_name,
+        utility_url=settings.notify.utility_url,
+        base_url=lambda: public_url.value,
+        clock=app[CLOCK],
+    )
+    app[FEEDS] = feeds
+    app[INCIDENTS].listeners.append(feeds.changed)
+    yield
+
+
 async def _playbook_ctx(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
     p = settings.playbooks
@@ -405,7 +426,16 @@ def create_app(
     _register(app, all_endpoints())
     n = settings.notify
     install_hooks(app, HookOptions(n.voice_retries, n.voice_retry_minutes, n.sms_fallback_to_voice))
-    contexts = [_tokens_ctx, _store_ctx, _area_ctx, _notify_ctx, _kafka_ctx, _live_bridge_ctx, _fanout_ctx]
+    contexts = [
+        _tokens_ctx,
+        _store_ctx,
+        _area_ctx,
+        _notify_ctx,
+        _feeds_ctx,
+        _kafka_ctx,
+        _live_bridge_ctx,
+        _fanout_ctx,
+    ]
     app.cleanup_ctx.extend([*contexts, _playbook_ctx])
     app.on_shutdown.append(_close_live_sockets)
     return app

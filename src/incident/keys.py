@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from incident.notices.templates import NoticeTemplates
     from incident.playbook.engine import PlaybookEngine
     from incident.reload import CurrentArea
+    from incident.review.public_feeds import PublicFeeds
     from incident.settings import Settings
     from incident.store import Store
 
@@ -45,6 +46,8 @@ NOTIFY: web.AppKey[NotifyRuntime] = web.AppKey("notify")
 PUBLIC_URL: web.AppKey[PublicUrl] = web.AppKey("public_url")
 KAFKA: web.AppKey[KafkaRuntime] = web.AppKey("kafka")
 PLAYBOOKS: web.AppKey[PlaybookEngine] = web.AppKey("playbooks")
+#: The public feeds (CAP in Atom, outages as GeoJSON), kept until a public incident changes.
+FEEDS: web.AppKey[PublicFeeds] = web.AppKey("feeds")
 ENDPOINTS: web.AppKey[dict[web.AbstractRoute, Endpoint]] = web.AppKey("endpoints")
 LIVE_SOCKETS: web.AppKey[set[web.WebSocketResponse]] = web.AppKey("live_sockets")
 #: The carrier webhooks' options (defaults when absent) and counters.

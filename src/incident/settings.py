@@ -359,6 +359,24 @@ class IncidentSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True, 
     etr_horizon_days: PositiveFloat = 30.0
 
 
+class FeedSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    """The public feeds (``/public/feeds``: CAP in Atom, outages as GeoJSON): no token, built
+    once per change of a public incident and kept in memory."""
+
+    #: ``Cache-Control: max-age`` of the feeds and their alerts (seconds).
+    max_age_s: Annotated[int, msgspec.Meta(ge=0, le=3600)] = 60
+    #: The store is asked whether a public incident changed at most this often per instance
+    #: (this instance's own changes show at once; others' within this).
+    recheck_s: Annotated[float, msgspec.Meta(ge=0, le=300)] = 5.0
+    #: A closed or cancelled incident's alerts, ending in its Cancel, stay this long in the CAP feed.
+    closed_hours: Annotated[float, msgspec.Meta(gt=0, le=720)] = 48.0
+    #: The feeds' public address for their links (e.g. ``https://outages.example``); empty: the
+    #: carrier's ``[twilio] public_base_url``, else links relative to the feed.
+    base_url: str = ""
+    #: Build the feeds on every request instead (a benchmark's baseline; never in service).
+    cache: bool = True
+
+
 class Settings(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
     http: HttpSettings = msgspec.field(default_factory=HttpSettings)
     store: StoreSettings = msgspec.field(default_factory=StoreSettings)
@@ -375,6 +393,7 @@ class Settings(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=
     live: LiveSettings = msgspec.field(default_factory=LiveSettings)
     log: LogSettings = msgspec.field(default_factory=LogSettings)
     console: ConsoleSettings = msgspec.field(default_factory=ConsoleSettings)
+    feeds: FeedSettings = msgspec.field(default_factory=FeedSettings)
 
 
 def _section_types() -> dict[str, type[msgspec.Struct]]:

@@ -100,7 +100,7 @@ ONE_WRITE = frozenset({Idempotency.one_append, Idempotency.new_incident, Idempot
 #: Path parameters with a fixed form. A notice id is ``<incident id>-N<number>``, so
 #: ``…/notices/preview`` is not also read as "the notice called preview" (whose GET would
 #: then be advertised in a 405's ``Allow`` on a path where it can never succeed).
-PATH_PATTERNS: dict[str, str] = {"notice_id": r"[^/]+-N[0-9]+"}
+PATH_PATTERNS: dict[str, str] = {"notice_id": r"[^/]+-N[0-9]+", "alert_id": r"[A-Za-z0-9][A-Za-z0-9-]{0,99}"}
 
 PATH_PARAM = re.compile(r"\{(\w+)\}")
 
@@ -137,6 +137,9 @@ class Endpoint:
     idempotent: Idempotency | None = None
     #: Reads or writes the store (so a store failure is a 503).
     uses_store: bool = True
+    #: A cached representation: ETag, Last-Modified and Cache-Control on the answer, and a 304
+    #: for a matching If-None-Match or If-Modified-Since.
+    conditional: bool = False
 
     def error_statuses(self) -> tuple[int, ...]:
         """Every error status the route can answer, derived from what it takes, so a new

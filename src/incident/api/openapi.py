@@ -29,6 +29,30 @@ _IDEMPOTENCY_KEY: dict[str, Any] = {
 }
 
 
+_CONDITIONAL_PARAMS: list[dict[str, Any]] = [
+    {
+        "name": "If-None-Match",
+        "in": "header",
+        "required": False,
+        "description": "ETags of copies the client holds: 304 when one is the current one",
+        "schema": {"type": "string", "maxLength": 2000},
+    },
+    {
+        "name": "If-Modified-Since",
+        "in": "header",
+        "required": False,
+        "description": "The Last-Modified of the client's copy: 304 when it is still the current one"
+        " (If-None-Match, when given, decides instead)",
+        "schema": {"type": "string", "maxLength": 200},
+    },
+]
+_CACHE_HEADERS: dict[str, Any] = {
+    "ETag": {"description": "strong ETag of the bytes", "schema": {"type": "string"}},
+    "Last-Modified": {"description": "the newest change shown (an HTTP date)", "schema": {"type": "string"}},
+    "Cache-Control": {"description": "public, with a short max-age", "schema": {"type": "string"}},
+}
+
+
 def _formats(types: list[Any], components: dict[str, Any]) -> None:
     """msgspec describes a ``datetime`` (and a date, time, UUID) as a bare string: add the
     ``format`` of every such field of every struct in the document."""
@@ -125,6 +149,8 @@ def build_openapi(endpoints: Iterable[Endpoint]) -> dict[str, Any]:
             )
         if e.idempotent is not None:
             params.append(_IDEMPOTENCY_KEY)
+        if e.conditional:
+            params += _CONDITIONAL_PARAMS
         if params:
             op["parameters"] = params
         if e.body is not None:
@@ -140,6 +166,12 @@ def build_openapi(endpoints: Iterable[Endpoint]) -> dict[str, Any]:
         for other in e.alternatives:
             success.setdefault("content", {})[other] = {"schema": {"type": "string"}}
         responses: dict[str, Any] = {str(e.status): success}
+        if e.conditional:
+            success["headers"] = _CACHE_HEADERS
+            responses["304"] = {
+                "description": "not modified: the client's copy is current",
+                "headers": _CACHE_HEADERS,
+            }
         for code in e.error_statuses():
             responses[str(code)] = _error(error_ref, _WHY.get(code, "error"))
         op["responses"] = responses

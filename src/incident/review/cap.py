@@ -150,6 +150,11 @@ class CapAlert(msgspec.Struct, frozen=True, kw_only=True):
     sent: str
     msg_type: str
     xml: str
+    #: What a feed entry says of it: the main language's headline (else its event) and text,
+    #: or for a Cancel its note.
+    title: str = ""
+    summary: str = ""
+    language: str = ""
 
     @property
     def reference(self) -> str:
@@ -281,7 +286,14 @@ def build_alerts(
         _sub(root, "incidents", incident_id)
         for text in notice.texts:
             _info(root, notice, text)
-        alerts.append(_alert(root, notice.notice_id, sender, sent, msg_type))
+        main = notice.texts[0] if notice.texts else None
+        gist = {
+            "title": (main.headline if main else None)
+            or event_name(notice.incident.kind, notice.incident.utility, notice.template),
+            "summary": main.description if main else "",
+            "language": main.language if main else "",
+        }
+        alerts.append(_alert(root, notice.notice_id, sender, sent, msg_type, **gist))
     if cancelled is not None and alerts:
         identifier = f"{incident_id}-cancel"
         sent = cap_time(cancelled.at)
@@ -290,7 +302,7 @@ def build_alerts(
         _sub(root, "note", note)
         _sub(root, "references", " ".join(a.reference for a in alerts))
         _sub(root, "incidents", incident_id)
-        alerts.append(_alert(root, identifier, sender, sent, "Cancel"))
+        alerts.append(_alert(root, identifier, sender, sent, "Cancel", title=note, summary=note))
     return alerts
 
 
@@ -359,9 +371,9 @@ def _header(identifier: str, sender: str, sent: str, status: str, msg_type: str)
     return root
 
 
-def _alert(root: ET.Element, identifier: str, sender: str, sent: str, msg_type: str) -> CapAlert:
+def _alert(root: ET.Element, identifier: str, sender: str, sent: str, msg_type: str, **gist: str) -> CapAlert:
     xml = ET.tostring(root, encoding="unicode", default_namespace=CAP_NS)
-    return CapAlert(identifier=identifier, sender=sender, sent=sent, msg_type=msg_type, xml=xml)
+    return CapAlert(identifier=identifier, sender=sender, sent=sent, msg_type=msg_type, xml=xml, **gist)
 
 
 def _info(root: ET.Element, notice: PublicNotice, text: InfoText) -> None:
