@@ -96,34 +96,32 @@ def entry_id(alert: CapAlert) -> str:
 def atom_feed(info: FeedInfo, alerts: Sequence[CapAlert], alert_url: Callable[[CapAlert], str]) -> bytes:
     """The Atom feed of ``alerts``, newest first; ``alert_url`` is where each is served."""
     ordered = sorted(alerts, key=lambda a: (atom_time(a.sent), a.identifier), reverse=True)
-    feed = ET.Element(_a("feed"))
+    # Names unqualified under one xmlns: ElementTree's default_namespace refuses the
+    # unqualified attributes Atom has (rel, href).
+    feed = ET.Element("feed", xmlns=ATOM_NS)
     _sub(feed, "id", uuid.uuid5(_ENTRY_NAMESPACE, info.feed_id).urn)
     _sub(feed, "title", info.title)
     _sub(feed, "updated", atom_time(ordered[0].sent) if ordered else atom_time(EPOCH))
-    author = ET.SubElement(feed, _a("author"))
+    author = ET.SubElement(feed, "author")
     _sub(author, "name", info.author)
-    ET.SubElement(feed, _a("link"), rel="self", type="application/atom+xml", href=info.self_url)
+    ET.SubElement(feed, "link", rel="self", type="application/atom+xml", href=info.self_url)
     if info.web:
-        ET.SubElement(feed, _a("link"), rel="alternate", type="text/html", href=info.web)
+        ET.SubElement(feed, "link", rel="alternate", type="text/html", href=info.web)
     for alert in ordered:
         _entry(feed, alert, alert_url(alert))
-    text = ET.tostring(feed, encoding="unicode", default_namespace=ATOM_NS)
+    text = ET.tostring(feed, encoding="unicode")
     return ('<?xml version="1.0" encoding="UTF-8"?>\n' + text + "\n").encode()
 
 
-def _a(name: str) -> str:
-    return f"{{{ATOM_NS}}}{name}"
-
-
 def _sub(parent: ET.Element, name: str, text: str) -> ET.Element:
-    element = ET.SubElement(parent, _a(name))
+    element = ET.SubElement(parent, name)
     element.text = text
     return element
 
 
 def _entry(feed: ET.Element, alert: CapAlert, url: str) -> None:
     title, summary, language = _gist(alert)
-    entry = ET.SubElement(feed, _a("entry"))
+    entry = ET.SubElement(feed, "entry")
     _sub(entry, "id", entry_id(alert))
     _sub(entry, "title", title)
     when = atom_time(alert.sent)
@@ -132,8 +130,8 @@ def _entry(feed: ET.Element, alert: CapAlert, url: str) -> None:
     summary_element = _sub(entry, "summary", summary)
     if language:
         summary_element.set("{http://www.w3.org/XML/1998/namespace}lang", language)
-    ET.SubElement(entry, _a("category"), term=alert.msg_type)
-    ET.SubElement(entry, _a("link"), rel="alternate", type="application/cap+xml", href=url)
+    ET.SubElement(entry, "category", term=alert.msg_type)
+    ET.SubElement(entry, "link", rel="alternate", type="application/cap+xml", href=url)
 
 
 def _gist(alert: CapAlert) -> tuple[str, str, str]:
