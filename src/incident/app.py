@@ -70,6 +70,7 @@ from incident.keys import (
     NOTICES,
     NOTIFY,
     PLAYBOOKS,
+    PUBLIC,
     PUBLIC_URL,
     SERVICE_AREA,
     SETTINGS,
@@ -78,6 +79,7 @@ from incident.keys import (
     TOKENS,
     TRIAGE,
 )
+from incident.notices.public import PublicView
 from incident.notices.ratelimit import WALL, RateClock
 from incident.notices.runtime import PublicUrl, credentials, notify_runtime, push_available
 from incident.notices.service import NoticeService, load_notice_templates
@@ -274,6 +276,9 @@ async def _notify_ctx(app: web.Application) -> AsyncIterator[None]:
         channels=channels,
         on_approved=wake_fanout,
     )
+    view = PublicView(app[STORE], templates, ttl_s=app[SETTINGS].public.cache_s)
+    app[PUBLIC] = view
+    app[INCIDENTS].listeners.append(view.changed)
     yield
 
 

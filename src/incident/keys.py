@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from incident.incidents.service import IncidentService
     from incident.intake.runtime import KafkaRuntime
     from incident.intake.triage import TriageService
+    from incident.notices.public import PublicView
     from incident.notices.runtime import NotifyRuntime, PublicUrl
     from incident.notices.service import NoticeService
     from incident.notices.templates import NoticeTemplates
@@ -42,6 +43,8 @@ TRIAGE: web.AppKey[TriageService] = web.AppKey("triage")
 SERVICE_AREA: web.AppKey[CurrentArea] = web.AppKey("service_area")
 TEMPLATES: web.AppKey[NoticeTemplates] = web.AppKey("templates")
 NOTICES: web.AppKey[NoticeService] = web.AppKey("notices")
+#: What residents see of the open public incidents (the public page and feeds).
+PUBLIC: web.AppKey[PublicView] = web.AppKey("public")
 NOTIFY: web.AppKey[NotifyRuntime] = web.AppKey("notify")
 PUBLIC_URL: web.AppKey[PublicUrl] = web.AppKey("public_url")
 KAFKA: web.AppKey[KafkaRuntime] = web.AppKey("kafka")

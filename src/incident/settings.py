@@ -359,6 +359,18 @@ class IncidentSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True, 
     etr_horizon_days: PositiveFloat = 30.0
 
 
+class PublicSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    """The residents' side (``/public``): no token, so every limit here faces the internet."""
+
+    #: "Is my address affected?": a point this many metres or less from an area is "near".
+    near_m: Annotated[float, msgspec.Meta(ge=0, le=5000)] = 250.0
+    #: The open public incidents are read from the store at most this often per instance
+    #: (this instance's own changes show at once).
+    cache_s: Annotated[float, msgspec.Meta(ge=0, le=300)] = 5.0
+    #: Requests per minute one client address may make to /public/api (0: no limit).
+    requests_per_minute: Annotated[int, msgspec.Meta(ge=0)] = 120
+
+
 class FeedSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
     """The public feeds (``/public/feeds``: CAP in Atom, outages as GeoJSON): no token, built
     once per change of a public incident and kept in memory."""
@@ -393,6 +405,7 @@ class Settings(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=
     live: LiveSettings = msgspec.field(default_factory=LiveSettings)
     log: LogSettings = msgspec.field(default_factory=LogSettings)
     console: ConsoleSettings = msgspec.field(default_factory=ConsoleSettings)
+    public: PublicSettings = msgspec.field(default_factory=PublicSettings)
     feeds: FeedSettings = msgspec.field(default_factory=FeedSettings)
 
 

@@ -201,8 +201,7 @@ class PublicFeeds:
 
 
 def _public(incident: Incident) -> bool:
-    # (until the public flag lands from the public page's branch)
-    return bool(getattr(incident, "public", False)) and not incident.drill
+    return incident.public and not incident.drill
 
 
 def _instant(iso: str) -> datetime:
