@@ -20,22 +20,19 @@ from incident.review.public_feeds import ATOM, CAP_XML, FEED_PATH, GEOJSON
 
 
 async def cap_atom(request: web.Request) -> web.Response:
-    snapshot = await request.app[FEEDS].current()
-    return answer(request, snapshot.atom)
+    return answer(request, await request.app[FEEDS].atom())
 
 
 async def cap_alert(request: web.Request) -> web.Response:
     identifier = request.match_info["alert_id"]
-    snapshot = await request.app[FEEDS].current()
-    found = snapshot.alerts.get(identifier)
+    found = await request.app[FEEDS].alert(identifier)
     if found is None:
         raise NotFound(f"no public alert {identifier!r} (the CAP feed {FEED_PATH} lists them)")
     return answer(request, found)
 
 
 async def outages(request: web.Request) -> web.Response:
-    snapshot = await request.app[FEEDS].current()
-    return answer(request, snapshot.outages)
+    return answer(request, await request.app[FEEDS].outages())
 
 
 def answer(request: web.Request, feed: Built) -> web.Response:

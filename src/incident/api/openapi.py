@@ -35,7 +35,7 @@ _CONDITIONAL_PARAMS: list[dict[str, Any]] = [
         "in": "header",
         "required": False,
         "description": "ETags of copies the client holds: 304 when one is the current one",
-        "schema": {"type": "string", "maxLength": 2000},
+        "schema": {"type": "string"},
     },
     {
         "name": "If-Modified-Since",
@@ -43,7 +43,7 @@ _CONDITIONAL_PARAMS: list[dict[str, Any]] = [
         "required": False,
         "description": "The Last-Modified of the client's copy: 304 when it is still the current one"
         " (If-None-Match, when given, decides instead)",
-        "schema": {"type": "string", "maxLength": 200},
+        "schema": {"type": "string"},
     },
 ]
 _CACHE_HEADERS: dict[str, Any] = {

@@ -103,6 +103,26 @@ class PublicFeeds:
         self._generation += 1
         self._checked_at = float("-inf")
 
+    async def atom(self) -> Built:
+        if not self._settings.cache:
+            selection = await self._select()
+            return await self._atom(selection, await self._cap_alerts(selection, reuse=False))
+        return (await self.current()).atom
+
+    async def outages(self) -> Built:
+        if not self._settings.cache:
+            selection = await self._select()
+            return built(outages_geojson(selection.open), selection.modified, GEOJSON)
+        return (await self.current()).outages
+
+    async def alert(self, identifier: str) -> Built | None:
+        """One alert of the CAP feed, or None when the feed has no such alert."""
+        if not self._settings.cache:
+            alerts = await self._cap_alerts(await self._select(), reuse=False)
+            found = next((a for a in alerts if a.identifier == identifier), None)
+            return None if found is None else _alert_document(found)
+        return (await self.current()).alerts.get(identifier)
+
     async def current(self) -> Snapshot:
         """The feeds as of now: the kept ones while nothing changed."""
         snapshot = self._snapshot
@@ -117,7 +137,7 @@ class PublicFeeds:
             generation = self._generation
             selection = await self._select()
             key = self._key(selection)
-            if snapshot is None or snapshot.key != key or not self._settings.cache:
+            if snapshot is None or snapshot.key != key:
                 snapshot = await self._build(selection, key)
                 self._snapshot = snapshot
             if generation == self._generation:
@@ -125,7 +145,7 @@ class PublicFeeds:
             return snapshot
 
     def _fresh(self, snapshot: Snapshot | None) -> bool:
-        if snapshot is None or not self._settings.cache:
+        if snapshot is None:
             return False
         return time.monotonic() - self._checked_at < self._settings.recheck_s
 
@@ -159,15 +179,31 @@ class PublicFeeds:
 
     async def _build(self, selection: _Selection, key: tuple[object, ...]) -> Snapshot:
         self.builds += 1
+        alerts = await self._cap_alerts(selection, reuse=True)
+        geojson = await asyncio.to_thread(outages_geojson, selection.open)
+        return Snapshot(
+            key=key,
+            atom=await self._atom(selection, alerts),
+            outages=built(geojson, selection.modified, GEOJSON),
+            alerts={a.identifier: _alert_document(a) for a in alerts},
+        )
+
+    async def _cap_alerts(self, selection: _Selection, *, reuse: bool) -> list[CapAlert]:
+        """The alerts of the CAP feed's incidents; ``reuse``: those of an incident whose
+        timeline did not move since they were built are not built again."""
         alerts: list[CapAlert] = []
         keep: dict[str, tuple[int, list[CapAlert]]] = {}
         for incident in selection.cap:
-            kept = self._alerts.get(incident.id)
-            if kept is None or kept[0] != incident.last_seq or not self._settings.cache:
+            kept = self._alerts.get(incident.id) if reuse else None
+            if kept is None or kept[0] != incident.last_seq:
                 kept = (incident.last_seq, await self._incident_alerts(incident.id))
             keep[incident.id] = kept
             alerts.extend(kept[1])
-        self._alerts = keep
+        if reuse:
+            self._alerts = keep
+        return alerts
+
+    async def _atom(self, selection: _Selection, alerts: list[CapAlert]) -> Built:
         base = self.base()
         info = FeedInfo(
             feed_id=f"{self._sender}:public-alerts",
@@ -181,16 +217,8 @@ class PublicFeeds:
             path = alert_path(alert.identifier)
             return f"{base}{path}" if base else path.removeprefix("/public/feeds/")
 
-        atom, geojson = await asyncio.to_thread(
-            lambda: (atom_feed(info, alerts, link), outages_geojson(selection.open))
-        )
-        modified = selection.modified
-        return Snapshot(
-            key=key,
-            atom=built(atom, modified, ATOM),
-            outages=built(geojson, modified, GEOJSON),
-            alerts={a.identifier: built(a.document().encode(), a.sent, CAP_XML) for a in alerts},
-        )
+        atom = await asyncio.to_thread(atom_feed, info, alerts, link)
+        return built(atom, selection.modified, ATOM)
 
     async def _incident_alerts(self, incident_id: str) -> list[CapAlert]:
         events = await self._store.timeline(incident_id)
@@ -198,6 +226,10 @@ class PublicFeeds:
         return await asyncio.to_thread(
             cap_alerts, events, notices, self._templates, self._sender, end_on_close=True
         )
+
+
+def _alert_document(alert: CapAlert) -> Built:
+    return built(alert.document().encode(), alert.sent, CAP_XML)
 
 
 def _public(incident: Incident) -> bool:
