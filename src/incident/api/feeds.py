@@ -15,7 +15,7 @@ from aiohttp import web
 from incident.api.endpoint import Endpoint
 from incident.core.errors import NotFound
 from incident.keys import FEEDS, SETTINGS
-from incident.review.feeds import Built
+from incident.review.feeds import Built, OutageCollection
 from incident.review.public_feeds import ATOM, CAP_XML, FEED_PATH, GEOJSON
 
 
@@ -99,6 +99,7 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         " households affected, ETR, last update and the public area description; no token",
         None,
         tag=_PUBLIC,
+        response=OutageCollection,
         content_type=GEOJSON,
         conditional=True,
     ),

@@ -19,11 +19,12 @@ import xml.etree.ElementTree as ET  # builds XML only, never parses
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from email.utils import format_datetime
-from typing import Any
+from typing import Any, Literal
 
 import msgspec
 
-from incident.core.domain import Incident
+from incident.core.clock import Timestamp
+from incident.core.domain import Incident, Kind, Status, Utility
 from incident.review.cap import CapAlert
 
 __all__ = [
@@ -31,6 +32,9 @@ __all__ = [
     "EPOCH",
     "Built",
     "FeedInfo",
+    "OutageCollection",
+    "OutageFeature",
+    "OutageProperties",
     "atom_feed",
     "built",
     "entry_id",
@@ -144,27 +148,55 @@ def _gist(alert: CapAlert) -> tuple[str, str, str]:
 # --- GeoJSON ----------------------------------------------------------------------------
 
 
-def outage_feature(incident: Incident) -> dict[str, Any]:
+class OutageProperties(msgspec.Struct, frozen=True, kw_only=True):
+    id: str
+    kind: Kind
+    utility: Utility
+    status: Status
+    #: Households in the area when it was last set (a count; None until an area is drawn).
+    households_affected: int | None
+    #: Estimated time of restoration, once given.
+    etr: Timestamp | None
+    #: When the incident last changed.
+    last_update: Timestamp
+    #: How households know the place, per language ({"en": ..., "zh-CN": ...}).
+    area_description: dict[str, str]
+
+
+class OutageFeature(msgspec.Struct, frozen=True, kw_only=True):
+    type: Literal["Feature"] = "Feature"
+    id: str
+    #: The area as a GeoJSON geometry in lon/lat, or null while none is drawn.
+    geometry: dict[str, Any] | None
+    properties: OutageProperties
+
+
+class OutageCollection(msgspec.Struct, frozen=True, kw_only=True):
+    """The open public incidents as a GeoJSON FeatureCollection (RFC 7946)."""
+
+    type: Literal["FeatureCollection"] = "FeatureCollection"
+    features: list[OutageFeature]
+
+
+def outage_feature(incident: Incident) -> OutageFeature:
     """One open public incident as a GeoJSON Feature (its area in lon/lat, or no geometry
     while none is drawn)."""
-    return {
-        "type": "Feature",
-        "id": incident.id,
-        "geometry": incident.area,
-        "properties": {
-            "id": incident.id,
-            "kind": incident.kind.value,
-            "utility": incident.utility.value,
-            "status": incident.status.value,
-            "households_affected": incident.households,
-            "etr": incident.etr,
-            "last_update": incident.updated_at,
-            "area_description": dict(incident.area_description),
-        },
-    }
+    return OutageFeature(
+        id=incident.id,
+        geometry=incident.area,
+        properties=OutageProperties(
+            id=incident.id,
+            kind=incident.kind,
+            utility=incident.utility,
+            status=incident.status,
+            households_affected=incident.households,
+            etr=incident.etr,
+            last_update=incident.updated_at,
+            area_description=dict(incident.area_description),
+        ),
+    )
 
 
 def outages_geojson(incidents: Sequence[Incident]) -> bytes:
     """The FeatureCollection of ``incidents`` (in the order given)."""
-    document = {"type": "FeatureCollection", "features": [outage_feature(i) for i in incidents]}
-    return msgspec.json.encode(document)
+    return msgspec.json.encode(OutageCollection(features=[outage_feature(i) for i in incidents]))
