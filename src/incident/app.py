@@ -22,6 +22,7 @@ from incident.api import hooks as hook_views
 from incident.api import incidents as incident_views
 from incident.api import notices as notice_views
 from incident.api import playbooks as playbook_views
+from incident.api import public as public_views
 from incident.api import reports as report_views
 from incident.api import system as system_views
 from incident.api.endpoint import ALL_ROLES, Endpoint, Query, route_path
@@ -71,6 +72,7 @@ from incident.keys import (
     NOTIFY,
     PLAYBOOKS,
     PUBLIC,
+    PUBLIC_API,
     PUBLIC_URL,
     SERVICE_AREA,
     SETTINGS,
@@ -173,6 +175,7 @@ def all_endpoints() -> tuple[Endpoint, ...]:
         LIVE_ENDPOINT,
         *console_views.ENDPOINTS,
         *feed_views.ENDPOINTS,
+        *public_views.ENDPOINTS,
     )
 
 
@@ -428,6 +431,8 @@ def create_app(
     app[ENDPOINTS] = {}
     app[PUBLIC_URL] = PublicUrl(settings.twilio.public_base_url)
     app[LIVE_SOCKETS] = set()
+    app[PUBLIC_API] = public_views.PublicApi(public_views.ClientLimiter(settings.public.requests_per_minute))
+    app.on_response_prepare.append(public_views.security_headers)
     _register(app, all_endpoints())
     n = settings.notify
     install_hooks(app, HookOptions(n.voice_retries, n.voice_retry_minutes, n.sms_fallback_to_voice))

@@ -12,6 +12,7 @@ from aiohttp import web
 if TYPE_CHECKING:
     from incident.adapters.live_bridge import LiveBridge
     from incident.api.endpoint import Endpoint
+    from incident.api.public import PublicApi
     from incident.api.webhooks import HookMetrics, HookOptions
     from incident.core.auth import Principal, TokenRegistry
     from incident.core.clock import Clock
@@ -45,6 +46,8 @@ TEMPLATES: web.AppKey[NoticeTemplates] = web.AppKey("templates")
 NOTICES: web.AppKey[NoticeService] = web.AppKey("notices")
 #: What residents see of the open public incidents (the public page and feeds).
 PUBLIC: web.AppKey[PublicView] = web.AppKey("public")
+#: The public API's rate budget per client address and its encoded answers.
+PUBLIC_API: web.AppKey[PublicApi] = web.AppKey("public_api")
 NOTIFY: web.AppKey[NotifyRuntime] = web.AppKey("notify")
 PUBLIC_URL: web.AppKey[PublicUrl] = web.AppKey("public_url")
 KAFKA: web.AppKey[KafkaRuntime] = web.AppKey("kafka")

@@ -29,7 +29,7 @@ async def test_every_protected_operation_states_its_roles(api: Api) -> None:
               "/hooks/twilio/inbound", "/", "/console/{file}", "/console/vendor/{package}/{file}"}  # fmt: skip
     for path, ops in doc["paths"].items():
         for method, op in ops.items():
-            if path in public or path.startswith("/public/"):
+            if path in public or path.startswith("/public/"):  # the residents' side: no token
                 assert op["security"] == [], (method, path)
             else:
                 assert op["security"] == [{"bearer": []}], (method, path)

@@ -196,6 +196,7 @@ async def test_feeds_answer_conditional_requests_and_are_built_once_per_change(
         status, headers, body = await get(api, path)
         assert status == 200 and body
         assert headers["Cache-Control"] == "public, max-age=60"
+        assert headers["Access-Control-Allow-Origin"] == "*"
         etag, modified = headers["ETag"], headers["Last-Modified"]
         assert re.fullmatch(r'"[0-9a-f]{32}"', etag)
         for conditional in ({"If-None-Match": etag}, {"If-None-Match": f'"x", W/{etag}'},

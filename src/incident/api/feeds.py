@@ -1,7 +1,8 @@
 """The public feeds (no token): CAP 1.2 alerts in Atom, each alert on its own, and the open
 public incidents as GeoJSON; built and kept by :class:`incident.review.public_feeds.PublicFeeds`.
 
-Every answer carries a strong ETag, Last-Modified and a short ``Cache-Control: public``; a
+Every answer carries a strong ETag, Last-Modified, a short ``Cache-Control: public`` and
+``Access-Control-Allow-Origin: *`` (no credentials are ever involved); a
 matching ``If-None-Match`` (or, without one, an ``If-Modified-Since`` of exactly the current
 Last-Modified) is a 304 without a body.
 """
@@ -41,7 +42,8 @@ def answer(request: web.Request, feed: Built) -> web.Response:
         "ETag": feed.etag,
         "Last-Modified": feed.last_modified,
         "Cache-Control": f"public, max-age={request.app[SETTINGS].feeds.max_age_s}",
-        "X-Content-Type-Options": "nosniff",
+        # Feeds are for others to take (aggregators, maps on other sites); no credentials.
+        "Access-Control-Allow-Origin": "*",
     }
     if not_modified(request.headers.get("If-None-Match"), request.headers.get("If-Modified-Since"), feed):
         return web.Response(status=304, headers=headers)

@@ -110,6 +110,7 @@ _WHY = {
     404: "nothing of that id",
     409: "the current state forbids it, or the Idempotency-Key is in use",
     413: "the body is larger than the limit",
+    429: "too many requests from this address; wait a minute (Retry-After)",
     422: "a value breaks the schema or a rule (or the Idempotency-Key came with another body)",
     503: "the store is unavailable; try again",
 }
@@ -142,7 +143,7 @@ def build_openapi(endpoints: Iterable[Endpoint]) -> dict[str, Any]:
                 {
                     "name": q.name,
                     "in": "query",
-                    "required": False,
+                    "required": q.required,
                     "description": q.description,
                     "schema": schema,
                 }
