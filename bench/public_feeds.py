@@ -117,7 +117,8 @@ def line(label: str, rate: float, p99: float, baseline: tuple[float, float] | No
 
 async def run(args: argparse.Namespace) -> None:
     if shutil.which("wrk") is None:
-        raise SystemExit("bench.public_feeds needs wrk: apt-get install -y wrk")
+        print("bench.public_feeds skipped: it needs wrk (apt-get install -y wrk)")
+        return
     with tempfile.TemporaryDirectory() as folder:
         tmp = Path(folder)
         token = add_token(tmp / "tokens.toml", "alice", Role.dispatcher)

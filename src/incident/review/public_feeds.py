@@ -9,8 +9,9 @@ cancelled one for ``[feeds] closed_hours``, its alerts ending in a Cancel that r
 The key of what is built is the public incidents' ids and last sequence numbers (and the
 links' base): a change to any of them, on this instance or another, makes a new key. The
 store is asked for it at most every ``[feeds] recheck_s`` (this instance's own changes reach
-:meth:`PublicFeeds.changed` and are looked at on the next request); concurrent requests share
-one look and one build. An incident's alerts are built again only when its timeline moved.
+:meth:`PublicFeeds.changed` and are looked at on the next request); one request looks (and
+builds) at a time, the others meanwhile get the feeds as kept. An incident's alerts are
+built again only when its timeline moved.
 
 Last-Modified is the newest change the feed shows: the newest ``updated_at`` of its
 incidents, or the moment a closed incident left the CAP feed if later (so a feed that shrank
@@ -126,7 +127,10 @@ class PublicFeeds:
     async def current(self) -> Snapshot:
         """The feeds as of now: the kept ones while nothing changed."""
         snapshot = self._snapshot
-        if self._fresh(snapshot):
+        if self._fresh(snapshot) or (snapshot is not None and self._lock.locked()):
+            # Fresh, or another request is looking: the kept feeds meanwhile (a request
+            # waiting for the look would gain a few milliseconds of news, and all of them
+            # waiting makes the slowest answers slow).
             assert snapshot is not None
             return snapshot
         async with self._lock:
