@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import re
 from datetime import timedelta
+from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import Any
 
@@ -80,6 +81,8 @@ async def read_feed(api: Api, schema: etree.XMLSchema) -> tuple[Any, list[etree.
         assert status == 200 and headers["Content-Type"].startswith("application/cap+xml")
         alert = etree.fromstring(xml)
         assert schema.validate(alert), schema.error_log
+        status, _, again = await get(api, local(api, link.href), **{"If-None-Match": headers["ETag"]})
+        assert (status, again) == (304, b"")
         alerts.append(alert)
     return feed, alerts
 
@@ -140,9 +143,10 @@ async def test_the_cap_feed_follows_a_public_incident_to_its_end(
     feed, alerts = await read_feed(api, schema)
     _, after, _ = await get(api, ATOM)
     assert feed.entries == []
-    assert after["ETag"] != before["ETag"] and after["Last-Modified"] != before["Last-Modified"]
+    assert after["ETag"] != before["ETag"]
+    assert parsedate_to_datetime(after["Last-Modified"]) > parsedate_to_datetime(before["Last-Modified"])
     status, _, _ = await get(api, f"/public/feeds/cap/{first}.xml")
-    assert status == 404
+    assert status == 404  # nor its alerts
 
 
 async def test_outages_geojson_has_one_feature_per_open_public_incident(
@@ -179,6 +183,14 @@ async def test_outages_geojson_has_one_feature_per_open_public_incident(
         "area_description": state["area_description"],
     }
     assert state["households"] > 0
+
+    # A dispatcher takes it off the public side: gone; back on: there again.
+    status, answer = await api.call("POST", f"/api/incidents/{inc['id']}/public", json={"public": False})
+    assert status == 200, answer
+    assert json.loads((await get(api, GEOJSON))[2])["features"] == []
+    status, answer = await api.call("POST", f"/api/incidents/{inc['id']}/public", json={"public": True})
+    assert status == 200, answer
+    assert len(json.loads((await get(api, GEOJSON))[2])["features"]) == 1
 
     await move(api, inc["id"], "active", "closed")
     status, _, body = await get(api, GEOJSON)
