@@ -271,6 +271,21 @@ def test_every_info_has_a_wea_text_of_at_most_360_characters(
         assert " ".join(text(info, "cap:description").split()).startswith(wea[:-1])
 
 
+def test_the_public_feed_has_every_language_the_main_one_first(
+    schema: etree.XMLSchema, templates: NoticeTemplates
+) -> None:
+    story = Story()
+    story.area(BOX)
+    story.notice("main_break", {"en": 3})
+    [only] = cap_alerts(story.events, story.notices, templates, SENDER)
+    [every] = cap_alerts(story.events, story.notices, templates, SENDER, every_language=True)
+    alerts = [etree.fromstring(a.document().encode()) for a in (only, every)]
+    assert_valid(schema, alerts)
+    assert [all_text(a, "cap:info/cap:language") for a in alerts] == [["en"], ["en", "zh-CN"]]
+    [_, chinese] = alerts[1].findall("cap:info", NS)
+    assert "停" in text(chinese, "cap:description") or "水" in text(chinese, "cap:description")
+
+
 def test_short_text_cuts_at_a_word_or_anywhere_in_a_script_without_spaces() -> None:
     assert short_text("Water  off\non Elm St") == "Water off on Elm St"
     cut = short_text("word " * 100, 50)

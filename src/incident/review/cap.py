@@ -175,10 +175,15 @@ def sender_for(utility_url: str) -> str:
 
 
 def public_notices(
-    events: Sequence[TimelineEvent], notices: Mapping[str, Notice], templates: NoticeTemplates
+    events: Sequence[TimelineEvent],
+    notices: Mapping[str, Notice],
+    templates: NoticeTemplates,
+    *,
+    every_language: bool = False,
 ) -> list[PublicNotice]:
     """The incident's approved notices in the order they were approved, each with the state
-    of the incident when it was planned and its text in every language it went out in."""
+    of the incident when it was planned and its text in every language it went out in (and,
+    ``every_language``, in every other language of the templates too, after those)."""
     planned: dict[str, Incident] = {}
     out: list[PublicNotice] = []
     state: Incident | None = None
@@ -190,7 +195,8 @@ def public_notices(
         if event.type == "notice_planned":
             planned[notice_id] = state
         elif event.type == "notice_approved" and notice_id in planned and notice_id in notices:
-            out.append(_public(notices[notice_id], planned[notice_id], event.at, templates))
+            notice = notices[notice_id]
+            out.append(_public(notice, planned[notice_id], event.at, templates, every_language))
     return out
 
 
@@ -210,7 +216,9 @@ def ending(events: Sequence[TimelineEvent]) -> Cancellation | None:
     return None
 
 
-def _public(notice: Notice, incident: Incident, approved_at: str, templates: NoticeTemplates) -> PublicNotice:
+def _public(
+    notice: Notice, incident: Incident, approved_at: str, templates: NoticeTemplates, every_language: bool
+) -> PublicNotice:
     context = msgspec.convert(notice.context, NoticeContext)
     cache = templates.cache(context)
     # The drill marker heads every drill text; the headline is the notice's own title
@@ -220,6 +228,8 @@ def _public(notice: Notice, incident: Incident, approved_at: str, templates: Not
         (notice.counts.get("by_language") or {templates.default_language: 0}).items(),
         key=lambda item: (-int(item[1]), item[0]),
     )
+    if every_language:
+        tags += [(language, 0) for language in sorted(templates.languages)]
     texts: dict[str, InfoText] = {}
     for tag, _ in tags:
         sms = cache.render(notice.template, Channel.sms, tag)
@@ -313,14 +323,17 @@ def cap_alerts(
     sender: str,
     *,
     end_on_close: bool = False,
+    every_language: bool = False,
 ) -> list[CapAlert]:
     """Every alert of the incident whose full timeline ``events`` is; a Cancel ends them when
-    the incident was cancelled (or, ``end_on_close``, closed)."""
+    the incident was cancelled (or, ``end_on_close``, closed). ``every_language``: an ``info``
+    in every language of the templates, not only those the notice went out in (the public
+    feed speaks to everyone in the area, not only the registry)."""
     if not events:
         return []
     incident = events[0]
     return build_alerts(
-        public_notices(events, notices, templates),
+        public_notices(events, notices, templates, every_language=every_language),
         sender=sender,
         incident_id=incident.incident_id,
         drill=bool(incident.data.get("drill", False)),

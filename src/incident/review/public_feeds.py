@@ -26,6 +26,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from functools import partial
 
 from incident.core.clock import Clock, isoformat
 from incident.core.domain import OPEN_STATUSES, Incident, Status, TimelineEvent
@@ -228,7 +229,11 @@ class PublicFeeds:
         events = await self._store.timeline(incident_id)
         notices = {n.notice_id: n for n in await self._store.list_notices(incident_id)}
         return await asyncio.to_thread(
-            cap_alerts, events, notices, self._templates, self._sender, end_on_close=True
+            partial(cap_alerts, end_on_close=True, every_language=True),
+            events,
+            notices,
+            self._templates,
+            self._sender,
         )
 
 
