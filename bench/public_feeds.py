@@ -8,7 +8,8 @@ The real app (``create_app``: SQLite store in a temporary folder, embedded broke
 sample area, playbooks and sending off) with ``--incidents`` public incidents, each made
 public by an approved notice and updated by a second one (two CAP alerts, both languages),
 on the sample area's Maple St. The load: ``wrk`` (Debian's ``wrk`` package), 2 threads,
-``--connections`` connections, ``--seconds`` per URL, in its own process.
+``--connections`` connections, ``--seconds`` per URL (after a 2 s warm-up run of each app),
+in its own process.
 
 - *Ours*: the feeds as served: built once per change, kept in memory (``[feeds]`` defaults:
   the store asked at most every 5 s whether anything changed). Also the Atom feed asked with
@@ -144,6 +145,7 @@ async def run(args: argparse.Namespace) -> None:
             for path, (status, size, _) in sizes.items():
                 print(f"  {path:<40} {status}  {size / 1024:8.1f} KiB")
             print("\nours (cached, built once per change)")
+            await wrk(url + FEEDS[0], c, 2)  # warm-up: 200 connections opened, first answers
             for path in FEEDS:
                 results[path] = await wrk(url + path, c, s)
                 print(line(path, *results[path]))
@@ -157,6 +159,7 @@ async def run(args: argparse.Namespace) -> None:
                     print(f"  {path:<52} not served ({sizes[path][0]})")
         async with serve(uncached) as url:
             print("\nbaseline: [feeds] cache = false (built on every request), and ours against it")
+            await wrk(url + FEEDS[1], c, 2)  # warm-up
             for path in FEEDS:
                 base = await wrk(url + path, c, s)
                 print(line(path + " (baseline)", *base))
