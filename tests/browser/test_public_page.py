@@ -143,3 +143,39 @@ async def test_a_chinese_browser_gets_the_chinese_page(browser: Browser, api: Ap
         assert size is not None and size["height"] >= 44, selector
     await page.screenshot(path=str(shots / "public-zh-CN-to-en.png"))
     console.assert_clean()
+
+
+async def test_a_dispatcher_shows_an_incident_to_residents_from_the_console(
+    browser: Browser, api: Api, shots: Path
+) -> None:
+    inc = await api.declare(area=BOX, title="Main break on Maple St")
+    context = await browser.new_context(viewport={"width": 1280, "height": 800})
+    dispatcher = Console(await context.new_page(), str(api.client.make_url("/")))
+    dispatcher.page.on("pageerror", lambda err: dispatcher.errors.append(f"page: {err}"))
+    await dispatcher.sign_in(api.tokens.by_name["alice"])
+    page = dispatcher.page
+    await page.goto(f"{dispatcher.url}#/dispatch/{inc['id']}")
+    await page.wait_for_selector("#incident-public[data-public=false]")
+    await page.click("#toggle-public")
+    await page.wait_for_selector("#incident-public[data-public=true]")
+    _, now = await api.call("GET", f"/api/incidents/{inc['id']}")
+    assert now["public"] is True
+
+    resident = await _open(browser, api, "en-GB")
+    assert await resident.page.locator("#incidents .incident").count() == 1
+    assert "Main break on Maple St" not in await resident.page.locator("body").inner_text()
+    resident.assert_clean()
+
+    await page.click("#toggle-public")
+    await page.wait_for_selector("#incident-public[data-public=false]")
+    await resident.page.reload()
+    await resident.page.wait_for_selector("#list-state:has-text('no incidents')")
+    assert await resident.page.locator("#incidents .incident").count() == 0
+
+    # A drill has no switch.
+    drill = await api.declare(area=BOX, drill=True)
+    await page.goto(f"{dispatcher.url}#/dispatch/{drill['id']}")
+    await page.wait_for_selector("#incident-title")
+    await page.wait_for_selector("text=Never shown (drill)")
+    assert await page.locator("#toggle-public").count() == 0
+    dispatcher.assert_clean()
