@@ -431,7 +431,10 @@ def create_app(
     app[ENDPOINTS] = {}
     app[PUBLIC_URL] = PublicUrl(settings.twilio.public_base_url)
     app[LIVE_SOCKETS] = set()
-    app[PUBLIC_API] = public_views.PublicApi(public_views.ClientLimiter(settings.public.requests_per_minute))
+    p = settings.public
+    app[PUBLIC_API] = public_views.PublicApi(
+        public_views.ClientLimiter(p.requests_per_minute), trusted_proxies=p.trusted_proxies
+    )
     app.on_response_prepare.append(public_views.security_headers)
     _register(app, all_endpoints())
     n = settings.notify

@@ -369,6 +369,9 @@ class PublicSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw
     cache_s: Annotated[float, msgspec.Meta(ge=0, le=300)] = 5.0
     #: Requests per minute one client address may make to /public/api (0: no limit).
     requests_per_minute: Annotated[int, msgspec.Meta(ge=0)] = 120
+    #: Addresses of our own reverse proxies: behind one, the client is the nearest
+    #: X-Forwarded-For address that is not one of them (else every resident shares one budget).
+    trusted_proxies: list[str] = msgspec.field(default_factory=list)
 
 
 class FeedSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):

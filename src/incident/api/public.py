@@ -90,17 +90,33 @@ class ClientLimiter:
             self._windows.clear()
 
 
-class PublicApi:
-    """What the public views keep: the rate budget, and the list answers already encoded
-    (one per language, for as long as the public view returns the same list)."""
+def client_address(remote: str | None, forwarded_for: Sequence[str], trusted: frozenset[str]) -> str:
+    """Who is asking: the peer, or, when the peer is one of our ``trusted`` proxies, the
+    nearest address in ``X-Forwarded-For`` that is not (a client can prepend anything, so
+    only what our own proxies appended counts)."""
+    peer = remote or "unknown"
+    if peer not in trusted:
+        return peer
+    hops = [hop.strip() for header in forwarded_for for hop in header.split(",") if hop.strip()]
+    for hop in reversed(hops[-20:]):
+        if hop not in trusted:
+            return hop[:64]
+    return peer
 
-    def __init__(self, limiter: ClientLimiter) -> None:
+
+class PublicApi:
+    """What the public views keep: the rate budget, the trusted proxies, and the list answers
+    already encoded (one per language, for as long as the public view returns the same list)."""
+
+    def __init__(self, limiter: ClientLimiter, trusted_proxies: Sequence[str] = ()) -> None:
         self.limiter = limiter
+        self.trusted = frozenset(trusted_proxies)
         self.encoded: dict[str, tuple[object, bytes, str]] = {}
 
 
 def _client(request: web.Request) -> str:
-    return request.remote or "unknown"
+    trusted = request.app[PUBLIC_API].trusted
+    return client_address(request.remote, request.headers.getall("X-Forwarded-For", []), trusted)
 
 
 def _spend(request: web.Request) -> None:

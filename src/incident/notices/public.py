@@ -156,7 +156,9 @@ def _far(geometry: BaseGeometry, lon: float, lat: float, near_m: float) -> bool:
     """Surely further than ``near_m`` (a bounding-box test in degrees, generous)."""
     xmin, ymin, xmax, ymax = geometry.bounds
     dlat = near_m * _DEG_PER_M * 1.5
-    dlon = dlat / max(math.cos(math.radians(min(abs(lat), 89.0))), 0.01)
+    # A degree of longitude is shortest at the highest latitude the box or the point reaches.
+    highest = min(max(abs(lat), abs(ymin), abs(ymax)), 89.0)
+    dlon = dlat / max(math.cos(math.radians(highest)), 0.01)
     return lon < xmin - dlon or lon > xmax + dlon or lat < ymin - dlat or lat > ymax + dlat
 
 

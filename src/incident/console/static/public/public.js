@@ -134,7 +134,9 @@ function renderAnswer() {
 }
 
 async function getJson(url) {
-  const response = await fetch(url, { headers: { Accept: "application/json" } });
+  // Revalidated each time (a 304 on its ETag when nothing changed): a page left open
+  // shows a lifted advisory at its next look, not when some cache lets go of it.
+  const response = await fetch(url, { headers: { Accept: "application/json" }, cache: "no-cache" });
   const body = await response.json().catch(() => null);
   if (!response.ok) throw new Error(body?.error?.message || `HTTP ${response.status}`);
   return body;
