@@ -14,6 +14,7 @@ from bench import (
     notice_preview,
     notify_render,
     playbook_path,
+    public_feeds,
     recovery,
     timeline_append,
 )
@@ -31,3 +32,5 @@ if __name__ == "__main__":
     for sync_bench in (geo_area, geo_isolation, area_api, geo_memory, notify_render, notice_preview):
         print()
         sync_bench.main([])
+    print()
+    public_feeds.main([])

@@ -20,10 +20,12 @@ from incident.adapters.smtp import EmailSender
 from incident.api import areas as area_views
 from incident.api import console as console_views
 from incident.api import enrolments as enrolment_views
+from incident.api import feeds as feed_views
 from incident.api import hooks as hook_views
 from incident.api import incidents as incident_views
 from incident.api import notices as notice_views
 from incident.api import playbooks as playbook_views
+from incident.api import public as public_views
 from incident.api import reports as report_views
 from incident.api import signup as signup_views
 from incident.api import system as system_views
@@ -65,6 +67,7 @@ from incident.keys import (
     CLOCK,
     ENDPOINTS,
     ENROLMENTS,
+    FEEDS,
     HOOK_OPTIONS,
     HUB,
     INCIDENTS,
@@ -75,6 +78,8 @@ from incident.keys import (
     NOTICES,
     NOTIFY,
     PLAYBOOKS,
+    PUBLIC,
+    PUBLIC_API,
     PUBLIC_URL,
     SERVICE_AREA,
     SETTINGS,
@@ -84,6 +89,7 @@ from incident.keys import (
     TRIAGE,
 )
 from incident.notices.language import match_language
+from incident.notices.public import PublicView
 from incident.notices.ratelimit import WALL, RateClock
 from incident.notices.runtime import PublicUrl, credentials, notify_runtime, push_available
 from incident.notices.service import NoticeService, load_notice_templates
@@ -91,6 +97,7 @@ from incident.notices.templates import NoticeTemplates
 from incident.playbook import OnCall, Playbook, load_oncall, load_playbooks
 from incident.playbook.engine import PlaybookEngine
 from incident.reload import AreaReloader, CurrentArea, TokenReloader, build_current_area, file_stamp, poll
+from incident.review.public_feeds import PublicFeeds
 from incident.settings import Settings
 from incident.store import Store, open_store
 
@@ -177,6 +184,8 @@ def all_endpoints() -> tuple[Endpoint, ...]:
         *console_views.ENDPOINTS,
         *enrolment_views.ENDPOINTS,
         *signup_views.ENDPOINTS,
+        *feed_views.ENDPOINTS,
+        *public_views.ENDPOINTS,
     )
 
 
@@ -283,6 +292,9 @@ async def _notify_ctx(app: web.Application) -> AsyncIterator[None]:
         channels=channels,
         on_approved=wake_fanout,
     )
+    view = PublicView(app[STORE], templates, ttl_s=app[SETTINGS].public.cache_s)
+    app[PUBLIC] = view
+    app[INCIDENTS].listeners.append(view.changed)
     yield
 
 
@@ -330,6 +342,23 @@ async def _fanout_ctx(app: web.Application) -> AsyncIterator[None]:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
             await asyncio.gather(*followups, return_exceptions=True)
+
+
+async def _feeds_ctx(app: web.Application) -> AsyncIterator[None]:
+    settings = app[SETTINGS]
+    public_url = app[PUBLIC_URL]
+    feeds = PublicFeeds(
+        app[STORE],
+        app[TEMPLATES],
+        settings.feeds,
+        utility_name=settings.notify.utility_name,
+        utility_url=settings.notify.utility_url,
+        base_url=lambda: public_url.value,
+        clock=app[CLOCK],
+    )
+    app[FEEDS] = feeds
+    app[INCIDENTS].listeners.append(feeds.changed)
+    yield
 
 
 async def _playbook_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -451,10 +480,24 @@ def create_app(
     app[ENDPOINTS] = {}
     app[PUBLIC_URL] = PublicUrl(settings.twilio.public_base_url)
     app[LIVE_SOCKETS] = set()
+    p = settings.public
+    app[PUBLIC_API] = public_views.PublicApi(
+        public_views.ClientLimiter(p.requests_per_minute), trusted_proxies=p.trusted_proxies
+    )
+    app.on_response_prepare.append(public_views.security_headers)
     _register(app, all_endpoints())
     n = settings.notify
     install_hooks(app, HookOptions(n.voice_retries, n.voice_retry_minutes, n.sms_fallback_to_voice))
-    contexts = [_tokens_ctx, _store_ctx, _area_ctx, _notify_ctx, _kafka_ctx, _live_bridge_ctx, _fanout_ctx]
+    contexts = [
+        _tokens_ctx,
+        _store_ctx,
+        _area_ctx,
+        _notify_ctx,
+        _feeds_ctx,
+        _kafka_ctx,
+        _live_bridge_ctx,
+        _fanout_ctx,
+    ]
     app.cleanup_ctx.extend([*contexts, _playbook_ctx, _enrolment_ctx])
     app.on_shutdown.append(_close_live_sockets)
     return app

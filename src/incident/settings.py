@@ -405,6 +405,37 @@ class EnrolmentSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True,
     #: Reverse proxies in front of the service that append to X-Forwarded-For: the client is
     #: the address that many hops from its end (0: the connection's own address).
     forwarded_hops: Annotated[int, msgspec.Meta(ge=0, le=5)] = 0
+class PublicSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    """The residents' side (``/public``): no token, so every limit here faces the internet."""
+
+    #: "Is my address affected?": a point this many metres or less from an area is "near".
+    near_m: Annotated[float, msgspec.Meta(ge=0, le=5000)] = 250.0
+    #: The open public incidents are read from the store at most this often per instance
+    #: (this instance's own changes show at once).
+    cache_s: Annotated[float, msgspec.Meta(ge=0, le=300)] = 5.0
+    #: Requests per minute one client address may make to /public/api (0: no limit).
+    requests_per_minute: Annotated[int, msgspec.Meta(ge=0)] = 120
+    #: Addresses of our own reverse proxies: behind one, the client is the nearest
+    #: X-Forwarded-For address that is not one of them (else every resident shares one budget).
+    trusted_proxies: list[str] = msgspec.field(default_factory=list)
+
+
+class FeedSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    """The public feeds (``/public/feeds``: CAP in Atom, outages as GeoJSON): no token, built
+    once per change of a public incident and kept in memory."""
+
+    #: ``Cache-Control: max-age`` of the feeds and their alerts (seconds).
+    max_age_s: Annotated[int, msgspec.Meta(ge=0, le=3600)] = 60
+    #: The store is asked whether a public incident changed at most this often per instance
+    #: (this instance's own changes show at once; others' within this).
+    recheck_s: Annotated[float, msgspec.Meta(ge=0, le=300)] = 5.0
+    #: A closed or cancelled incident's alerts, ending in its Cancel, stay this long in the CAP feed.
+    closed_hours: Annotated[float, msgspec.Meta(gt=0, le=720)] = 48.0
+    #: The feeds' public address for their links (e.g. ``https://outages.example``); empty: the
+    #: carrier's ``[twilio] public_base_url``, else links relative to the feed.
+    base_url: str = ""
+    #: Build the feeds on every request instead (a benchmark's baseline; never in service).
+    cache: bool = True
 
 
 class Settings(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
@@ -425,6 +456,8 @@ class Settings(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=
     log: LogSettings = msgspec.field(default_factory=LogSettings)
     console: ConsoleSettings = msgspec.field(default_factory=ConsoleSettings)
     enrolment: EnrolmentSettings = msgspec.field(default_factory=EnrolmentSettings)
+    public: PublicSettings = msgspec.field(default_factory=PublicSettings)
+    feeds: FeedSettings = msgspec.field(default_factory=FeedSettings)
 
 
 def _section_types() -> dict[str, type[msgspec.Struct]]:

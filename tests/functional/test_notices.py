@@ -72,7 +72,8 @@ async def test_plan_preview_and_approve_a_notice(api: Api) -> None:
     assert status == 409 and "only a planned notice" in again["error"]["message"]
     _, timeline = await api.call("GET", f"/api/incidents/{inc['id']}/timeline")
     types = [e["type"] for e in timeline["events"]]
-    assert types[-2:] == ["notice_planned", "notice_approved"] and timeline["integrity"]["ok"]
+    # The first notice to households makes the incident public, said on the timeline.
+    assert types[-3:] == ["notice_planned", "notice_approved", "made_public"] and timeline["integrity"]["ok"]
     _, listed = await api.call("GET", f"/api/incidents/{inc['id']}/notices")
     assert [n["status"] for n in listed["notices"]] == ["approved"]
 

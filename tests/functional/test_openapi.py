@@ -23,13 +23,13 @@ async def test_openapi_lists_every_route_and_only_those(api: Api) -> None:
 
 async def test_every_protected_operation_states_its_roles(api: Api) -> None:
     _, doc = await api.call("GET", "/api/openapi.json", who=None)
-    # Public: health, metrics, this document, the carrier webhooks (their signature is the
-    # check) and the residents' side under /public/.
+    # Public: health, metrics, this document, the carrier webhooks (their signature is the check)
+    # and the residents' side (/public/...).
     public = {"/healthz", "/metrics", "/api/openapi.json", "/hooks/twilio/status", "/hooks/twilio/gather",
               "/hooks/twilio/inbound", "/", "/console/{file}", "/console/vendor/{package}/{file}"}  # fmt: skip
     for path, ops in doc["paths"].items():
         for method, op in ops.items():
-            if path in public or path.startswith("/public/"):
+            if path in public or path.startswith("/public/"):  # the residents' side: no token
                 assert op["security"] == [], (method, path)
             else:
                 assert op["security"] == [{"bearer": []}], (method, path)

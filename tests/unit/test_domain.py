@@ -7,7 +7,7 @@ import pytest
 
 from incident.core import domain
 from incident.core.domain import Declaration, Incident, Kind, Role, Severity, Status, Utility
-from incident.core.errors import IllegalTransition, NotOwner
+from incident.core.errors import Conflict, IllegalTransition, NotOwner
 from incident.core.timeline import seal
 
 AT = datetime(2026, 11, 22, 8, 15, tzinfo=UTC)
@@ -97,3 +97,34 @@ def test_describe_is_plain_language() -> None:
         state.id, state, domain.change_status(state, Status.active, "alice", "crew on site"), AT
     )
     assert domain.describe(event) == "status declared -> active (crew on site)"
+
+
+def test_a_dispatcher_makes_an_incident_public_and_internal_again() -> None:
+    state = _incident()
+    assert state.public is False
+    public, [event] = seal(state.id, state, domain.set_public(state, True, "alice", "crews on site"), AT)
+    assert public.public is True and event.type == "made_public"
+    assert domain.describe(event).startswith("made public (by a dispatcher)")
+    with pytest.raises(IllegalTransition, match="already public"):
+        domain.set_public(public, True, "alice", None)
+    internal, [event] = seal(state.id, public, domain.set_public(public, False, "alice", None), AT)
+    assert internal.public is False and event.type == "made_internal"
+    with pytest.raises(IllegalTransition):
+        domain.set_public(_incident(Status.closed), True, "alice", None)
+
+
+def test_a_drill_is_never_public() -> None:
+    drill = msgspec_replace(_incident(), drill=True)
+    with pytest.raises(Conflict, match="drill") as err:
+        domain.set_public(drill, True, "alice", None)
+    assert err.value.code == "drill_not_public" and err.value.status == 409
+    assert domain.public_by_notice(drill, "INC-2026-000001-N1", "alice") == []
+
+
+def test_an_approved_notice_makes_the_incident_public_once() -> None:
+    state = _incident()
+    drafts = domain.public_by_notice(state, "INC-2026-000001-N1", "alice")
+    public, [event] = seal(state.id, state, drafts, AT)
+    assert public.public and event.data == {"notice_id": "INC-2026-000001-N1"}
+    assert "notice INC-2026-000001-N1 to households approved" in domain.describe(event)
+    assert domain.public_by_notice(public, "INC-2026-000001-N2", "alice") == []

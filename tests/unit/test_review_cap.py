@@ -29,6 +29,7 @@ from incident.review.cap import (
     cap_polygons,
     cap_time,
     sender_for,
+    short_text,
 )
 from incident.settings import BUNDLED_DIR
 
@@ -232,6 +233,64 @@ def test_a_cancelled_incident_ends_with_a_cancel_referencing_all(
     assert info is not None
     assert all_text(info, "cap:category") == ["Safety"]
     assert (text(info, "cap:urgency"), text(info, "cap:responseType")) == ("Immediate", "Evacuate")
+
+
+def test_a_closed_incident_ends_with_a_cancel_only_when_asked(
+    schema: etree.XMLSchema, templates: NoticeTemplates
+) -> None:
+    story = Story()
+    story.area(BOX)
+    story.notice("main_break", {"en": 1})
+    story.status(Status.active)
+    story.status(Status.restoring)
+    story.status(Status.closed, "repaired")
+    # The review export keeps a closed incident's alerts as they were sent...
+    assert [a.msg_type for a in cap_alerts(story.events, story.notices, templates, SENDER)] == ["Alert"]
+    # ...the public feed ends them.
+    found = cap_alerts(story.events, story.notices, templates, SENDER, end_on_close=True)
+    alerts = [etree.fromstring(a.document().encode()) for a in found]
+    assert_valid(schema, alerts)
+    assert [text(a, "cap:msgType") for a in alerts] == ["Alert", "Cancel"]
+    assert text(alerts[1], "cap:note") == "Incident closed: repaired"
+    assert text(alerts[1], "cap:references") == found[0].reference
+
+
+def test_every_info_has_a_wea_text_of_at_most_360_characters(
+    schema: etree.XMLSchema, templates: NoticeTemplates
+) -> None:
+    story = Story()
+    story.area(BOX)
+    story.notice("main_break", {"en": 2, "zh-CN": 1}, area="Elm St " + "and the lanes off it " * 30)
+    [alert] = story.alerts(templates)
+    assert_valid(schema, [alert])
+    for info in alert.findall("cap:info", NS):
+        [name] = all_text(info, "cap:parameter/cap:valueName")
+        wea = text(info, "cap:parameter/cap:value")
+        assert name == "CMAMlongtext" and 0 < len(wea) <= 360
+        assert len(text(info, "cap:description")) > 360 and wea.endswith("…")
+        assert " ".join(text(info, "cap:description").split()).startswith(wea[:-1])
+
+
+def test_the_public_feed_has_every_language_the_main_one_first(
+    schema: etree.XMLSchema, templates: NoticeTemplates
+) -> None:
+    story = Story()
+    story.area(BOX)
+    story.notice("main_break", {"en": 3})
+    [only] = cap_alerts(story.events, story.notices, templates, SENDER)
+    [every] = cap_alerts(story.events, story.notices, templates, SENDER, every_language=True)
+    alerts = [etree.fromstring(a.document().encode()) for a in (only, every)]
+    assert_valid(schema, alerts)
+    assert [all_text(a, "cap:info/cap:language") for a in alerts] == [["en"], ["en", "zh-CN"]]
+    [_, chinese] = alerts[1].findall("cap:info", NS)
+    assert "停" in text(chinese, "cap:description") or "水" in text(chinese, "cap:description")
+
+
+def test_short_text_cuts_at_a_word_or_anywhere_in_a_script_without_spaces() -> None:
+    assert short_text("Water  off\non Elm St") == "Water off on Elm St"
+    cut = short_text("word " * 100, 50)
+    assert len(cut) <= 50 and cut.endswith("word…")
+    assert short_text("停水" * 300, 360) == "停水" * 179 + "停…"
 
 
 def test_a_cancelled_incident_without_public_notices_has_no_alerts(templates: NoticeTemplates) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import enum
 import itertools
+import math
 import re
 import typing
 from collections.abc import Awaitable, Callable, Iterable
@@ -36,6 +37,9 @@ class Query:
     description: str
     schema: dict[str, Any] = field(default_factory=lambda: {"type": "string", "maxLength": 200})
     repeated: bool = False
+    required: bool = False
+    #: What a value outside the schema raises (a 422 unless a route says otherwise).
+    error: type[InvalidInput] = InvalidInput
 
     @classmethod
     def integer(cls, name: str, description: str, *, default: int, lo: int, hi: int) -> Query:
@@ -43,28 +47,57 @@ class Query:
         return cls(name, f"{description} ({lo}-{hi}, default {default})", schema)
 
     @classmethod
+    def number(
+        cls, name: str, description: str, *, lo: float, hi: float, required: bool = False,
+        error: type[InvalidInput] = InvalidInput,
+    ) -> Query:  # fmt: skip
+        schema = {"type": "number", "minimum": lo, "maximum": hi}
+        return cls(name, f"{description} ({lo:g} to {hi:g})", schema, required=required, error=error)
+
+    @classmethod
     def choice(cls, name: str, description: str, choices: Iterable[str], *, default: str) -> Query:
         return cls(name, description, {"type": "string", "enum": list(choices), "default": default})
 
     def check(self, raw: str) -> None:
         """Refuse ``raw`` unless it fits the schema (the subset of JSON Schema used here)."""
-        s, what = self.schema, f"query parameter {self.name!r}"
+        s, what, error = self.schema, f"query parameter {self.name!r}", self.error
         if s.get("type") == "integer":
             try:
                 value = int(raw)
             except ValueError:
-                raise InvalidInput(f"{what} must be a whole number, got {raw!r}") from None
+                raise error(f"{what} must be a whole number, got {raw[:40]!r}") from None
             lo, hi = s.get("minimum"), s.get("maximum")
             if (lo is not None and value < lo) or (hi is not None and value > hi):
-                raise InvalidInput(f"{what} must be between {lo} and {hi}, got {value}")
+                raise error(f"{what} must be between {lo} and {hi}, got {value}")
+            return
+        if s.get("type") == "number":
+            number = parse_number(raw)
+            if number is None:
+                raise error(f"{what} must be a decimal number such as 38.03, got {raw[:40]!r}")
+            lo, hi = s.get("minimum"), s.get("maximum")
+            if (lo is not None and number < lo) or (hi is not None and number > hi):
+                raise error(f"{what} must be between {lo} and {hi}, got {raw[:40]}")
             return
         if "enum" in s and raw not in s["enum"]:
             choices = ", ".join(s["enum"])
-            raise InvalidInput(f"{self.name} must be one of: {choices} ({self.description}); got {raw!r}")
+            raise error(f"{self.name} must be one of: {choices} ({self.description}); got {raw[:40]!r}")
         if len(raw) < s.get("minLength", 0) or len(raw) > s.get("maxLength", len(raw)):
-            raise InvalidInput(f"{what} must be {s.get('minLength', 0)} to {s['maxLength']} characters")
+            raise error(f"{what} must be {s.get('minLength', 0)} to {s['maxLength']} characters")
         if "pattern" in s and re.search(s["pattern"], raw) is None:
-            raise InvalidInput(f"{what} has characters it cannot have")
+            raise error(f"{what} has characters it cannot have")
+
+
+#: A decimal number as a person types it: no "nan", "inf", "0x1p3" or "1_000" (which
+#: ``float`` takes), and short.
+_NUMBER = re.compile(r"^[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d{1,3})?$")
+
+
+def parse_number(raw: str) -> float | None:
+    """``raw`` as a finite float, or None when it is not a plain decimal number."""
+    if len(raw) > 40 or _NUMBER.match(raw) is None:
+        return None
+    value = float(raw)
+    return value if math.isfinite(value) else None
 
 
 def check_query(endpoint: Endpoint, request: web.Request) -> None:
@@ -72,8 +105,10 @@ def check_query(endpoint: Endpoint, request: web.Request) -> None:
     behaviour cannot disagree); parameters not declared are ignored."""
     for q in endpoint.query:
         values = request.query.getall(q.name, [])
+        if not values and q.required:
+            raise q.error(f"query parameter {q.name!r} is required: {q.description}")
         if len(values) > 1 and not q.repeated:
-            raise InvalidInput(f"query parameter {q.name!r} may be given once")
+            raise q.error(f"query parameter {q.name!r} may be given once")
         for raw in values:
             q.check(raw)
 
@@ -100,7 +135,7 @@ ONE_WRITE = frozenset({Idempotency.one_append, Idempotency.new_incident, Idempot
 #: Path parameters with a fixed form. A notice id is ``<incident id>-N<number>``, so
 #: ``…/notices/preview`` is not also read as "the notice called preview" (whose GET would
 #: then be advertised in a 405's ``Allow`` on a path where it can never succeed).
-PATH_PATTERNS: dict[str, str] = {"notice_id": r"[^/]+-N[0-9]+"}
+PATH_PATTERNS: dict[str, str] = {"notice_id": r"[^/]+-N[0-9]+", "alert_id": r"[A-Za-z0-9][A-Za-z0-9-]{0,99}"}
 
 PATH_PARAM = re.compile(r"\{(\w+)\}")
 
@@ -137,6 +172,9 @@ class Endpoint:
     idempotent: Idempotency | None = None
     #: Reads or writes the store (so a store failure is a 503).
     uses_store: bool = True
+    #: A cached representation: ETag, Last-Modified and Cache-Control on the answer, and a 304
+    #: for a matching If-None-Match or If-Modified-Since.
+    conditional: bool = False
 
     def error_statuses(self) -> tuple[int, ...]:
         """Every error status the route can answer, derived from what it takes, so a new

@@ -16,7 +16,15 @@ from incident.api.endpoint import (
     read_body,
 )
 from incident.api.paging import CURSOR, LIMIT, cut, page_request, pair
-from incident.api.schemas import HandoverBody, IncidentList, NoteBody, SeverityBody, StatusBody, Timeline
+from incident.api.schemas import (
+    HandoverBody,
+    IncidentList,
+    NoteBody,
+    PublicBody,
+    SeverityBody,
+    StatusBody,
+    Timeline,
+)
 from incident.core.domain import OPEN_STATUSES, Declaration, Incident, Role, Status, TimelineEvent
 from incident.core.errors import InvalidInput, NotFound
 from incident.core.timeline import Integrity
@@ -102,6 +110,14 @@ async def change_severity(request: web.Request) -> web.Response:
     body = await read_body(request, SeverityBody)
     appended = await request.app[INCIDENTS].change_severity(
         _incident_id(request), body.severity, request[PRINCIPAL], body.reason
+    )
+    return json_response(appended.incident)
+
+
+async def set_public(request: web.Request) -> web.Response:
+    body = await read_body(request, PublicBody)
+    appended = await request.app[INCIDENTS].set_public(
+        _incident_id(request), body.public, request[PRINCIPAL], body.reason
     )
     return json_response(appended.incident)
 
@@ -260,6 +276,18 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         "Change the severity",
         STEER,
         body=SeverityBody,
+        response=Incident,
+        idempotent=Idempotency.one_append,
+    ),
+    Endpoint(
+        "POST",
+        _ID + "/public",
+        set_public,
+        "Show the incident to residents on the public page and feeds (public: true) or take it off"
+        " (false); approving a notice to households also makes it public. A drill is 409"
+        " drill_not_public",
+        STEER,
+        body=PublicBody,
         response=Incident,
         idempotent=Idempotency.one_append,
     ),

@@ -29,6 +29,30 @@ _IDEMPOTENCY_KEY: dict[str, Any] = {
 }
 
 
+_CONDITIONAL_PARAMS: list[dict[str, Any]] = [
+    {
+        "name": "If-None-Match",
+        "in": "header",
+        "required": False,
+        "description": "ETags of copies the client holds: 304 when one is the current one",
+        "schema": {"type": "string"},
+    },
+    {
+        "name": "If-Modified-Since",
+        "in": "header",
+        "required": False,
+        "description": "The Last-Modified of the client's copy: 304 when it is still the current one"
+        " (If-None-Match, when given, decides instead)",
+        "schema": {"type": "string"},
+    },
+]
+_CACHE_HEADERS: dict[str, Any] = {
+    "ETag": {"description": "strong ETag of the bytes", "schema": {"type": "string"}},
+    "Last-Modified": {"description": "the newest change shown (an HTTP date)", "schema": {"type": "string"}},
+    "Cache-Control": {"description": "public, with a short max-age", "schema": {"type": "string"}},
+}
+
+
 def _formats(types: list[Any], components: dict[str, Any]) -> None:
     """msgspec describes a ``datetime`` (and a date, time, UUID) as a bare string: add the
     ``format`` of every such field of every struct in the document."""
@@ -87,6 +111,7 @@ _WHY = {
     409: "the current state forbids it, or the Idempotency-Key is in use",
     410: "it was there and is no more (an expired or used-up code, a removed sign-up)",
     413: "the body is larger than the limit",
+    429: "too many requests from this address; wait a minute (Retry-After)",
     422: "a value breaks the schema or a rule (or the Idempotency-Key came with another body)",
     429: "too many requests: try again after Retry-After seconds",
     503: "the store is unavailable; try again",
@@ -127,13 +152,15 @@ def build_openapi(endpoints: Iterable[Endpoint]) -> dict[str, Any]:
                 {
                     "name": q.name,
                     "in": "query",
-                    "required": False,
+                    "required": q.required,
                     "description": q.description,
                     "schema": schema,
                 }
             )
         if e.idempotent is not None:
             params.append(_IDEMPOTENCY_KEY)
+        if e.conditional:
+            params += _CONDITIONAL_PARAMS
         if params:
             op["parameters"] = params
         if e.body is not None:
@@ -149,6 +176,12 @@ def build_openapi(endpoints: Iterable[Endpoint]) -> dict[str, Any]:
         for other in e.alternatives:
             success.setdefault("content", {})[other] = {"schema": {"type": "string"}}
         responses: dict[str, Any] = {str(e.status): success}
+        if e.conditional:
+            success["headers"] = _CACHE_HEADERS
+            responses["304"] = {
+                "description": "not modified: the client's copy is current",
+                "headers": _CACHE_HEADERS,
+            }
         for code in e.error_statuses():
             responses[str(code)] = _error(error_ref, _WHY.get(code, "error"))
             if code == 429:

@@ -23,6 +23,12 @@ class SeverityBody(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
     reason: Reason | None = None
 
 
+class PublicBody(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    #: True: residents see the incident (public page, feeds); false: they no longer do.
+    public: bool
+    reason: Reason | None = None
+
+
 class NoteBody(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     text: Text
 

@@ -15,7 +15,7 @@ from typing import Annotated, Any
 import msgspec
 
 from incident.core.clock import Timestamp
-from incident.core.errors import IllegalTransition, InvalidInput, NotOwner
+from incident.core.errors import Conflict, IllegalTransition, InvalidInput, NotOwner
 
 
 class Kind(StrEnum):
@@ -90,6 +90,10 @@ class EventType(StrEnum):
     area_changed = "area_changed"
     #: The public description of the area, per language (what notices say for "where").
     area_described = "area_described"
+    #: Residents see the incident on the public page and feeds (a dispatcher, or a notice).
+    made_public = "made_public"
+    #: Residents no longer see it (a dispatcher took it off the public page).
+    made_internal = "made_internal"
 
 
 Title = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
@@ -129,6 +133,9 @@ class Incident(msgspec.Struct, frozen=True, kw_only=True):
     declared_at: Timestamp
     updated_at: Timestamp
     closed_at: Timestamp | None = None
+    #: Shown to residents (public page, feeds): a dispatcher made it public, or a notice to
+    #: households was approved for it. A drill never is.
+    public: bool = False
     #: Opened by an automatic rule and waiting for a dispatcher to confirm it.
     awaiting_confirmation: bool = False
     #: Reports linked to this incident.
@@ -216,6 +223,10 @@ def apply_event(state: Incident | None, event: TimelineEvent) -> Incident:
             changes["households"] = event.data["households_after"]
         case EventType.area_described:
             changes["area_description"] = dict(event.data["description"])
+        case EventType.made_public:
+            changes["public"] = True
+        case EventType.made_internal:
+            changes["public"] = False
     return msgspec.structs.replace(state, **changes)
 
 
@@ -258,6 +269,12 @@ def describe(event: TimelineEvent) -> str:
         case EventType.area_described:
             texts = "; ".join(f"{lang}: {text}" for lang, text in d.get("description", {}).items())
             return f"area described for households: {texts}"
+        case EventType.made_public:
+            notice = d.get("notice_id")
+            why = f"notice {notice} to households approved" if notice else "by a dispatcher"
+            return f"made public ({why}): residents see it on the public page and feeds{reason}"
+        case EventType.made_internal:
+            return f"made internal: residents no longer see it{reason}"
     return _describe_more(event.type, d) or event.type.replace("_", " ")
 
 
@@ -360,6 +377,27 @@ def describe_area(state: Incident, description: Mapping[str, str], actor: str) -
     if texts == state.area_description:
         raise IllegalTransition(f"{state.id} already has this area description")
     return [EventDraft(type=EventType.area_described, actor=actor, data={"description": texts})]
+
+
+def set_public(state: Incident, public: bool, actor: str, reason: str | None) -> list[EventDraft]:
+    """A dispatcher shows the incident to residents (public page, feeds) or takes it off."""
+    _require_open(state, "make public or internal")
+    if state.drill:
+        raise Conflict(f"{state.id} is a drill: drills are never shown to residents", code="drill_not_public")
+    if public == state.public:
+        raise IllegalTransition(f"{state.id} is already {'public' if public else 'internal'}")
+    data: dict[str, Any] = {"reason": reason} if reason else {}
+    if public:
+        return [EventDraft(type=EventType.made_public, actor=actor, data=data)]
+    return [EventDraft(type=EventType.made_internal, actor=actor, data=data)]
+
+
+def public_by_notice(state: Incident, notice_id: str, actor: str) -> list[EventDraft]:
+    """A notice to households was approved: what they were told is public, so the incident is
+    too (said on the timeline). Nothing for a drill, or an incident already public."""
+    if state.drill or state.public:
+        return []
+    return [EventDraft(type=EventType.made_public, actor=actor, data={"notice_id": notice_id})]
 
 
 def link_report(state: Incident, report: dict[str, Any], actor: str, reason: str) -> list[EventDraft]:

@@ -71,6 +71,20 @@ class MalformedRequest(InvalidInput):
     status = 400
 
 
+class BadQuery(InvalidInput):
+    """A query parameter of a public route that is missing, not a number, or out of range."""
+
+    code = "bad_query"
+    status = 400
+
+
+class RateLimited(IncidentError):
+    """Too many requests from one client address (public routes)."""
+
+    code = "rate_limited"
+    status = 429
+
+
 class AreaTooComplex(InvalidInput):
     code = "area_too_complex"
 

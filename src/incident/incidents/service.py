@@ -149,6 +149,15 @@ class IncidentService:
 
         return await self._act(incident_id, decide)
 
+    async def set_public(self, incident_id: str, public: bool, by: Principal, reason: str | None) -> Appended:
+        """Show the incident to residents (public page, feeds) or take it off; never a drill."""
+
+        def decide(state: Incident) -> list[domain.EventDraft]:
+            _require_owner_or_command(state, by)
+            return domain.set_public(state, public, by.name, reason)
+
+        return await self._act(incident_id, decide)
+
     async def get(self, incident_id: str) -> Incident:
         incident = await self.store.get_incident(incident_id)
         if incident is None:

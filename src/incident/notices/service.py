@@ -497,7 +497,10 @@ class NoticeService:
                 PutNotice(approved, release_drafts=True),
                 AppendTo(
                     incident_id,
-                    lambda s: [domain.EventDraft(type="notice_approved", actor=by.name, data=data)],
+                    lambda s: [
+                        domain.EventDraft(type="notice_approved", actor=by.name, data=data),
+                        *domain.public_by_notice(s, notice_id, by.name),
+                    ],
                 ),
             ]
         )

@@ -14,6 +14,9 @@ event released. Each becomes one ``<alert>``:
   deliveries were rendered in): the SMS text as ``description``, the app-push title as
   ``headline``; ``category``/``event``/``urgency``/``severity``/``certainty`` from the
   incident (as it was when the notice was planned) and the template.
+- a short text of at most :data:`WEA_MAX_CHARS` characters (the Wireless Emergency Alerts
+  limit) as the ``CMAMlongtext`` parameter, the name IPAWS gives it: the SMS text, cut at a
+  word when longer.
 - ``<area>``: the dispatcher's description of the area, and the incident's area as it was
   when the notice was planned as ``<polygon>`` elements (exterior rings, ``lat,lon``;
   rings of more than :data:`MAX_POLYGON_POINTS` points are simplified outwards, so the
@@ -46,6 +49,7 @@ __all__ = [
     "CAP_NS",
     "EXPORT_NS",
     "MAX_POLYGON_POINTS",
+    "WEA_MAX_CHARS",
     "Cancellation",
     "CapAlert",
     "InfoText",
@@ -56,8 +60,10 @@ __all__ = [
     "cap_alerts",
     "cap_polygons",
     "cap_time",
+    "ending",
     "public_notices",
     "sender_for",
+    "short_text",
 ]
 
 CAP_NS = "urn:oasis:names:tc:emergency:cap:1.2"
@@ -65,6 +71,8 @@ CAP_NS = "urn:oasis:names:tc:emergency:cap:1.2"
 EXPORT_NS = "urn:x-incident:cap-alerts:1"
 #: Longest polygon ring emitted; many CAP consumers (IPAWS among them) accept at most 100.
 MAX_POLYGON_POINTS = 100
+#: Longest Wireless Emergency Alert text (characters), sent as the ``CMAMlongtext`` parameter.
+WEA_MAX_CHARS = 360
 
 _PAST = frozenset({"restored", "advisory_lifted", "follow_up"})
 _ADVISORIES = frozenset({"boil_water", "do_not_drink", "do_not_use"})
@@ -129,6 +137,9 @@ class PublicNotice(msgspec.Struct, frozen=True, kw_only=True):
 class Cancellation(msgspec.Struct, frozen=True, kw_only=True):
     at: str
     reason: str | None = None
+    #: The status that ended the incident: cancelled, or closed (the public feed ends a
+    #: closed incident's alerts too).
+    status: Status = Status.cancelled
 
 
 class CapAlert(msgspec.Struct, frozen=True, kw_only=True):
@@ -139,6 +150,11 @@ class CapAlert(msgspec.Struct, frozen=True, kw_only=True):
     sent: str
     msg_type: str
     xml: str
+    #: What a feed entry says of it: the main language's headline (else its event) and text,
+    #: or for a Cancel its note.
+    title: str = ""
+    summary: str = ""
+    language: str = ""
 
     @property
     def reference(self) -> str:
@@ -159,10 +175,15 @@ def sender_for(utility_url: str) -> str:
 
 
 def public_notices(
-    events: Sequence[TimelineEvent], notices: Mapping[str, Notice], templates: NoticeTemplates
+    events: Sequence[TimelineEvent],
+    notices: Mapping[str, Notice],
+    templates: NoticeTemplates,
+    *,
+    every_language: bool = False,
 ) -> list[PublicNotice]:
     """The incident's approved notices in the order they were approved, each with the state
-    of the incident when it was planned and its text in every language it went out in."""
+    of the incident when it was planned and its text in every language it went out in (and,
+    ``every_language``, in every other language of the templates too, after those)."""
     planned: dict[str, Incident] = {}
     out: list[PublicNotice] = []
     state: Incident | None = None
@@ -174,7 +195,8 @@ def public_notices(
         if event.type == "notice_planned":
             planned[notice_id] = state
         elif event.type == "notice_approved" and notice_id in planned and notice_id in notices:
-            out.append(_public(notices[notice_id], planned[notice_id], event.at, templates))
+            notice = notices[notice_id]
+            out.append(_public(notice, planned[notice_id], event.at, templates, every_language))
     return out
 
 
@@ -185,7 +207,18 @@ def cancellation(events: Sequence[TimelineEvent]) -> Cancellation | None:
     return None
 
 
-def _public(notice: Notice, incident: Incident, approved_at: str, templates: NoticeTemplates) -> PublicNotice:
+def ending(events: Sequence[TimelineEvent]) -> Cancellation | None:
+    """When the incident was closed or cancelled: what ends its alerts in the public feed."""
+    for event in events:
+        to = event.data.get("to")
+        if event.type == "status_changed" and to in (Status.closed.value, Status.cancelled.value):
+            return Cancellation(at=event.at, reason=event.data.get("reason"), status=Status(to))
+    return None
+
+
+def _public(
+    notice: Notice, incident: Incident, approved_at: str, templates: NoticeTemplates, every_language: bool
+) -> PublicNotice:
     context = msgspec.convert(notice.context, NoticeContext)
     cache = templates.cache(context)
     # The drill marker heads every drill text; the headline is the notice's own title
@@ -195,6 +228,8 @@ def _public(notice: Notice, incident: Incident, approved_at: str, templates: Not
         (notice.counts.get("by_language") or {templates.default_language: 0}).items(),
         key=lambda item: (-int(item[1]), item[0]),
     )
+    if every_language:
+        tags += [(language, 0) for language in sorted(templates.languages)]
     texts: dict[str, InfoText] = {}
     for tag, _ in tags:
         sms = cache.render(notice.template, Channel.sms, tag)
@@ -261,16 +296,23 @@ def build_alerts(
         _sub(root, "incidents", incident_id)
         for text in notice.texts:
             _info(root, notice, text)
-        alerts.append(_alert(root, notice.notice_id, sender, sent, msg_type))
+        main = notice.texts[0] if notice.texts else None
+        gist = {
+            "title": (main.headline if main else None)
+            or event_name(notice.incident.kind, notice.incident.utility, notice.template),
+            "summary": main.description if main else "",
+            "language": main.language if main else "",
+        }
+        alerts.append(_alert(root, notice.notice_id, sender, sent, msg_type, **gist))
     if cancelled is not None and alerts:
         identifier = f"{incident_id}-cancel"
         sent = cap_time(cancelled.at)
         root = _header(identifier, sender, sent, status, "Cancel")
-        note = "Incident cancelled" + (f": {cancelled.reason}" if cancelled.reason else "")
+        note = f"Incident {cancelled.status.value}" + (f": {cancelled.reason}" if cancelled.reason else "")
         _sub(root, "note", note)
         _sub(root, "references", " ".join(a.reference for a in alerts))
         _sub(root, "incidents", incident_id)
-        alerts.append(_alert(root, identifier, sender, sent, "Cancel"))
+        alerts.append(_alert(root, identifier, sender, sent, "Cancel", title=note, summary=note))
     return alerts
 
 
@@ -279,17 +321,23 @@ def cap_alerts(
     notices: Mapping[str, Notice],
     templates: NoticeTemplates,
     sender: str,
+    *,
+    end_on_close: bool = False,
+    every_language: bool = False,
 ) -> list[CapAlert]:
-    """Every alert of the incident whose full timeline ``events`` is."""
+    """Every alert of the incident whose full timeline ``events`` is; a Cancel ends them when
+    the incident was cancelled (or, ``end_on_close``, closed). ``every_language``: an ``info``
+    in every language of the templates, not only those the notice went out in (the public
+    feed speaks to everyone in the area, not only the registry)."""
     if not events:
         return []
     incident = events[0]
     return build_alerts(
-        public_notices(events, notices, templates),
+        public_notices(events, notices, templates, every_language=every_language),
         sender=sender,
         incident_id=incident.incident_id,
         drill=bool(incident.data.get("drill", False)),
-        cancelled=cancellation(events),
+        cancelled=ending(events) if end_on_close else cancellation(events),
     )
 
 
@@ -336,9 +384,9 @@ def _header(identifier: str, sender: str, sent: str, status: str, msg_type: str)
     return root
 
 
-def _alert(root: ET.Element, identifier: str, sender: str, sent: str, msg_type: str) -> CapAlert:
+def _alert(root: ET.Element, identifier: str, sender: str, sent: str, msg_type: str, **gist: str) -> CapAlert:
     xml = ET.tostring(root, encoding="unicode", default_namespace=CAP_NS)
-    return CapAlert(identifier=identifier, sender=sender, sent=sent, msg_type=msg_type, xml=xml)
+    return CapAlert(identifier=identifier, sender=sender, sent=sent, msg_type=msg_type, xml=xml, **gist)
 
 
 def _info(root: ET.Element, notice: PublicNotice, text: InfoText) -> None:
@@ -365,10 +413,26 @@ def _info(root: ET.Element, notice: PublicNotice, text: InfoText) -> None:
         _sub(info, "web", notice.web)
     if notice.contact:
         _sub(info, "contact", notice.contact)
+    parameter = ET.SubElement(info, _q("parameter"))
+    _sub(parameter, "valueName", "CMAMlongtext")
+    _sub(parameter, "value", short_text(text.description))
     area = ET.SubElement(info, _q("area"))
     _sub(area, "areaDesc", text.area_desc)
     for polygon in cap_polygons(incident.area):
         _sub(area, "polygon", polygon)
+
+
+def short_text(text: str, limit: int = WEA_MAX_CHARS) -> str:
+    """``text`` on one line in at most ``limit`` characters: cut at the last space that
+    leaves room for an ellipsis (anywhere, for a script without spaces)."""
+    flat = " ".join(text.split())
+    if len(flat) <= limit:
+        return flat
+    head = flat[: limit - 1]
+    space = head.rfind(" ")
+    if space >= limit // 2:
+        head = head[:space]
+    return head.rstrip(" ,;:.") + "…"
 
 
 # --- mapping the incident and template to CAP's words -----------------------------------

@@ -31,6 +31,8 @@ WORDS: Mapping[str, Mapping[str, str]] = {
         "notice_held": "Notice held: a fact is missing",
         "notice_approval_recorded": "First approval of a notice recorded",
         "area_described": "Area described for households",
+        "made_public": "Shown to residents",
+        "made_internal": "Taken off the public page",
         "notice_sent": "Notice sent",
         "sla_started": "Deadline started",
         "sla_met": "Deadline met",

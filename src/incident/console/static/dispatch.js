@@ -449,11 +449,32 @@ class DispatchView {
         fact(t("incident.severity"), severityBadge(inc.severity)),
         fact(t("incident.owner"), inc.owner || t("common.none")),
         fact(t("incident.stage"), this.stageTitle(inc.stage) || t("common.none")),
-        fact(t("incident.households"), h("strong", { id: "incident-households" }, inc.households === null || inc.households === undefined ? t("incident.noarea") : number(inc.households)))),
+        fact(t("incident.households"), h("strong", { id: "incident-households" }, inc.households === null || inc.households === undefined ? t("incident.noarea") : number(inc.households))),
+        fact(t("incident.public"), this.publicFact(inc))),
       inc.awaiting_confirmation && can("POST", `${ID}/confirm`)
         ? h("p", {}, h("span", { class: "badge sev-high" }, t("incident.awaiting")), " ",
           h("button", { type: "button", class: "primary small", onclick: () => this.act(() => post(`/api/incidents/${enc(inc.id)}/confirm`), t("common.done")) }, t("incident.confirm")))
         : null);
+  }
+
+  /** Whether residents see the incident on /public/, and the switch (never for a drill). */
+  publicFact(inc) {
+    if (inc.drill) return t("incident.public.drill");
+    const shown = h("span", { id: "incident-public", "data-public": String(Boolean(inc.public)) },
+      inc.public ? t("incident.public.yes") : t("incident.public.no"));
+    const finished = inc.status === "closed" || inc.status === "cancelled";
+    if (finished || !can("POST", `${ID}/public`)) return shown;
+    const toggle = async () => {
+      const updated = await this.act(() => post(`/api/incidents/${enc(inc.id)}/public`, { public: !inc.public }), t("common.done"));
+      if (updated && this.selected === updated.id) {
+        this.incident = updated;
+        this.renderHead();
+      }
+    };
+    return h("span", {}, shown, " ",
+      h("button", { type: "button", class: "small", id: "toggle-public", onclick: toggle },
+        inc.public ? t("incident.public.hide") : t("incident.public.show")), " ",
+      h("a", { href: "/public/", target: "_blank", rel: "noopener" }, t("incident.public.page")));
   }
 
   stageTitle(id) {

@@ -73,6 +73,13 @@ const en = {
   "incident.awaiting": "Awaiting confirmation",
   "incident.confirm": "Confirm incident",
   "incident.noarea": "No area yet",
+  "incident.public": "Residents",
+  "incident.public.yes": "Shown on the public page",
+  "incident.public.no": "Internal",
+  "incident.public.drill": "Never shown (drill)",
+  "incident.public.show": "Show to residents",
+  "incident.public.hide": "Take off the public page",
+  "incident.public.page": "Public page",
   "tab.area": "Area",
   "tab.notice": "Notice",
   "tab.playbook": "Playbook",
@@ -176,6 +183,11 @@ const en = {
   "event.notice_held": "Notice held",
   "event.notice_approval_recorded": "Notice approval recorded",
   "describe.area_described": "area described for households: {texts}",
+  "event.made_public": "Shown to residents",
+  "event.made_internal": "Taken off the public page",
+  "describe.made_public": "residents see it on the public page and feeds",
+  "describe.made_public_notice": "residents see it on the public page and feeds (notice {id} approved)",
+  "describe.made_internal": "residents no longer see it",
   "describe.notice_held": "notice {id} held: {facts} missing",
   "describe.notice_approval_recorded": "notice {id}: approval {count} of {required} by {by}",
   // --- end of notice safety ---
@@ -465,6 +477,13 @@ const zh = {
   "incident.awaiting": "待确认",
   "incident.confirm": "确认事件",
   "incident.noarea": "尚未设定范围",
+  "incident.public": "居民",
+  "incident.public.yes": "已在公开页面显示",
+  "incident.public.no": "仅内部可见",
+  "incident.public.drill": "演练，不公开",
+  "incident.public.show": "向居民公开",
+  "incident.public.hide": "从公开页面撤下",
+  "incident.public.page": "公开页面",
   "tab.area": "范围",
   "tab.notice": "通知",
   "tab.playbook": "预案",
@@ -568,6 +587,11 @@ const zh = {
   "event.notice_held": "通知暂缓",
   "event.notice_approval_recorded": "已记录通知批准",
   "describe.area_described": "面向住户的范围描述：{texts}",
+  "event.made_public": "已向居民公开",
+  "event.made_internal": "已从公开页面撤下",
+  "describe.made_public": "居民可在公开页面和信息源中看到",
+  "describe.made_public_notice": "居民可在公开页面和信息源中看到（通知 {id} 已批准）",
+  "describe.made_internal": "居民不再看到此事件",
   "describe.notice_held": "通知 {id} 暂缓：缺少{facts}",
   "describe.notice_approval_recorded": "通知 {id}：{by} 批准（{count}/{required}）",
   // --- end of notice safety ---
@@ -970,6 +994,10 @@ export function describeEvent(e) {
       return t("describe.notice_sent", { id: d.notice_id });
     case "area_described":
       return t("describe.area_described", { texts: Object.entries(d.description || {}).map(([lang, text]) => `${languageName(lang)}: ${text}`).join("; ") });
+    case "made_public":
+      return (d.notice_id ? t("describe.made_public_notice", { id: d.notice_id }) : t("describe.made_public")) + reason(d);
+    case "made_internal":
+      return t("describe.made_internal") + reason(d);
     case "notice_held":
       return t("describe.notice_held", { id: d.notice_id, facts: list((d.missing_facts || []).map((f) => label("fact", f))) });
     case "notice_approval_recorded":

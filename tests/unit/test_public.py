@@ -1,0 +1,139 @@
+"""The residents' side, pure parts: the point check, the budget per address, languages, numbers."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from shapely.geometry import Point, shape
+
+from incident.api.endpoint import parse_number
+from incident.api.public import ClientLimiter, accepted_languages, client_address, overall
+from incident.core.domain import Kind, Status, Utility
+from incident.geo.projection import LocalMetric
+from incident.notices.public import Answer, PublicIncident, area_shape, check_point
+
+BOX = {
+    "type": "Polygon",
+    "coordinates": [[[-85.56, 38.02], [-85.53, 38.02], [-85.53, 38.05], [-85.56, 38.05], [-85.56, 38.02]]],
+}
+#: Two squares 1 km apart, one with a hole.
+MULTI = {
+    "type": "MultiPolygon",
+    "coordinates": [
+        [[[0.0, 0.0], [0.01, 0.0], [0.01, 0.01], [0.0, 0.01], [0.0, 0.0]],
+         [[0.004, 0.004], [0.006, 0.004], [0.006, 0.006], [0.004, 0.006], [0.004, 0.004]]],
+        [[[0.02, 0.0], [0.03, 0.0], [0.03, 0.01], [0.02, 0.01], [0.02, 0.0]]],
+    ],
+}  # fmt: skip
+
+
+def _incident(id_: str, area: dict[str, object] | None) -> PublicIncident:
+    return PublicIncident(
+        id=id_, kind=Kind.main_break, utility=Utility.water, status=Status.active, area=area,
+        area_description={}, etr=None, start=None, end=None, households=3,
+        declared_at="2026-11-22T08:00:00+00:00", updated_at="2026-11-22T08:00:00+00:00", advice=None, seq=1,
+    )  # fmt: skip
+
+
+def _check(
+    area: dict[str, object], lon: float, lat: float, near_m: float = 250.0
+) -> tuple[Answer, float | None]:
+    incident = _incident("INC-2026-000001", area)
+    geometry = area_shape(area)
+    assert geometry is not None
+    [found] = check_point([incident], {incident.id: geometry}, lon, lat, near_m)
+    return found.answer, found.distance_m
+
+
+def test_inside_near_and_far() -> None:
+    assert _check(BOX, -85.545, 38.035) == (Answer.affected, 0.0)
+    assert _check(BOX, -85.53, 38.035)[0] is Answer.affected  # on the edge counts as inside
+    answer, distance = _check(BOX, -85.5285, 38.035)
+    assert answer is Answer.near and distance is not None and 125 < distance < 140  # 0.0015° lon here
+    assert _check(BOX, -85.527, 38.035)[0] is Answer.not_affected  # ~260 m
+    assert _check(BOX, -85.527, 38.035, near_m=300)[0] is Answer.near
+    assert _check(BOX, 10.0, 50.0) == (Answer.not_affected, None)
+
+
+def test_holes_and_parts_of_a_multipolygon() -> None:
+    assert _check(MULTI, 0.005, 0.005)[0] is Answer.near  # in the hole: ~110 m from its edge
+    assert _check(MULTI, 0.025, 0.005)[0] is Answer.affected
+    assert _check(MULTI, 0.015, 0.005)[0] is Answer.not_affected  # between the parts: ~550 m
+
+
+@pytest.mark.parametrize("lat", [0.0, 38.0, 60.0, 75.0])
+def test_the_quick_far_test_never_hides_a_near_point(lat: float) -> None:
+    """Points just inside near_m of the area (measured exactly) are "near" at any latitude."""
+    area = {"type": "Polygon", "coordinates": [[[10.0, lat], [10.01, lat], [10.01, lat + 0.01],
+                                                [10.0, lat + 0.01], [10.0, lat]]]}  # fmt: skip
+    metric = LocalMetric.near(10.0, lat)
+    projected = metric.project(shape(area))
+    for bearing in range(0, 360, 45):
+        # Around the box at 1.5 times its half-size from its centre, along every bearing.
+        x0, y0 = projected.centroid.x, projected.centroid.y
+        half = max(projected.bounds[2] - projected.bounds[0], projected.bounds[3] - projected.bounds[1]) / 2
+        r = half * 1.5
+        x, y = x0 + r * math.cos(math.radians(bearing)), y0 + r * math.sin(math.radians(bearing))
+        distance = projected.distance(Point(x, y))
+        [[lon, lat_]] = metric.lonlat(np.array([[x, y]]))
+        answer, found = _check(area, float(lon), float(lat_), near_m=distance + 5)
+        assert answer is Answer.near and found is not None and abs(found - distance) < 2
+
+
+def test_the_overall_answer_is_the_worst() -> None:
+    inc = _incident("INC-2026-000001", BOX)
+    geometry = area_shape(BOX)
+    assert geometry is not None
+    checks = check_point([inc, _incident("INC-2026-000002", None)], {inc.id: geometry}, -85.545, 38.035, 250)
+    assert [c.incident.id for c in checks] == [inc.id]  # no area, no answer
+    assert overall(checks) is Answer.affected and overall([]) is Answer.not_affected
+
+
+def test_an_area_that_is_not_one_is_left_out() -> None:
+    assert area_shape(None) is None and area_shape({}) is None
+    assert area_shape({"type": "Polygon", "coordinates": []}) is None
+    assert area_shape({"type": "Nonsense"}) is None
+
+
+def test_a_budget_per_address_per_minute() -> None:
+    now = [0.0]
+    limiter = ClientLimiter(2, max_clients=3, now=lambda: now[0])
+    assert [limiter.wait_s("a") for _ in range(3)] == [0.0, 0.0, 60.0]
+    assert limiter.wait_s("b") == 0.0  # another address has its own
+    now[0] = 59.5
+    assert limiter.wait_s("a") == 1.0  # at least a second
+    now[0] = 60.0
+    assert limiter.wait_s("a") == 0.0  # a new minute
+    # A flood of addresses: the table stays bounded.
+    for n in range(100):
+        limiter.wait_s(f"10.0.0.{n}")
+    assert len(limiter._windows) <= 3
+    assert ClientLimiter(0).wait_s("a") == 0.0  # 0: no limit
+
+
+def test_the_client_behind_our_proxy() -> None:
+    trusted = frozenset({"10.0.0.1"})
+    assert client_address("198.51.100.7", ["1.2.3.4"], trusted) == "198.51.100.7"  # not via our proxy
+    assert client_address("10.0.0.1", ["6.6.6.6, 203.0.113.9"], trusted) == "203.0.113.9"
+    assert client_address("10.0.0.1", ["203.0.113.9, 10.0.0.1"], trusted) == "203.0.113.9"
+    assert client_address("10.0.0.1", [], trusted) == "10.0.0.1"
+    assert client_address(None, [], frozenset()) == "unknown"
+
+
+def test_accept_language_order() -> None:
+    assert accepted_languages("fr;q=0.5, zh-CN, en;q=0.8") == ["zh-CN", "en", "fr"]
+    assert accepted_languages("*, en;q=0") == []
+    assert accepted_languages("x" * 10_000) == ["x" * 500]
+    assert accepted_languages("en;q=nan, de;q=1e999, zh") == ["zh"]
+
+
+@pytest.mark.parametrize(
+    ("raw", "value"),
+    [("38.035", 38.035), ("-85.5", -85.5), ("+1", 1.0), (".5", 0.5), ("1e-3", 0.001), ("5.", 5.0),
+     ("nan", None), ("inf", None), ("1e999", None), ("0x10", None), ("1_000", None), ("", None),
+     (" 1", None), ("1" * 41, None), ("--1", None), ("1e", None)],
+)  # fmt: skip
+def test_numbers_as_a_person_types_them(raw: str, value: float | None) -> None:
+    assert parse_number(raw) == value
