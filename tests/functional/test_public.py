@@ -9,6 +9,7 @@ from multidict import CIMultiDict
 
 from incident.keys import PUBLIC
 from tests.support.app import Api
+from tests.support.ingest import call_centre_report, put_reports
 from tests.support.sample import BOX
 
 FACTS = {"area": "Maple St and Walnut Rd", "etr": "2026-11-22T18:00:00+00:00"}
@@ -122,6 +123,9 @@ def _personal(text: str) -> list[str]:
     return found
 
 
+REPORT_TEXT = "Mrs Lee, 8111 Maple St, says the water is brown"
+
+
 async def _scenario(api: Api) -> dict[str, Any]:
     """One public incident with a sent notice, one internal one, one drill, one closed."""
     public = await api.declare(area=BOX, title="Main break — internal: valve V-7 seized, Bob drunk")
@@ -132,6 +136,12 @@ async def _scenario(api: Api) -> dict[str, Any]:
     )
     assert status == 200, described
     await api.call("POST", f"/api/incidents/{public['id']}/notes", json={"text": "call +15550000000 back"})
+    report = msgspec.structs.replace(call_centre_report("R-PUBLIC-1"), summary=REPORT_TEXT)
+    await put_reports(api, report)
+    status, linked = await api.call(
+        "POST", "/api/reports/R-PUBLIC-1/link", json={"incident_id": public["id"]}
+    )
+    assert status == 200, linked
     await _notice(api, public["id"])
     internal = await api.declare(area=BOX, title="Internal only")
     drill = await api.declare(area=BOX, drill=True)
@@ -156,6 +166,7 @@ async def test_residents_see_only_open_public_incidents_and_nothing_personal(api
                          "end", "households", "declared_at", "updated_at", "advice"}  # fmt: skip
     text = str(body)
     assert "valve" not in text and "Bob" not in text and "alice" not in text and _personal(text) == []
+    assert "Mrs Lee" not in text and "brown" not in text and "R-PUBLIC-1" not in text
     assert headers["Cache-Control"].startswith("public, max-age=") and headers["ETag"]
     assert headers["X-Content-Type-Options"] == "nosniff" and headers["Referrer-Policy"] == "no-referrer"
     assert "script-src 'self'" in headers["Content-Security-Policy"]
@@ -186,7 +197,7 @@ async def test_is_my_address_affected(api: Api) -> None:
     assert advice["language"] == "en" and "Maple St and Walnut Rd" in advice["text"]
     assert answers["near"]["answer"] == "near" and 100 < answers["near"]["results"][0]["distance_m"] < 160
     assert answers["far"]["answer"] == "not_affected"
-    assert _personal(str(answers)) == []
+    assert _personal(str(answers)) == [] and "Mrs Lee" not in str(answers)
 
 
 async def test_the_check_answers_from_areas_never_from_the_registry(api: Api) -> None:
