@@ -11,6 +11,7 @@ from incident.keys import PUBLIC
 from tests.support.app import Api
 from tests.support.ingest import call_centre_report, put_reports
 from tests.support.sample import BOX
+from tests.support.wait import wait_until
 
 FACTS = {"area": "Maple St and Walnut Rd", "etr": "2026-11-22T18:00:00+00:00"}
 
@@ -278,3 +279,22 @@ async def test_the_page_and_its_files_are_served_with_strict_headers(api: Api) -
     for name in ("index.html", "..%2Fapp.css", "nope.js", "..%2F..%2Fkeys.py"):
         status, _, _ = await _get(api, f"/public/static/{name}")
         assert status == 404, name
+
+
+async def test_another_instance_shows_a_change_within_its_cache_time(apps: Any) -> None:
+    """Each instance reads the public incidents from the shared store at most every
+    [public] cache_s; its own changes show at once, another's within cache_s."""
+    one = await apps.make(INCIDENT_PUBLIC__CACHE_S="0.5")
+    two = await apps.make(INCIDENT_PUBLIC__CACHE_S="0.5")
+    _, before, _ = await _get(two, "/public/api/incidents")
+    assert before["incidents"] == []
+    inc = await one.declare(area=BOX)
+    await one.call("POST", f"/api/incidents/{inc['id']}/public", json={"public": True})
+    _, here, _ = await _get(one, "/public/api/incidents")
+    assert [i["id"] for i in here["incidents"]] == [inc["id"]]  # at once where it changed
+
+    async def seen_there() -> bool:
+        _, there, _ = await _get(two, "/public/api/incidents")
+        return [i["id"] for i in there["incidents"]] == [inc["id"]]
+
+    await wait_until(seen_there, "the other instance showing the public incident", limit=10)
