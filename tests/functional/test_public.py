@@ -9,7 +9,9 @@ from multidict import CIMultiDict
 
 from incident.keys import PUBLIC
 from tests.support.app import Api
+from tests.support.ingest import call_centre_report, put_reports
 from tests.support.sample import BOX
+from tests.support.wait import wait_until
 
 FACTS = {"area": "Maple St and Walnut Rd", "etr": "2026-11-22T18:00:00+00:00"}
 
@@ -122,6 +124,9 @@ def _personal(text: str) -> list[str]:
     return found
 
 
+REPORT_TEXT = "Mrs Lee, 8111 Maple St, says the water is brown"
+
+
 async def _scenario(api: Api) -> dict[str, Any]:
     """One public incident with a sent notice, one internal one, one drill, one closed."""
     public = await api.declare(area=BOX, title="Main break — internal: valve V-7 seized, Bob drunk")
@@ -132,6 +137,12 @@ async def _scenario(api: Api) -> dict[str, Any]:
     )
     assert status == 200, described
     await api.call("POST", f"/api/incidents/{public['id']}/notes", json={"text": "call +15550000000 back"})
+    report = msgspec.structs.replace(call_centre_report("R-PUBLIC-1"), summary=REPORT_TEXT)
+    await put_reports(api, report)
+    status, linked = await api.call(
+        "POST", "/api/reports/R-PUBLIC-1/link", json={"incident_id": public["id"]}
+    )
+    assert status == 200, linked
     await _notice(api, public["id"])
     internal = await api.declare(area=BOX, title="Internal only")
     drill = await api.declare(area=BOX, drill=True)
@@ -156,6 +167,7 @@ async def test_residents_see_only_open_public_incidents_and_nothing_personal(api
                          "end", "households", "declared_at", "updated_at", "advice"}  # fmt: skip
     text = str(body)
     assert "valve" not in text and "Bob" not in text and "alice" not in text and _personal(text) == []
+    assert "Mrs Lee" not in text and "brown" not in text and "R-PUBLIC-1" not in text
     assert headers["Cache-Control"].startswith("public, max-age=") and headers["ETag"]
     assert headers["X-Content-Type-Options"] == "nosniff" and headers["Referrer-Policy"] == "no-referrer"
     assert "script-src 'self'" in headers["Content-Security-Policy"]
@@ -186,7 +198,7 @@ async def test_is_my_address_affected(api: Api) -> None:
     assert advice["language"] == "en" and "Maple St and Walnut Rd" in advice["text"]
     assert answers["near"]["answer"] == "near" and 100 < answers["near"]["results"][0]["distance_m"] < 160
     assert answers["far"]["answer"] == "not_affected"
-    assert _personal(str(answers)) == []
+    assert _personal(str(answers)) == [] and "Mrs Lee" not in str(answers)
 
 
 async def test_the_check_answers_from_areas_never_from_the_registry(api: Api) -> None:
@@ -267,3 +279,22 @@ async def test_the_page_and_its_files_are_served_with_strict_headers(api: Api) -
     for name in ("index.html", "..%2Fapp.css", "nope.js", "..%2F..%2Fkeys.py"):
         status, _, _ = await _get(api, f"/public/static/{name}")
         assert status == 404, name
+
+
+async def test_another_instance_shows_a_change_within_its_cache_time(apps: Any) -> None:
+    """Each instance reads the public incidents from the shared store at most every
+    [public] cache_s; its own changes show at once, another's within cache_s."""
+    one = await apps.make(INCIDENT_PUBLIC__CACHE_S="0.5")
+    two = await apps.make(INCIDENT_PUBLIC__CACHE_S="0.5")
+    _, before, _ = await _get(two, "/public/api/incidents")
+    assert before["incidents"] == []
+    inc = await one.declare(area=BOX)
+    await one.call("POST", f"/api/incidents/{inc['id']}/public", json={"public": True})
+    _, here, _ = await _get(one, "/public/api/incidents")
+    assert [i["id"] for i in here["incidents"]] == [inc["id"]]  # at once where it changed
+
+    async def seen_there() -> bool:
+        _, there, _ = await _get(two, "/public/api/incidents")
+        return [i["id"] for i in there["incidents"]] == [inc["id"]]
+
+    await wait_until(seen_there, "the other instance showing the public incident", limit=10)
