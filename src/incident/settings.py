@@ -405,6 +405,8 @@ class EnrolmentSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True,
     #: Reverse proxies in front of the service that append to X-Forwarded-For: the client is
     #: the address that many hops from its end (0: the connection's own address).
     forwarded_hops: Annotated[int, msgspec.Meta(ge=0, le=5)] = 0
+
+
 class PublicSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
     """The residents' side (``/public``): no token, so every limit here faces the internet."""
 

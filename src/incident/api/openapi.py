@@ -111,7 +111,6 @@ _WHY = {
     409: "the current state forbids it, or the Idempotency-Key is in use",
     410: "it was there and is no more (an expired or used-up code, a removed sign-up)",
     413: "the body is larger than the limit",
-    429: "too many requests from this address; wait a minute (Retry-After)",
     422: "a value breaks the schema or a rule (or the Idempotency-Key came with another body)",
     429: "too many requests: try again after Retry-After seconds",
     503: "the store is unavailable; try again",
