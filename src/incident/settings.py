@@ -402,9 +402,6 @@ class EnrolmentSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True,
     window_s: Positive = 3600
     #: Days a link to change or remove a sign-up works.
     link_days: Positive = 365
-    #: Reverse proxies in front of the service that append to X-Forwarded-For: the client is
-    #: the address that many hops from its end (0: the connection's own address).
-    forwarded_hops: Annotated[int, msgspec.Meta(ge=0, le=5)] = 0
 
 
 class PublicSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
@@ -498,8 +495,10 @@ def _from_env(environ: Mapping[str, str]) -> tuple[dict[str, dict[str, Any]], di
         if key not in fields:
             raise ConfigError(f"environment {name}: unknown key '{key}' in [{section}]")
         try:
-            value = msgspec.convert(raw, fields[key], strict=False)
-        except msgspec.ValidationError as err:
+            # A list (e.g. [public] trusted_proxies) comes as JSON: '["10.0.0.1", "10.0.0.2"]'.
+            given: Any = msgspec.json.decode(raw) if raw.lstrip().startswith("[") else raw
+            value = msgspec.convert(given, fields[key], strict=False)
+        except (msgspec.ValidationError, msgspec.DecodeError) as err:
             raise ConfigError(f"environment {name}: {err}") from err
         values.setdefault(section, {})[key] = value
         sources[(section, key)] = f"environment {name}"

@@ -73,7 +73,7 @@ async def _codes(api: Api, number: str) -> list[str]:
 @pytest.fixture
 async def api(apps: Apps) -> Api:
     # Behind one proxy, so that tests choose their client address; the area reloads quickly.
-    return await apps.make(INCIDENT_ENROLMENT__FORWARDED_HOPS="1", INCIDENT_AREA__RELOAD_S="0.1")
+    return await apps.make(INCIDENT_PUBLIC__TRUSTED_PROXIES='["127.0.0.1", "::1"]', INCIDENT_AREA__RELOAD_S="0.1")
 
 
 async def test_the_code_goes_by_sms_and_nothing_else_before_confirmation(api: Api) -> None:
@@ -142,7 +142,7 @@ async def test_a_code_works_once(api: Api) -> None:
 
 async def test_rate_limits_per_client_and_per_number(apps: Apps) -> None:
     api = await apps.make(
-        INCIDENT_ENROLMENT__FORWARDED_HOPS="1", INCIDENT_ENROLMENT__PER_CLIENT="3",
+        INCIDENT_PUBLIC__TRUSTED_PROXIES='["127.0.0.1", "::1"]', INCIDENT_ENROLMENT__PER_CLIENT="3",
         INCIDENT_ENROLMENT__PER_CONTACT="2",
     )  # fmt: skip
     # Per number: the third code to the same number within the hour is refused, from anywhere.
@@ -257,7 +257,7 @@ async def test_the_same_number_signing_up_again_updates_its_household(api: Api) 
 
 
 async def test_a_confirmed_household_is_reached_by_a_notice_and_stop_is_honoured(apps: Apps) -> None:
-    api = await apps.make(send=True, system_clock=True, INCIDENT_ENROLMENT__FORWARDED_HOPS="1",
+    api = await apps.make(send=True, system_clock=True, INCIDENT_PUBLIC__TRUSTED_PROXIES='["127.0.0.1", "::1"]',
                           INCIDENT_AREA__RELOAD_S="0.1")  # fmt: skip
     done = await sign_up(api)
     account = done["household_id"]
@@ -308,7 +308,7 @@ async def test_sign_up_can_be_turned_off(apps: Apps) -> None:
 
 async def test_an_email_sign_up_gets_its_code_by_email(apps: Apps) -> None:
     async with smtp_server() as smtp:
-        api = await apps.make(INCIDENT_ENROLMENT__FORWARDED_HOPS="1", **smtp.env())
+        api = await apps.make(INCIDENT_PUBLIC__TRUSTED_PROXIES='["127.0.0.1", "::1"]', **smtp.env())
         address = "Resident@Example.ORG"
         status, started = await enrol(api, sms=None, email=address, channels=["email"], language="zh-CN")
         assert status == 202 and started["sent_to"] == "email"

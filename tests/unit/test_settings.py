@@ -82,6 +82,15 @@ def test_environment_overrides_with_type_conversion(tmp_path: Path) -> None:
     assert s.log.level == "DEBUG"  # from the file, untouched
 
 
+def test_a_list_comes_from_the_environment_as_json(tmp_path: Path) -> None:
+    s = load_settings(None, {"INCIDENT_PUBLIC__TRUSTED_PROXIES": '["10.0.0.1", "::1"]'})
+    assert s.public.trusted_proxies == ["10.0.0.1", "::1"]
+    with pytest.raises(ConfigError, match="INCIDENT_PUBLIC__TRUSTED_PROXIES"):
+        load_settings(None, {"INCIDENT_PUBLIC__TRUSTED_PROXIES": "[10.0.0.1"})
+    with pytest.raises(ConfigError, match="INCIDENT_PUBLIC__TRUSTED_PROXIES"):
+        load_settings(None, {"INCIDENT_PUBLIC__TRUSTED_PROXIES": "10.0.0.1"})
+
+
 @pytest.mark.parametrize(
     ("toml", "env", "message"),
     [

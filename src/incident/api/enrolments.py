@@ -15,10 +15,11 @@ import msgspec
 from aiohttp import web
 
 from incident.api.endpoint import Endpoint, json_response, read_body
+from incident.api.public import client_address
 from incident.core.errors import NotFound
 from incident.households.enrolment import Choices, Pending, SentTo, validate
 from incident.households.model import Need
-from incident.keys import ENROLMENTS, SETTINGS
+from incident.keys import ENROLMENTS, PUBLIC_API, SETTINGS
 
 #: A sign-up is a few hundred bytes; nothing bigger is read on a public route.
 BODY_LIMIT = 4096
@@ -93,16 +94,10 @@ def _enabled(request: web.Request) -> None:
         raise NotFound("sign-up is not offered here")
 
 
-def client_address(request: web.Request) -> str:
-    """The client's address: the connection's, or behind ``forwarded_hops`` proxies the
-    address that many entries from the end of X-Forwarded-For (what the proxies appended)."""
-    hops = request.app[SETTINGS].enrolment.forwarded_hops
-    if hops:
-        chain = [p.strip() for p in ",".join(request.headers.getall("X-Forwarded-For", [])).split(",")]
-        chain = [p for p in chain if p]
-        if len(chain) >= hops:
-            return chain[-hops]
-    return request.remote or ""
+def _client(request: web.Request) -> str:
+    """Who is asking, by the same rule as the rest of /public (``[public] trusted_proxies``)."""
+    forwarded = request.headers.getall("X-Forwarded-For", [])
+    return client_address(request.remote, forwarded, request.app[PUBLIC_API].trusted)
 
 
 def _masked(contact: str) -> str:
@@ -128,7 +123,7 @@ async def enrol(request: web.Request) -> web.Response:
         voice=body.voice, email=body.email, channels=tuple(body.channels), needs=tuple(body.needs),
         rules=service.rules,
     )  # fmt: skip
-    started = await service.enrol(pending, client_address(request))
+    started = await service.enrol(pending, _client(request))
     expires = datetime.fromisoformat(started.expires_at)
     return json_response(EnrolmentStarted(started.enrolment_id, started.sent_to, expires), 202)
 
