@@ -73,7 +73,9 @@ async def _codes(api: Api, number: str) -> list[str]:
 @pytest.fixture
 async def api(apps: Apps) -> Api:
     # Behind one proxy, so that tests choose their client address; the area reloads quickly.
-    return await apps.make(INCIDENT_PUBLIC__TRUSTED_PROXIES='["127.0.0.1", "::1"]', INCIDENT_AREA__RELOAD_S="0.1")
+    return await apps.make(
+        INCIDENT_PUBLIC__TRUSTED_PROXIES='["127.0.0.1", "::1"]', INCIDENT_AREA__RELOAD_S="0.1"
+    )
 
 
 async def test_the_code_goes_by_sms_and_nothing_else_before_confirmation(api: Api) -> None:
