@@ -559,9 +559,11 @@ def load_notice_templates(settings: NotifySettings) -> NoticeTemplates:
         root, default_language=settings.default_language, max_chars=settings.max_chars,
         max_segments=settings.max_segments,
     )  # fmt: skip
-    errors = [p for p in problems if p.severity.value == "error"]
+    errors = [p for p in problems if p.severity.value == "error" and not p.element]
     if errors:
         raise ConfigError(f"[notify] templates: {errors[0]}")
     for problem in problems:
+        # A missing required element fails `incident templates check`, not the start: a
+        # utility's own copies must not keep the service from notifying anyone.
         log.warning("notice templates: %s", problem)
     return templates

@@ -9,10 +9,14 @@ from pathlib import Path
 
 import pytest
 
+from incident.core.errors import ConfigError
+from incident.households.model import Channel
 from incident.notices.checks import Problem, Severity, validate_templates
 from incident.notices.context import Advisory, TemplateKey, template_variables
 from incident.notices.elements import REQUIRED, Element, missing_elements
+from incident.notices.service import load_notice_templates
 from incident.notices.templates import load_templates
+from incident.settings import NotifySettings
 
 from .conftest import BUNDLED, context
 
@@ -144,3 +148,15 @@ def test_the_recogniser_on_rendered_text(language: str) -> None:
     long = missing_elements("boil_water", "voice", language, text, variables)
     assert Element.health_effects in long and Element.contact not in long
     assert missing_elements("main_break", "voice", language, "", variables) == []
+
+
+def test_a_missing_element_fails_the_check_but_not_the_start(copy_of_bundled: Path) -> None:
+    drop(copy_of_bundled, *DROPPED[0][:3])
+    assert [p.element for p in errors(copy_of_bundled)] == [True]
+    # The service still starts: a utility's own copies must not keep it from notifying anyone.
+    templates = load_notice_templates(NotifySettings(templates=str(copy_of_bundled)))
+    assert templates.has("zh-CN", "boil_water", Channel.email)
+    # A template that does not compile still stops the start.
+    (copy_of_bundled / "en" / "restored.sms.j2").write_text("{% if %}", encoding="utf-8")
+    with pytest.raises(ConfigError, match=r"restored\.sms"):
+        load_notice_templates(NotifySettings(templates=str(copy_of_bundled)))
