@@ -6,13 +6,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from playwright.async_api import Browser, ConsoleMessage, Page
+from playwright.async_api import Browser, ConsoleMessage, Page, ViewportSize
 
 from tests.support.app import Api
 from tests.support.console import Console
 from tests.support.sample import BOX
 
-PHONE = {"width": 390, "height": 844}
+PHONE: ViewportSize = {"width": 390, "height": 844}
 INSIDE = (-85.545, 38.035)
 NEAR = (-85.5285, 38.035)
 

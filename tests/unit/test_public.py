@@ -3,23 +3,26 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
+import msgspec
 import numpy as np
 import pytest
 from shapely.geometry import Point, shape
+from shapely.geometry.base import BaseGeometry
 
 from incident.api.endpoint import parse_number
 from incident.api.public import ClientLimiter, accepted_languages, client_address, overall
 from incident.core.domain import Kind, Status, Utility
 from incident.geo.projection import LocalMetric
-from incident.notices.public import Answer, PublicIncident, area_shape, check_point
+from incident.notices.public import Answer, ProjectedKey, PublicIncident, area_shape, check_point
 
-BOX = {
+BOX: dict[str, Any] = {
     "type": "Polygon",
     "coordinates": [[[-85.56, 38.02], [-85.53, 38.02], [-85.53, 38.05], [-85.56, 38.05], [-85.56, 38.02]]],
 }
 #: Two squares 1 km apart, one with a hole.
-MULTI = {
+MULTI: dict[str, Any] = {
     "type": "MultiPolygon",
     "coordinates": [
         [[[0.0, 0.0], [0.01, 0.0], [0.01, 0.01], [0.0, 0.01], [0.0, 0.0]],
@@ -29,7 +32,7 @@ MULTI = {
 }  # fmt: skip
 
 
-def _incident(id_: str, area: dict[str, object] | None) -> PublicIncident:
+def _incident(id_: str, area: dict[str, Any] | None) -> PublicIncident:
     return PublicIncident(
         id=id_, kind=Kind.main_break, utility=Utility.water, status=Status.active, area=area,
         area_description={}, etr=None, start=None, end=None, households=3,
@@ -66,7 +69,7 @@ def test_holes_and_parts_of_a_multipolygon() -> None:
 @pytest.mark.parametrize("lat", [0.0, 38.0, 60.0, 75.0])
 def test_the_quick_far_test_never_hides_a_near_point(lat: float) -> None:
     """Points just inside near_m of the area (measured exactly) are "near" at any latitude."""
-    area = {"type": "Polygon", "coordinates": [[[10.0, lat], [10.01, lat], [10.01, lat + 0.01],
+    area: dict[str, Any] = {"type": "Polygon", "coordinates": [[[10.0, lat], [10.01, lat], [10.01, lat + 0.01],
                                                 [10.0, lat + 0.01], [10.0, lat]]]}  # fmt: skip
     metric = LocalMetric.near(10.0, lat)
     projected = metric.project(shape(area))
@@ -137,3 +140,16 @@ def test_accept_language_order() -> None:
 )  # fmt: skip
 def test_numbers_as_a_person_types_them(raw: str, value: float | None) -> None:
     assert parse_number(raw) == value
+
+
+def test_an_area_is_projected_once_per_neighbourhood_and_again_when_it_changes() -> None:
+    geometry = area_shape(BOX)
+    assert geometry is not None
+    projected: dict[ProjectedKey, BaseGeometry] = {}
+    inc = _incident("INC-2026-000001", BOX)
+    first = check_point([inc], {inc.id: geometry}, -85.5285, 38.035, 250, projected)
+    again = check_point([inc], {inc.id: geometry}, -85.5284, 38.0351, 250, projected)
+    assert len(projected) == 1 and first[0].answer is again[0].answer is Answer.near
+    moved = msgspec.structs.replace(inc, seq=2)
+    check_point([moved], {inc.id: geometry}, -85.5285, 38.035, 250, projected)
+    assert len(projected) == 2  # a new timeline position: projected afresh, never a stale area

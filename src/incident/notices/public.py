@@ -14,7 +14,7 @@ import asyncio
 import logging
 import math
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping, MutableMapping, Sequence
 from enum import StrEnum
 from typing import Any
 
@@ -162,13 +162,19 @@ def _far(geometry: BaseGeometry, lon: float, lat: float, near_m: float) -> bool:
     return lon < xmin - dlon or lon > xmax + dlon or lat < ymin - dlat or lat > ymax + dlat
 
 
+#: A projected area: by incident, its timeline position and the projection's centre.
+ProjectedKey = tuple[str, int, float, float]
+_PROJECTED_MAX = 1024
+
+
 def check_point(
     incidents: Sequence[PublicIncident], shapes: Mapping[str, BaseGeometry], lon: float, lat: float,
-    near_m: float,
+    near_m: float, projected: MutableMapping[ProjectedKey, BaseGeometry] | None = None,
 ) -> list[PointCheck]:  # fmt: skip
     """For each incident with an area: is (lon, lat) inside it, within ``near_m`` metres of
     it, or neither. Answers come from the incidents' areas alone, never from the household
-    registry. ``shapes`` holds each incident's area geometry by id."""
+    registry. ``shapes`` holds each incident's area geometry by id; ``projected`` keeps the
+    areas projected for distances (a large area is projected once per neighbourhood)."""
     point = Point(lon, lat)
     out: list[PointCheck] = []
     for incident in incidents:
@@ -182,7 +188,15 @@ def check_point(
             out.append(PointCheck(incident=incident, answer=Answer.not_affected, distance_m=None))
             continue
         metric = LocalMetric.near(lon, lat)
-        distance = float(metric.project(geometry).distance(metric.project(point)))
+        key = (incident.id, incident.seq, round(lon * 4) / 4, round(lat * 4) / 4)
+        area = projected.get(key) if projected is not None else None
+        if area is None:
+            area = metric.project(geometry)
+            if projected is not None:
+                if len(projected) >= _PROJECTED_MAX:
+                    projected.clear()
+                projected[key] = area
+        distance = float(area.distance(metric.project(point)))
         answer = Answer.near if distance <= near_m else Answer.not_affected
         out.append(PointCheck(incident=incident, answer=answer, distance_m=round(distance, 1)))
     return out
@@ -219,6 +233,7 @@ class PublicView:
         self._lock = asyncio.Lock()
         self._built: dict[str, PublicIncident] = {}
         self._shapes: dict[str, BaseGeometry] = {}
+        self._projected: dict[ProjectedKey, BaseGeometry] = {}
         self._current: list[PublicIncident] | None = None
         self._at = 0.0
         #: Bumped on every change: a refresh that began before it is not kept as current.
@@ -246,7 +261,7 @@ class PublicView:
 
     async def check(self, lon: float, lat: float, near_m: float) -> list[PointCheck]:
         incidents = await self.incidents()
-        return check_point(incidents, self._shapes, lon, lat, near_m)
+        return check_point(incidents, self._shapes, lon, lat, near_m, self._projected)
 
     async def _refresh(self) -> list[PublicIncident]:
         listed = await self._store.list_incidents(OPEN_STATUSES, self._limit)
