@@ -248,11 +248,18 @@ async def test_nothing_personal_and_hostile_ids_are_refused(apps: Apps) -> None:
     inc = await api.declare(area=BOX, title="Main break: ask Bob Smith at +1 555 0199")
     await notify(api, inc["id"], "main_break")
     await api.call("POST", f"/api/incidents/{inc['id']}/notes", json={"text": "caller +13095550130"})
+    await move(api, inc["id"], "active")
+    status, body = await api.call(
+        "POST", f"/api/incidents/{inc['id']}/status",
+        json={"status": "closed", "reason": "Bob Smith's Qzx, ask alice"},
+    )  # fmt: skip
+    assert status == 200, body
     bodies = [(await get(api, ATOM))[2], (await get(api, GEOJSON))[2]]
     feed = feedparser.parse(bodies[0])
     bodies += [(await get(api, local(api, e.links[0].href)))[2] for e in feed.entries]
     text = b"\n".join(bodies).decode()
-    assert feed.entries and "Bob Smith" not in text and "alice" not in text
+    assert [e.category for e in feed.entries] == ["Cancel", "Alert"]
+    assert "Bob Smith" not in text and "alice" not in text and "Qzx" not in text
     secrets = {r[key] for r in rows_inside(BOX) for key in ("sms", "voice", "address", "account_id")}
     assert not [s for s in secrets if s and s in text]
     for path in ("/public/feeds/cap/nope.xml", "/public/feeds/cap/" + "a" * 101 + ".xml",

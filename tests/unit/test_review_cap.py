@@ -387,3 +387,31 @@ def test_incident_state_used_is_the_one_when_planned(templates: NoticeTemplates)
     first, second = story.alerts(templates)
     assert text(first, "cap:info/cap:severity") == "Severe"
     assert text(second, "cap:info/cap:severity") == "Extreme"
+
+
+@pytest.mark.parametrize("to", [Status.closed, Status.cancelled])
+def test_the_public_feed_never_carries_the_dispatchers_reason(
+    schema: etree.XMLSchema, templates: NoticeTemplates, to: Status
+) -> None:
+    story = Story()
+    story.area(BOX)
+    story.notice("main_break", {"zh-CN": 2, "en": 1})
+    story.status(Status.active)
+    story.status(to, "Qzx fault; Bob (+1 555 0199) gave a wrong reading")
+    # The reviewers' export keeps the reason...
+    exported = cap_alerts(story.events, story.notices, templates, SENDER, end_on_close=True)
+    assert "Bob" in exported[-1].xml
+    # ...the public feed says a fixed sentence per language instead, the main language first.
+    found = cap_alerts(story.events, story.notices, templates, SENDER, public=True)
+    alerts = [etree.fromstring(a.document().encode()) for a in found]
+    assert_valid(schema, alerts)
+    assert [a.msg_type for a in found] == ["Alert", "Cancel"]
+    cancel = found[-1]
+    assert not [a for a in found if "Bob" in a.xml or "Qzx" in a.xml]
+    assert "Bob" not in cancel.title + cancel.summary and "Qzx" not in cancel.title + cancel.summary
+    note = text(alerts[-1], "cap:note")
+    english = "Incident closed" if to is Status.closed else "Incident cancelled"
+    assert note.splitlines()[0].startswith("事件") and english in note.splitlines()[1]
+    assert cancel.language == "zh-CN" and cancel.summary == note.splitlines()[0]
+    # Every language of the templates is in the public alert (as in its infos).
+    assert [all_text(a, "cap:info/cap:language") for a in alerts[:1]] == [["zh-CN", "en"]]

@@ -73,3 +73,14 @@ def test_if_none_match_decides_and_if_modified_since_must_be_our_date() -> None:
     assert not not_modified(None, "Sun, 22 Nov 2026 09:00:00 GMT", feed)  # not a date we gave
     for junk in ("", "yesterday", "Sun, 99 Nov 2026 99:00:00 GMT", "\x00" * 50, "9" * 200):
         assert not not_modified(None, junk, feed)
+
+
+def test_a_cancel_entry_says_its_own_words_and_an_update_says_it_is_one() -> None:
+    alerts = [
+        alert("I-1-N2", "2026-11-22T09:00:00-00:00", "Update", title="ETR 18:00", summary="Back by 6"),
+        alert("I-1-cancel", "2026-11-22T10:00:00-00:00", "Cancel", title="事件已结束。", summary="事件已结束。",
+              language="zh-CN"),
+    ]  # fmt: skip
+    feed = feedparser.parse(atom_feed(INFO, alerts, link))
+    assert not feed.bozo, feed.bozo_exception
+    assert [e.title for e in feed.entries] == ["事件已结束。", "Update: ETR 18:00"]

@@ -9,7 +9,9 @@ event released. Each becomes one ``<alert>``:
   else Actual; ``scope`` Public; ``incidents`` the incident id.
 - ``msgType`` Alert for the incident's first public notice, Update for later ones, whose
   ``references`` list every earlier alert (``sender,identifier,sent``). When the incident
-  was cancelled a final Cancel alert references them all.
+  was cancelled a final Cancel alert references them all. Its ``note`` is, in the reviewers'
+  export, the status change and its reason; in the public feed a fixed sentence per
+  language (the reason is written for colleagues, never for the internet).
 - one ``<info>`` per language the notice went out in (the template languages its
   deliveries were rendered in): the SMS text as ``description``, the app-push title as
   ``headline``; ``category``/``event``/``urgency``/``severity``/``certainty`` from the
@@ -60,6 +62,7 @@ __all__ = [
     "cap_alerts",
     "cap_polygons",
     "cap_time",
+    "ended_sentences",
     "ending",
     "public_notices",
     "sender_for",
@@ -81,6 +84,21 @@ _SEVERITY = {
     Severity.high: "Severe",
     Severity.medium: "Moderate",
     Severity.low: "Minor",
+}
+#: What the public feed's Cancel says, per primary language subtag (see :func:`ended_sentences`).
+_ENDED: dict[Status, dict[str, str]] = {
+    Status.closed: {
+        "en": "Incident closed: this alert has ended.",
+        "zh": "事件已结束。本警报解除。",
+        "es": "Incidente cerrado: esta alerta ha terminado.",
+        "fr": "Incident clos : cette alerte est terminée.",
+    },
+    Status.cancelled: {
+        "en": "Incident cancelled: this alert is withdrawn.",
+        "zh": "事件已取消。本警报撤销。",
+        "es": "Incidente cancelado: esta alerta queda retirada.",
+        "fr": "Incident annulé : cette alerte est retirée.",
+    },
 }
 _SERVICE = {Utility.water: "water", Utility.gas: "gas", Utility.heat: "heating"}
 _ADVISORY_NAME = {
@@ -281,8 +299,11 @@ def build_alerts(
     incident_id: str,
     drill: bool,
     cancelled: Cancellation | None = None,
+    public: bool = False,
 ) -> list[CapAlert]:
-    """One alert per public notice, and a final Cancel when the incident was cancelled."""
+    """One alert per public notice, and a final Cancel when the incident was cancelled.
+    ``public``: the Cancel's note is :func:`ended_sentences`, not the status change's reason
+    (which the reviewers' export keeps)."""
     status = "Exercise" if drill else "Actual"
     alerts: list[CapAlert] = []
     for notice in notices:
@@ -308,12 +329,31 @@ def build_alerts(
         identifier = f"{incident_id}-cancel"
         sent = cap_time(cancelled.at)
         root = _header(identifier, sender, sent, status, "Cancel")
-        note = f"Incident {cancelled.status.value}" + (f": {cancelled.reason}" if cancelled.reason else "")
+        if public:
+            languages = list(dict.fromkeys(t.language for n in notices for t in n.texts))
+            lines = ended_sentences(cancelled.status, languages)
+            note, language = "\n".join(lines), languages[0] if languages else ""
+            title = lines[0]
+        else:
+            reason = f": {cancelled.reason}" if cancelled.reason else ""
+            note = title = f"Incident {cancelled.status.value}{reason}"
+            language = ""
         _sub(root, "note", note)
         _sub(root, "references", " ".join(a.reference for a in alerts))
         _sub(root, "incidents", incident_id)
-        alerts.append(_alert(root, identifier, sender, sent, "Cancel", title=note, summary=note))
+        alerts.append(
+            _alert(root, identifier, sender, sent, "Cancel", title=title, summary=title, language=language)
+        )
     return alerts
+
+
+def ended_sentences(status: Status, languages: Sequence[str]) -> list[str]:
+    """What the public feed says of an incident that ended: a fixed sentence per language
+    (of ``languages``, in their order; English for one we have no sentence in), never the
+    dispatcher's reason, which is written for colleagues (names, numbers, blame)."""
+    sentences = _ENDED[status]
+    found = [sentences.get(tag.split("-")[0].lower(), sentences["en"]) for tag in languages]
+    return list(dict.fromkeys(found)) or [sentences["en"]]
 
 
 def cap_alerts(
@@ -324,20 +364,24 @@ def cap_alerts(
     *,
     end_on_close: bool = False,
     every_language: bool = False,
+    public: bool = False,
 ) -> list[CapAlert]:
     """Every alert of the incident whose full timeline ``events`` is; a Cancel ends them when
     the incident was cancelled (or, ``end_on_close``, closed). ``every_language``: an ``info``
     in every language of the templates, not only those the notice went out in (the public
-    feed speaks to everyone in the area, not only the registry)."""
+    feed speaks to everyone in the area, not only the registry). ``public``: the alerts of
+    the public feed: both of those, and no word of the dispatcher's reason for the end."""
     if not events:
         return []
     incident = events[0]
+    end_on_close, every_language = end_on_close or public, every_language or public
     return build_alerts(
         public_notices(events, notices, templates, every_language=every_language),
         sender=sender,
         incident_id=incident.incident_id,
         drill=bool(incident.data.get("drill", False)),
         cancelled=ending(events) if end_on_close else cancellation(events),
+        public=public,
     )
 
 

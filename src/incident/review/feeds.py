@@ -140,7 +140,7 @@ def _entry(feed: ET.Element, alert: CapAlert, url: str) -> None:
 
 def _gist(alert: CapAlert) -> tuple[str, str, str]:
     title = alert.title or alert.identifier
-    if alert.msg_type != "Alert" and not title.startswith("Incident "):
+    if alert.msg_type == "Update":  # a Cancel's note says what it is, in its own language
         title = f"{alert.msg_type}: {title}"
     return title, alert.summary or title, alert.language
 

@@ -229,7 +229,7 @@ class PublicFeeds:
         events = await self._store.timeline(incident_id)
         notices = {n.notice_id: n for n in await self._store.list_notices(incident_id)}
         return await asyncio.to_thread(
-            partial(cap_alerts, end_on_close=True, every_language=True),
+            partial(cap_alerts, public=True),
             events,
             notices,
             self._templates,
