@@ -266,3 +266,23 @@ async def test_nothing_personal_and_hostile_ids_are_refused(apps: Apps) -> None:
                  "/public/feeds/cap/..%2Fsecret.xml", "/public/feeds/cap/%00.xml"):  # fmt: skip
         status, _, _ = await get(api, path)
         assert status == 404, path
+
+
+async def test_text_with_control_characters_is_refused_before_it_reaches_a_feed(apps: Apps) -> None:
+    api = await apps.make(**FRESH)
+    inc = await api.declare(area=BOX)
+    path = f"/api/incidents/{inc['id']}"
+    for bad in ("Elm\x01 St", "Elm\x0b St", "Elm St\r\nBcc: x", "Elm\x85 St", "Elm\u2028St", "\x00"):
+        status, body = await api.call("PUT", f"{path}/area/description", json={"en": bad})
+        assert status == 422 and "control characters" in body["error"]["message"], (bad, body)
+        for facts in ({"area": bad}, {"area_i18n": {"en": bad}}, {"area": "Elm St", "note": bad}):
+            status, body = await api.call(
+                "POST",
+                f"{path}/notices/preview",
+                json={"template": "main_break", "channels": ["sms"], "facts": facts},
+            )
+            assert status == 422 and "control characters" in body["error"]["message"], (facts, body)
+    status, body = await api.call(
+        "PUT", f"{path}/area/description", json={"en": "Elm St 1-99", "zh-CN": "榆树街"}
+    )
+    assert status == 200, body

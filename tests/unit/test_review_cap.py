@@ -415,3 +415,21 @@ def test_the_public_feed_never_carries_the_dispatchers_reason(
     assert cancel.language == "zh-CN" and cancel.summary == note.splitlines()[0]
     # Every language of the templates is in the public alert (as in its infos).
     assert [all_text(a, "cap:info/cap:language") for a in alerts[:1]] == [["zh-CN", "en"]]
+
+
+def test_characters_xml_cannot_hold_are_left_out_and_every_alert_still_parses(
+    schema: etree.XMLSchema, templates: NoticeTemplates
+) -> None:
+    # Text stored before control characters were refused at the door.
+    story = Story()
+    story.area(BOX)
+    story.notice("main_break", {"en": 1}, area="Elm\x01 St\x0b 1-99\x1f\ufffe", note="crew\x00 on site\x7f")
+    story.status(Status.cancelled, "bad\x08 reading")
+    found = cap_alerts(story.events, story.notices, templates, SENDER)
+    alerts = [etree.fromstring(a.document().encode()) for a in found]  # raises on \x01
+    assert_valid(schema, alerts)
+    assert text(alerts[0], "cap:info/cap:area/cap:areaDesc") == "Elm St 1-99"
+    assert "crew on site" in text(alerts[0], "cap:info/cap:description")
+    assert text(alerts[-1], "cap:note") == "Incident cancelled: bad reading"
+    document = alerts_document(story.state.id, found)
+    assert len(etree.fromstring(document.encode())) == 2

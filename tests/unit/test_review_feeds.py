@@ -84,3 +84,12 @@ def test_a_cancel_entry_says_its_own_words_and_an_update_says_it_is_one() -> Non
     feed = feedparser.parse(atom_feed(INFO, alerts, link))
     assert not feed.bozo, feed.bozo_exception
     assert [e.title for e in feed.entries] == ["事件已结束。", "Update: ETR 18:00"]
+
+
+def test_characters_xml_cannot_hold_never_break_the_feed() -> None:
+    alerts = [alert("I-1-N1", "2026-11-22T09:00:00-00:00", title="Elm\x01 St\x0b", summary="Water\x00 off\ud800",
+                    language="en")]  # fmt: skip
+    body = atom_feed(INFO, alerts, link)
+    feed = feedparser.parse(body)
+    assert not feed.bozo, feed.bozo_exception
+    assert [(e.title, e.summary) for e in feed.entries] == [("Elm St", "Water off")]

@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 import msgspec
 from aiohttp import web
 
-from incident.core.domain import Role
+from incident.core.domain import ONE_LINE_PATTERN, ONE_LINE_RULE, Role
 from incident.core.errors import InvalidInput, MalformedRequest, PayloadTooLarge
 from incident.keys import SETTINGS
 
@@ -210,6 +210,8 @@ def _friendly(err: msgspec.ValidationError, type_: type[Any]) -> str:
     if not sep:
         return text
     path = where.rstrip("`").lstrip(".")
+    if msg == f"Expected `str` matching regex {ONE_LINE_PATTERN!r}":
+        msg = f"text {ONE_LINE_RULE}"
     if msg.startswith("Invalid enum value") and path and "." not in path and "[" not in path:
         fields = {f.name: f.type for f in msgspec.structs.fields(type_)} if _is_struct(type_) else {}
         choices = _enum_values(fields.get(path))

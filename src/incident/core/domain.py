@@ -96,6 +96,13 @@ class EventType(StrEnum):
     made_internal = "made_internal"
 
 
+#: One line a person typed, for residents to read (an area's description, a notice's note):
+#: no control characters (C0, DEL, C1: tabs and line breaks too) and no line or paragraph
+#: separators. They break email headers and XML feeds, and no one means them. (The pattern
+#: ends with a look-ahead for the end: ``$`` would let a final line break through.)
+ONE_LINE_PATTERN = r"^[^\x00-\x1f\x7f-\x9f\u2028\u2029]*(?![\s\S])"
+#: What a person is told when the pattern refused their text.
+ONE_LINE_RULE = "must be one line without control characters (no tabs, line breaks or other controls)"
 Title = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
 Text = Annotated[str, msgspec.Meta(min_length=1, max_length=4000)]
 Name = Annotated[str, msgspec.Meta(min_length=1, max_length=100)]

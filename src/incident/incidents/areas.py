@@ -22,6 +22,7 @@ import numpy as np
 import shapely
 from shapely.geometry import mapping
 
+from incident.core.domain import ONE_LINE_PATTERN
 from incident.core.errors import AreaTooComplex, InvalidInput
 from incident.geo import GeoError, area_around_point, area_from_geojson, area_from_zones
 from incident.households import (
@@ -39,7 +40,7 @@ Op = Literal["add", "remove"]
 #: A language tag as the templates use them: en, zh-CN, pt-BR.
 LanguageTag = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z]{2,3}(-[A-Za-z0-9]{1,8}){0,3}$", max_length=35)]
 #: How households know the place, in one language.
-AreaText = Annotated[str, msgspec.Meta(min_length=1, max_length=300)]
+AreaText = Annotated[str, msgspec.Meta(min_length=1, max_length=300, pattern=ONE_LINE_PATTERN)]
 #: The public description of an area, per language: ``{"en": "Maple St 1-99", "zh-CN": "枫树街1-99号"}``.
 AreaDescription = Annotated[dict[LanguageTag, AreaText], msgspec.Meta(min_length=1, max_length=20)]
 

@@ -68,7 +68,7 @@ class NoticeFacts(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_on
     area: AreaText | None = None
     #: How households know the place, per template language: {"en": ..., "zh-CN": ...}.
     area_i18n: dict[LanguageTag, AreaText] = msgspec.field(default_factory=dict)
-    note: Annotated[str, msgspec.Meta(max_length=500)] = ""
+    note: Annotated[str, msgspec.Meta(max_length=500, pattern=domain.ONE_LINE_PATTERN)] = ""
     advisory: Advisory | None = None
     etr: datetime | None = None
     start: datetime | None = None

@@ -30,6 +30,7 @@ same text the senders rendered, as long as the templates did not change since.
 
 from __future__ import annotations
 
+import re
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator, Mapping, Sequence
 from datetime import UTC, datetime
@@ -67,6 +68,7 @@ __all__ = [
     "public_notices",
     "sender_for",
     "short_text",
+    "xml_text",
 ]
 
 CAP_NS = "urn:oasis:names:tc:emergency:cap:1.2"
@@ -411,9 +413,21 @@ def _q(name: str) -> str:
     return f"{{{CAP_NS}}}{name}"
 
 
+#: What XML 1.0 cannot hold (C0 controls but tab and line breaks, lone surrogates, U+FFFE/F),
+#: and the C1 controls it discourages: ElementTree writes them as they are, and the document
+#: no longer parses.
+_NOT_XML = re.compile("[^\t\n\r\x20-\x7e\xa0-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+
+
+def xml_text(text: str) -> str:
+    """``text`` without the characters an XML document cannot carry (texts stored before
+    the API refused control characters still have them)."""
+    return _NOT_XML.sub("", text)
+
+
 def _sub(parent: ET.Element, name: str, text: str) -> ET.Element:
     element = ET.SubElement(parent, _q(name))
-    element.text = text
+    element.text = xml_text(text)
     return element
 
 

@@ -25,7 +25,7 @@ import msgspec
 
 from incident.core.clock import Timestamp
 from incident.core.domain import Incident, Kind, Status, Utility
-from incident.review.cap import CapAlert
+from incident.review.cap import CapAlert, xml_text
 
 __all__ = [
     "ATOM_NS",
@@ -119,7 +119,7 @@ def atom_feed(info: FeedInfo, alerts: Sequence[CapAlert], alert_url: Callable[[C
 
 def _sub(parent: ET.Element, name: str, text: str) -> ET.Element:
     element = ET.SubElement(parent, name)
-    element.text = text
+    element.text = xml_text(text)
     return element
 
 
