@@ -433,3 +433,24 @@ def test_characters_xml_cannot_hold_are_left_out_and_every_alert_still_parses(
     assert text(alerts[-1], "cap:note") == "Incident cancelled: bad reading"
     document = alerts_document(story.state.id, found)
     assert len(etree.fromstring(document.encode())) == 2
+
+
+def test_a_notice_that_no_longer_renders_is_left_out_not_the_whole_feed(
+    schema: etree.XMLSchema, templates: NoticeTemplates, caplog: pytest.LogCaptureFixture
+) -> None:
+    story = Story()
+    story.area(BOX)
+    first = story.notice("main_break", {"en": 1})
+    gone = story.notice("etr_update", {"en": 1})
+    old = story.notice("etr_update", {"en": 1})
+    last = story.notice("restored", {"en": 1})
+    # A template taken away since, and a context stored by an older version.
+    story.notices[gone] = msgspec.structs.replace(story.notices[gone], template="no_such_template")
+    context = {k: v for k, v in story.notices[old].context.items() if k != "utility_name"}
+    story.notices[old] = msgspec.structs.replace(story.notices[old], context=context)
+    for public in (False, True):
+        found = cap_alerts(story.events, story.notices, templates, SENDER, public=public)
+        assert_valid(schema, [etree.fromstring(a.document().encode()) for a in found])
+        assert [a.identifier for a in found] == [first, last]
+        assert found[1].msg_type == "Update"
+    assert gone in caplog.text and old in caplog.text

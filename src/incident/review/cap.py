@@ -25,11 +25,14 @@ event released. Each becomes one ``<alert>``:
   polygon still covers every affected household).
 
 The text is rendered again from the notice's stored context with the loaded templates: the
-same text the senders rendered, as long as the templates did not change since.
+same text the senders rendered, as long as the templates did not change since. A notice
+that no longer renders (its template gone or broken, its context from an older version) is
+left out, with a warning in the log: never the whole feed.
 """
 
 from __future__ import annotations
 
+import logging
 import re
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator, Mapping, Sequence
@@ -43,6 +46,7 @@ from shapely.geometry import GeometryCollection, MultiPolygon, Polygon, shape
 from shapely.geometry.base import BaseGeometry
 
 from incident.core.domain import Incident, Kind, Severity, Status, TimelineEvent, Utility, apply_event
+from incident.core.errors import InvalidInput, NotFound
 from incident.deliveries.records import Notice
 from incident.households import Channel
 from incident.notices.context import NoticeContext
@@ -70,6 +74,8 @@ __all__ = [
     "short_text",
     "xml_text",
 ]
+
+log = logging.getLogger(__name__)
 
 CAP_NS = "urn:oasis:names:tc:emergency:cap:1.2"
 #: The namespace of our container of an incident's alerts (see :func:`alerts_document`).
@@ -216,7 +222,12 @@ def public_notices(
             planned[notice_id] = state
         elif event.type == "notice_approved" and notice_id in planned and notice_id in notices:
             notice = notices[notice_id]
-            out.append(_public(notice, planned[notice_id], event.at, templates, every_language))
+            try:
+                out.append(_public(notice, planned[notice_id], event.at, templates, every_language))
+            except (msgspec.ValidationError, InvalidInput, NotFound) as err:
+                # Its template was changed or taken away since, or its context was stored by
+                # an older version: the other alerts (and the other incidents' feeds) still go.
+                log.warning("notice %s left out of the CAP alerts: %s", notice_id, err)
     return out
 
 

@@ -22,6 +22,7 @@ that very date, and ETags of the bytes, make every instance give the same answer
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -35,6 +36,8 @@ from incident.review.cap import CapAlert, cap_alerts, sender_for
 from incident.review.feeds import EPOCH, Built, FeedInfo, atom_feed, built, outages_geojson
 from incident.settings import FeedSettings
 from incident.store import Store
+
+log = logging.getLogger(__name__)
 
 __all__ = ["ATOM", "CAP_XML", "FEED_PATH", "GEOJSON", "PublicFeeds", "Snapshot", "alert_path"]
 
@@ -226,15 +229,22 @@ class PublicFeeds:
         return built(atom, selection.modified, ATOM)
 
     async def _incident_alerts(self, incident_id: str) -> list[CapAlert]:
+        """The incident's alerts; none when they cannot be built (a bug, or data no version
+        of the builders expected): one incident never takes the feed of all down. The store
+        failing is not this: it fails the request (503), and the next one tries again."""
         events = await self._store.timeline(incident_id)
         notices = {n.notice_id: n for n in await self._store.list_notices(incident_id)}
-        return await asyncio.to_thread(
-            partial(cap_alerts, public=True),
-            events,
-            notices,
-            self._templates,
-            self._sender,
-        )
+        try:
+            return await asyncio.to_thread(
+                partial(cap_alerts, public=True),
+                events,
+                notices,
+                self._templates,
+                self._sender,
+            )
+        except Exception:
+            log.exception("CAP alerts of %s not built; left out of the public feed", incident_id)
+            return []
 
 
 def _alert_document(alert: CapAlert) -> Built:
