@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from incident.adapters.smtp import EmailSender
 from incident.deliveries.records import Delivery
 from incident.deliveries.states import DeliveryState
 from incident.keys import NOTIFY, STORE
@@ -195,6 +196,30 @@ async def test_a_fan_out_cut_short_mid_email_is_never_sent_twice(apps: Apps, hou
         assert sum(r.state is S.delivered for r in rows) <= len(sent)
 
 
+async def test_one_email_that_cannot_go_never_holds_up_the_others(
+    apps: Apps, households: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real = EmailSender.send
+
+    async def send(self: EmailSender, to: str, *args: Any, **kwargs: Any) -> str:
+        if to == "wei@example.org":
+            raise RuntimeError("a bug in the sender")  # whatever goes wrong for one delivery
+        return await real(self, to, *args, **kwargs)
+
+    monkeypatch.setattr(EmailSender, "send", send)
+    async with smtp_server() as smtp:
+        api = await email_app(apps, smtp, households, INCIDENT_EMAIL__CONNECTIONS="1",
+                              INCIDENT_NOTIFY__SENDING_TIMEOUT_S="600")  # fmt: skip
+        incident_id, _ = await plan_and_approve(api)
+        # Settled by the senders themselves, not left `sending` for the reconciler.
+        await wait_until(lambda: all_final(api, incident_id), "every email settled")
+        rows = {r.address: r for r in await deliveries(api, incident_id)}
+        assert rows["wei@example.org"].state is S.failed and rows["wei@example.org"].attempts == 1
+        assert rows["wei@example.org"].error_code == "internal_error"
+        assert {rows[a].state for a in ("ann@example.org", "luc@example.org")} == {S.delivered}
+        assert Counter(r.to for r in smtp.recorder.received) == {"ann@example.org": 1, "luc@example.org": 1}
+
+
 async def test_email_is_a_channel_only_when_configured_and_templated(apps: Apps, tmp_path: Path) -> None:
     templates = tmp_path / "notices"
 
@@ -256,6 +281,18 @@ async def test_the_sender_maps_what_the_server_says_onto_carrier_errors() -> Non
                 await send(sender)
             assert (err.value.retryable, err.value.outcome_unknown, err.value.carrier_code) == expected
             assert "ann@example.org" not in str(err.value)
+        # A subject with line breaks of every kind (from text stored before they were refused):
+        # one line, sent; a message that cannot be built at all is a final error of its own.
+        taken = await sender.send(
+            "ann@example.org", "Water off:\r Elm\x0bSt\x0c 1-99\x85\u2028now\x01", "Body.", language="en",
+            delivery_id="I-1-N1:2", at=at,
+        )  # fmt: skip
+        assert taken == "<I-1-N1.2@sampletown.example>"
+        assert smtp.recorder.received[-1].subject == "Water off: Elm St 1-99 now"
+        with pytest.raises(CarrierError) as err:
+            await sender.send("ann@example.org\r\nBcc: x@y.example", "S", "B", language="en", delivery_id="I-1-N1:3",
+                              at=at)  # fmt: skip
+        assert not err.value.retryable and "ann@example.org" not in str(err.value)
         smtp.recorder.drop_in_data = 1
         with pytest.raises(CarrierError) as err:
             await send(sender)

@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import re
 from datetime import datetime
+from email.errors import MessageError
 from email.headerregistry import Address
 from email.message import EmailMessage
 from email.policy import SMTP as SMTP_POLICY
@@ -34,9 +35,10 @@ import aiosmtplib
 from incident.core.errors import CarrierError
 from incident.settings import EmailSettings
 
-__all__ = ["EmailSender", "build_message", "message_id"]
+__all__ = ["EmailSender", "build_message", "header_text", "message_id"]
 
 _NOT_ATEXT = re.compile(r"[^A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]")
+_NOT_IN_HEADER = re.compile("[\\x00-\\x1f\\x7f-\\x9f\\u2028\\u2029]")
 
 
 def message_id(delivery_id: str, from_address: str) -> str:
@@ -46,18 +48,26 @@ def message_id(delivery_id: str, from_address: str) -> str:
     return f"<{_NOT_ATEXT.sub('.', delivery_id)}@{domain}>"
 
 
+def header_text(text: str) -> str:
+    """``text`` fit for a header: every control character and line or paragraph separator
+    (``\\r``, ``\\v``, ``\\f``, NEL, U+2028 ...: the email library refuses a header holding
+    one) a space, and runs of white space one space."""
+    return " ".join(_NOT_IN_HEADER.sub(" ", text).split())
+
+
 def build_message(
     *, from_address: str, to: str, subject: str, body: str, language: str, msgid: str, at: datetime
 ) -> EmailMessage:
-    """A plain-text email in UTF-8 (subject encoded as the standard says when not ASCII)."""
+    """A plain-text email in UTF-8 (subject encoded as the standard says when not ASCII);
+    the subject and language on one line (:func:`header_text`)."""
     message = EmailMessage(policy=SMTP_POLICY)
     message.set_content(body, charset="utf-8")  # first: it replaces every Content-* header
     message["From"] = from_address
     message["To"] = Address(addr_spec=to)
-    message["Subject"] = subject
+    message["Subject"] = header_text(subject)
     message["Date"] = format_datetime(at)
     message["Message-ID"] = msgid
-    message["Content-Language"] = language
+    message["Content-Language"] = header_text(language)
     # Marks it as sent by a machine: no out-of-office replies to the utility's sender.
     message["Auto-Submitted"] = "auto-generated"
     return message
@@ -105,11 +115,16 @@ class EmailSender:
     ) -> str:
         """Hand one email to the server; its Message-ID once the server took it."""
         msgid = message_id(delivery_id, self._settings.from_address)
-        message = build_message(
-            from_address=self._settings.from_address, to=to, subject=subject, body=body,
-            language=language, msgid=msgid, at=at,
-        )  # fmt: skip
-        data = message.as_bytes()
+        try:
+            message = build_message(
+                from_address=self._settings.from_address, to=to, subject=subject, body=body,
+                language=language, msgid=msgid, at=at,
+            )  # fmt: skip
+            data = message.as_bytes()
+        except (ValueError, TypeError, LookupError, MessageError) as err:
+            # The same message would fail the same way every time: final, nothing was sent.
+            # (Only the error's type: its text may quote the address.)
+            raise CarrierError(f"email not built ({type(err).__name__})", retryable=False) from err
         async with self._slots:
             client = self._client()
             try:

@@ -19,6 +19,10 @@ the carrier, exactly once per delivery.
 - Email goes to an SMTP server (``[email]``); the server taking it is as far as anyone can
   know (bounces are out of scope), so it is recorded ``delivered`` at once. A 4xx answer or
   a server not reached is retried like an SMS; a 5xx answer is final (``failed``).
+- Whatever goes wrong with one delivery is that delivery's outcome, never its batch's: a
+  text that no longer renders is ``failed`` (``not_rendered``); an unexpected error while
+  handing it over is ``failed`` (``internal_error``) for a push or email, which nothing can
+  be asked about, and left to the reconciler (which asks the carrier) for an SMS or call.
 - A delivery the carrier took whose final status never came is looked up by its SID after
   ``finality_after_s`` and settled as if the callback had come.
 """
@@ -51,7 +55,7 @@ from incident.adapters.carriers import (
 from incident.adapters.kafka import Consumer, Producer, group_timeouts, make_producer, partition_of
 from incident.adapters.smtp import EmailSender
 from incident.core.clock import Clock, isoformat
-from incident.core.errors import BrokerError, CarrierError, StoreError
+from incident.core.errors import BrokerError, CarrierError, IncidentError, StoreError
 from incident.deliveries.records import Delivery, DeliveryChange, Notice
 from incident.deliveries.states import DeliveryState
 from incident.households.model import Channel
@@ -548,6 +552,8 @@ class NotifyEngine:
                         delivery.delivery_id,
                         err,
                     )
+                except Exception:  # never the end of the batch: the others are sent all the same
+                    log.exception("delivery %s: not sent; left to the reconciler", delivery.delivery_id)
 
         start_next()
         try:
@@ -595,6 +601,8 @@ class NotifyEngine:
             self._notices[taken.notice_id] = notice
         try:
             to, sid, error = await self._hand_over(taken, notice)
+        except asyncio.CancelledError:
+            raise
         except CarrierError as err:
             if err.outcome_unknown and taken.channel in NOTHING_TO_ASK:
                 # A push gateway or SMTP server keeps nothing to ask: rather a gap (the household
@@ -610,6 +618,14 @@ class NotifyEngine:
                 when = isoformat(self._clock.now() + timedelta(seconds=delay))
                 return self._finish(taken, S.retry, error_code=code, next_attempt_at=when)
             return self._finish(taken, S.failed, error_code=code or "carrier_error")
+        except Exception:  # a bug, or data no one foresaw: this delivery's outcome, not the batch's
+            if taken.channel in NOTHING_TO_ASK:
+                # It may have gone out, and nothing can be asked: given up, never sent twice.
+                log.exception("delivery %s: sending failed unexpectedly; given up", taken.delivery_id)
+                return self._finish(taken, S.failed, error_code="internal_error")
+            # The carrier can be asked whether it has it before anything is sent again.
+            log.exception("delivery %s: sending failed unexpectedly; for the reconciler", taken.delivery_id)
+            return None
         if error is not None:
             return self._finish(taken, to, error_code=error)
         return self._finish(taken, to, carrier_sid=sid)
@@ -622,7 +638,15 @@ class NotifyEngine:
         Only the call holds one of the ``_sending`` places: not the wait for the channel's
         rate (a slow channel would hold them all), not the recording of the answer."""
         channel = Channel(taken.channel)
-        rendered = self._cache(notice).render(notice.template, channel, taken.language)
+        try:
+            rendered = self._cache(notice).render(notice.template, channel, taken.language)
+            if channel is Channel.email:
+                subject, body = split_email(rendered.text)
+        except (IncidentError, ValueError, msgspec.ValidationError) as err:
+            # Nothing was sent, and the same text fails the same way every time (a template
+            # changed since the notice was approved, a context of an older version): final.
+            log.error("delivery %s: notice %s not rendered: %s", taken.delivery_id, notice.notice_id, err)
+            return S.failed, None, "not_rendered"
         base = self._public_url().rstrip("/")
         if channel is Channel.sms:
             await self._limits[channel].take()
@@ -640,7 +664,6 @@ class NotifyEngine:
         elif channel is Channel.email:
             if self._email is None:
                 return S.failed, None, "email_not_configured"
-            subject, body = split_email(rendered.text)
             await self._limits[channel].take()
             async with self._sending:
                 message_id = await self._email.send(
