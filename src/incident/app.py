@@ -330,7 +330,7 @@ async def _fanout_ctx(app: web.Application) -> AsyncIterator[None]:
     async with notify_runtime(
         app[SETTINGS], store, app[TEMPLATES], app[CLOCK], kafka.bootstrap,
         embedded=kafka.broker is not None, public_url=app[PUBLIC_URL], on_change=changed,
-        settle=make_settle(app), rate_clock=app[RATE_CLOCK],
+        settle=make_settle(app), rate_clock=app[RATE_CLOCK], metrics=metrics,
     ) as runtime:  # fmt: skip
         app[NOTIFY] = runtime
         metrics.notify_oldest_due.set_function(runtime.engine.oldest_due_s)
@@ -410,7 +410,7 @@ async def _enrolment_ctx(app: web.Application) -> AsyncIterator[None]:
 
     send_email = None
     if settings.email.configured:
-        mailer = EmailSender(settings.email)
+        mailer = EmailSender(settings.email, app[METRICS])
 
         async def send_email(address: str, subject: str, text: str, language: str) -> None:
             one = f"code-{uuid.uuid4().hex}"  # the Message-ID's own part: one per code

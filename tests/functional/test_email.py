@@ -152,6 +152,25 @@ async def test_a_5xx_is_final(apps: Apps, households: Path) -> None:
         assert len(smtp.recorder.received) == 1 and smtp.recorder.data_calls == 2
 
 
+async def test_a_server_refusing_the_sender_is_retried_and_seen(
+    apps: Apps, households: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    async with smtp_server() as smtp:
+        api = await email_app(apps, smtp, households, INCIDENT_EMAIL__CONNECTIONS="1")
+        smtp.recorder.fail_next("530 5.7.0 Authentication required", count=2, at="MAIL")
+        with caplog.at_level(logging.WARNING):
+            incident_id, _ = await plan_and_approve(api)
+            await wait_until(lambda: all_final(api, incident_id), "every email handed over")
+        rows = await deliveries(api, incident_id)
+        assert {r.state for r in rows} == {S.delivered}
+        assert sum(r.attempts for r in rows) == len(rows) + 2  # each refusal tried again
+        assert Counter(r.to for r in smtp.recorder.received) == dict.fromkeys(ADDRESSES, 1)
+        assert "SMTP server refused the sender (530)" in caplog.text
+        async with api.client.get("/metrics") as resp:
+            metrics = await resp.text()
+        assert 'incident_email_server_refusals_total{step="sender"} 2.0' in metrics
+
+
 async def test_a_rerun_or_a_restart_never_sends_twice(apps: Apps, households: Path) -> None:
     broker_env = kafka_env(apps.broker, send=True)
     async with smtp_server() as smtp:
@@ -293,6 +312,13 @@ async def test_the_sender_maps_what_the_server_says_onto_carrier_errors() -> Non
             await sender.send("ann@example.org\r\nBcc: x@y.example", "S", "B", language="en", delivery_id="I-1-N1:3",
                               at=at)  # fmt: skip
         assert not err.value.retryable and "ann@example.org" not in str(err.value)
+        # The server refusing the sender is its trouble or ours (a login it wants, a sender
+        # it does not relay for), not the recipient's: tried again, and seen.
+        smtp.recorder.fail_next("530 5.7.0 Authentication required", at="MAIL")
+        with pytest.raises(CarrierError) as err:
+            await send(sender)
+        assert (err.value.retryable, err.value.carrier_code) == (True, 530)
+        assert "ann@example.org" not in str(err.value)
         smtp.recorder.drop_in_data = 1
         with pytest.raises(CarrierError) as err:
             await send(sender)

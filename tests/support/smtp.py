@@ -50,11 +50,24 @@ class SmtpRecorder:
     data_calls: int = 0
     #: Drop the connection instead of answering the next this many DATA commands.
     drop_in_data: int = 0
-    _fail: dict[str, deque[str]] = field(default_factory=lambda: {"RCPT": deque(), "DATA": deque()})
+    _fail: dict[str, deque[str]] = field(
+        default_factory=lambda: {"MAIL": deque(), "RCPT": deque(), "DATA": deque()}
+    )
 
-    def fail_next(self, reply: str, *, count: int = 1, at: Literal["RCPT", "DATA"] = "DATA") -> None:
-        """Answer the next ``count`` RCPT TO or DATA commands with ``reply`` ("451 4.3.0 busy")."""
+    def fail_next(self, reply: str, *, count: int = 1, at: Literal["MAIL", "RCPT", "DATA"] = "DATA") -> None:
+        """Answer the next ``count`` MAIL FROM, RCPT TO or DATA commands with ``reply``
+        ("451 4.3.0 busy"; at MAIL, "530 5.7.0 Authentication required" is a server that
+        wants a login it was not given)."""
         self._fail[at].extend([reply] * count)
+
+    async def handle_MAIL(
+        self, server: SMTP, session: Session, envelope: Envelope, address: str, options: list[str]
+    ) -> str:
+        if self._fail["MAIL"]:
+            return self._fail["MAIL"].popleft()
+        envelope.mail_from = address
+        envelope.mail_options.extend(options)
+        return "250 OK"
 
     def to(self, address: str) -> list[Received]:
         return [r for r in self.received if address in r.recipients]

@@ -5,11 +5,14 @@ over a cluster's senders, each sending a few at a time, and a connection that st
 between notices would only go stale. What went wrong maps onto the carrier errors the
 fan-out already knows (:class:`~incident.core.errors.CarrierError`):
 
-- the server not reached, its greeting, STARTTLS or login refused: nothing was sent, so
-  it is tried again (``retryable``), whatever the reply code (it is the server's trouble,
-  not the message's);
-- MAIL FROM / RCPT TO / DATA answered 4xx: tried again; 5xx: final (``failed``, the code
-  kept as the error code). A dropped connection before DATA: tried again;
+- the server not reached, its greeting, STARTTLS, login or MAIL FROM refused: nothing was
+  sent, so it is tried again (``retryable``, with the channel's backoff), whatever the reply
+  code: it is the server's trouble or our configuration's (a 530 at MAIL FROM: the server
+  wants a login it was not given), not the recipient's. A refusal of a reply is logged as a
+  warning and counted (``incident_email_server_refusals_total`` by step), so a wrong
+  ``[email]`` setting shows rather than failing every email for good;
+- RCPT TO / DATA answered 4xx: tried again; 5xx: final (``failed``, the code kept as the
+  error code): that recipient or that message. A dropped connection before DATA: tried again;
 - the connection lost or timed out *during* DATA: the server may have taken the message,
   and it keeps nothing we could ask, so the fan-out gives it up rather than send it twice
   (``outcome_unknown``: the same rule as an app push).
@@ -22,6 +25,7 @@ line made here holds one.
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
 from datetime import datetime
 from email.errors import MessageError
@@ -33,7 +37,10 @@ from email.utils import format_datetime, parseaddr
 import aiosmtplib
 
 from incident.core.errors import CarrierError
+from incident.core.metrics import Metrics
 from incident.settings import EmailSettings
+
+log = logging.getLogger(__name__)
 
 __all__ = ["EmailSender", "build_message", "header_text", "message_id"]
 
@@ -81,7 +88,7 @@ def _code(err: aiosmtplib.SMTPException) -> int | None:
 
 
 def _refused(step: str, err: aiosmtplib.SMTPException) -> CarrierError:
-    """MAIL / RCPT / DATA answered with an error: 4xx again later, 5xx final."""
+    """RCPT / DATA answered with an error: 4xx again later, 5xx final."""
     code = _code(err)
     transient = code is None or 400 <= code < 500
     what = "temporarily " if transient else ""
@@ -93,8 +100,9 @@ def _refused(step: str, err: aiosmtplib.SMTPException) -> CarrierError:
 class EmailSender:
     """Sends one email at a time per call; at most ``settings.connections`` at once."""
 
-    def __init__(self, settings: EmailSettings) -> None:
+    def __init__(self, settings: EmailSettings, metrics: Metrics | None = None) -> None:
         self._settings = settings
+        self._metrics = metrics
         self._envelope_from = parseaddr(settings.from_address)[1]
         self._slots = asyncio.Semaphore(settings.connections)
 
@@ -132,6 +140,8 @@ class EmailSender:
             except aiosmtplib.SMTPException as err:
                 # Nothing went out: the server's trouble (busy, TLS, login), not the message's.
                 code = _code(err)
+                if isinstance(err, aiosmtplib.SMTPResponseException):
+                    self._server_refused("greeting, STARTTLS or login", code, step="connect")
                 raise CarrierError(
                     f"SMTP server not ready ({type(err).__name__}{f' {code}' if code else ''})",
                     retryable=True,
@@ -159,7 +169,14 @@ class EmailSender:
         try:
             await client.mail(self._envelope_from)
         except aiosmtplib.SMTPResponseException as err:
-            raise _refused("the sender", err) from err
+            # Refused before any recipient was named: a 5xx here is the server's or our
+            # configuration's (a login it wants, a sender it does not relay for), the same for
+            # every email: tried again with the backoff, and made visible.
+            code = _code(err)
+            self._server_refused("sender", code, step="sender")
+            raise CarrierError(
+                f"SMTP server refused the sender: {code or 'no code'}", retryable=True, carrier_code=code
+            ) from err
         except (aiosmtplib.SMTPException, OSError) as err:
             raise CarrierError(f"SMTP connection lost ({type(err).__name__})", retryable=True) from err
         try:
@@ -168,6 +185,15 @@ class EmailSender:
             raise _refused("the recipient", err) from err
         except (aiosmtplib.SMTPException, OSError) as err:
             raise CarrierError(f"SMTP connection lost ({type(err).__name__})", retryable=True) from err
+
+    def _server_refused(self, what: str, code: int | None, *, step: str) -> None:
+        log.warning(
+            "SMTP server refused the %s (%s): a server or [email] configuration problem; tried again",
+            what,
+            code or "no code",
+        )
+        if self._metrics is not None:
+            self._metrics.email_server_refusals.labels(step=step).inc()
 
     @staticmethod
     async def _close(client: aiosmtplib.SMTP) -> None:

@@ -82,6 +82,13 @@ class Metrics:
         self.deliveries = Counter(
             "incident_deliveries", "Delivery state changes", ["channel", "state"], registry=r
         )
+        self.email_server_refusals = Counter(
+            "incident_email_server_refusals",
+            "Times the SMTP server refused us rather than a recipient or message (its greeting,"
+            " STARTTLS, login or MAIL FROM), by step: a server or configuration problem; retried",
+            ["step"],
+            registry=r,
+        )
         self.kafka_up = Gauge("incident_kafka_up", "1 when the Kafka broker answers", registry=r)
         self.notify_oldest_due = Gauge(
             "incident_notify_oldest_due_seconds",

@@ -18,7 +18,9 @@ the carrier, exactly once per delivery.
   ``outcome_unknown``), never sent twice.
 - Email goes to an SMTP server (``[email]``); the server taking it is as far as anyone can
   know (bounces are out of scope), so it is recorded ``delivered`` at once. A 4xx answer or
-  a server not reached is retried like an SMS; a 5xx answer is final (``failed``).
+  a server not reached is retried like an SMS, and so is a refusal before any recipient
+  (greeting, login, MAIL FROM: the server's or the configuration's trouble); a 5xx answer
+  to the recipient or the message is final (``failed``).
 - Whatever goes wrong with one delivery is that delivery's outcome, never its batch's: a
   text that no longer renders is ``failed`` (``not_rendered``); an unexpected error while
   handing it over is ``failed`` (``internal_error``) for a push or email, which nothing can

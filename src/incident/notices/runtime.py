@@ -16,6 +16,7 @@ from incident.adapters.carriers import PushGateway, TwilioCarrier
 from incident.adapters.smtp import EmailSender
 from incident.core.clock import Clock
 from incident.core.errors import ConfigError
+from incident.core.metrics import Metrics
 from incident.deliveries.records import Delivery
 from incident.notices.fanout import NotifyEngine, Settle
 from incident.notices.ratelimit import WALL, RateClock
@@ -94,6 +95,7 @@ async def notify_runtime(
     on_change: Callable[[Delivery], None] | None = None,
     settle: Settle | None = None,
     rate_clock: RateClock = WALL,
+    metrics: Metrics | None = None,
 ) -> AsyncIterator[NotifyRuntime]:
     creds = credentials(settings)
     async with contextlib.AsyncExitStack() as stack:
@@ -125,7 +127,7 @@ async def notify_runtime(
         engine = NotifyEngine(
             settings, store, templates, carrier, clock, bootstrap,
             embedded=embedded, from_number=creds.from_number, push=push,
-            email=EmailSender(settings.email) if settings.email.configured else None,
+            email=EmailSender(settings.email, metrics) if settings.email.configured else None,
             public_url=lambda: public_url.value or settings.twilio.public_base_url
             or f"http://{settings.http.host}:{settings.http.port}",
             on_change=on_change, settle=settle, rate_clock=rate_clock,
