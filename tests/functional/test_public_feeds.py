@@ -5,8 +5,10 @@ both answer conditional requests, and drills and internal incidents never show."
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
+import shutil
 from datetime import timedelta
 from email.utils import parsedate_to_datetime
 from pathlib import Path
@@ -286,3 +288,30 @@ async def test_text_with_control_characters_is_refused_before_it_reaches_a_feed(
         "PUT", f"{path}/area/description", json={"en": "Elm St 1-99", "zh-CN": "榆树街"}
     )
     assert status == 200, body
+
+
+async def test_a_notice_a_template_no_longer_renders_never_takes_the_feed_down(
+    apps: Apps, tmp_path: Path, schema: etree.XMLSchema
+) -> None:
+    templates = tmp_path / "notices"
+
+    def copy() -> None:
+        shutil.copytree(Path(incident.__file__).parent / "bundled" / "templates" / "notices", templates)
+        (templates / "de").mkdir()
+        # A translation added later that fails for one place only (the public feed speaks
+        # every language of the templates, also those no household of the area speaks).
+        (templates / "de" / "main_break.sms.j2").write_text(
+            "{% if area == 'Maple St' %}{{ area.no.such }}{% endif %}Rohrbruch in {{ area }}.\n",
+            encoding="utf-8",
+        )
+
+    await asyncio.to_thread(copy)
+    api = await apps.make(own_url=True, INCIDENT_NOTIFY__TEMPLATES=str(templates), **FRESH)
+    broken = await api.declare(area=BOX)
+    fine = await api.declare(area=BOX)
+    await notify(api, broken["id"], "main_break")
+    await notify(api, fine["id"], "main_break", area="Oak St")
+    _, alerts = await read_feed(api, schema)
+    languages = {cap(a, "cap:incidents"): sorted(x.text or "" for x in a.findall("cap:info/cap:language", NS))
+                 for a in alerts}  # fmt: skip
+    assert languages == {broken["id"]: ["en", "zh-CN"], fine["id"]: ["de", "en", "zh-CN"]}

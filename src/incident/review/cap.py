@@ -259,11 +259,19 @@ def _public(
         (notice.counts.get("by_language") or {templates.default_language: 0}).items(),
         key=lambda item: (-int(item[1]), item[0]),
     )
+    sent_in = len(tags)
     if every_language:
         tags += [(language, 0) for language in sorted(templates.languages)]
     texts: dict[str, InfoText] = {}
-    for tag, _ in tags:
-        sms = cache.render(notice.template, Channel.sms, tag)
+    for place, (tag, _) in enumerate(tags):
+        try:
+            sms = cache.render(notice.template, Channel.sms, tag)
+        except (InvalidInput, NotFound) as err:
+            if place < sent_in:
+                raise  # a language it went out in: the alert would not say what was sent
+            # A language added (or changed) since that fails for this notice: the others go.
+            log.warning("notice %s: no %s text in the CAP alert: %s", notice.notice_id, tag, err)
+            continue
         if sms.language_used in texts:
             continue
         texts[sms.language_used] = InfoText(
