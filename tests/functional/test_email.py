@@ -239,6 +239,36 @@ async def test_one_email_that_cannot_go_never_holds_up_the_others(
         assert Counter(r.to for r in smtp.recorder.received) == {"ann@example.org": 1, "luc@example.org": 1}
 
 
+async def test_a_text_that_no_longer_renders_fails_its_deliveries_only(
+    apps: Apps, households: Path, tmp_path: Path
+) -> None:
+    templates = tmp_path / "notices"
+
+    def copy() -> None:
+        shutil.copytree(BUNDLED_DIR / "templates" / "notices", templates)
+        # Changed after the notice was approved: fails for this notice's place, in English.
+        path = templates / "en" / "main_break.email.j2"
+        text = path.read_text(encoding="utf-8")
+        path.write_text(text.replace("\n\n", "\n\n{% if area == 'Maple St' %}{{ area.no.such }}{% endif %}", 1),
+                        encoding="utf-8")  # fmt: skip
+
+    await asyncio.to_thread(copy)
+    async with smtp_server() as smtp:
+        planner = await apps.make(system_clock=True, INCIDENT_AREA__HOUSEHOLDS=str(households),
+                                  **smtp.env())  # approves; sends nothing  # fmt: skip
+        incident_id, _ = await plan_and_approve(planner)
+        sender = await email_app(apps, smtp, households, INCIDENT_NOTIFY__TEMPLATES=str(templates))
+        await wait_until(lambda: all_final(sender, incident_id), "every email settled")
+        rows = {r.address: r for r in await deliveries(sender, incident_id)}
+        # English (and French, which falls back to it) no longer renders: failed, never sent.
+        assert {a: (r.state, r.error_code) for a, r in rows.items() if r.state is S.failed} == {
+            "ann@example.org": (S.failed, "not_rendered"),
+            "luc@example.org": (S.failed, "not_rendered"),
+        }
+        assert rows["wei@example.org"].state is S.delivered
+        assert [r.to for r in smtp.recorder.received] == ["wei@example.org"]
+
+
 async def test_email_is_a_channel_only_when_configured_and_templated(apps: Apps, tmp_path: Path) -> None:
     templates = tmp_path / "notices"
 
