@@ -403,10 +403,13 @@ async def _enrolment_ctx(app: web.Application) -> AsyncIterator[None]:
         )  # fmt: skip
         await carrier.send_sms(phone, sender, text, f"{base.rstrip('/')}/hooks/twilio/status")
 
+    regions = frozenset({*settings.enrolment.allowed_regions, settings.area.default_region} - {""})
+
     def rules() -> Rules:
         return Rules(
-            app[SERVICE_AREA].files.extent, phones, lambda tag: match_language(tag, languages) is not None
-        )
+            app[SERVICE_AREA].files.extent, phones, lambda tag: match_language(tag, languages) is not None,
+            regions,
+        )  # fmt: skip
 
     send_email = None
     if settings.email.configured:
@@ -418,7 +421,7 @@ async def _enrolment_ctx(app: web.Application) -> AsyncIterator[None]:
 
     service = EnrolmentService(
         app[STORE], app[CLOCK], settings.enrolment, rules, utility=settings.notify.utility_name,
-        send_sms=send_sms, send_email=send_email,
+        send_sms=send_sms, send_email=send_email, metrics=app[METRICS],
     )  # fmt: skip
     await service.start()
     app[ENROLMENTS] = service

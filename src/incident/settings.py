@@ -402,6 +402,22 @@ class EnrolmentSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True,
     window_s: Positive = 3600
     #: Days a link to change or remove a sign-up works.
     link_days: Positive = 365
+    #: Regions (ISO 3166, e.g. ["US", "CA"]) whose mobile numbers may sign up, besides
+    #: ``[area] default_region``; with neither, residents sign up by email only.
+    allowed_regions: list[str] = msgspec.field(default_factory=list)
+    #: Codes sent per hour by the whole service (every instance: counted in the store); more
+    #: sign-ups get 429, a warning in the log and ``incident_enrolments_refused{limit="service"}``.
+    codes_per_hour: Positive = 200
+
+    def __post_init__(self) -> None:
+        import phonenumbers
+
+        for region in self.allowed_regions:
+            if region not in phonenumbers.SUPPORTED_REGIONS:
+                raise ValueError(
+                    f"allowed_regions: {region!r} is not a region code phonenumbers knows "
+                    "(ISO 3166, e.g. CN, US, GB)"
+                )
 
 
 class PublicSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):

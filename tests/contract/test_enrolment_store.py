@@ -46,6 +46,24 @@ async def test_admission_counts_per_client_and_per_contact(store: Store) -> None
     assert kept is not None and kept.pending == PENDING and kept.status == "pending" and kept.tries == 0
 
 
+async def test_the_whole_service_has_a_cap_per_hour(store: Store) -> None:
+    capped = EnrolmentLimits(since=T0, per_client=9, per_contact=9, per_hour=2, hour_since=T0)
+    for n in range(2):
+        assert (
+            await store.admit_enrolment(enrolment(n, client=f"c{n}", contact=f"k{n}"), capped, T0)
+        ).admitted
+    refused = await store.admit_enrolment(enrolment(2, client="c2", contact="k2", at=T1), capped, T0)
+    assert (refused.admitted, refused.limit, refused.oldest) == (False, "service", T0)
+    assert await store.get_enrolment("enr-2") is None
+    later = EnrolmentLimits(since=T1, per_client=9, per_contact=9, per_hour=2, hour_since=T1)
+    assert (await store.admit_enrolment(enrolment(3, client="c3", contact="k3", at=T1), later, T0)).admitted
+    answers = await asyncio.gather(
+        *(store.admit_enrolment(enrolment(n, client=f"c{n}", contact=f"k{n}", at=T2), later, T0)
+          for n in range(4, 10))
+    )  # fmt: skip
+    assert sum(a.admitted for a in answers) == 1
+
+
 async def test_parallel_sign_ups_cannot_pass_the_limit(store: Store) -> None:
     answers = await asyncio.gather(
         *(store.admit_enrolment(enrolment(n, contact=f"k{n}"), limits(per_client=3), T0) for n in range(10))

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from incident.core.clock import ManualClock
-from incident.keys import NOTIFY, SERVICE_AREA, STORE
+from incident.keys import METRICS, NOTIFY, SERVICE_AREA, STORE
 from incident.store import Store
 from tests.support.app import Api, Apps
 from tests.support.env import FROM_NUMBER
@@ -74,8 +74,9 @@ async def _codes(api: Api, number: str) -> list[str]:
 async def api(apps: Apps) -> Api:
     # Behind one proxy, so that tests choose their client address; the area reloads quickly.
     return await apps.make(
-        INCIDENT_PUBLIC__TRUSTED_PROXIES='["127.0.0.1", "::1"]', INCIDENT_AREA__RELOAD_S="0.1"
-    )
+        INCIDENT_PUBLIC__TRUSTED_PROXIES='["127.0.0.1", "::1"]', INCIDENT_AREA__RELOAD_S="0.1",
+        INCIDENT_ENROLMENT__ALLOWED_REGIONS='["US"]',
+    )  # fmt: skip
 
 
 async def test_the_code_goes_by_sms_and_nothing_else_before_confirmation(api: Api) -> None:
@@ -145,7 +146,7 @@ async def test_a_code_works_once(api: Api) -> None:
 async def test_rate_limits_per_client_and_per_number(apps: Apps) -> None:
     api = await apps.make(
         INCIDENT_PUBLIC__TRUSTED_PROXIES='["127.0.0.1", "::1"]', INCIDENT_ENROLMENT__PER_CLIENT="3",
-        INCIDENT_ENROLMENT__PER_CONTACT="2",
+        INCIDENT_ENROLMENT__PER_CONTACT="2", INCIDENT_ENROLMENT__ALLOWED_REGIONS='["US"]',
     )  # fmt: skip
     # Per number: the third code to the same number within the hour is refused, from anywhere.
     assert (await enrol(api, ip="198.51.100.1"))[0] == 202
@@ -160,6 +161,26 @@ async def test_rate_limits_per_client_and_per_number(apps: Apps) -> None:
     status, body = await enrol(api, ip="2001:db8::ffff", sms="+15025550299")
     assert status == 429 and body["error"]["code"] == "too_many_requests"
     assert (await enrol(api, ip="2001:db8:1::1", sms="+15025550299"))[0] == 202  # another /64
+
+
+async def test_codes_sent_by_the_whole_service_are_capped_per_hour(
+    apps: Apps, clock: ManualClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    api = await apps.make(
+        INCIDENT_PUBLIC__TRUSTED_PROXIES='["127.0.0.1", "::1"]', INCIDENT_ENROLMENT__CODES_PER_HOUR="2",
+        INCIDENT_ENROLMENT__ALLOWED_REGIONS='["US"]',
+    )  # fmt: skip
+    # Every sign-up from another client (another /48 even) to another number: only the cap holds.
+    assert (await enrol(api, ip="2001:db8:1::1", sms="+15025550201"))[0] == 202
+    assert (await enrol(api, ip="2001:db8:2::1", sms="+15025550202"))[0] == 202
+    status, body = await enrol(api, ip="2001:db8:3::1", sms="+15025550203")
+    assert status == 429 and body["error"]["message"] == "too many sign-ups: try again later"
+    assert 1 <= int(body["retry_after"]) <= 3601
+    assert messages_to(api, "+15025550203") == []
+    assert "codes_per_hour" in caplog.text and "+1502" not in caplog.text
+    assert api.client.app[METRICS].enrolments_refused.labels("service")._value.get() == 1
+    clock.advance(timedelta(hours=1, seconds=1))
+    assert (await enrol(api, ip="2001:db8:3::1", sms="+15025550203"))[0] == 202
 
 
 async def test_the_answer_is_the_same_for_a_known_and_an_unknown_number(api: Api) -> None:
@@ -180,6 +201,9 @@ async def test_the_answer_is_the_same_for_a_known_and_an_unknown_number(api: Api
         ({"language": "es"}, "not written in 'es'"),
         ({"language": "not a tag!"}, "not a BCP 47"),
         ({"sms": "12345"}, "not E.164"),
+        ({"sms": "+447911123456"}, "not in this service's region (US)"),
+        ({"sms": "+15551234567"}, "not a valid number"),
+        ({"sms": "+18005550199"}, "not a mobile"),
         ({"channels": ["email"]}, "no email address"),
         ({"channels": ["push"]}, "channels"),
         ({"channels": []}, "channels"),
@@ -260,7 +284,7 @@ async def test_the_same_number_signing_up_again_updates_its_household(api: Api) 
 
 async def test_a_confirmed_household_is_reached_by_a_notice_and_stop_is_honoured(apps: Apps) -> None:
     api = await apps.make(send=True, system_clock=True, INCIDENT_PUBLIC__TRUSTED_PROXIES='["127.0.0.1", "::1"]',
-                          INCIDENT_AREA__RELOAD_S="0.1")  # fmt: skip
+                          INCIDENT_AREA__RELOAD_S="0.1", INCIDENT_AREA__DEFAULT_REGION="US")  # fmt: skip
     done = await sign_up(api)
     account = done["household_id"]
 

@@ -82,11 +82,13 @@ class Choices(msgspec.Struct, frozen=True, kw_only=True):
 @dataclass(frozen=True)
 class Rules:
     """What a sign-up is checked against: the service area's extent (None: not known, every
-    position in range is taken), how phone numbers are read, which languages notices exist in."""
+    position in range is taken), how phone numbers are read, which languages notices exist in,
+    and the regions (ISO 3166) whose mobile numbers may sign up (none: no phone sign-ups)."""
 
     extent: Extent | None
     phones: PhoneRules
     supports_language: Callable[[str], bool]
+    regions: frozenset[str] = frozenset()
 
 
 def _bad(message: str) -> InvalidInput:
@@ -105,8 +107,12 @@ def _language(tag: str, rules: Rules) -> str:
 def _mobile(value: str, rules: Rules, what: str) -> str:
     if len(value) > 40:
         raise _bad(f"{what}: not a phone number")
+    if not rules.regions:
+        raise _bad(
+            f"{what}: sign-up by phone is not offered here (no [area] default_region); give an email address"
+        )
     try:
-        return rules.phones.e164(value.strip())
+        return rules.phones.mobile(value.strip(), rules.regions)
     except PhoneError as err:
         raise _bad(f"{what}: the number {err}") from None
 

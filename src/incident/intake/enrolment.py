@@ -22,6 +22,7 @@ from datetime import datetime, timedelta
 
 from incident.core.clock import Clock, isoformat
 from incident.core.errors import CarrierError, Gone, InvalidInput, NotFound, TooManyRequests
+from incident.core.metrics import Metrics
 from incident.households.enrolment import (
     CODE_TTL_S,
     MAX_TRIES,
@@ -54,6 +55,8 @@ log = logging.getLogger(__name__)
 #: Sends ``(number, text)`` by SMS; ``(address, subject, text, language)`` by email.
 SendSms = Callable[[str, str], Awaitable[None]]
 SendEmail = Callable[[str, str, str, str], Awaitable[None]]
+
+_HOUR = timedelta(hours=1)
 
 SECRET_KEY = "enrolment.secret"  # noqa: S105 (the meta key, not a secret)
 
@@ -101,6 +104,7 @@ class EnrolmentService:
         utility: str,
         send_sms: SendSms,
         send_email: SendEmail | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self._store = store
         self._clock = clock
@@ -109,6 +113,7 @@ class EnrolmentService:
         self._utility = utility
         self._send_sms = send_sms
         self._send_email = send_email
+        self._metrics = metrics
         self._secret = settings.secret.encode()
 
     async def start(self) -> None:
@@ -145,15 +150,26 @@ class EnrolmentService:
         window = timedelta(seconds=self._settings.window_s)
         limits = EnrolmentLimits(
             since=isoformat(now - window), per_client=self._settings.per_client,
-            per_contact=self._settings.per_contact,
+            per_contact=self._settings.per_contact, per_hour=self._settings.codes_per_hour,
+            hour_since=isoformat(now - _HOUR),
         )  # fmt: skip
         # Kept a day (and at least a window): long enough to count, short enough to forget.
         purge_before = isoformat(now - max(window, timedelta(days=1)))
         admission = await self._store.admit_enrolment(row, limits, purge_before)
         if not admission.admitted:
             oldest = datetime.fromisoformat(admission.oldest) if admission.oldest else now
+            if admission.limit == "service":
+                window = _HOUR
+                # Many numbers from many clients: most likely someone sending codes at our cost.
+                log.warning(
+                    "sign-ups refused: %d codes sent in the last hour ([enrolment] codes_per_hour)",
+                    self._settings.codes_per_hour,
+                )
+            if self._metrics is not None:
+                self._metrics.enrolments_refused.labels(admission.limit or "client").inc()
             wait = int((oldest + window - now).total_seconds()) + 1
-            raise TooManyRequests("too many sign-ups: try again later", retry_after=wait)
+            # One answer whichever limit it was (it must not tell a known contact from another).
+            raise TooManyRequests("too many sign-ups: try again later", retry_after=max(wait, 1))
         await self._send_code(pending, code)
         return Started(enrolment_id, pending.sent_to, expires_at)
 

@@ -459,14 +459,24 @@ def enrolment_of(row: Any) -> Enrolment:
 
 
 def admission(
-    by_client: tuple[int, str | None], by_contact: tuple[int, str | None], limits: EnrolmentLimits
+    by_client: tuple[int, str | None],
+    by_contact: tuple[int, str | None],
+    limits: EnrolmentLimits,
+    in_all: tuple[int, str | None] = (0, None),
 ) -> Admission:
-    """Whether a sign-up fits under both limits, from (count, oldest) per client and contact."""
+    """Whether a sign-up fits under every limit, from (count, oldest) per client, per contact
+    and of the whole service in the last hour."""
     if by_client[0] >= limits.per_client:
         return Admission(admitted=False, limit="client", oldest=by_client[1])
     if by_contact[0] >= limits.per_contact:
         return Admission(admitted=False, limit="contact", oldest=by_contact[1])
+    if limits.per_hour and in_all[0] >= limits.per_hour:
+        return Admission(admitted=False, limit="service", oldest=in_all[1])
     return Admission(admitted=True)
+
+
+#: Every sign-up of the last hour, whatever its client and contact: (count, oldest).
+ENROLMENT_COUNT_ALL = "SELECT count(*), min(created_at) FROM enrolments WHERE created_at >= {}"
 
 
 #: Counted per client and per contact: (count, oldest created_at) of the window.

@@ -54,6 +54,7 @@ from incident.store.common import (
     DUE_SQL,
     ENROLMENT_COLUMNS,
     ENROLMENT_COUNT,
+    ENROLMENT_COUNT_ALL,
     HOUSEHOLD_COLUMNS,
     HOUSEHOLD_UPSERT,
     HOUSEHOLD_WIDTH,
@@ -1221,16 +1222,23 @@ class PostgresStore:
 
         async def run(conn: Any) -> Admission:
             # Instances serialise on the client and the contact (transaction-scoped advisory
-            # locks, taken in a fixed order): two cannot both take the last place.
-            for key in sorted((enrolment.client_key, enrolment.contact_key)):
+            # locks, taken in a fixed order), and on the whole service when it has a cap per
+            # hour (taken first): two cannot both take the last place.
+            keys = sorted((enrolment.client_key, enrolment.contact_key))
+            for key in (["enrolment.service"] if limits.per_hour else []) + keys:
                 await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 15))", key)
             await conn.execute(
                 "DELETE FROM enrolments WHERE created_at < $1 AND status <> 'confirmed'", purge_before
             )
+            in_all: tuple[int, str | None] = (0, None)
+            if limits.per_hour:
+                row = await conn.fetchrow(ENROLMENT_COUNT_ALL.format("$1"), limits.hour_since)
+                in_all = (int(row[0]), row[1])
             answer = admission(
                 await count(conn, "client_key", enrolment.client_key),
                 await count(conn, "contact_key", enrolment.contact_key),
                 limits,
+                in_all,
             )
             if answer.admitted:
                 marks = ", ".join(f"${n}" for n in range(1, 11))

@@ -45,6 +45,7 @@ from incident.store.common import (
     DUE_SQL,
     ENROLMENT_COLUMNS,
     ENROLMENT_COUNT,
+    ENROLMENT_COUNT_ALL,
     HOUSEHOLD_COLUMNS,
     HOUSEHOLD_UPSERT,
     HOUSEHOLD_WIDTH,
@@ -1125,10 +1126,15 @@ class SqliteStore:
             conn.execute(
                 "DELETE FROM enrolments WHERE created_at < ? AND status <> 'confirmed'", (purge_before,)
             )
+            in_all = (0, None)
+            if limits.per_hour:
+                row = conn.execute(ENROLMENT_COUNT_ALL.format("?"), (limits.hour_since,)).fetchone()
+                in_all = (int(row[0]), row[1])
             answer = admission(
                 count(conn, "client_key", enrolment.client_key),
                 count(conn, "contact_key", enrolment.contact_key),
                 limits,
+                in_all,
             )
             if answer.admitted:
                 conn.execute(

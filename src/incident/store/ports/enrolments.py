@@ -34,17 +34,20 @@ class Enrolment(msgspec.Struct, frozen=True, kw_only=True):
 
 class EnrolmentLimits(msgspec.Struct, frozen=True, kw_only=True):
     """At most ``per_client`` sign-ups from one client and ``per_contact`` to one contact
-    created at or after ``since``."""
+    created at or after ``since``, and at most ``per_hour`` in all (every client and contact)
+    created at or after ``hour_since`` (0: no such limit)."""
 
     since: str
     per_client: int
     per_contact: int
+    per_hour: int = 0
+    hour_since: str = ""
 
 
 class Admission(msgspec.Struct, frozen=True, kw_only=True):
     admitted: bool
     #: When refused: which limit, and the oldest sign-up it counted (it leaves the window first).
-    limit: Literal["client", "contact"] | None = None
+    limit: Literal["client", "contact", "service"] | None = None
     oldest: str | None = None
 
 
@@ -57,10 +60,11 @@ class EnrolmentPort(Protocol):
     async def admit_enrolment(
         self, enrolment: Enrolment, limits: EnrolmentLimits, purge_before: str
     ) -> Admission:
-        """Count the sign-ups of the same client and contact since ``limits.since`` and add
-        ``enrolment`` only when both are under their limit, in one transaction (two instances
-        cannot both take the last place). Sign-ups created before ``purge_before`` go, but for
-        confirmed ones (keyed hashes only by then: they find a contact's household again)."""
+        """Count the sign-ups of the same client and contact since ``limits.since`` (and all
+        since ``limits.hour_since``) and add ``enrolment`` only when each is under its limit,
+        in one transaction (two instances cannot both take the last place). Sign-ups created
+        before ``purge_before`` go, but for confirmed ones (keyed hashes only by then: they find
+        a contact's household again)."""
         ...
 
     async def get_enrolment(self, enrolment_id: str) -> Enrolment | None: ...
