@@ -122,7 +122,9 @@ def _client(request: web.Request) -> str:
 def _spend(request: web.Request) -> None:
     wait = request.app[PUBLIC_API].limiter.wait_s(_client(request))
     if wait:
-        raise RateLimited(f"too many requests from this address: try again in {math.ceil(wait)} s")
+        seconds = math.ceil(wait)
+        message = f"too many requests from this address: try again in {seconds} s"
+        raise RateLimited(message, retry_after=seconds)
 
 
 # --- what residents are shown ------------------------------------------------------------------
