@@ -12,6 +12,7 @@ is relative to that file's folder; one from the environment, or a default such a
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import math
 import re
@@ -433,6 +434,15 @@ class PublicSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw
     #: Addresses of our own reverse proxies: behind one, the client is the nearest
     #: X-Forwarded-For address that is not one of them (else every resident shares one budget).
     trusted_proxies: list[str] = msgspec.field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        for entry in self.trusted_proxies:
+            try:
+                ipaddress.ip_network(entry.strip(), strict=False)
+            except ValueError:
+                raise ValueError(
+                    f"trusted_proxies: {entry!r} is not an address or network (e.g. 10.0.0.1, 10.0.0.0/8)"
+                ) from None
 
 
 class FeedSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
