@@ -212,6 +212,10 @@ async def test_the_answer_is_the_same_for_a_known_and_an_unknown_number(api: Api
         ({"voice": "+15025550999", "channels": ["sms", "voice"]}, "one phone number"),
         ({"address": "   "}, "address"),
         ({"address": "x" * 201}, "address"),
+        ({"address": "12 Elm St\u0000"}, "address: control or format characters"),
+        ({"address": "12 Elm \u202eSt"}, "address: control or format characters"),
+        ({"address": "12 Elm \u0007St"}, "address: control or format characters"),
+        ({"email": "a\u0000@b.example", "sms": None, "channels": ["email"]}, "email"),
         ({"needs": ["medical_equipment", "medical_equipment"]}, "twice"),
         ({"extra": 1}, "unknown field"),
         ({"lat": "38"}, "lat"),
@@ -233,6 +237,14 @@ async def test_bodies_that_are_not_sign_ups(api: Api) -> None:
             assert resp.status == status, (raw[:10], await resp.text())
     status, _ = await confirm(api, "enr-x", "1" * 13)
     assert status == 422
+    # A NUL or any odd character in the sign-up's id or code is a clear answer, never a 500.
+    for enrolment_id, code in (
+        ("enr-%00x", "123456"),
+        ("enr-%E2%80%AEx", "123456"),
+        ("enr-x", "12\u00003456"),
+    ):
+        status, body = await confirm(api, enrolment_id, code)
+        assert status in (404, 422), (enrolment_id, status, body)
 
 
 async def test_the_manage_link_reads_changes_and_removes(api: Api) -> None:

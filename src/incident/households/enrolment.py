@@ -18,6 +18,7 @@ import hmac
 import ipaddress
 import re
 import secrets
+import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
@@ -91,6 +92,12 @@ class Rules:
     regions: frozenset[str] = frozenset()
 
 
+def _odd(text: str) -> bool:
+    """Whether ``text`` holds a control, format or surrogate character (NUL, bidi overrides,
+    ...): never part of an address, and some (NUL) no database stores."""
+    return any(unicodedata.category(c) in ("Cc", "Cf", "Cs") for c in text)
+
+
 def _bad(message: str) -> InvalidInput:
     return InvalidInput(message, code="invalid_enrolment")
 
@@ -119,6 +126,8 @@ def _mobile(value: str, rules: Rules, what: str) -> str:
 
 def normal_email(value: str) -> str:
     """The address in its one spelling (the households file's rule), or :class:`InvalidInput`."""
+    if _odd(value.strip()):
+        raise _bad("email: the address has control or format characters")
     try:
         return normalise_email(value)
     except EmailError as err:
@@ -164,6 +173,8 @@ def validate(
     """The sign-up as a :class:`Pending` household, or :class:`InvalidInput` saying what is
     wrong (never echoing a number or an address)."""
     address = " ".join(address.split())
+    if _odd(address):
+        raise _bad("address: control or format characters are not allowed; write the street address")
     if not address:
         raise _bad("address: give the street address")
     if len(address) > MAX_ADDRESS:
@@ -231,6 +242,14 @@ def new_account_id() -> str:
 
 def new_enrolment_id() -> str:
     return "enr-" + secrets.token_urlsafe(16)
+
+
+_ENROLMENT_ID = re.compile(r"enr-[A-Za-z0-9_-]{1,40}")
+
+
+def is_enrolment_id(text: str) -> bool:
+    """Whether ``text`` could be a sign-up's id (anything else is not looked up)."""
+    return _ENROLMENT_ID.fullmatch(text) is not None
 
 
 # --- codes and keyed hashes ---------------------------------------------------------------

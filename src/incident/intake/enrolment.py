@@ -37,6 +37,7 @@ from incident.households.enrolment import (
     code_matches,
     contact_key,
     household,
+    is_enrolment_id,
     new_account_id,
     new_code,
     new_enrolment_id,
@@ -198,6 +199,10 @@ class EnrolmentService:
         raise Gone("the code has expired: start again", code="code_expired")
 
     async def confirm(self, enrolment_id: str, code: str) -> Confirmed:
+        if not is_enrolment_id(enrolment_id):
+            raise NotFound("no such sign-up: start again")
+        if not code.strip().isdecimal() or not code.strip().isascii():
+            raise InvalidInput("the code is the six digits that were sent", code="wrong_code")
         now = self._now()
         tried = await self._store.try_enrolment(enrolment_id, isoformat(now), MAX_TRIES)
         if tried is None:
