@@ -130,3 +130,21 @@ async def test_only_self_enrolled_households_can_be_removed(store: Store) -> Non
 async def test_meta_default_is_decided_once(store: Store) -> None:
     first, second = await asyncio.gather(store.meta_default("k", "a"), store.meta_default("k", "b"))
     assert first == second and await store.meta_default("k", "c") == first
+
+
+async def test_a_change_through_the_link_never_brings_a_removed_household_back(store: Store) -> None:
+    await store.admit_enrolment(enrolment(1), limits(), T0)
+    home = household(PENDING, "self-0001")
+    await store.finish_enrolment("enr-1", home)
+    moved: Household = dataclasses.replace(home, language="zh-CN")
+    assert await store.update_self_household(moved)
+    assert await store.get_household("self-0001") == moved
+    assert await store.remove_household("self-0001")
+    assert not await store.update_self_household(moved)  # removed in between: it stays removed
+    assert await store.get_household("self-0001") is None
+    billed = dataclasses.replace(home, account_id="ACC-1", source=HouseholdSource.file)
+    await store.upsert_households([billed])
+    assert not await store.update_self_household(
+        dataclasses.replace(billed, source=HouseholdSource.self_enrolled)
+    )
+    assert await store.get_household("ACC-1") == billed  # the utility's own households are not changed

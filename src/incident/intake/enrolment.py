@@ -246,7 +246,9 @@ class EnrolmentService:
         found = await self._household(token)
         now = pending_of(found)
         new = changed(now, choices, self.rules)
-        await self._store.upsert_households([household(new, found.account_id)])
+        # An update, never an insert: a removal through the link meanwhile is not undone.
+        if not await self._store.update_self_household(household(new, found.account_id)):
+            raise Gone("this sign-up was removed", code="removed")
         await self._registry_changed()
         return found.account_id, new
 

@@ -483,3 +483,16 @@ ENROLMENT_COUNT_ALL = "SELECT count(*), min(created_at) FROM enrolments WHERE cr
 ENROLMENT_COUNT = "SELECT count(*), min(created_at) FROM enrolments WHERE {} = {} AND created_at >= {}"
 #: The households a signed link may remove: self-enrolled ones only.
 SELF_ENROLLED = "source = 'self'"
+
+
+def self_update(marks: Sequence[str]) -> str:
+    """UPDATE of every column of a self-enrolled household (never an insert: a household
+    removed meanwhile stays removed), for values in :func:`self_update_values` order."""
+    columns = [c.strip() for c in HOUSEHOLD_COLUMNS.split(",")][1:]
+    sets = ", ".join(f"{column} = {mark}" for column, mark in zip(columns, marks, strict=False))
+    return f"UPDATE households SET {sets} WHERE account_id = {marks[len(columns)]} AND {SELF_ENROLLED}"  # noqa: S608
+
+
+def self_update_values(household: Household, now: str) -> tuple[Any, ...]:
+    row = upsert_rows([household], {}, now)[0][0]
+    return (*row[1:], row[0])

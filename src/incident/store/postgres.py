@@ -96,6 +96,8 @@ from incident.store.common import (
     notice_of,
     notice_row,
     report_row,
+    self_update,
+    self_update_values,
     stored_report,
     timer_of,
     timer_values,
@@ -1309,6 +1311,12 @@ class PostgresStore:
             transaction=False,
         )
         return None if row is None else household_of(row)
+
+    async def update_self_household(self, household: Household) -> bool:
+        values = self_update_values(household, isoformat(self._clock.now()))
+        sql = self_update([f"${n}" for n in range(1, HOUSEHOLD_WIDTH + 1)])
+        status = await self._run(lambda c: c.execute(sql, *values))
+        return str(status).endswith(" 1")
 
     async def remove_household(self, account_id: str) -> bool:
         status = await self._run(

@@ -87,6 +87,8 @@ from incident.store.common import (
     notice_of,
     notice_row,
     report_row,
+    self_update,
+    self_update_values,
     stored_report,
     timer_of,
     timer_values,
@@ -1200,6 +1202,11 @@ class SqliteStore:
             ).fetchone()
         )
         return None if row is None else household_of(row)
+
+    async def update_self_household(self, household: Household) -> bool:
+        values = self_update_values(household, isoformat(self._clock.now()))
+        sql = self_update(["?"] * HOUSEHOLD_WIDTH)
+        return bool(await self._write(lambda c: c.execute(sql, values).rowcount == 1))
 
     async def remove_household(self, account_id: str) -> bool:
         def run(conn: sqlite3.Connection) -> bool:

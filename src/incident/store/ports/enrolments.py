@@ -88,6 +88,11 @@ class EnrolmentPort(Protocol):
 
     async def get_household(self, account_id: str) -> Household | None: ...
 
+    async def update_self_household(self, household: Household) -> bool:
+        """Write a self-enrolled household that is still in the registry as one (source
+        ``self``); False, and nothing written, when it is not (removed meanwhile)."""
+        ...
+
     async def remove_household(self, account_id: str) -> bool:
         """Remove a self-enrolled household (source ``self`` only); False when none."""
         ...
