@@ -485,8 +485,9 @@ def create_app(
     app[LIVE_SOCKETS] = set()
     p = settings.public
     app[PUBLIC_API] = public_views.PublicApi(
-        public_views.ClientLimiter(p.requests_per_minute), trusted_proxies=p.trusted_proxies
-    )
+        public_views.ClientLimiter(p.requests_per_minute), trusted_proxies=p.trusted_proxies,
+        link_writes=enrolment_views.LINK_WRITES,
+    )  # fmt: skip
     app.on_response_prepare.append(public_views.security_headers)
     _register(app, all_endpoints())
     n = settings.notify

@@ -10,7 +10,9 @@ from typing import Any
 
 import pytest
 
+from incident.api.enrolments import LINK_WRITES
 from incident.core.clock import ManualClock
+from incident.intake.households import VERSION_KEY
 from incident.keys import METRICS, NOTIFY, SERVICE_AREA, STORE
 from incident.store import Store
 from tests.support.app import Api, Apps
@@ -272,6 +274,44 @@ async def test_the_manage_link_reads_changes_and_removes(api: Api) -> None:
     assert await store.get_household(done["household_id"]) is None
     status, body = await api.call("GET", path, None)
     assert status == 410 and body["error"]["code"] == "removed"
+
+
+async def test_a_change_that_changes_nothing_leaves_the_registry_version(api: Api) -> None:
+    done = await sign_up(api, language="zh-CN")
+    path = f"/public/api/households/self/{done['manage_token']}"
+    store: Store = api.client.app[STORE]
+    version = await store.get_meta(VERSION_KEY)
+    for same in ({}, {"language": "zh-CN"}, {"channels": ["sms"], "needs": []}):
+        status, view = await api.call("PATCH", path, None, json=same)
+        assert status == 200 and view["language"] == "zh-CN"
+    assert await store.get_meta(VERSION_KEY) == version  # no instance rebuilds its service area
+    assert (await api.call("PATCH", path, None, json={"language": "en"}))[0] == 200
+    assert await store.get_meta(VERSION_KEY) != version
+
+
+async def test_link_routes_have_a_budget_per_client_and_per_link(apps: Apps) -> None:
+    api = await apps.make(
+        INCIDENT_PUBLIC__TRUSTED_PROXIES='["127.0.0.1", "::1"]', INCIDENT_ENROLMENT__ALLOWED_REGIONS='["US"]',
+        INCIDENT_PUBLIC__REQUESTS_PER_MINUTE="5",
+    )  # fmt: skip
+    done = await sign_up(api)
+    path = f"/public/api/households/self/{done['manage_token']}"
+
+    async def call(method: str, ip: str, body: Any = None) -> tuple[int, str | None]:
+        async with api.client.request(method, path, json=body, headers={"X-Forwarded-For": ip}) as resp:
+            return resp.status, resp.headers.get("Retry-After")
+
+    # One client: its /public budget counts the link routes too.
+    assert [(await call("GET", "198.51.100.9"))[0] for _ in range(6)] == [200] * 5 + [429]
+    # One link: changes from many clients are counted against it.
+    answers = [
+        await call("PATCH", f"198.51.100.{n}", {"language": "en"}) for n in range(20, 20 + LINK_WRITES)
+    ]
+    assert {status for status, _ in answers} == {200}
+    status, retry = await call("PATCH", "198.51.100.99", {"language": "en"})
+    assert status == 429 and retry is not None and 1 <= int(retry) <= 60
+    status, _ = await call("DELETE", "198.51.100.98")
+    assert status == 429 and await api.client.app[STORE].get_household(done["household_id"]) is not None
 
 
 async def test_a_forged_or_altered_link_is_refused(api: Api) -> None:

@@ -172,9 +172,13 @@ class PublicApi:
     """What the public views keep: the rate budget, the trusted proxies, and the list answers
     already encoded (one per language, for as long as the public view returns the same list)."""
 
-    def __init__(self, limiter: ClientLimiter, trusted_proxies: Sequence[str] = ()) -> None:
+    def __init__(
+        self, limiter: ClientLimiter, trusted_proxies: Sequence[str] = (), *, link_writes: int = 10
+    ) -> None:
         self.limiter = limiter
         self.trusted = trusted_networks(trusted_proxies)
+        #: Changes and removals per signed link (``/public/api/households/self``), any client.
+        self.links = ClientLimiter(link_writes, max_clients=10_000)
         self.encoded: dict[str, tuple[object, bytes, str]] = {}
 
 
@@ -183,7 +187,8 @@ def _client(request: web.Request) -> str:
     return client_address(request.remote, request.headers.getall("X-Forwarded-For", []), trusted)
 
 
-def _spend(request: web.Request) -> None:
+def spend(request: web.Request) -> None:
+    """Count the request against its client's budget; :class:`RateLimited` beyond it."""
     wait = request.app[PUBLIC_API].limiter.wait_s(_client(request))
     if wait:
         seconds = math.ceil(wait)
@@ -345,7 +350,7 @@ def _json(request: web.Request, body: bytes, cache_control: str, etag: str | Non
 
 
 async def public_incidents(request: web.Request) -> web.Response:
-    _spend(request)
+    spend(request)
     settings = request.app[SETTINGS].public
     language, default, available = language_of(request)
     incidents = await request.app[PUBLIC].incidents()
@@ -366,7 +371,7 @@ async def public_incidents(request: web.Request) -> web.Response:
 
 
 async def public_check(request: web.Request) -> web.Response:
-    _spend(request)
+    spend(request)
     # The middleware checked both against their schemas: present, plain decimals, in range.
     lon = parse_number(request.query["lon"])
     lat = parse_number(request.query["lat"])

@@ -13,6 +13,7 @@ Answers never tell whether a number is already in the registry: ``enrol`` looks 
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import secrets
 import uuid
@@ -246,8 +247,13 @@ class EnrolmentService:
         found = await self._household(token)
         now = pending_of(found)
         new = changed(now, choices, self.rules)
+        home = household(new, found.account_id)
+        if home == household(now, found.account_id):
+            return found.account_id, now  # nothing changed: no new registry version to rebuild for
+        if home.priority == found.priority:  # a medical priority the utility confirmed stays so
+            home = dataclasses.replace(home, priority_confirmed=found.priority_confirmed)
         # An update, never an insert: a removal through the link meanwhile is not undone.
-        if not await self._store.update_self_household(household(new, found.account_id)):
+        if not await self._store.update_self_household(home):
             raise Gone("this sign-up was removed", code="removed")
         await self._registry_changed()
         return found.account_id, new
