@@ -148,3 +148,19 @@ async def test_a_change_through_the_link_never_brings_a_removed_household_back(s
         dataclasses.replace(billed, source=HouseholdSource.self_enrolled)
     )
     assert await store.get_household("ACC-1") == billed  # the utility's own households are not changed
+
+
+async def test_the_newest_confirmed_sign_up_of_a_household(store: Store) -> None:
+    assert await store.current_enrolment("self-0001") is None
+    await store.admit_enrolment(enrolment(1), limits(), T0)
+    await store.admit_enrolment(enrolment(2, contact="k1"), limits(), T0)  # created at the same time
+    await store.finish_enrolment("enr-1", household(PENDING, "self-0001"))
+    assert await store.current_enrolment("self-0001") == "enr-1"
+    assert await store.finish_enrolment("enr-2", household(PENDING, "self-0001"))
+    assert await store.current_enrolment("self-0001") == "enr-2"  # the same contact signed up again
+    older = await store.get_enrolment("enr-1")
+    assert older is not None and older.status == "replaced"
+    assert await store.enrolled_household("k1") == "self-0001"
+    await store.admit_enrolment(enrolment(3, contact="k1", at=T2), limits(), T0)
+    await store.finish_enrolment("enr-3", None)  # a dead one changes nothing
+    assert await store.current_enrolment("self-0001") == "enr-2"

@@ -332,6 +332,16 @@ async def test_the_same_number_signing_up_again_updates_its_household(api: Api) 
     assert second["household_id"] == first["household_id"]
     home = await api.client.app[STORE].get_household(first["household_id"])
     assert home is not None and home.language == "zh-CN"
+    # The first link stops working: a number's new owner signing up must not be reachable
+    # (nor removable) through the old owner's link.
+    for method in ("GET", "PATCH", "DELETE"):
+        status, body = await api.call(
+            method, f"/public/api/households/self/{first['manage_token']}", None, json={}
+        )
+        assert status == 410 and body["error"]["code"] == "link_replaced", (method, body)
+        assert "14 Elm" not in str(body)
+    status, view = await api.call("GET", f"/public/api/households/self/{second['manage_token']}", None)
+    assert status == 200 and view["address"] == "14 Elm St"
 
 
 async def test_a_confirmed_household_is_reached_by_a_notice_and_stop_is_honoured(apps: Apps) -> None:

@@ -137,19 +137,21 @@ def test_clients_are_counted_by_address_and_ipv6_by_its_64() -> None:
 
 
 def test_signed_links_expire_and_cannot_be_altered() -> None:
-    token = e.sign_link(SECRET, "self-abc", 2_000)
-    assert e.read_link(SECRET, token, 1_999.0) == "self-abc"
+    token = e.sign_link(SECRET, "self-abc", "enr-1", 2_000)
+    assert e.read_link(SECRET, token, 1_999.0) == ("self-abc", "enr-1")
     with pytest.raises(e.BadLink) as expired:
         e.read_link(SECRET, token, 2_001.0)
     assert expired.value.code == "link_expired"
     body, mac = token.split(".")
-    other = e.sign_link(SECRET, "self-xyz", 2_000).split(".")[0]
+    other = e.sign_link(SECRET, "self-xyz", "enr-1", 2_000).split(".")[0]
+    newer = e.sign_link(SECRET, "self-abc", "enr-2", 2_000).split(".")[0]
     for bad in (
         f"{other}.{mac}",
+        f"{newer}.{mac}",
         f"{body}.{'0' * 43}",
         token + "x",
         "",
-        e.sign_link(b"x" * 32, "self-abc", 2_000),
+        e.sign_link(b"x" * 32, "self-abc", "enr-1", 2_000),
     ):
         with pytest.raises(e.BadLink):
             e.read_link(SECRET, bad, 1_000.0)

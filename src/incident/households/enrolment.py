@@ -309,31 +309,32 @@ def _unb64(text: str) -> bytes:
     return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
 
 
-def sign_link(secret: bytes, account_id: str, expires: int) -> str:
-    """A token naming the household and when it stops working (Unix seconds), signed."""
-    body = _b64(f"{account_id}.{expires}".encode())
+def sign_link(secret: bytes, account_id: str, enrolment_id: str, expires: int) -> str:
+    """A token naming the household, the confirmed sign-up that made it (a newer sign-up of
+    the same contact ends the link) and when it stops working (Unix seconds), signed."""
+    body = _b64(f"{account_id}.{enrolment_id}.{expires}".encode())
     return f"{body}.{_mac(secret, 'manage', body)[:43]}"
 
 
 _TOKEN = re.compile(r"^[A-Za-z0-9_-]{4,200}\.[0-9a-f]{43}$")
 
 
-def read_link(secret: bytes, token: str, now: float) -> str:
-    """The account id of a valid, unexpired token, else :class:`BadLink` (one message for a
-    forged or a broken token: which one it was is not told)."""
+def read_link(secret: bytes, token: str, now: float) -> tuple[str, str]:
+    """The account id and sign-up id of a valid, unexpired token, else :class:`BadLink` (one
+    message for a forged or a broken token: which one it was is not told)."""
     if not _TOKEN.match(token):
         raise BadLink("this link is not valid")
     body, mac = token.split(".")
     if not hmac.compare_digest(_mac(secret, "manage", body)[:43].encode(), mac.encode()):
         raise BadLink("this link is not valid")
     try:
-        account_id, _, expires = _unb64(body).decode().rpartition(".")
+        account_id, enrolment_id, expires = _unb64(body).decode().split(".")
         until = int(expires)
     except (ValueError, UnicodeDecodeError):
         raise BadLink("this link is not valid") from None
     if until < now:
         raise BadLink("this link has expired: sign up again to get a new one", code="link_expired")
-    return account_id
+    return account_id, enrolment_id
 
 
 def pending_of(h: Household) -> Pending:

@@ -222,21 +222,25 @@ class EnrolmentService:
         if not await self._store.finish_enrolment(enrolment_id, household(tried.pending, account_id)):
             await self._explain(enrolment_id)
         await self._registry_changed()
-        return self._link(account_id, now)
+        return self._link(account_id, enrolment_id, now)
 
-    def _link(self, account_id: str, now: datetime) -> Confirmed:
+    def _link(self, account_id: str, enrolment_id: str, now: datetime) -> Confirmed:
         until = now + timedelta(days=self._settings.link_days)
-        token = sign_link(self._secret, account_id, int(until.timestamp()))
+        token = sign_link(self._secret, account_id, enrolment_id, int(until.timestamp()))
         return Confirmed(account_id, token, isoformat(until))
 
     async def _registry_changed(self) -> None:
         await self._store.set_meta(VERSION_KEY, uuid.uuid4().hex)
 
     async def _household(self, token: str) -> Household:
-        account_id = read_link(self._secret, token, self._now().timestamp())
+        account_id, enrolment_id = read_link(self._secret, token, self._now().timestamp())
         found = await self._store.get_household(account_id)
         if found is None or found.source is not HouseholdSource.self_enrolled:
             raise Gone("this sign-up was removed", code="removed")
+        # The contact signed up again (perhaps its number has a new owner now): only the
+        # newest link reads or changes the household.
+        if await self._store.current_enrolment(account_id) != enrolment_id:
+            raise Gone("this link was replaced by a newer sign-up: use the newest link", code="link_replaced")
         return found
 
     async def read(self, token: str) -> tuple[str, Pending]:

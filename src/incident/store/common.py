@@ -481,6 +481,17 @@ ENROLMENT_COUNT_ALL = "SELECT count(*), min(created_at) FROM enrolments WHERE cr
 
 #: Counted per client and per contact: (count, oldest created_at) of the window.
 ENROLMENT_COUNT = "SELECT count(*), min(created_at) FROM enrolments WHERE {} = {} AND created_at >= {}"
+#: The confirmed sign-up of a household whose link works: confirming another one for the
+#: same household marks the older ones replaced (first, in the same transaction), and only
+#: if the new one is still pending.
+CURRENT_ENROLMENT = (
+    "SELECT enrolment_id FROM enrolments WHERE account_id = {} AND status = 'confirmed'"
+    " ORDER BY created_at DESC LIMIT 1"
+)
+REPLACE_ENROLMENTS = (
+    "UPDATE enrolments SET status = 'replaced' WHERE account_id = {0} AND status = 'confirmed'"
+    " AND EXISTS (SELECT 1 FROM enrolments WHERE enrolment_id = {1} AND status = 'pending')"
+)
 #: The households a signed link may remove: self-enrolled ones only.
 SELF_ENROLLED = "source = 'self'"
 

@@ -50,6 +50,7 @@ from incident.store.common import (
     AWAITING_FINAL_WHERE,
     CLAIMED,
     COUNTS_SQL,
+    CURRENT_ENROLMENT,
     DELIVERY_COLUMNS,
     DUE_SQL,
     ENROLMENT_COLUMNS,
@@ -70,6 +71,7 @@ from incident.store.common import (
     PENDING_BY_NOTICE,
     RELEASABLE_WHERE,
     RELEASED,
+    REPLACE_ENROLMENTS,
     REPORT_COLUMNS,
     SELF_ENROLLED,
     SENDER_RENEW,
@@ -1276,6 +1278,8 @@ class PostgresStore:
         async def run(conn: Any) -> bool:
             status = "dead" if household is None else "confirmed"
             account = None if household is None else household.account_id
+            if account is not None:  # this sign-up's link replaces the household's older ones
+                await conn.execute(REPLACE_ENROLMENTS.format("$1", "$2"), account, enrolment_id)
             done = await conn.execute(
                 "UPDATE enrolments SET status = $1, account_id = $2, pending = '{}'"
                 " WHERE enrolment_id = $3 AND status = 'pending'",
@@ -1299,6 +1303,12 @@ class PostgresStore:
                 contact_key,
             ),
             transaction=False,
+        )
+        return None if value is None else str(value)
+
+    async def current_enrolment(self, account_id: str) -> str | None:
+        value = await self._run(
+            lambda c: c.fetchval(CURRENT_ENROLMENT.format("$1"), account_id), transaction=False
         )
         return None if value is None else str(value)
 

@@ -41,6 +41,7 @@ from incident.store.common import (
     AWAITING_FINAL_WHERE,
     CLAIMED,
     COUNTS_SQL,
+    CURRENT_ENROLMENT,
     DELIVERY_COLUMNS,
     DUE_SQL,
     ENROLMENT_COLUMNS,
@@ -61,6 +62,7 @@ from incident.store.common import (
     PENDING_BY_NOTICE,
     RELEASABLE_WHERE,
     RELEASED,
+    REPLACE_ENROLMENTS,
     REPORT_COLUMNS,
     SELF_ENROLLED,
     SENDER_RENEW,
@@ -1170,6 +1172,8 @@ class SqliteStore:
         def run(conn: sqlite3.Connection) -> bool:
             status = "dead" if household is None else "confirmed"
             account = None if household is None else household.account_id
+            if account is not None:  # this sign-up's link replaces the household's older ones
+                conn.execute(REPLACE_ENROLMENTS.format("?", "?"), (account, enrolment_id))
             cur = conn.execute(
                 "UPDATE enrolments SET status = ?, account_id = ?, pending = '{}'"
                 " WHERE enrolment_id = ? AND status = 'pending'",
@@ -1192,6 +1196,10 @@ class SqliteStore:
                 (contact_key,),
             ).fetchone()
         )
+        return None if row is None else str(row[0])
+
+    async def current_enrolment(self, account_id: str) -> str | None:
+        row = await self._read(lambda c: c.execute(CURRENT_ENROLMENT.format("?"), (account_id,)).fetchone())
         return None if row is None else str(row[0])
 
     async def get_household(self, account_id: str) -> Household | None:

@@ -11,7 +11,8 @@ import msgspec
 from incident.households.enrolment import Pending
 from incident.households.model import Household
 
-EnrolmentStatus = Literal["pending", "confirmed", "dead"]
+#: ``replaced``: confirmed, then a newer sign-up of the same household was (its link ends).
+EnrolmentStatus = Literal["pending", "confirmed", "dead", "replaced"]
 
 
 class Enrolment(msgspec.Struct, frozen=True, kw_only=True):
@@ -78,12 +79,18 @@ class EnrolmentPort(Protocol):
     async def finish_enrolment(self, enrolment_id: str, household: Household | None) -> bool:
         """A pending sign-up becomes confirmed, with ``household`` added to (or updated in)
         the registry in the same transaction, or dead (``household`` None). Its pending data
-        is cleared either way. False when it was not pending."""
+        is cleared either way. A confirmed one replaces the household's older confirmed ones
+        (status ``replaced``: their links end). False when it was not pending."""
         ...
 
     async def enrolled_household(self, contact_key: str) -> str | None:
         """The account id of the self-enrolled household still in the registry that the
         newest confirmed sign-up of this contact became, if any."""
+        ...
+
+    async def current_enrolment(self, account_id: str) -> str | None:
+        """The id of the confirmed sign-up that last made (or updated) this household, if any:
+        the one whose link works."""
         ...
 
     async def get_household(self, account_id: str) -> Household | None: ...
