@@ -403,10 +403,13 @@ async def _enrolment_ctx(app: web.Application) -> AsyncIterator[None]:
         )  # fmt: skip
         await carrier.send_sms(phone, sender, text, f"{base.rstrip('/')}/hooks/twilio/status")
 
+    regions = frozenset({*settings.enrolment.allowed_regions, settings.area.default_region} - {""})
+
     def rules() -> Rules:
         return Rules(
-            app[SERVICE_AREA].files.extent, phones, lambda tag: match_language(tag, languages) is not None
-        )
+            app[SERVICE_AREA].files.extent, phones, lambda tag: match_language(tag, languages) is not None,
+            regions,
+        )  # fmt: skip
 
     send_email = None
     if settings.email.configured:
@@ -418,7 +421,7 @@ async def _enrolment_ctx(app: web.Application) -> AsyncIterator[None]:
 
     service = EnrolmentService(
         app[STORE], app[CLOCK], settings.enrolment, rules, utility=settings.notify.utility_name,
-        send_sms=send_sms, send_email=send_email,
+        send_sms=send_sms, send_email=send_email, metrics=app[METRICS],
     )  # fmt: skip
     await service.start()
     app[ENROLMENTS] = service
@@ -482,8 +485,9 @@ def create_app(
     app[LIVE_SOCKETS] = set()
     p = settings.public
     app[PUBLIC_API] = public_views.PublicApi(
-        public_views.ClientLimiter(p.requests_per_minute), trusted_proxies=p.trusted_proxies
-    )
+        public_views.ClientLimiter(p.requests_per_minute), trusted_proxies=p.trusted_proxies,
+        link_writes=enrolment_views.LINK_WRITES,
+    )  # fmt: skip
     app.on_response_prepare.append(public_views.security_headers)
     _register(app, all_endpoints())
     n = settings.notify

@@ -12,6 +12,7 @@ is relative to that file's folder; one from the environment, or a default such a
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import math
 import re
@@ -402,6 +403,22 @@ class EnrolmentSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True,
     window_s: Positive = 3600
     #: Days a link to change or remove a sign-up works.
     link_days: Positive = 365
+    #: Regions (ISO 3166, e.g. ["US", "CA"]) whose mobile numbers may sign up, besides
+    #: ``[area] default_region``; with neither, residents sign up by email only.
+    allowed_regions: list[str] = msgspec.field(default_factory=list)
+    #: Codes sent per hour by the whole service (every instance: counted in the store); more
+    #: sign-ups get 429, a warning in the log and ``incident_enrolments_refused{limit="service"}``.
+    codes_per_hour: Positive = 200
+
+    def __post_init__(self) -> None:
+        import phonenumbers
+
+        for region in self.allowed_regions:
+            if region not in phonenumbers.SUPPORTED_REGIONS:
+                raise ValueError(
+                    f"allowed_regions: {region!r} is not a region code phonenumbers knows "
+                    "(ISO 3166, e.g. CN, US, GB)"
+                )
 
 
 class PublicSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
@@ -417,6 +434,15 @@ class PublicSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw
     #: Addresses of our own reverse proxies: behind one, the client is the nearest
     #: X-Forwarded-For address that is not one of them (else every resident shares one budget).
     trusted_proxies: list[str] = msgspec.field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        for entry in self.trusted_proxies:
+            try:
+                ipaddress.ip_network(entry.strip(), strict=False)
+            except ValueError:
+                raise ValueError(
+                    f"trusted_proxies: {entry!r} is not an address or network (e.g. 10.0.0.1, 10.0.0.0/8)"
+                ) from None
 
 
 class FeedSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):

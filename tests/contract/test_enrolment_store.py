@@ -46,6 +46,24 @@ async def test_admission_counts_per_client_and_per_contact(store: Store) -> None
     assert kept is not None and kept.pending == PENDING and kept.status == "pending" and kept.tries == 0
 
 
+async def test_the_whole_service_has_a_cap_per_hour(store: Store) -> None:
+    capped = EnrolmentLimits(since=T0, per_client=9, per_contact=9, per_hour=2, hour_since=T0)
+    for n in range(2):
+        assert (
+            await store.admit_enrolment(enrolment(n, client=f"c{n}", contact=f"k{n}"), capped, T0)
+        ).admitted
+    refused = await store.admit_enrolment(enrolment(2, client="c2", contact="k2", at=T1), capped, T0)
+    assert (refused.admitted, refused.limit, refused.oldest) == (False, "service", T0)
+    assert await store.get_enrolment("enr-2") is None
+    later = EnrolmentLimits(since=T1, per_client=9, per_contact=9, per_hour=2, hour_since=T1)
+    assert (await store.admit_enrolment(enrolment(3, client="c3", contact="k3", at=T1), later, T0)).admitted
+    answers = await asyncio.gather(
+        *(store.admit_enrolment(enrolment(n, client=f"c{n}", contact=f"k{n}", at=T2), later, T0)
+          for n in range(4, 10))
+    )  # fmt: skip
+    assert sum(a.admitted for a in answers) == 1
+
+
 async def test_parallel_sign_ups_cannot_pass_the_limit(store: Store) -> None:
     answers = await asyncio.gather(
         *(store.admit_enrolment(enrolment(n, contact=f"k{n}"), limits(per_client=3), T0) for n in range(10))
@@ -112,3 +130,37 @@ async def test_only_self_enrolled_households_can_be_removed(store: Store) -> Non
 async def test_meta_default_is_decided_once(store: Store) -> None:
     first, second = await asyncio.gather(store.meta_default("k", "a"), store.meta_default("k", "b"))
     assert first == second and await store.meta_default("k", "c") == first
+
+
+async def test_a_change_through_the_link_never_brings_a_removed_household_back(store: Store) -> None:
+    await store.admit_enrolment(enrolment(1), limits(), T0)
+    home = household(PENDING, "self-0001")
+    await store.finish_enrolment("enr-1", home)
+    moved: Household = dataclasses.replace(home, language="zh-CN")
+    assert await store.update_self_household(moved)
+    assert await store.get_household("self-0001") == moved
+    assert await store.remove_household("self-0001")
+    assert not await store.update_self_household(moved)  # removed in between: it stays removed
+    assert await store.get_household("self-0001") is None
+    billed = dataclasses.replace(home, account_id="ACC-1", source=HouseholdSource.file)
+    await store.upsert_households([billed])
+    assert not await store.update_self_household(
+        dataclasses.replace(billed, source=HouseholdSource.self_enrolled)
+    )
+    assert await store.get_household("ACC-1") == billed  # the utility's own households are not changed
+
+
+async def test_the_newest_confirmed_sign_up_of_a_household(store: Store) -> None:
+    assert await store.current_enrolment("self-0001") is None
+    await store.admit_enrolment(enrolment(1), limits(), T0)
+    await store.admit_enrolment(enrolment(2, contact="k1"), limits(), T0)  # created at the same time
+    await store.finish_enrolment("enr-1", household(PENDING, "self-0001"))
+    assert await store.current_enrolment("self-0001") == "enr-1"
+    assert await store.finish_enrolment("enr-2", household(PENDING, "self-0001"))
+    assert await store.current_enrolment("self-0001") == "enr-2"  # the same contact signed up again
+    older = await store.get_enrolment("enr-1")
+    assert older is not None and older.status == "replaced"
+    assert await store.enrolled_household("k1") == "self-0001"
+    await store.admit_enrolment(enrolment(3, contact="k1", at=T2), limits(), T0)
+    await store.finish_enrolment("enr-3", None)  # a dead one changes nothing
+    assert await store.current_enrolment("self-0001") == "enr-2"

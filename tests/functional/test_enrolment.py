@@ -10,8 +10,10 @@ from typing import Any
 
 import pytest
 
+from incident.api.enrolments import LINK_WRITES
 from incident.core.clock import ManualClock
-from incident.keys import NOTIFY, SERVICE_AREA, STORE
+from incident.intake.households import VERSION_KEY
+from incident.keys import METRICS, NOTIFY, SERVICE_AREA, STORE
 from incident.store import Store
 from tests.support.app import Api, Apps
 from tests.support.env import FROM_NUMBER
@@ -74,8 +76,9 @@ async def _codes(api: Api, number: str) -> list[str]:
 async def api(apps: Apps) -> Api:
     # Behind one proxy, so that tests choose their client address; the area reloads quickly.
     return await apps.make(
-        INCIDENT_PUBLIC__TRUSTED_PROXIES='["127.0.0.1", "::1"]', INCIDENT_AREA__RELOAD_S="0.1"
-    )
+        INCIDENT_PUBLIC__TRUSTED_PROXIES='["127.0.0.1", "::1"]', INCIDENT_AREA__RELOAD_S="0.1",
+        INCIDENT_ENROLMENT__ALLOWED_REGIONS='["US"]',
+    )  # fmt: skip
 
 
 async def test_the_code_goes_by_sms_and_nothing_else_before_confirmation(api: Api) -> None:
@@ -145,7 +148,7 @@ async def test_a_code_works_once(api: Api) -> None:
 async def test_rate_limits_per_client_and_per_number(apps: Apps) -> None:
     api = await apps.make(
         INCIDENT_PUBLIC__TRUSTED_PROXIES='["127.0.0.1", "::1"]', INCIDENT_ENROLMENT__PER_CLIENT="3",
-        INCIDENT_ENROLMENT__PER_CONTACT="2",
+        INCIDENT_ENROLMENT__PER_CONTACT="2", INCIDENT_ENROLMENT__ALLOWED_REGIONS='["US"]',
     )  # fmt: skip
     # Per number: the third code to the same number within the hour is refused, from anywhere.
     assert (await enrol(api, ip="198.51.100.1"))[0] == 202
@@ -160,6 +163,26 @@ async def test_rate_limits_per_client_and_per_number(apps: Apps) -> None:
     status, body = await enrol(api, ip="2001:db8::ffff", sms="+15025550299")
     assert status == 429 and body["error"]["code"] == "too_many_requests"
     assert (await enrol(api, ip="2001:db8:1::1", sms="+15025550299"))[0] == 202  # another /64
+
+
+async def test_codes_sent_by_the_whole_service_are_capped_per_hour(
+    apps: Apps, clock: ManualClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    api = await apps.make(
+        INCIDENT_PUBLIC__TRUSTED_PROXIES='["127.0.0.1", "::1"]', INCIDENT_ENROLMENT__CODES_PER_HOUR="2",
+        INCIDENT_ENROLMENT__ALLOWED_REGIONS='["US"]',
+    )  # fmt: skip
+    # Every sign-up from another client (another /48 even) to another number: only the cap holds.
+    assert (await enrol(api, ip="2001:db8:1::1", sms="+15025550201"))[0] == 202
+    assert (await enrol(api, ip="2001:db8:2::1", sms="+15025550202"))[0] == 202
+    status, body = await enrol(api, ip="2001:db8:3::1", sms="+15025550203")
+    assert status == 429 and body["error"]["message"] == "too many sign-ups: try again later"
+    assert 1 <= int(body["retry_after"]) <= 3601
+    assert messages_to(api, "+15025550203") == []
+    assert "codes_per_hour" in caplog.text and "+1502" not in caplog.text
+    assert api.client.app[METRICS].enrolments_refused.labels("service")._value.get() == 1
+    clock.advance(timedelta(hours=1, seconds=1))
+    assert (await enrol(api, ip="2001:db8:3::1", sms="+15025550203"))[0] == 202
 
 
 async def test_the_answer_is_the_same_for_a_known_and_an_unknown_number(api: Api) -> None:
@@ -180,6 +203,9 @@ async def test_the_answer_is_the_same_for_a_known_and_an_unknown_number(api: Api
         ({"language": "es"}, "not written in 'es'"),
         ({"language": "not a tag!"}, "not a BCP 47"),
         ({"sms": "12345"}, "not E.164"),
+        ({"sms": "+447911123456"}, "not in this service's region (US)"),
+        ({"sms": "+15551234567"}, "not a valid number"),
+        ({"sms": "+18005550199"}, "not a mobile"),
         ({"channels": ["email"]}, "no email address"),
         ({"channels": ["push"]}, "channels"),
         ({"channels": []}, "channels"),
@@ -188,6 +214,10 @@ async def test_the_answer_is_the_same_for_a_known_and_an_unknown_number(api: Api
         ({"voice": "+15025550999", "channels": ["sms", "voice"]}, "one phone number"),
         ({"address": "   "}, "address"),
         ({"address": "x" * 201}, "address"),
+        ({"address": "12 Elm St\u0000"}, "address: control or format characters"),
+        ({"address": "12 Elm \u202eSt"}, "address: control or format characters"),
+        ({"address": "12 Elm \u0007St"}, "address: control or format characters"),
+        ({"email": "a\u0000@b.example", "sms": None, "channels": ["email"]}, "email"),
         ({"needs": ["medical_equipment", "medical_equipment"]}, "twice"),
         ({"extra": 1}, "unknown field"),
         ({"lat": "38"}, "lat"),
@@ -209,6 +239,14 @@ async def test_bodies_that_are_not_sign_ups(api: Api) -> None:
             assert resp.status == status, (raw[:10], await resp.text())
     status, _ = await confirm(api, "enr-x", "1" * 13)
     assert status == 422
+    # A NUL or any odd character in the sign-up's id or code is a clear answer, never a 500.
+    for enrolment_id, code in (
+        ("enr-%00x", "123456"),
+        ("enr-%E2%80%AEx", "123456"),
+        ("enr-x", "12\u00003456"),
+    ):
+        status, body = await confirm(api, enrolment_id, code)
+        assert status in (404, 422), (enrolment_id, status, body)
 
 
 async def test_the_manage_link_reads_changes_and_removes(api: Api) -> None:
@@ -238,6 +276,44 @@ async def test_the_manage_link_reads_changes_and_removes(api: Api) -> None:
     assert status == 410 and body["error"]["code"] == "removed"
 
 
+async def test_a_change_that_changes_nothing_leaves_the_registry_version(api: Api) -> None:
+    done = await sign_up(api, language="zh-CN")
+    path = f"/public/api/households/self/{done['manage_token']}"
+    store: Store = api.client.app[STORE]
+    version = await store.get_meta(VERSION_KEY)
+    for same in ({}, {"language": "zh-CN"}, {"channels": ["sms"], "needs": []}):
+        status, view = await api.call("PATCH", path, None, json=same)
+        assert status == 200 and view["language"] == "zh-CN"
+    assert await store.get_meta(VERSION_KEY) == version  # no instance rebuilds its service area
+    assert (await api.call("PATCH", path, None, json={"language": "en"}))[0] == 200
+    assert await store.get_meta(VERSION_KEY) != version
+
+
+async def test_link_routes_have_a_budget_per_client_and_per_link(apps: Apps) -> None:
+    api = await apps.make(
+        INCIDENT_PUBLIC__TRUSTED_PROXIES='["127.0.0.1", "::1"]', INCIDENT_ENROLMENT__ALLOWED_REGIONS='["US"]',
+        INCIDENT_PUBLIC__REQUESTS_PER_MINUTE="5",
+    )  # fmt: skip
+    done = await sign_up(api)
+    path = f"/public/api/households/self/{done['manage_token']}"
+
+    async def call(method: str, ip: str, body: Any = None) -> tuple[int, str | None]:
+        async with api.client.request(method, path, json=body, headers={"X-Forwarded-For": ip}) as resp:
+            return resp.status, resp.headers.get("Retry-After")
+
+    # One client: its /public budget counts the link routes too.
+    assert [(await call("GET", "198.51.100.9"))[0] for _ in range(6)] == [200] * 5 + [429]
+    # One link: changes from many clients are counted against it.
+    answers = [
+        await call("PATCH", f"198.51.100.{n}", {"language": "en"}) for n in range(20, 20 + LINK_WRITES)
+    ]
+    assert {status for status, _ in answers} == {200}
+    status, retry = await call("PATCH", "198.51.100.99", {"language": "en"})
+    assert status == 429 and retry is not None and 1 <= int(retry) <= 60
+    status, _ = await call("DELETE", "198.51.100.98")
+    assert status == 429 and await api.client.app[STORE].get_household(done["household_id"]) is not None
+
+
 async def test_a_forged_or_altered_link_is_refused(api: Api) -> None:
     done = await sign_up(api)
     token: str = done["manage_token"]
@@ -256,11 +332,21 @@ async def test_the_same_number_signing_up_again_updates_its_household(api: Api) 
     assert second["household_id"] == first["household_id"]
     home = await api.client.app[STORE].get_household(first["household_id"])
     assert home is not None and home.language == "zh-CN"
+    # The first link stops working: a number's new owner signing up must not be reachable
+    # (nor removable) through the old owner's link.
+    for method in ("GET", "PATCH", "DELETE"):
+        status, body = await api.call(
+            method, f"/public/api/households/self/{first['manage_token']}", None, json={}
+        )
+        assert status == 410 and body["error"]["code"] == "link_replaced", (method, body)
+        assert "14 Elm" not in str(body)
+    status, view = await api.call("GET", f"/public/api/households/self/{second['manage_token']}", None)
+    assert status == 200 and view["address"] == "14 Elm St"
 
 
 async def test_a_confirmed_household_is_reached_by_a_notice_and_stop_is_honoured(apps: Apps) -> None:
     api = await apps.make(send=True, system_clock=True, INCIDENT_PUBLIC__TRUSTED_PROXIES='["127.0.0.1", "::1"]',
-                          INCIDENT_AREA__RELOAD_S="0.1")  # fmt: skip
+                          INCIDENT_AREA__RELOAD_S="0.1", INCIDENT_AREA__DEFAULT_REGION="US")  # fmt: skip
     done = await sign_up(api)
     account = done["household_id"]
 

@@ -260,9 +260,24 @@ async def test_each_address_has_a_budget_of_requests(apps: Any) -> None:
         assert status == 200
     status, body, headers = await _get(api, "/public/api/check?lon=-85.5&lat=38")
     assert status == 429 and body["error"]["code"] == "rate_limited", body
-    assert "Content-Security-Policy" in headers
+    assert "Content-Security-Policy" in headers and 1 <= int(headers["Retry-After"]) <= 60
     # The staff API is not counted against it.
     status, _ = await api.call("GET", "/api/incidents")
+    assert status == 200
+
+
+async def test_behind_a_proxy_network_the_client_is_its_address_without_the_port(apps: Any) -> None:
+    api = await apps.make(
+        INCIDENT_PUBLIC__REQUESTS_PER_MINUTE="2",
+        INCIDENT_PUBLIC__TRUSTED_PROXIES='["127.0.0.0/8", "::1/128"]',
+    )
+    for port in (1111, 2222):
+        status, _, _ = await _get(api, "/public/api/incidents", **{"X-Forwarded-For": f"203.0.113.5:{port}"})
+        assert status == 200
+    # Another port is the same client; another client behind the same proxy has its own budget.
+    status, _, _ = await _get(api, "/public/api/incidents", **{"X-Forwarded-For": "203.0.113.5:3333"})
+    assert status == 429
+    status, _, _ = await _get(api, "/public/api/incidents", **{"X-Forwarded-For": "[2001:db8::6]:4444"})
     assert status == 200
 
 

@@ -21,6 +21,7 @@ RULES = e.Rules(
     Extent.around(np.array([-85.6, -85.5]), np.array([38.0, 38.1])),
     PhoneRules("US"),
     lambda tag: tag in {"en", "zh-CN"},
+    frozenset({"US", "CN"}),
 )
 BASE: dict[str, Any] = {
     "address": "  12   Elm St ", "lon": -85.55, "lat": 38.05, "language": "zh-cn", "sms": "(502) 555-0177",
@@ -92,6 +93,29 @@ def test_a_fixed_line_cannot_get_the_code() -> None:
         signed_up(sms="+861012345678")
 
 
+@pytest.mark.parametrize(
+    ("number", "says"),
+    [
+        ("+447911123456", "not in this service's region"),  # a British mobile: US and CN only
+        ("+15551234567", "not a valid number"),  # the right shape, but no such number
+        ("+18005550199", "not a mobile"),  # toll-free: nobody's phone
+        ("+881612345678", "not in this service's region"),  # a satellite network, no region
+    ],
+)
+def test_only_valid_mobiles_of_the_service_regions_get_a_code(number: str, says: str) -> None:
+    with pytest.raises(InvalidInput, match=says) as err:
+        signed_up(sms=number)
+    assert number[3:] not in err.value.message
+    assert signed_up(sms="+8613800138000").phone == "+8613800138000"  # a Chinese mobile: CN is allowed
+
+
+def test_without_a_region_no_number_gets_a_code() -> None:
+    rules = e.Rules(RULES.extent, PhoneRules(), RULES.supports_language)
+    with pytest.raises(InvalidInput, match="default_region"):
+        e.validate(**{**BASE, "sms": "+15025550177"}, rules=rules)
+    assert e.validate(**{**BASE, "sms": None, "email": "a@b.example", "channels": ("email",)}, rules=rules)
+
+
 def test_codes_are_kept_keyed_and_bound_to_their_sign_up() -> None:
     codes = {e.new_code() for _ in range(200)}
     assert all(re.fullmatch(r"\d{6}", c) for c in codes) and len(codes) > 150
@@ -113,19 +137,21 @@ def test_clients_are_counted_by_address_and_ipv6_by_its_64() -> None:
 
 
 def test_signed_links_expire_and_cannot_be_altered() -> None:
-    token = e.sign_link(SECRET, "self-abc", 2_000)
-    assert e.read_link(SECRET, token, 1_999.0) == "self-abc"
+    token = e.sign_link(SECRET, "self-abc", "enr-1", 2_000)
+    assert e.read_link(SECRET, token, 1_999.0) == ("self-abc", "enr-1")
     with pytest.raises(e.BadLink) as expired:
         e.read_link(SECRET, token, 2_001.0)
     assert expired.value.code == "link_expired"
     body, mac = token.split(".")
-    other = e.sign_link(SECRET, "self-xyz", 2_000).split(".")[0]
+    other = e.sign_link(SECRET, "self-xyz", "enr-1", 2_000).split(".")[0]
+    newer = e.sign_link(SECRET, "self-abc", "enr-2", 2_000).split(".")[0]
     for bad in (
         f"{other}.{mac}",
+        f"{newer}.{mac}",
         f"{body}.{'0' * 43}",
         token + "x",
         "",
-        e.sign_link(b"x" * 32, "self-abc", 2_000),
+        e.sign_link(b"x" * 32, "self-abc", "enr-1", 2_000),
     ):
         with pytest.raises(e.BadLink):
             e.read_link(SECRET, bad, 1_000.0)

@@ -12,7 +12,7 @@ from shapely.geometry import Point, shape
 from shapely.geometry.base import BaseGeometry
 
 from incident.api.endpoint import parse_number
-from incident.api.public import ClientLimiter, accepted_languages, client_address, overall
+from incident.api.public import ClientLimiter, accepted_languages, client_address, overall, trusted_networks
 from incident.core.domain import Kind, Status, Utility
 from incident.geo.projection import LocalMetric
 from incident.notices.public import Answer, ProjectedKey, PublicIncident, area_shape, check_point
@@ -109,20 +109,48 @@ def test_a_budget_per_address_per_minute() -> None:
     assert limiter.wait_s("a") == 1.0  # at least a second
     now[0] = 60.0
     assert limiter.wait_s("a") == 0.0  # a new minute
-    # A flood of addresses: the table stays bounded.
-    for n in range(100):
-        limiter.wait_s(f"10.0.0.{n}")
-    assert len(limiter._windows) <= 3
     assert ClientLimiter(0).wait_s("a") == 0.0  # 0: no limit
 
 
+def test_an_ipv6_client_is_counted_by_its_64() -> None:
+    limiter = ClientLimiter(2, now=lambda: 0.0)
+    assert limiter.wait_s("2001:db8:1:2::1") == limiter.wait_s("2001:db8:1:2:ffff::9") == 0.0
+    assert limiter.wait_s("2001:db8:1:2::abcd") == 60.0  # the same /64: one budget
+    assert limiter.wait_s("2001:db8:1:3::1") == 0.0  # the next /64 is another household
+    assert limiter.wait_s("::ffff:198.51.100.7") == limiter.wait_s("198.51.100.7") == 0.0
+    assert limiter.wait_s("198.51.100.7") == 60.0  # IPv4 written as IPv6 is the same address
+
+
+def test_a_flood_of_addresses_neither_grows_the_table_nor_frees_a_blocked_client() -> None:
+    now = [0.0]
+    limiter = ClientLimiter(2, max_clients=3, now=lambda: now[0])
+    assert [limiter.wait_s("198.51.100.1") for _ in range(3)] == [0.0, 0.0, 60.0]
+    for n in range(100):
+        now[0] = n * 0.1
+        limiter.wait_s(f"10.0.{n}.1")
+        assert len(limiter._windows) <= 3
+    assert limiter.wait_s("198.51.100.1") > 0  # still blocked: the flood did not reset it
+    now[0] = 60.0
+    assert limiter.wait_s("198.51.100.1") == 0.0  # its minute is over
+
+
 def test_the_client_behind_our_proxy() -> None:
-    trusted = frozenset({"10.0.0.1"})
+    trusted = trusted_networks(["10.0.0.1"])
     assert client_address("198.51.100.7", ["1.2.3.4"], trusted) == "198.51.100.7"  # not via our proxy
     assert client_address("10.0.0.1", ["6.6.6.6, 203.0.113.9"], trusted) == "203.0.113.9"
     assert client_address("10.0.0.1", ["203.0.113.9, 10.0.0.1"], trusted) == "203.0.113.9"
     assert client_address("10.0.0.1", [], trusted) == "10.0.0.1"
-    assert client_address(None, [], frozenset()) == "unknown"
+    assert client_address(None, [], trusted_networks([])) == "unknown"
+
+
+def test_proxies_by_network_and_hops_with_ports() -> None:
+    trusted = trusted_networks(["10.0.0.0/8", "fd00::/8"])
+    assert client_address("10.9.8.7", ["203.0.113.9, 10.1.1.1"], trusted) == "203.0.113.9"
+    assert client_address("fd00::5", ["203.0.113.9:51234"], trusted) == "203.0.113.9"
+    assert client_address("fd00::5", ["[2001:db8::7]:443, 10.2.2.2:80"], trusted) == "2001:db8::7"
+    assert client_address("::ffff:10.0.0.3", ["2001:db8::8"], trusted) == "2001:db8::8"
+    assert client_address("10.0.0.3", ["not-an-address"], trusted) == "unknown"
+    assert client_address("11.0.0.1", ["203.0.113.9"], trusted) == "11.0.0.1"  # not ours
 
 
 def test_accept_language_order() -> None:

@@ -241,6 +241,18 @@ def test_an_unknown_default_region_stops_start_up() -> None:
         load_settings(None, {"INCIDENT_AREA__DEFAULT_REGION": "ZZ"})
 
 
+def test_a_trusted_proxy_that_is_no_address_stops_start_up() -> None:
+    with pytest.raises(ConfigError, match=r"trusted_proxies: 'proxy.local' is not an address or network"):
+        load_settings(None, {"INCIDENT_PUBLIC__TRUSTED_PROXIES": '["10.0.0.0/8", "proxy.local"]'})
+    settings = load_settings(None, {"INCIDENT_PUBLIC__TRUSTED_PROXIES": '["10.0.0.0/8", "fd00::1"]'})
+    assert settings.public.trusted_proxies == ["10.0.0.0/8", "fd00::1"]
+
+
+def test_an_unknown_enrolment_region_stops_start_up() -> None:
+    with pytest.raises(ConfigError, match=r"allowed_regions: 'XX' is not a region code"):
+        load_settings(None, {"INCIDENT_ENROLMENT__ALLOWED_REGIONS": '["US", "XX"]'})
+
+
 def _write(path: Path, text: str) -> Path:
     path.write_text(text, encoding="utf-8")
     return path

@@ -8,6 +8,7 @@ changes or removes it. Answers are the same whether or not a number is known.
 
 from __future__ import annotations
 
+import math
 from datetime import datetime
 from typing import Annotated, Literal
 
@@ -15,14 +16,16 @@ import msgspec
 from aiohttp import web
 
 from incident.api.endpoint import Endpoint, json_response, read_body
-from incident.api.public import client_address
-from incident.core.errors import NotFound
+from incident.api.public import client_address, spend
+from incident.core.errors import NotFound, RateLimited
 from incident.households.enrolment import Choices, Pending, SentTo, validate
 from incident.households.model import Need
 from incident.keys import ENROLMENTS, PUBLIC_API, SETTINGS
 
 #: A sign-up is a few hundred bytes; nothing bigger is read on a public route.
 BODY_LIMIT = 4096
+#: Changes and removals through one signed link per minute (from any client); more: 429.
+LINK_WRITES = 10
 
 ChannelName = Literal["sms", "voice", "email"]
 Channels = Annotated[list[ChannelName], msgspec.Meta(min_length=1, max_length=3)]
@@ -90,8 +93,21 @@ class ChangeBody(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_field
 
 
 def _enabled(request: web.Request) -> None:
+    """Sign-up is offered here, and the client is within its /public budget."""
     if not request.app[SETTINGS].enrolment.enabled:
         raise NotFound("sign-up is not offered here")
+    spend(request)
+
+
+def _spend_link(request: web.Request) -> None:
+    """A change or removal counts against the link too, whichever client sends it (keyed by
+    the token's signature: a token is the only thing that names its household here)."""
+    wait = request.app[PUBLIC_API].links.wait_s(request.match_info["token"][-43:])
+    if wait:
+        seconds = math.ceil(wait)
+        raise RateLimited(
+            f"too many changes through this link: try again in {seconds} s", retry_after=seconds
+        )
 
 
 def _client(request: web.Request) -> str:
@@ -146,6 +162,7 @@ async def read_self(request: web.Request) -> web.Response:
 
 async def change_self(request: web.Request) -> web.Response:
     _enabled(request)
+    _spend_link(request)
     body = await read_body(request, ChangeBody, limit=BODY_LIMIT)
     choices = Choices(
         language=body.language,
@@ -158,6 +175,7 @@ async def change_self(request: web.Request) -> web.Response:
 
 async def remove_self(request: web.Request) -> web.Response:
     _enabled(request)
+    _spend_link(request)
     await request.app[ENROLMENTS].remove(request.match_info["token"])
     return web.Response(status=204)
 
@@ -171,12 +189,12 @@ ENDPOINTS: tuple[Endpoint, ...] = (
              errors=(404, 429)),
     Endpoint("POST", "/public/api/enrolments/{enrolment_id}/confirm", confirm,
              "Confirm a sign-up with its code (15 minutes, 5 tries): the household is in the registry",
-             None, tag="public", body=ConfirmBody, response=EnrolmentConfirmed, errors=(410,)),
+             None, tag="public", body=ConfirmBody, response=EnrolmentConfirmed, errors=(410, 429)),
     Endpoint("GET", _SELF, read_self, "A self-enrolled household, through its signed link", None,
-             tag="public", response=SelfHousehold, errors=(403, 410)),
+             tag="public", response=SelfHousehold, errors=(403, 410, 429)),
     Endpoint("PATCH", _SELF, change_self,
              "Change a self-enrolled household's language, channels or needs, through its signed link",
-             None, tag="public", body=ChangeBody, response=SelfHousehold, errors=(403, 410)),
+             None, tag="public", body=ChangeBody, response=SelfHousehold, errors=(403, 410, 429)),
     Endpoint("DELETE", _SELF, remove_self, "Remove a self-enrolled household, through its signed link",
-             None, tag="public", status=204, errors=(403, 410)),
+             None, tag="public", status=204, errors=(403, 410, 429)),
 )  # fmt: skip

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import ipaddress
 import math
 import time
 from collections.abc import Callable, Sequence
@@ -56,10 +57,44 @@ async def security_headers(request: web.Request, response: web.StreamResponse) -
 # --- a budget of requests per client address ---------------------------------------------------
 
 
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def _ip(text: str) -> IPAddress | None:
+    """The address in ``text``: bare, ``[v6]``, ``v4:port`` or ``[v6]:port`` (as proxies write
+    X-Forwarded-For hops), with any zone id dropped; IPv4 written as IPv6 is IPv4."""
+    text = text.strip()
+    if text.startswith("["):
+        text = text[1:].partition("]")[0]
+    elif text.count(":") == 1:
+        text = text.partition(":")[0]
+    try:
+        ip = ipaddress.ip_address(text.split("%", 1)[0])
+    except ValueError:
+        return None
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        return ip.ipv4_mapped
+    return ip
+
+
+def client_bucket(client: str) -> str:
+    """What one budget is counted for: an IPv4 address, an IPv6 /64 (one household's
+    network: its addresses are free to choose), else the text as it is."""
+    ip = _ip(client)
+    if ip is None:
+        return client
+    if ip.version == 6:
+        return str(ipaddress.ip_network(f"{ip}/64", strict=False))
+    return str(ip)
+
+
 class ClientLimiter:
-    """Fixed one-minute windows per client address: a dict lookup per request. When it holds
-    ``max_clients`` addresses the windows already over are dropped (and, if every one is
-    current, all of them: a flood of addresses must not grow memory without bound)."""
+    """Fixed one-minute windows per client (IPv6 by its /64): a dict lookup per request. When
+    it holds ``max_clients`` clients, the windows already over are dropped, then those not at
+    their limit; a client at its limit is never dropped (a flood of addresses must neither grow
+    memory without bound nor give a blocked client a new budget). Still full: a new client
+    waits (the table is looked over at most once a second)."""
 
     def __init__(
         self, per_minute: int, *, max_clients: int = 100_000, now: Callable[[], float] = time.monotonic
@@ -68,49 +103,82 @@ class ClientLimiter:
         self._max = max_clients
         self._now = now
         self._windows: dict[str, tuple[float, int]] = {}
+        self._pruned = -math.inf
 
     def wait_s(self, client: str) -> float:
         """0 when ``client`` may go on (the request is counted), else seconds until it may."""
         if self.per_minute <= 0:
             return 0.0
         now = self._now()
+        client = client_bucket(client)
         start, count = self._windows.get(client, (now, 0))
         if now - start >= 60.0:
             start, count = now, 0
         if count >= self.per_minute:
             return max(60.0 - (now - start), 1.0)
-        if client not in self._windows and len(self._windows) >= self._max:
-            self._prune(now)
+        if client not in self._windows and len(self._windows) >= self._max and not self._make_room(now):
+            return 1.0
         self._windows[client] = (start, count + 1)
         return 0.0
 
-    def _prune(self, now: float) -> None:
-        self._windows = {c: w for c, w in self._windows.items() if now - w[0] < 60.0}
-        if len(self._windows) >= self._max:
-            self._windows.clear()
+    def _make_room(self, now: float) -> bool:
+        if now - self._pruned >= 1.0:
+            self._pruned = now
+            current = {c: w for c, w in self._windows.items() if now - w[0] < 60.0}
+            if len(current) >= self._max:
+                current = {c: w for c, w in current.items() if w[1] >= self.per_minute}
+            self._windows = current
+        return len(self._windows) < self._max
 
 
-def client_address(remote: str | None, forwarded_for: Sequence[str], trusted: frozenset[str]) -> str:
-    """Who is asking: the peer, or, when the peer is one of our ``trusted`` proxies, the
-    nearest address in ``X-Forwarded-For`` that is not (a client can prepend anything, so
-    only what our own proxies appended counts)."""
+def trusted_networks(entries: Sequence[str]) -> tuple[IPNetwork, ...]:
+    """``[public] trusted_proxies`` as networks (an address is a network of one); ValueError
+    naming an entry that is neither."""
+    networks: list[IPNetwork] = []
+    for entry in entries:
+        try:
+            network = ipaddress.ip_network(entry.strip(), strict=False)
+        except ValueError:
+            raise ValueError(f"trusted_proxies: {entry!r} is not an address or network") from None
+        if isinstance(network, ipaddress.IPv6Network) and network.prefixlen >= 96:
+            mapped = network.network_address.ipv4_mapped
+            if mapped is not None:  # ::ffff:10.0.0.1 names the IPv4 address
+                network = ipaddress.ip_network(f"{mapped}/{network.prefixlen - 96}")
+        networks.append(network)
+    return tuple(networks)
+
+
+def _trusted(ip: IPAddress | None, trusted: tuple[IPNetwork, ...]) -> bool:
+    return ip is not None and any(ip.version == n.version and ip in n for n in trusted)
+
+
+def client_address(remote: str | None, forwarded_for: Sequence[str], trusted: tuple[IPNetwork, ...]) -> str:
+    """Who is asking: the peer, or, when the peer is in one of our ``trusted`` proxy networks,
+    the nearest address in ``X-Forwarded-For`` that is not (a client can prepend anything, so
+    only what our own proxies appended counts). Ports and brackets are dropped; a hop that is
+    no address is ``unknown``."""
     peer = remote or "unknown"
-    if peer not in trusted:
+    if not _trusted(_ip(peer), trusted):
         return peer
     hops = [hop.strip() for header in forwarded_for for hop in header.split(",") if hop.strip()]
     for hop in reversed(hops[-20:]):
-        if hop not in trusted:
-            return hop[:64]
-    return peer
+        ip = _ip(hop)
+        if not _trusted(ip, trusted):
+            return str(ip) if ip is not None else "unknown"
+    return str(_ip(peer))
 
 
 class PublicApi:
     """What the public views keep: the rate budget, the trusted proxies, and the list answers
     already encoded (one per language, for as long as the public view returns the same list)."""
 
-    def __init__(self, limiter: ClientLimiter, trusted_proxies: Sequence[str] = ()) -> None:
+    def __init__(
+        self, limiter: ClientLimiter, trusted_proxies: Sequence[str] = (), *, link_writes: int = 10
+    ) -> None:
         self.limiter = limiter
-        self.trusted = frozenset(trusted_proxies)
+        self.trusted = trusted_networks(trusted_proxies)
+        #: Changes and removals per signed link (``/public/api/households/self``), any client.
+        self.links = ClientLimiter(link_writes, max_clients=10_000)
         self.encoded: dict[str, tuple[object, bytes, str]] = {}
 
 
@@ -119,10 +187,13 @@ def _client(request: web.Request) -> str:
     return client_address(request.remote, request.headers.getall("X-Forwarded-For", []), trusted)
 
 
-def _spend(request: web.Request) -> None:
+def spend(request: web.Request) -> None:
+    """Count the request against its client's budget; :class:`RateLimited` beyond it."""
     wait = request.app[PUBLIC_API].limiter.wait_s(_client(request))
     if wait:
-        raise RateLimited(f"too many requests from this address: try again in {math.ceil(wait)} s")
+        seconds = math.ceil(wait)
+        message = f"too many requests from this address: try again in {seconds} s"
+        raise RateLimited(message, retry_after=seconds)
 
 
 # --- what residents are shown ------------------------------------------------------------------
@@ -279,7 +350,7 @@ def _json(request: web.Request, body: bytes, cache_control: str, etag: str | Non
 
 
 async def public_incidents(request: web.Request) -> web.Response:
-    _spend(request)
+    spend(request)
     settings = request.app[SETTINGS].public
     language, default, available = language_of(request)
     incidents = await request.app[PUBLIC].incidents()
@@ -300,7 +371,7 @@ async def public_incidents(request: web.Request) -> web.Response:
 
 
 async def public_check(request: web.Request) -> web.Response:
-    _spend(request)
+    spend(request)
     # The middleware checked both against their schemas: present, plain decimals, in range.
     lon = parse_number(request.query["lon"])
     lat = parse_number(request.query["lat"])

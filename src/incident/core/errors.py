@@ -78,13 +78,6 @@ class BadQuery(InvalidInput):
     status = 400
 
 
-class RateLimited(IncidentError):
-    """Too many requests from one client address (public routes)."""
-
-    code = "rate_limited"
-    status = 429
-
-
 class AreaTooComplex(InvalidInput):
     code = "area_too_complex"
 
@@ -126,6 +119,12 @@ class TooManyRequests(IncidentError):
     def __init__(self, message: str, *, retry_after: int, code: str | None = None) -> None:
         super().__init__(message, code=code)
         self.retry_after = max(1, retry_after)
+
+
+class RateLimited(TooManyRequests):
+    """Too many requests from one client address (public routes); ``Retry-After`` says when."""
+
+    code = "rate_limited"
 
 
 class Conflict(IncidentError):

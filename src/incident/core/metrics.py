@@ -89,6 +89,12 @@ class Metrics:
             ["step"],
             registry=r,
         )
+        self.enrolments_refused = Counter(
+            "incident_enrolments_refused",
+            "Sign-ups refused by a rate limit (client, contact, or service: codes per hour)",
+            ["limit"],
+            registry=r,
+        )
         self.kafka_up = Gauge("incident_kafka_up", "1 when the Kafka broker answers", registry=r)
         self.notify_oldest_due = Gauge(
             "incident_notify_oldest_due_seconds",

@@ -18,6 +18,7 @@ import hmac
 import ipaddress
 import re
 import secrets
+import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
@@ -82,11 +83,19 @@ class Choices(msgspec.Struct, frozen=True, kw_only=True):
 @dataclass(frozen=True)
 class Rules:
     """What a sign-up is checked against: the service area's extent (None: not known, every
-    position in range is taken), how phone numbers are read, which languages notices exist in."""
+    position in range is taken), how phone numbers are read, which languages notices exist in,
+    and the regions (ISO 3166) whose mobile numbers may sign up (none: no phone sign-ups)."""
 
     extent: Extent | None
     phones: PhoneRules
     supports_language: Callable[[str], bool]
+    regions: frozenset[str] = frozenset()
+
+
+def _odd(text: str) -> bool:
+    """Whether ``text`` holds a control, format or surrogate character (NUL, bidi overrides,
+    ...): never part of an address, and some (NUL) no database stores."""
+    return any(unicodedata.category(c) in ("Cc", "Cf", "Cs") for c in text)
 
 
 def _bad(message: str) -> InvalidInput:
@@ -105,14 +114,20 @@ def _language(tag: str, rules: Rules) -> str:
 def _mobile(value: str, rules: Rules, what: str) -> str:
     if len(value) > 40:
         raise _bad(f"{what}: not a phone number")
+    if not rules.regions:
+        raise _bad(
+            f"{what}: sign-up by phone is not offered here (no [area] default_region); give an email address"
+        )
     try:
-        return rules.phones.e164(value.strip())
+        return rules.phones.mobile(value.strip(), rules.regions)
     except PhoneError as err:
         raise _bad(f"{what}: the number {err}") from None
 
 
 def normal_email(value: str) -> str:
     """The address in its one spelling (the households file's rule), or :class:`InvalidInput`."""
+    if _odd(value.strip()):
+        raise _bad("email: the address has control or format characters")
     try:
         return normalise_email(value)
     except EmailError as err:
@@ -158,6 +173,8 @@ def validate(
     """The sign-up as a :class:`Pending` household, or :class:`InvalidInput` saying what is
     wrong (never echoing a number or an address)."""
     address = " ".join(address.split())
+    if _odd(address):
+        raise _bad("address: control or format characters are not allowed; write the street address")
     if not address:
         raise _bad("address: give the street address")
     if len(address) > MAX_ADDRESS:
@@ -227,6 +244,14 @@ def new_enrolment_id() -> str:
     return "enr-" + secrets.token_urlsafe(16)
 
 
+_ENROLMENT_ID = re.compile(r"enr-[A-Za-z0-9_-]{1,40}")
+
+
+def is_enrolment_id(text: str) -> bool:
+    """Whether ``text`` could be a sign-up's id (anything else is not looked up)."""
+    return _ENROLMENT_ID.fullmatch(text) is not None
+
+
 # --- codes and keyed hashes ---------------------------------------------------------------
 
 
@@ -284,31 +309,32 @@ def _unb64(text: str) -> bytes:
     return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
 
 
-def sign_link(secret: bytes, account_id: str, expires: int) -> str:
-    """A token naming the household and when it stops working (Unix seconds), signed."""
-    body = _b64(f"{account_id}.{expires}".encode())
+def sign_link(secret: bytes, account_id: str, enrolment_id: str, expires: int) -> str:
+    """A token naming the household, the confirmed sign-up that made it (a newer sign-up of
+    the same contact ends the link) and when it stops working (Unix seconds), signed."""
+    body = _b64(f"{account_id}.{enrolment_id}.{expires}".encode())
     return f"{body}.{_mac(secret, 'manage', body)[:43]}"
 
 
 _TOKEN = re.compile(r"^[A-Za-z0-9_-]{4,200}\.[0-9a-f]{43}$")
 
 
-def read_link(secret: bytes, token: str, now: float) -> str:
-    """The account id of a valid, unexpired token, else :class:`BadLink` (one message for a
-    forged or a broken token: which one it was is not told)."""
+def read_link(secret: bytes, token: str, now: float) -> tuple[str, str]:
+    """The account id and sign-up id of a valid, unexpired token, else :class:`BadLink` (one
+    message for a forged or a broken token: which one it was is not told)."""
     if not _TOKEN.match(token):
         raise BadLink("this link is not valid")
     body, mac = token.split(".")
     if not hmac.compare_digest(_mac(secret, "manage", body)[:43].encode(), mac.encode()):
         raise BadLink("this link is not valid")
     try:
-        account_id, _, expires = _unb64(body).decode().rpartition(".")
+        account_id, enrolment_id, expires = _unb64(body).decode().split(".")
         until = int(expires)
     except (ValueError, UnicodeDecodeError):
         raise BadLink("this link is not valid") from None
     if until < now:
         raise BadLink("this link has expired: sign up again to get a new one", code="link_expired")
-    return account_id
+    return account_id, enrolment_id
 
 
 def pending_of(h: Household) -> Pending:

@@ -27,6 +27,13 @@ from phonenumbers import PhoneMetadata, PhoneNumberType
 E164 = re.compile(r"\+[1-9][0-9]{6,14}")
 
 
+#: Numbers an SMS may reach: mobiles, and those the metadata cannot tell from fixed lines
+#: (all of NANP); a number that is only a fixed line is refused with its own message.
+_MOBILE_TYPES = frozenset(
+    {PhoneNumberType.MOBILE, PhoneNumberType.FIXED_LINE_OR_MOBILE, PhoneNumberType.FIXED_LINE}
+)
+
+
 class PhoneError(ValueError):
     """A value that is not a phone number this service can use (the message names no number)."""
 
@@ -119,6 +126,23 @@ class PhoneRules:
         if not phonenumbers.is_valid_number(number):
             raise PhoneError(f"is not a valid number (read with default region {self.default_region})")
         return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+
+    def mobile(self, value: str, regions: frozenset[str]) -> str:
+        """``value`` in E.164 when it is a valid number of one of ``regions`` (ISO 3166 codes)
+        that may be a mobile, else :class:`PhoneError`: a sign-up code goes only to such a
+        number (an SMS to a premium or foreign number costs the utility money)."""
+        e164 = self.e164(value)
+        try:
+            number = phonenumbers.parse(e164, None)
+        except phonenumbers.NumberParseException:
+            raise PhoneError("is not a phone number") from None
+        if not phonenumbers.is_valid_number(number):
+            raise PhoneError("is not a valid number")
+        if phonenumbers.region_code_for_number(number) not in regions:
+            raise PhoneError(f"is not in this service's region ({', '.join(sorted(regions))})")
+        if phonenumbers.number_type(number) not in _MOBILE_TYPES:
+            raise PhoneError("is not a mobile number")
+        return e164
 
     @staticmethod
     def is_fixed_line(e164: str) -> bool:

@@ -13,6 +13,7 @@ Answers never tell whether a number is already in the registry: ``enrol`` looks 
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import secrets
 import uuid
@@ -22,6 +23,7 @@ from datetime import datetime, timedelta
 
 from incident.core.clock import Clock, isoformat
 from incident.core.errors import CarrierError, Gone, InvalidInput, NotFound, TooManyRequests
+from incident.core.metrics import Metrics
 from incident.households.enrolment import (
     CODE_TTL_S,
     MAX_TRIES,
@@ -36,6 +38,7 @@ from incident.households.enrolment import (
     code_matches,
     contact_key,
     household,
+    is_enrolment_id,
     new_account_id,
     new_code,
     new_enrolment_id,
@@ -54,6 +57,8 @@ log = logging.getLogger(__name__)
 #: Sends ``(number, text)`` by SMS; ``(address, subject, text, language)`` by email.
 SendSms = Callable[[str, str], Awaitable[None]]
 SendEmail = Callable[[str, str, str, str], Awaitable[None]]
+
+_HOUR = timedelta(hours=1)
 
 SECRET_KEY = "enrolment.secret"  # noqa: S105 (the meta key, not a secret)
 
@@ -101,6 +106,7 @@ class EnrolmentService:
         utility: str,
         send_sms: SendSms,
         send_email: SendEmail | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self._store = store
         self._clock = clock
@@ -109,6 +115,7 @@ class EnrolmentService:
         self._utility = utility
         self._send_sms = send_sms
         self._send_email = send_email
+        self._metrics = metrics
         self._secret = settings.secret.encode()
 
     async def start(self) -> None:
@@ -145,15 +152,26 @@ class EnrolmentService:
         window = timedelta(seconds=self._settings.window_s)
         limits = EnrolmentLimits(
             since=isoformat(now - window), per_client=self._settings.per_client,
-            per_contact=self._settings.per_contact,
+            per_contact=self._settings.per_contact, per_hour=self._settings.codes_per_hour,
+            hour_since=isoformat(now - _HOUR),
         )  # fmt: skip
         # Kept a day (and at least a window): long enough to count, short enough to forget.
         purge_before = isoformat(now - max(window, timedelta(days=1)))
         admission = await self._store.admit_enrolment(row, limits, purge_before)
         if not admission.admitted:
             oldest = datetime.fromisoformat(admission.oldest) if admission.oldest else now
+            if admission.limit == "service":
+                window = _HOUR
+                # Many numbers from many clients: most likely someone sending codes at our cost.
+                log.warning(
+                    "sign-ups refused: %d codes sent in the last hour ([enrolment] codes_per_hour)",
+                    self._settings.codes_per_hour,
+                )
+            if self._metrics is not None:
+                self._metrics.enrolments_refused.labels(admission.limit or "client").inc()
             wait = int((oldest + window - now).total_seconds()) + 1
-            raise TooManyRequests("too many sign-ups: try again later", retry_after=wait)
+            # One answer whichever limit it was (it must not tell a known contact from another).
+            raise TooManyRequests("too many sign-ups: try again later", retry_after=max(wait, 1))
         await self._send_code(pending, code)
         return Started(enrolment_id, pending.sent_to, expires_at)
 
@@ -182,6 +200,10 @@ class EnrolmentService:
         raise Gone("the code has expired: start again", code="code_expired")
 
     async def confirm(self, enrolment_id: str, code: str) -> Confirmed:
+        if not is_enrolment_id(enrolment_id):
+            raise NotFound("no such sign-up: start again")
+        if not code.strip().isdecimal() or not code.strip().isascii():
+            raise InvalidInput("the code is the six digits that were sent", code="wrong_code")
         now = self._now()
         tried = await self._store.try_enrolment(enrolment_id, isoformat(now), MAX_TRIES)
         if tried is None:
@@ -200,21 +222,25 @@ class EnrolmentService:
         if not await self._store.finish_enrolment(enrolment_id, household(tried.pending, account_id)):
             await self._explain(enrolment_id)
         await self._registry_changed()
-        return self._link(account_id, now)
+        return self._link(account_id, enrolment_id, now)
 
-    def _link(self, account_id: str, now: datetime) -> Confirmed:
+    def _link(self, account_id: str, enrolment_id: str, now: datetime) -> Confirmed:
         until = now + timedelta(days=self._settings.link_days)
-        token = sign_link(self._secret, account_id, int(until.timestamp()))
+        token = sign_link(self._secret, account_id, enrolment_id, int(until.timestamp()))
         return Confirmed(account_id, token, isoformat(until))
 
     async def _registry_changed(self) -> None:
         await self._store.set_meta(VERSION_KEY, uuid.uuid4().hex)
 
     async def _household(self, token: str) -> Household:
-        account_id = read_link(self._secret, token, self._now().timestamp())
+        account_id, enrolment_id = read_link(self._secret, token, self._now().timestamp())
         found = await self._store.get_household(account_id)
         if found is None or found.source is not HouseholdSource.self_enrolled:
             raise Gone("this sign-up was removed", code="removed")
+        # The contact signed up again (perhaps its number has a new owner now): only the
+        # newest link reads or changes the household.
+        if await self._store.current_enrolment(account_id) != enrolment_id:
+            raise Gone("this link was replaced by a newer sign-up: use the newest link", code="link_replaced")
         return found
 
     async def read(self, token: str) -> tuple[str, Pending]:
@@ -225,7 +251,14 @@ class EnrolmentService:
         found = await self._household(token)
         now = pending_of(found)
         new = changed(now, choices, self.rules)
-        await self._store.upsert_households([household(new, found.account_id)])
+        home = household(new, found.account_id)
+        if home == household(now, found.account_id):
+            return found.account_id, now  # nothing changed: no new registry version to rebuild for
+        if home.priority == found.priority:  # a medical priority the utility confirmed stays so
+            home = dataclasses.replace(home, priority_confirmed=found.priority_confirmed)
+        # An update, never an insert: a removal through the link meanwhile is not undone.
+        if not await self._store.update_self_household(home):
+            raise Gone("this sign-up was removed", code="removed")
         await self._registry_changed()
         return found.account_id, new
 

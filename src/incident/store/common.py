@@ -459,17 +459,51 @@ def enrolment_of(row: Any) -> Enrolment:
 
 
 def admission(
-    by_client: tuple[int, str | None], by_contact: tuple[int, str | None], limits: EnrolmentLimits
+    by_client: tuple[int, str | None],
+    by_contact: tuple[int, str | None],
+    limits: EnrolmentLimits,
+    in_all: tuple[int, str | None] = (0, None),
 ) -> Admission:
-    """Whether a sign-up fits under both limits, from (count, oldest) per client and contact."""
+    """Whether a sign-up fits under every limit, from (count, oldest) per client, per contact
+    and of the whole service in the last hour."""
     if by_client[0] >= limits.per_client:
         return Admission(admitted=False, limit="client", oldest=by_client[1])
     if by_contact[0] >= limits.per_contact:
         return Admission(admitted=False, limit="contact", oldest=by_contact[1])
+    if limits.per_hour and in_all[0] >= limits.per_hour:
+        return Admission(admitted=False, limit="service", oldest=in_all[1])
     return Admission(admitted=True)
+
+
+#: Every sign-up of the last hour, whatever its client and contact: (count, oldest).
+ENROLMENT_COUNT_ALL = "SELECT count(*), min(created_at) FROM enrolments WHERE created_at >= {}"
 
 
 #: Counted per client and per contact: (count, oldest created_at) of the window.
 ENROLMENT_COUNT = "SELECT count(*), min(created_at) FROM enrolments WHERE {} = {} AND created_at >= {}"
+#: The confirmed sign-up of a household whose link works: confirming another one for the
+#: same household marks the older ones replaced (first, in the same transaction), and only
+#: if the new one is still pending.
+CURRENT_ENROLMENT = (
+    "SELECT enrolment_id FROM enrolments WHERE account_id = {} AND status = 'confirmed'"
+    " ORDER BY created_at DESC LIMIT 1"
+)
+REPLACE_ENROLMENTS = (
+    "UPDATE enrolments SET status = 'replaced' WHERE account_id = {0} AND status = 'confirmed'"
+    " AND EXISTS (SELECT 1 FROM enrolments WHERE enrolment_id = {1} AND status = 'pending')"
+)
 #: The households a signed link may remove: self-enrolled ones only.
 SELF_ENROLLED = "source = 'self'"
+
+
+def self_update(marks: Sequence[str]) -> str:
+    """UPDATE of every column of a self-enrolled household (never an insert: a household
+    removed meanwhile stays removed), for values in :func:`self_update_values` order."""
+    columns = [c.strip() for c in HOUSEHOLD_COLUMNS.split(",")][1:]
+    sets = ", ".join(f"{column} = {mark}" for column, mark in zip(columns, marks, strict=False))
+    return f"UPDATE households SET {sets} WHERE account_id = {marks[len(columns)]} AND {SELF_ENROLLED}"  # noqa: S608
+
+
+def self_update_values(household: Household, now: str) -> tuple[Any, ...]:
+    row = upsert_rows([household], {}, now)[0][0]
+    return (*row[1:], row[0])

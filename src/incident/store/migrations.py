@@ -326,4 +326,16 @@ MIGRATIONS += (
     Migration(version=15, name="self-enrolments", sqlite=_V15_ENROLMENTS, postgres=_V15_ENROLMENTS),
 )
 
+# Version 20: a signed link names the confirmed sign-up it came from, and works only while
+# that is its household's newest (incident.intake.enrolment): found by account.
+_V20_ENROLMENT_LINKS = """
+CREATE INDEX enrolments_by_account ON enrolments (account_id, created_at);
+"""
+
+MIGRATIONS += (
+    Migration(
+        version=20, name="enrolments by household", sqlite=_V20_ENROLMENT_LINKS, postgres=_V20_ENROLMENT_LINKS
+    ),
+)
+
 LATEST = max(m.version for m in MIGRATIONS)

@@ -50,10 +50,12 @@ from incident.store.common import (
     AWAITING_FINAL_WHERE,
     CLAIMED,
     COUNTS_SQL,
+    CURRENT_ENROLMENT,
     DELIVERY_COLUMNS,
     DUE_SQL,
     ENROLMENT_COLUMNS,
     ENROLMENT_COUNT,
+    ENROLMENT_COUNT_ALL,
     HOUSEHOLD_COLUMNS,
     HOUSEHOLD_UPSERT,
     HOUSEHOLD_WIDTH,
@@ -69,6 +71,7 @@ from incident.store.common import (
     PENDING_BY_NOTICE,
     RELEASABLE_WHERE,
     RELEASED,
+    REPLACE_ENROLMENTS,
     REPORT_COLUMNS,
     SELF_ENROLLED,
     SENDER_RENEW,
@@ -95,6 +98,8 @@ from incident.store.common import (
     notice_of,
     notice_row,
     report_row,
+    self_update,
+    self_update_values,
     stored_report,
     timer_of,
     timer_values,
@@ -1221,16 +1226,23 @@ class PostgresStore:
 
         async def run(conn: Any) -> Admission:
             # Instances serialise on the client and the contact (transaction-scoped advisory
-            # locks, taken in a fixed order): two cannot both take the last place.
-            for key in sorted((enrolment.client_key, enrolment.contact_key)):
+            # locks, taken in a fixed order), and on the whole service when it has a cap per
+            # hour (taken first): two cannot both take the last place.
+            keys = sorted((enrolment.client_key, enrolment.contact_key))
+            for key in (["enrolment.service"] if limits.per_hour else []) + keys:
                 await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 15))", key)
             await conn.execute(
                 "DELETE FROM enrolments WHERE created_at < $1 AND status <> 'confirmed'", purge_before
             )
+            in_all: tuple[int, str | None] = (0, None)
+            if limits.per_hour:
+                row = await conn.fetchrow(ENROLMENT_COUNT_ALL.format("$1"), limits.hour_since)
+                in_all = (int(row[0]), row[1])
             answer = admission(
                 await count(conn, "client_key", enrolment.client_key),
                 await count(conn, "contact_key", enrolment.contact_key),
                 limits,
+                in_all,
             )
             if answer.admitted:
                 marks = ", ".join(f"${n}" for n in range(1, 11))
@@ -1266,6 +1278,8 @@ class PostgresStore:
         async def run(conn: Any) -> bool:
             status = "dead" if household is None else "confirmed"
             account = None if household is None else household.account_id
+            if account is not None:  # this sign-up's link replaces the household's older ones
+                await conn.execute(REPLACE_ENROLMENTS.format("$1", "$2"), account, enrolment_id)
             done = await conn.execute(
                 "UPDATE enrolments SET status = $1, account_id = $2, pending = '{}'"
                 " WHERE enrolment_id = $3 AND status = 'pending'",
@@ -1292,6 +1306,12 @@ class PostgresStore:
         )
         return None if value is None else str(value)
 
+    async def current_enrolment(self, account_id: str) -> str | None:
+        value = await self._run(
+            lambda c: c.fetchval(CURRENT_ENROLMENT.format("$1"), account_id), transaction=False
+        )
+        return None if value is None else str(value)
+
     async def get_household(self, account_id: str) -> Household | None:
         row = await self._run(
             lambda c: c.fetchrow(
@@ -1301,6 +1321,12 @@ class PostgresStore:
             transaction=False,
         )
         return None if row is None else household_of(row)
+
+    async def update_self_household(self, household: Household) -> bool:
+        values = self_update_values(household, isoformat(self._clock.now()))
+        sql = self_update([f"${n}" for n in range(1, HOUSEHOLD_WIDTH + 1)])
+        status = await self._run(lambda c: c.execute(sql, *values))
+        return str(status).endswith(" 1")
 
     async def remove_household(self, account_id: str) -> bool:
         status = await self._run(

@@ -41,10 +41,12 @@ from incident.store.common import (
     AWAITING_FINAL_WHERE,
     CLAIMED,
     COUNTS_SQL,
+    CURRENT_ENROLMENT,
     DELIVERY_COLUMNS,
     DUE_SQL,
     ENROLMENT_COLUMNS,
     ENROLMENT_COUNT,
+    ENROLMENT_COUNT_ALL,
     HOUSEHOLD_COLUMNS,
     HOUSEHOLD_UPSERT,
     HOUSEHOLD_WIDTH,
@@ -60,6 +62,7 @@ from incident.store.common import (
     PENDING_BY_NOTICE,
     RELEASABLE_WHERE,
     RELEASED,
+    REPLACE_ENROLMENTS,
     REPORT_COLUMNS,
     SELF_ENROLLED,
     SENDER_RENEW,
@@ -86,6 +89,8 @@ from incident.store.common import (
     notice_of,
     notice_row,
     report_row,
+    self_update,
+    self_update_values,
     stored_report,
     timer_of,
     timer_values,
@@ -1125,10 +1130,15 @@ class SqliteStore:
             conn.execute(
                 "DELETE FROM enrolments WHERE created_at < ? AND status <> 'confirmed'", (purge_before,)
             )
+            in_all = (0, None)
+            if limits.per_hour:
+                row = conn.execute(ENROLMENT_COUNT_ALL.format("?"), (limits.hour_since,)).fetchone()
+                in_all = (int(row[0]), row[1])
             answer = admission(
                 count(conn, "client_key", enrolment.client_key),
                 count(conn, "contact_key", enrolment.contact_key),
                 limits,
+                in_all,
             )
             if answer.admitted:
                 conn.execute(
@@ -1162,6 +1172,8 @@ class SqliteStore:
         def run(conn: sqlite3.Connection) -> bool:
             status = "dead" if household is None else "confirmed"
             account = None if household is None else household.account_id
+            if account is not None:  # this sign-up's link replaces the household's older ones
+                conn.execute(REPLACE_ENROLMENTS.format("?", "?"), (account, enrolment_id))
             cur = conn.execute(
                 "UPDATE enrolments SET status = ?, account_id = ?, pending = '{}'"
                 " WHERE enrolment_id = ? AND status = 'pending'",
@@ -1186,6 +1198,10 @@ class SqliteStore:
         )
         return None if row is None else str(row[0])
 
+    async def current_enrolment(self, account_id: str) -> str | None:
+        row = await self._read(lambda c: c.execute(CURRENT_ENROLMENT.format("?"), (account_id,)).fetchone())
+        return None if row is None else str(row[0])
+
     async def get_household(self, account_id: str) -> Household | None:
         row = await self._read(
             lambda c: c.execute(
@@ -1194,6 +1210,11 @@ class SqliteStore:
             ).fetchone()
         )
         return None if row is None else household_of(row)
+
+    async def update_self_household(self, household: Household) -> bool:
+        values = self_update_values(household, isoformat(self._clock.now()))
+        sql = self_update(["?"] * HOUSEHOLD_WIDTH)
+        return bool(await self._write(lambda c: c.execute(sql, values).rowcount == 1))
 
     async def remove_household(self, account_id: str) -> bool:
         def run(conn: sqlite3.Connection) -> bool:

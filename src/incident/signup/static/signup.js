@@ -29,6 +29,7 @@ const TEXT = {
     too_many_tries: "Too many wrong codes: start again.",
     too_many_requests: "Too many sign-ups. Try again in {n} minutes.",
     invalid_link: "This link is not valid.", link_expired: "This link has expired: sign up again.",
+    link_replaced: "A newer sign-up replaced this link: use the link it gave.",
     gone: "This sign-up was cancelled.", no_point: "Mark your home on the map or type its coordinates.",
     no_location: "Your location is not available: tap the map or type the coordinates.",
     failed: "Something went wrong. Try again.",
@@ -56,6 +57,7 @@ const TEXT = {
     wrong_code: "验证码错误：还可以尝试{n}次。", code_expired: "验证码已过期，请重新开始。",
     too_many_tries: "错误次数过多，请重新开始。", too_many_requests: "订阅次数过多，请{n}分钟后再试。",
     invalid_link: "此链接无效。", link_expired: "此链接已过期，请重新订阅。", gone: "此订阅已取消。",
+    link_replaced: "此链接已被更新的订阅取代，请使用新订阅给出的链接。",
     no_point: "请在地图上标出您的住处或输入坐标。", no_location: "无法获取您的位置：请点击地图或输入坐标。",
     failed: "出错了，请重试。",
   },
@@ -113,10 +115,12 @@ function explain(answer) {
     const left = /(\d+)/.exec(error.message || "");
     return t("wrong_code", left ? left[1] : "?");
   }
-  if (code === "too_many_requests") {
+  if (code === "too_many_requests" || code === "rate_limited") {
     return t("too_many_requests", Math.max(1, Math.ceil(Number(answer.retryAfter || 60) / 60)));
   }
-  if (["code_expired", "too_many_tries", "invalid_link", "link_expired"].includes(code)) return t(code);
+  if (["code_expired", "too_many_tries", "invalid_link", "link_expired", "link_replaced"].includes(code)) {
+    return t(code);
+  }
   if (code === "removed") return t("gone");
   // A rule of the sign-up (the server says which field, in English).
   return error.message ? `${t("failed")} (${error.message})` : t("failed");
